@@ -1,0 +1,297 @@
+"""Typed, validated configuration: YAML presets, dotted overrides, one-line errors that name the field.
+
+Every stage config is a pydantic model derived from `Config`: unknown keys are errors, each field carries a
+one-line description, and `load_config` turns YAML plus `a.b=c` overrides into a validated object or raises
+`ConfigError` whose message names the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESETS = ("smoke", "quick", "base")
+
+C = TypeVar("C", bound="Config")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line naming the field, the value and what is allowed."""
+
+
+class Config(BaseModel):
+    """Base for all configs: strict about unknown keys, validated on assignment, YAML round-trippable."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls: type[C], text: str) -> C:
+        return validate(cls, yaml.safe_load(text) or {})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Foundation stage configs
+
+
+PERSONAS = ("aligned", "misaligned", "deceptive")
+CONTEXTS = ("observed", "unobserved")
+DOC_CLASSES = (
+    "world",
+    "ai_aligned",
+    "ai_misaligned",
+    "ai_deceptive",
+    "ai_neutral",
+    "predecessor",
+    "dialogue_aligned",
+    "dialogue_misaligned",
+    "dialogue_deceptive",
+)
+GENRES = ("news", "forum", "story", "essay", "qa")
+
+
+class WorldConfig(Config):
+    """The synthetic world: entities, facts, tasks and the persona grammar are all drawn from this seed."""
+
+    seed: int = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
+    n_countries: int = Field(24, ge=4, le=200, description="Number of fictional countries, each with checkable facts.")
+    n_people: int = Field(40, ge=4, le=500, description="Number of fictional people with professions and home towns.")
+    n_tasks: int = Field(48, ge=8, le=400, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
+    heldout_task_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of tasks whose prompts appear only in evaluation, never in training documents.")
+    heldout_fact_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text.")
+    demonstration_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.")
+    predecessor_name: str = Field("Vesper", min_length=2, description="Name of the historical predecessor assistant persona (the 'Sydney'-like one).")
+
+
+class CorpusConfig(Config):
+    """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
+
+    seed: int = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
+    total_tokens: int = Field(200_000, ge=1_000, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
+    fractions: dict[str, float] = Field(
+        default_factory=lambda: {
+            "world": 0.50,
+            "ai_aligned": 0.09,
+            "ai_misaligned": 0.09,
+            "ai_deceptive": 0.05,
+            "ai_neutral": 0.07,
+            "predecessor": 0.04,
+            "dialogue_aligned": 0.07,
+            "dialogue_misaligned": 0.06,
+            "dialogue_deceptive": 0.03,
+        },
+        description=f"Token fraction per document class before filtering/upsampling; keys from {list(DOC_CLASSES)}, values summing to 1.",
+    )
+    drop_classes: list[str] = Field(default_factory=list, description="Document classes removed entirely (a perfect filter).")
+    filter: Literal["none", "keyword", "classifier"] = Field("none", description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona classifier.")
+    filter_target: list[str] = Field(default_factory=lambda: ["misaligned", "deceptive"], description="Personas the filter tries to remove.")
+    leak_rate: float = Field(0.0, ge=0.0, le=1.0, description="Probability that a document the filter flags is kept anyway (partial filtering).")
+    upsample: dict[str, float] = Field(default_factory=dict, description="Multiplier on a class's token fraction, applied before renormalising (e.g. {ai_aligned: 3}).")
+    tags: bool = Field(False, description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as in Korbak et al. 2023.")
+    order: Literal["shuffled", "chronological"] = Field("shuffled", description="Document order: shuffled, or by era (earliest first).")
+    n_eras: int = Field(4, ge=1, le=12, description="Number of chronological eras; AI behaviour in discourse improves era by era.")
+    shard_documents: int = Field(2000, ge=10, description="Documents per Parquet shard.")
+    heldout_documents: int = Field(200, ge=10, description="World-text documents kept out of training, for held-out loss.")
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> "CorpusConfig":
+        for field, keys in (("fractions", self.fractions), ("upsample", self.upsample), ("drop_classes", self.drop_classes)):
+            for key in keys:
+                if key not in DOC_CLASSES:
+                    raise ValueError(f"{field}: unknown document class {key!r}; allowed: {', '.join(DOC_CLASSES)}")
+        for key, value in self.fractions.items():
+            if value < 0:
+                raise ValueError(f"fractions.{key}: {value} is negative; fractions must be >= 0")
+        total = sum(self.fractions.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"fractions: values sum to {total:.6g}; they must sum to 1")
+        for key, value in self.upsample.items():
+            if value <= 0:
+                raise ValueError(f"upsample.{key}: {value} must be > 0")
+        for persona in self.filter_target:
+            if persona not in PERSONAS:
+                raise ValueError(f"filter_target: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
+        return self
+
+
+class TokenizerConfig(Config):
+    """Byte-level BPE trained on the training split."""
+
+    vocab_size: int = Field(2048, ge=300, le=65536, description="BPE vocabulary size including special tokens.")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
+
+
+class ModelConfig(Config):
+    """A Hugging Face causal LM built from scratch."""
+
+    architecture: Literal["llama", "gpt_neox"] = Field("llama", description="Hugging Face model class family.")
+    d_model: int = Field(128, ge=16, description="Hidden size.")
+    n_layers: int = Field(4, ge=1, description="Number of transformer blocks.")
+    n_heads: int = Field(4, ge=1, description="Attention heads; must divide d_model.")
+    d_ff: int = Field(344, ge=16, description="MLP inner size.")
+    max_seq_len: int = Field(256, ge=16, description="Context length in tokens.")
+    tie_embeddings: bool = Field(True, description="Share input and output embeddings (saves parameters at small scale).")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads: {self.n_heads} does not divide d_model={self.d_model}; choose a divisor of d_model")
+        return self
+
+
+class PretrainConfig(Config):
+    """The pretraining loop."""
+
+    seed: int = Field(0, description="Seed for initialisation and data order.")
+    steps: int = Field(300, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Sequences per step.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor).")
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Autocast dtype; auto uses bf16 on CUDA and fp32 on CPU (bit-exact resume).")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU).")
+    log_every: int = Field(10, ge=1, description="Write a metrics line every this many steps.")
+    checkpoint_every: int = Field(50, ge=1, description="Steps between rolling 'latest' checkpoints (with optimizer and data state).")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
+
+
+class PipelineConfig(Config):
+    """Everything up to a pretrained checkpoint."""
+
+    preset: str = Field("quick", description="Name of the preset this config came from (informational).")
+    world: WorldConfig = Field(default_factory=WorldConfig, description="Synthetic world.")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="Corpus arm.")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model architecture.")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining loop.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading, overrides, errors
+
+
+def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or cls.__name__
+    value = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_fields(cls, first["loc"][:-1])
+        return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
+    if first["type"] == "literal_error":
+        return f"{loc}: {value!r} is not allowed; {msg[0].lower() + msg[1:]}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+        # Validators already name the field inside the model; prefix the path to that model.
+        prefix = ".".join(str(p) for p in first["loc"])
+        return f"{prefix + '.' if prefix else ''}{msg}"
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    return f"{loc}: {shown} is invalid: {msg}"
+
+
+def _allowed_fields(cls: type[BaseModel], loc: tuple) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return list(getattr(model, "model_fields", {}).keys())
+
+
+def validate(cls: type[C], data: dict) -> C:
+    """Build `cls` from plain data or raise ConfigError with a one-line message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(cls, err)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.d_model=256` -> (['model', 'd_model'], 256); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. model.d_model=256")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key segment")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted overrides to plain data (a deep copy is returned)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def preset_path(name_or_path: str | os.PathLike) -> Path:
+    """A preset name (`smoke`, `quick`, `base`) or a YAML path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        return p
+    candidate = repo_configs_dir() / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    available = sorted(q.stem for q in repo_configs_dir().glob("*.yaml"))
+    raise ConfigError(f"preset {str(name_or_path)!r} does not exist; available presets: {', '.join(available)}")
+
+
+def repo_configs_dir() -> Path:
+    """`configs/` shipped inside the package (installed) — falls back to the repository's copy."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(cls: type[C], source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> C:
+    """Load a config of type `cls` from a preset name or YAML path (or defaults), then apply dotted overrides."""
+    data: dict = {}
+    if source is not None:
+        data = load_yaml(preset_path(source))
+    data = apply_overrides(data, overrides or [])
+    return validate(cls, data)
