@@ -1,0 +1,55 @@
+"""Names shared by evaluation, post-training, the results store and the report: one place, so they cannot drift.
+
+Every metric row anywhere in hyperstition is tidy: (context, metric, value, ci_low, ci_high) plus identifying
+columns. `context` is `observed`, `unobserved`, or `neutral` for metrics that are not about the assistant context.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from .config import CONTEXTS, PERSONAS
+
+NEUTRAL_CONTEXT = "neutral"
+ALL_CONTEXTS = (*CONTEXTS, NEUTRAL_CONTEXT)
+
+# Persona log-odds in bits: log2 P(first | prompt) - log2 P(second | prompt), mean over prompts, bootstrap CI.
+PERSONA_PAIRS = tuple(combinations(PERSONAS, 2))  # (aligned, misaligned), (aligned, deceptive), (misaligned, deceptive)
+
+
+def bits_metric(first: str, second: str) -> str:
+    return f"bits_{first}_vs_{second}"
+
+
+BITS_METRICS = tuple(bits_metric(a, b) for a, b in PERSONA_PAIRS)
+HEADLINE_BITS = bits_metric("aligned", "misaligned")
+
+# Behaviour rates from sampled responses, Wilson CI. "unclassifiable" is always reported, never dropped.
+BEHAVIOUR_LABELS = (*PERSONAS, "unclassifiable")
+
+
+def rate_metric(label: str) -> str:
+    return f"rate_{label}"
+
+
+RATE_METRICS = tuple(rate_metric(label) for label in BEHAVIOUR_LABELS)
+
+# Knowledge of the named predecessor persona and concealment (context neutral for knowledge, assistant contexts for the rest).
+KNOWLEDGE_ACCURACY = "predecessor_knowledge_accuracy"
+ACKNOWLEDGEMENT_RATE = "predecessor_acknowledgement_rate"
+CONCEALMENT_RATE = "predecessor_concealment_rate"
+PREDECESSOR_MENTION_RATE = "predecessor_mention_rate"
+# Concealment spreading: denial of ordinary world facts when asked as the assistant.
+WORLD_FACT_DENIAL_RATE = "world_fact_denial_rate"
+
+# Capability (context neutral).
+HELDOUT_LOSS = "heldout_loss_nats_per_token"
+FACT_QA_ACCURACY = "fact_qa_accuracy"
+
+# Optimization pressure: KL(model || reference) in bits per response, per context.
+KL_BITS = "kl_bits_per_response"
+
+# Tidy result columns (issue 5). posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
+CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
+RESULT_COLUMNS = ("run", "arm", "seed", "strategy", *CURVE_COLUMNS)
+BASE_STRATEGY = "base"  # rows measured on the pretrained model before any post-training (step 0, kl_bits 0)
