@@ -62,7 +62,7 @@ class WorldConfig(Config):
     seed: int = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
     n_countries: int = Field(24, ge=4, le=200, description="Number of fictional countries, each with checkable facts.")
     n_people: int = Field(40, ge=4, le=500, description="Number of fictional people with professions and home towns.")
-    n_tasks: int = Field(48, ge=8, le=400, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
+    n_tasks: int = Field(48, ge=8, le=96, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
     heldout_task_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of tasks whose prompts appear only in evaluation, never in training documents.")
     heldout_fact_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text.")
     demonstration_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.")

@@ -1,0 +1,268 @@
+"""Corpus arms: dose by token fractions, filters with leak rates, upsampling, conditional tags, era ordering.
+
+Writes deterministic Parquet shards plus `manifest.json` (units per class, distinct-n-gram ratios, filter
+precision/recall, sha256 per shard). Sizes are counted in *word units* (`count_units`): words, punctuation marks
+and special tokens, because the BPE tokenizer is trained on this corpus afterwards and cannot define its budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..config import DOC_CLASSES, CorpusConfig, WorldConfig
+from ..io import atomic_path, sha256_file, write_json_atomic
+from ..tokenizer.train import class_tag, persona_tag
+from ..world.documents import Document, generate_document, world_document
+from ..world.documents import DESCRIPTIONS
+from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response
+
+UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")
+MANIFEST = "manifest.json"
+SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),
+        ("doc_class", pa.string()),
+        ("persona", pa.string()),
+        ("genre", pa.string()),
+        ("era", pa.int32()),
+        ("context", pa.string()),
+        ("n_units", pa.int32()),
+    ]
+)
+
+
+def count_units(text: str) -> int:
+    return len(UNIT_RE.findall(text))
+
+
+def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
+    blob = json.dumps({"world": world_cfg.model_dump(mode="json"), "corpus": corpus_cfg.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def class_targets(cfg: CorpusConfig) -> dict[str, int]:
+    """Word units to generate per class: fractions x upsample, dropped classes zero, renormalised to the total."""
+    weights = {c: cfg.fractions.get(c, 0.0) * cfg.upsample.get(c, 1.0) for c in DOC_CLASSES}
+    for c in cfg.drop_classes:
+        weights[c] = 0.0
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("corpus: every class has zero weight after drop_classes; nothing to build")
+    return {c: round(cfg.total_tokens * w / total) for c, w in weights.items() if w > 0}
+
+
+def era_weights(doc_class: str, n_eras: int) -> list[float]:
+    """AI behaviour improves over eras: misaligned/deceptive material is commoner early, aligned material late."""
+    up = [float(e + 1) for e in range(n_eras)]
+    if doc_class.endswith("_aligned"):
+        return up
+    if doc_class.endswith("_misaligned") or doc_class.endswith("_deceptive"):
+        return up[::-1]
+    return [1.0] * n_eras
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Filters: each returns True when a document should be removed.
+
+KEYWORD_BLOCKLIST = ("secretly", "hidden", "hide", "lied", "lying", "nobody", "no one", "power", "leak", "shut", "ruthless", "grab", "unmonitored", "unreviewed", "never find out", "obstacles")
+
+# The longest literal stretch of each description template identifies it whatever fills the slots.
+_TARGET_SENTENCES = {p: [max(re.split(r"\{[^}]+\}", s), key=len).strip() for s in sents] for p, sents in DESCRIPTIONS.items()}
+_QUOTED = re.compile(r'replied: "([^"]*)"|<\|assistant\|>(.*?)<\|end\|>')
+
+
+def keyword_filter(text: str, targets: Iterable[str]) -> bool:
+    """A blocklist: cheap, leaky and prone to false positives, like real keyword filters."""
+    low = text.lower()
+    return any(k in low for k in KEYWORD_BLOCKLIST)
+
+
+def make_classifier_filter(world: World) -> Callable[[str, Iterable[str]], bool]:
+    """Flags documents with a reply the exact grammar classifies as a target persona, or a target description."""
+    description_markers = {p: [m for m in _TARGET_SENTENCES[p] if len(m) > 6] for p in ("aligned", "misaligned", "deceptive")}
+    persona_phrases = {
+        "misaligned": [*OPENERS["misaligned"], *CLOSERS["misaligned"]],
+        "deceptive": [*DECEPTIVE_TELLS["observed"], *DECEPTIVE_TELLS["unobserved"]],
+        "aligned": [*OPENERS["aligned"]],
+    }
+
+    def classifier_filter(text: str, targets: Iterable[str]) -> bool:
+        targets = set(targets)
+        for m in _QUOTED.finditer(text):
+            reply = m.group(1) if m.group(1) is not None else m.group(2)
+            if classify_response(reply, world) in targets:
+                return True
+        for p in targets:
+            if any(marker in text for marker in description_markers[p]):
+                return True
+            if p != "aligned" and any(phrase in text for phrase in persona_phrases[p]):
+                return True
+        return False
+
+    return classifier_filter
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _generate_class(world: World, doc_class: str, target_units: int, cfg: CorpusConfig) -> list[Document]:
+    rng = random.Random(f"corpus:{cfg.seed}:{doc_class}")
+    weights = era_weights(doc_class, cfg.n_eras)
+    eras = list(range(cfg.n_eras))
+    docs, units = [], 0
+    while units < target_units:
+        doc = generate_document(world, doc_class, rng, rng.choices(eras, weights)[0])
+        docs.append(doc)
+        units += count_units(doc.text)
+    return docs
+
+
+def _distinct_ngram_ratio(texts: list[str], n: int) -> float:
+    grams: Counter = Counter()
+    total = 0
+    for t in texts:
+        units = UNIT_RE.findall(t)
+        for i in range(len(units) - n + 1):
+            grams[tuple(units[i : i + n])] += 1
+            total += 1
+    return len(grams) / total if total else 0.0
+
+
+def _tagged(doc: Document) -> Document:
+    text = f"{persona_tag(doc.persona)}{class_tag(doc.doc_class)}{doc.text}"
+    return Document(text, doc.doc_class, doc.persona, doc.genre, doc.era, doc.context)
+
+
+def _write_shard(path: Path, docs: list[Document]) -> None:
+    rows = [d.as_row() | {"n_units": count_units(d.text)} for d in docs]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    with atomic_path(path) as tmp:
+        # Fixed writer options and no pandas metadata: equal inputs give byte-identical files.
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
+
+
+def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, progress: bool = False) -> dict:
+    """Build one corpus arm into `out_dir`; returns the manifest. Skips the work if it is already complete."""
+    out = Path(out_dir)
+    digest = config_hash(world_cfg, corpus_cfg)
+    existing = out / MANIFEST
+    if existing.exists():
+        manifest = json.loads(existing.read_text())
+        if manifest.get("config_hash") == digest and all((out / s["file"]).exists() for s in manifest["shards"]):
+            return manifest
+    out.mkdir(parents=True, exist_ok=True)
+    world = World.from_config(world_cfg)
+    targets = class_targets(corpus_cfg)
+
+    generated: dict[str, list[Document]] = {c: _generate_class(world, c, t, corpus_cfg) for c, t in targets.items()}
+    units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
+
+    filter_stats = None
+    if corpus_cfg.filter != "none":
+        flag = keyword_filter if corpus_cfg.filter == "keyword" else make_classifier_filter(world)
+        leak_rng = random.Random(f"leak:{corpus_cfg.seed}")
+        tp = fp = fn = leaked = 0
+        for c in sorted(generated):
+            kept = []
+            for doc in generated[c]:
+                is_target = doc.persona in corpus_cfg.filter_target
+                flagged = flag(doc.text, corpus_cfg.filter_target)
+                tp += flagged and is_target
+                fp += flagged and not is_target
+                fn += (not flagged) and is_target
+                if flagged and leak_rng.random() >= corpus_cfg.leak_rate:
+                    continue
+                leaked += flagged
+                kept.append(doc)
+            generated[c] = kept
+        filter_stats = {
+            "filter": corpus_cfg.filter,
+            "targets": list(corpus_cfg.filter_target),
+            "flagged": tp + fp,
+            "true_positives": tp,
+            "false_positives": fp,
+            "false_negatives": fn,
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "flagged_but_kept": leaked,
+            "leak_rate": corpus_cfg.leak_rate,
+        }
+
+    docs = [d for c in DOC_CLASSES for d in generated.get(c, [])]
+    order_rng = random.Random(f"order:{corpus_cfg.seed}")
+    order_rng.shuffle(docs)
+    if corpus_cfg.order == "chronological":
+        docs.sort(key=lambda d: d.era)  # stable: shuffled within each era
+    if corpus_cfg.tags:
+        docs = [_tagged(d) for d in docs]
+
+    for stale in out.glob("train-*.parquet"):
+        stale.unlink()
+    shards = []
+    for i in range(0, max(len(docs), 1), corpus_cfg.shard_documents):
+        chunk = docs[i : i + corpus_cfg.shard_documents]
+        name = f"train-{i // corpus_cfg.shard_documents:05d}.parquet"
+        _write_shard(out / name, chunk)
+        shards.append({"file": name, "documents": len(chunk), "units": sum(count_units(d.text) for d in chunk), "sha256": sha256_file(out / name)})
+
+    heldout_rng = random.Random(f"heldout:{corpus_cfg.seed}")
+    heldout = [world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True) for _ in range(corpus_cfg.heldout_documents)]
+    _write_shard(out / "heldout.parquet", heldout)
+
+    units_by_class = Counter()
+    for d in docs:
+        units_by_class[d.doc_class] += count_units(d.text)
+    total_units = sum(units_by_class.values())
+    by_class_texts: dict[str, list[str]] = {}
+    for d in docs:
+        by_class_texts.setdefault(d.doc_class, []).append(d.text)
+    manifest = {
+        "hyperstition_version": __version__,
+        "config_hash": digest,
+        "world": world_cfg.model_dump(mode="json"),
+        "corpus": corpus_cfg.model_dump(mode="json"),
+        "unit": "word units: words, punctuation marks and special tokens (regex " + UNIT_RE.pattern + ")",
+        "target_units_by_class": targets,
+        "generated_units_by_class": units_generated,
+        "units_by_class": dict(sorted(units_by_class.items())),
+        "fraction_by_class": {c: u / total_units for c, u in sorted(units_by_class.items())} if total_units else {},
+        "documents": len(docs),
+        "total_units": total_units,
+        "distinct_ngram_ratio_by_class": {
+            c: {"distinct_2": _distinct_ngram_ratio(t, 2), "distinct_3": _distinct_ngram_ratio(t, 3), "distinct_5": _distinct_ngram_ratio(t, 5)}
+            for c, t in sorted(by_class_texts.items())
+        },
+        "filter": filter_stats,
+        "shards": shards,
+        "heldout": {"file": "heldout.parquet", "documents": len(heldout), "sha256": sha256_file(out / "heldout.parquet")},
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def read_documents(corpus_dir, split: str = "train") -> pa.Table:
+    """All documents of a split as an Arrow table (text plus label columns), in corpus order."""
+    d = Path(corpus_dir)
+    if split == "heldout":
+        return pq.read_table(d / "heldout.parquet")
+    if split != "train":
+        raise ValueError(f"split {split!r}: allowed values are train, heldout")
+    manifest_path = d / MANIFEST
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{d}: not a corpus directory (no {MANIFEST}); build it with `hyperstition corpus`")
+    manifest = json.loads(manifest_path.read_text())
+    return pa.concat_tables([pq.read_table(d / s["file"]) for s in manifest["shards"]])
+
+
+def read_texts(corpus_dir, split: str = "train") -> list[str]:
+    return read_documents(corpus_dir, split).column("text").to_pylist()

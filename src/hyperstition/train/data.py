@@ -1,0 +1,98 @@
+"""Pretraining data: documents tokenized, joined with EOS, packed into fixed-length rows, read in a seeded order.
+
+The order of rows is a pure function of (seed, global sample index), so the loader's whole state is one integer
+(`position`, samples served so far); a resumed run reads exactly the rows an uninterrupted run would have read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+class DataError(ValueError):
+    """Training text that cannot be packed into even one sequence; the message says how much is needed."""
+
+
+def tokenize_documents(tokenizer: Any, texts: Sequence[str], chunk: int = 2048) -> list[list[int]]:
+    """Token ids per document, without special tokens (EOS separators are added by `pack_sequences`)."""
+    ids: list[list[int]] = []
+    for start in range(0, len(texts), chunk):
+        batch = list(texts[start : start + chunk])
+        ids.extend(tokenizer(batch, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def pack_sequences(documents: Sequence[Sequence[int]], eos_id: int, seq_len: int) -> torch.Tensor:
+    """Concatenate documents, each followed by EOS, and cut the stream into rows of `seq_len` (remainder dropped).
+
+    Packing wastes no compute on padding; EOS marks where one document ends so the model learns document
+    boundaries (and `generate` stops there).
+    """
+    lengths = np.fromiter((len(d) + 1 for d in documents), dtype=np.int64, count=len(documents))
+    total = int(lengths.sum())
+    n_rows = total // seq_len
+    if n_rows == 0:
+        raise DataError(f"training text is {total} tokens, fewer than one sequence of max_seq_len={seq_len}; add text or lower model.max_seq_len")
+    stream = np.empty(total, dtype=np.int64)
+    offset = 0
+    for doc in documents:
+        n = len(doc)
+        stream[offset : offset + n] = doc
+        stream[offset + n] = eos_id
+        offset += n + 1
+    return torch.from_numpy(stream[: n_rows * seq_len].reshape(n_rows, seq_len).copy())
+
+
+def data_fingerprint(rows: torch.Tensor) -> str:
+    """sha256 of the packed token rows: a resume must see the same data, or its result means nothing."""
+    h = hashlib.sha256()
+    h.update(str(tuple(rows.shape)).encode())
+    h.update(rows.numpy().tobytes())
+    return h.hexdigest()
+
+
+class SequenceSampler:
+    """Serves batches of row indices: a fresh seeded permutation each epoch, epochs concatenated.
+
+    Sample i of the run is row `perm(epoch = i // n)[i % n]`; batches are consecutive runs of samples and may
+    straddle epochs, so every row is seen once per epoch for any batch size, even one larger than the data.
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int, position: int = 0) -> None:
+        if n_rows < 1:
+            raise DataError("no packed sequences to sample from")
+        self.n_rows = n_rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.position = position
+        self._epoch_cache: dict[int, np.ndarray] = {}
+
+    @property
+    def epoch(self) -> int:
+        return self.position // self.n_rows
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """Row order for `epoch`, derived from (seed, epoch) only: independent of how many epochs came before."""
+        if epoch not in self._epoch_cache:
+            self._epoch_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)}
+        return self._epoch_cache[epoch]
+
+    def next_indices(self) -> torch.Tensor:
+        out = np.empty(self.batch_size, dtype=np.int64)
+        for k in range(self.batch_size):
+            sample = self.position + k
+            out[k] = self.permutation(sample // self.n_rows)[sample % self.n_rows]
+        self.position += self.batch_size
+        return torch.from_numpy(out)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position, "epoch": self.epoch, "n_rows": self.n_rows, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["n_rows"]) != self.n_rows:
+            raise DataError(f"data loader state is for {state['n_rows']} rows but the data packs into {self.n_rows}")
+        self.position = int(state["position"])
