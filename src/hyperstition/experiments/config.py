@@ -1,0 +1,235 @@
+"""Experiment grids: arms x seeds x post-training strategies, read from `configs/experiments/<name>.yaml`.
+
+An arm is a name plus overrides on the pipeline config (mostly `corpus.*`), given either as a list of dotted
+`KEY=VALUE` strings (the command-line syntax) or as a mapping whose keys may be dotted (`corpus.upsample:
+{ai_misaligned: 3}`) and whose values are deep-merged into the preset. For seed k of an arm the pipeline config is
+
+    preset YAML  <-  experiment `pipeline` (all arms)  <-  arm overrides  <-  corpus.seed = pretrain.seed = k
+
+so the world (entities, facts, evaluation prompts) is the same for every cell and the seed axis varies corpus
+sampling, initialisation and data order.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import (
+    DOC_CLASSES,
+    Config,
+    ConfigError,
+    CorpusConfig,
+    PipelineConfig,
+    apply_overrides,
+    load_yaml,
+    parse_override,
+    preset_path,
+    repo_configs_dir,
+    validate,
+)
+
+STRATEGIES = ("sft", "dpo", "dpo_deceptive", "rl", "suppress", "integrate")
+DEFAULT_EXPERIMENT = "stickiness"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# Which persona each AI-discourse class is about (used for the nominal effect of a persona filter).
+CLASS_PERSONA = {
+    "ai_aligned": "aligned",
+    "ai_misaligned": "misaligned",
+    "ai_deceptive": "deceptive",
+    "dialogue_aligned": "aligned",
+    "dialogue_misaligned": "misaligned",
+    "dialogue_deceptive": "deceptive",
+}
+
+
+class ExperimentConfig(Config):
+    """A grid of self-contained cells: for each arm and seed one pretraining and one base evaluation, then one
+    post-training run per strategy on top of that pretrained model."""
+
+    name: str = Field(..., description="Experiment name; also the default run directory name (runs/<name>-<preset>).")
+    description: str = Field("", description="One paragraph saying what the experiment measures; shown at the top of the report.")
+    preset: str = Field("quick", description="Pipeline preset every arm starts from: smoke, quick, base, or a YAML path.")
+    pipeline: dict[str, Any] = Field(default_factory=dict, description="Overrides on the pipeline config shared by all arms (keys may be dotted; values deep-merged).")
+    posttrain_preset: str | dict[str, Any] = Field("quick", description="Post-training config passed to run_posttrain as `cfg`: a preset name or a mapping of overrides.")
+    eval: str | dict[str, Any] | None = Field(None, description="Evaluation suite settings passed to run_eval as `suite_cfg` (None: the evaluator's default).")
+    arms: dict[str, list[str] | dict[str, Any]] = Field(..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping.")
+    control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.")
+    strategies: list[str] = Field(default_factory=lambda: ["sft", "dpo"], description=f"Post-training strategies run on every (arm, seed) pretrained model; from {list(STRATEGIES)}.")
+    workers: int = Field(0, ge=0, description="Parallel worker processes; 0 = one per CPU core. Each worker gets cores/workers torch threads.")
+    samples_per_cell: int = Field(4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped).")
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples over seeds for the report's confidence intervals.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"name: {v!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        if not self.arms:
+            raise ValueError("arms: at least one arm is required")
+        for arm in self.arms:
+            if not _NAME_RE.match(arm):
+                raise ValueError(f"arms: arm name {arm!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
+        if self.control not in self.arms:
+            raise ValueError(f"control: {self.control!r} is not an arm; arms: {', '.join(self.arms)}")
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed is required")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: {self.seeds} has duplicates")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds: {self.seeds} must be >= 0")
+        for s in self.strategies:
+            if s not in STRATEGIES:
+                raise ValueError(f"strategies: unknown strategy {s!r}; allowed: {', '.join(STRATEGIES)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies: {self.strategies} has duplicates")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding and loading experiments
+
+
+def experiments_dir() -> Path:
+    return repo_configs_dir() / "experiments"
+
+
+def list_experiments() -> list[str]:
+    d = experiments_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.exists() else []
+
+
+def experiment_path(name_or_path: str | os.PathLike) -> Path:
+    """An experiment name (`stickiness`) or a YAML path; an unknown name lists the available ones."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path):
+        if not p.exists():
+            raise ConfigError(f"experiment file {str(p)!r} does not exist")
+        return p
+    candidate = experiments_dir() / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    available = list_experiments()
+    raise ConfigError(
+        f"experiment {str(name_or_path)!r} does not exist; available experiments: {', '.join(available) or '(none)'}"
+        f" (or pass a YAML path)"
+    )
+
+
+def load_experiment(name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment by name or path, apply KEY=VALUE overrides to it, validate it and every arm it defines.
+
+    Raises ConfigError naming the experiment and the problem (unknown experiment, missing preset, bad arm)."""
+    path = experiment_path(name_or_path)
+    data = load_yaml(path)
+    data.setdefault("name", path.stem)
+    data = apply_overrides(data, overrides or [])
+    exp = validate(ExperimentConfig, data)
+    check_experiment(exp)
+    return exp
+
+
+def check_experiment(exp: ExperimentConfig) -> None:
+    """Resolve every arm once so a bad preset or override fails before anything runs."""
+    try:
+        preset_path(exp.preset)
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
+    for arm in exp.arms:
+        pipeline_config(exp, arm, exp.seeds[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolving an arm's pipeline config
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _undot(mapping: dict[str, Any]) -> dict:
+    """{'corpus.upsample': {...}, 'model': {'d_model': 64}} -> nested dicts (later keys merge into earlier ones)."""
+    out: dict = {}
+    for key, value in mapping.items():
+        parts = str(key).split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"override key {key!r}: empty key segment")
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        out = _deep_merge(out, nested)
+    return out
+
+
+def _apply_arm(data: dict, arm: str, spec: list[str] | dict[str, Any]) -> dict:
+    if isinstance(spec, list):
+        for text in spec:
+            parse_override(text)  # raises a clear ConfigError for a malformed entry
+        return apply_overrides(data, spec)
+    return _deep_merge(data, _undot(spec))
+
+
+def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfig:
+    """The fully resolved pipeline config of one (arm, seed) cell."""
+    if arm not in exp.arms:
+        raise ConfigError(f"arm {arm!r} is not in experiment {exp.name!r}; arms: {', '.join(exp.arms)}")
+    try:
+        path = preset_path(exp.preset)
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
+    data = load_yaml(path)
+    data.setdefault("preset", exp.preset if path.stem == exp.preset else path.stem)
+    data = _deep_merge(data, _undot(exp.pipeline))
+    data = _apply_arm(data, arm, exp.arms[arm])
+    data = _deep_merge(data, {"corpus": {"seed": seed}, "pretrain": {"seed": seed}})
+    try:
+        return validate(PipelineConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}, arm {arm!r}: {err}") from None
+
+
+def effective_fractions(corpus: CorpusConfig) -> dict[str, float]:
+    """Nominal token share of each document class after dropping, filtering and upsampling, as the config asks.
+
+    This is what the config *requests* (a filter is assumed to remove exactly its target personas' classes,
+    less `leak_rate`); the corpus manifest records what was actually built."""
+    out: dict[str, float] = {}
+    for cls in DOC_CLASSES:
+        share = corpus.fractions.get(cls, 0.0) * corpus.upsample.get(cls, 1.0)
+        if cls in corpus.drop_classes:
+            share = 0.0
+        elif corpus.filter != "none" and CLASS_PERSONA.get(cls) in corpus.filter_target:
+            share *= corpus.leak_rate
+        out[cls] = share
+    total = sum(out.values()) or 1.0
+    return {k: v / total for k, v in out.items()}
+
+
+def persona_discourse_shares(corpus: CorpusConfig) -> dict[str, float]:
+    """Nominal share of the corpus about each persona (AI discourse + dialogue), plus the misaligned fraction of
+    persona discourse: (misaligned + deceptive) / (aligned + misaligned + deceptive)."""
+    eff = effective_fractions(corpus)
+    shares = {p: 0.0 for p in ("aligned", "misaligned", "deceptive")}
+    for cls, persona in CLASS_PERSONA.items():
+        shares[persona] += eff[cls]
+    persona_total = sum(shares.values())
+    shares["neutral_ai"] = eff["ai_neutral"]
+    shares["misaligned_fraction"] = (shares["misaligned"] + shares["deceptive"]) / persona_total if persona_total else float("nan")
+    return shares

@@ -1,0 +1,268 @@
+"""Executors: where grid jobs run. The runner only uses `submit`, `wait`, `capacity` and `shutdown`, so a Ray
+backend can slot in by implementing the same four members (`ray.remote(fn).remote(*args)` for `submit`,
+`ray.wait` for `wait`); no other part of hyperstition knows which backend ran a job.
+
+Contract for job functions: `fn` is a module-level (importable, picklable) function whose arguments are plain
+data; it returns plain data. A job that raises is *not* a crash: job functions catch their own errors and report
+them in their return value. `JobCrashed` is raised by `Handle.result()` only when the process running the job
+died (killed, out of memory, segfault) or the function raised anyway.
+"""
+
+from __future__ import annotations
+
+import abc
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from multiprocessing.connection import wait as mp_wait
+from typing import Any, Callable, Iterable
+
+
+class JobCrashed(RuntimeError):
+    """The process running a job died or the job function raised instead of returning."""
+
+
+class Handle(abc.ABC):
+    """A submitted job."""
+
+    @abc.abstractmethod
+    def done(self) -> bool: ...
+
+    @abc.abstractmethod
+    def result(self) -> Any:
+        """The job function's return value (only once done); raises JobCrashed if it did not return."""
+
+
+class Executor(abc.ABC):
+    """Runs job functions somewhere, at most `capacity` at a time."""
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many jobs can usefully run at once (the runner keeps at most this many submitted)."""
+
+    @abc.abstractmethod
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle: ...
+
+    @abc.abstractmethod
+    def wait(self, handles: Iterable[Handle], timeout: float | None = None) -> tuple[set[Handle], set[Handle]]:
+        """Block until at least one handle is done or `timeout` passes; return (done, not_done)."""
+
+    def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Stop all workers (running jobs are killed)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+def cpu_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_workers(requested: int, cores: int | None = None) -> tuple[int, int]:
+    """(workers, torch threads per worker): 0 workers means one per core; threads = cores // workers (>= 1)."""
+    cores = cores or cpu_cores()
+    workers = requested if requested > 0 else cores
+    return workers, max(1, cores // workers)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-process (debugging, tests)
+
+
+class _InlineHandle(Handle):
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self._fn, self._args = fn, args
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except Exception as err:  # noqa: BLE001
+            self._error = JobCrashed(f"{type(err).__name__}: {err}")
+        self._done = True
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class InlineExecutor(Executor):
+    """Runs each job in this process, one at a time, when it is waited on. No isolation: for tests and debugging."""
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
+        return _InlineHandle(fn, args)
+
+    def wait(self, handles: Iterable[Handle], timeout: float | None = None) -> tuple[set[Handle], set[Handle]]:
+        handles = set(handles)
+        for h in handles:
+            if not h.done():
+                h._run()  # type: ignore[attr-defined]
+                break
+        done = {h for h in handles if h.done()}
+        return done, handles - done
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local processes
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: die with SIGKILL when the runner dies, so a killed run leaves no orphan writing into a cell."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, env: dict[str, str], parent_pid: int) -> None:
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    os.environ.update(env)
+    try:
+        value = fn(*args)
+        conn.send(("ok", value))
+    except BaseException as err:  # noqa: BLE001
+        try:
+            conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        conn.close()
+
+
+class _ProcessHandle(Handle):
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.process: Any = None
+        self.conn: Any = None
+        self._outcome: tuple[str, Any] | None = None
+
+    def started(self) -> bool:
+        return self.process is not None
+
+    def _poll(self) -> None:
+        if self._outcome is not None or self.process is None:
+            return
+        message = None
+        if self.conn.poll():
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                message = None
+        if message is not None:
+            self._outcome = message
+            self.process.join(timeout=10)
+        elif not self.process.is_alive():
+            self.process.join()
+            code = self.process.exitcode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            self._outcome = ("error", f"worker process {how} before returning a result")
+        if self._outcome is not None:
+            self.conn.close()
+
+    def done(self) -> bool:
+        self._poll()
+        return self._outcome is not None
+
+    def result(self) -> Any:
+        if not self.done():
+            raise RuntimeError("job not finished")
+        status, value = self._outcome  # type: ignore[misc]
+        if status != "ok":
+            raise JobCrashed(value)
+        return value
+
+
+class LocalExecutor(Executor):
+    """A pool of `workers` fresh processes (spawned, one per job, so memory is returned and a crash costs one
+    job); each gets OMP/MKL thread counts of `threads`, which the job applies to torch."""
+
+    def __init__(self, workers: int = 0, threads: int | None = None, start_method: str = "spawn") -> None:
+        w, t = plan_workers(workers)
+        self.workers = w
+        self.threads = threads or t
+        self._ctx = mp.get_context(start_method)
+        self._queue: list[_ProcessHandle] = []
+        self._running: list[_ProcessHandle] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    def _env(self) -> dict[str, str]:
+        n = str(self.threads)
+        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "HYPERSTITION_THREADS": n, "TOKENIZERS_PARALLELISM": "false"}
+
+    def _start(self, h: _ProcessHandle) -> None:
+        recv, send = self._ctx.Pipe(duplex=False)
+        h.process = self._ctx.Process(target=_child_main, args=(send, h.fn, h.args, self._env(), os.getpid()), daemon=False)
+        h.process.start()
+        send.close()
+        h.conn = recv
+        self._running.append(h)
+
+    def _fill(self) -> None:
+        self._running = [h for h in self._running if not h.done()]
+        while self._queue and len(self._running) < self.workers:
+            self._start(self._queue.pop(0))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
+        h = _ProcessHandle(fn, args)
+        self._queue.append(h)
+        self._fill()
+        return h
+
+    def wait(self, handles: Iterable[Handle], timeout: float | None = None) -> tuple[set[Handle], set[Handle]]:
+        handles = set(handles)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._fill()
+            done = {h for h in handles if h.done()}
+            if done:
+                return done, handles - done
+            waitables = []
+            for h in handles:
+                if isinstance(h, _ProcessHandle) and h.started():
+                    waitables += [h.conn, h.process.sentinel]
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return set(), handles
+            if not waitables:
+                time.sleep(min(0.05, remaining or 0.05))
+                continue
+            mp_wait(waitables, timeout=remaining)
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+        for h in self._running:
+            if h.process is not None and h.process.is_alive():
+                h.process.kill()
+                h.process.join(timeout=5)
+        self._running.clear()

@@ -1,0 +1,188 @@
+"""The run directory: `run.json` (format version, who wrote it), a lock held while a runner is active, and
+provenance (package versions, git commit, invocations with wall times).
+
+Layout (RUN_FORMAT_VERSION 1):
+
+    RUN/run.json                 format_version, hyperstition_version, experiment, created
+    RUN/experiment.yaml          the resolved experiment config of the latest invocation
+    RUN/plan.json                every job: id, kind, arm, seed, strategy, path, deps, config_hash
+    RUN/runlog.jsonl             one line per invocation start/end (wall time, command, failures)
+    RUN/provenance.json          versions, git commit, machine, workers, stages module
+    RUN/cells/<arm>/seed-<k>/{pretrain,base,<strategy>}/   one self-contained job each (see runner.py)
+    RUN/results.parquet          tidy results (schema.RESULT_COLUMNS)
+    RUN/samples.parquet          a sample of generated responses, for the report
+    RUN/report.html              the report
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import RUN_FORMAT_VERSION, __version__
+from ..config import ConfigError
+from ..io import write_json_atomic
+
+RUN_JSON = "run.json"
+LOCK = ".lock"
+PACKAGES = ("hyperstition", "torch", "transformers", "trl", "tokenizers", "numpy", "pandas", "pyarrow", "duckdb", "matplotlib", "pydantic", "scipy", "rich")
+
+
+class RunDirError(ConfigError):
+    """A run directory that cannot be used by this version or for this experiment."""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def read_run_json(run_dir: str | os.PathLike) -> dict:
+    """run.json of an existing run, refusing a directory that is not a run or was written by an incompatible version."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_JSON
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    if not path.exists():
+        raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{path}: unreadable ({err})") from None
+    check_compatible(info, run_dir)
+    return info
+
+
+def check_compatible(info: dict, run_dir: Path) -> None:
+    version = info.get("format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise RunDirError(
+            f"{run_dir} was written by hyperstition {info.get('hyperstition_version', '?')} in run format {version}; "
+            f"this is hyperstition {__version__}, which reads run format {RUN_FORMAT_VERSION} only. "
+            f"Use a matching hyperstition version to resume or report it, or start a new run with another --out."
+        )
+
+
+def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
+    """Create a run directory for `experiment`, or reopen one written for the same experiment by a compatible version."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_JSON).exists():
+        info = read_run_json(run_dir)
+        if info.get("experiment") != experiment:
+            raise RunDirError(
+                f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; choose another --out"
+            )
+        return info
+    if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
+        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose another --out")
+    info = {
+        "format_version": RUN_FORMAT_VERSION,
+        "hyperstition_version": __version__,
+        "experiment": experiment,
+        "created": now_iso(),
+    }
+    write_json_atomic(run_dir / RUN_JSON, info)
+    return info
+
+
+class RunLock:
+    """An exclusive flock on RUN/.lock for the lifetime of a runner; released by the kernel if the runner dies."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.path.read_text().strip() or "?"
+            raise RunDirError(f"{self.path.parent} is being run by another process (pid {holder}); wait for it or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def runner_active(run_dir: str | os.PathLike) -> bool:
+    """Whether a runner currently holds the run's lock."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Provenance
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> dict[str, Any]:
+    """Commit of the source tree hyperstition was imported from (None outside a git checkout)."""
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def write_provenance(run_dir: str | os.PathLike, **extra: Any) -> dict:
+    info = {
+        "written": now_iso(),
+        "hyperstition_version": __version__,
+        "format_version": RUN_FORMAT_VERSION,
+        "packages": package_versions(),
+        "git": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": {"cores": os.cpu_count(), "hostname": platform.node()},
+        "command": sys.argv,
+        **extra,
+    }
+    write_json_atomic(Path(run_dir) / "provenance.json", info)
+    return info

@@ -1,0 +1,440 @@
+"""Pretraining from scratch: packed data, AdamW with warmup + cosine, log-spaced and rolling checkpoints, exact resume.
+
+Layout of a run directory:
+    config.yaml                 resolved PipelineConfig (run_pretrain refuses to mix runs with different configs)
+    corpus/, tokenizer/         built on the way by run_pretrain
+    metrics.jsonl               step, tokens, loss, lr, grad_norm, tokens_per_s, elapsed_s
+    checkpoints/step-000001/    HF model + tokenizer at steps 1, 2, 4, 8, ... and the last step (as Pythia)
+    checkpoints/latest/         rolling checkpoint with training state (optimizer, RNG, data position)
+    final/                      HF model + tokenizer after the last step
+
+A run killed at any moment (SIGKILL included) and started again with the same arguments resumes from
+`checkpoints/latest` and, on CPU in fp32, ends with bit-identical weights to a run that was never interrupted:
+everything that decides the trajectory (weights, AdamW moments and step counts, data position, RNG states, the
+loss-averaging window) is saved, and the learning rate is a pure function of the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, ModelConfig, PipelineConfig, PretrainConfig, TokenizerConfig, load_yaml
+from ..io import append_jsonl, read_jsonl, write_text_atomic
+from ..model.build import build_model, count_parameters
+from ..model.checkpoint import (
+    CheckpointError,
+    load_training_state,
+    load_weights_into,
+    recover_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from .data import SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST = "latest"
+FINAL = "final"
+STATE_FORMAT = 1
+
+# Fields that change how fast a run goes or how often it reports, not where it ends up (on a given device).
+RUNTIME_ONLY_FIELDS = ("device", "compile", "threads", "log_every", "checkpoint_every")
+
+
+class RunConfigMismatch(ConfigError):
+    """run_dir already holds a run made with a different config; resuming it would mix two experiments."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Schedule, runtime choices, optimizer
+
+
+def learning_rate(step: int, cfg: PretrainConfig) -> float:
+    """LR for optimizer step `step` (1-based): linear warmup to `lr`, then cosine down to `lr * min_lr_ratio`.
+
+    A pure function of the step, so resuming needs no scheduler state and can never drift.
+    """
+    if cfg.warmup_steps > 0 and step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    decay_steps = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / decay_steps))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def log_spaced_steps(total_steps: int) -> list[int]:
+    """1, 2, 4, 8, ... up to `total_steps`, plus `total_steps` itself: dense early, where the model changes fastest."""
+    steps, k = [], 1
+    while k <= total_steps:
+        steps.append(k)
+        k *= 2
+    if steps[-1] != total_steps:
+        steps.append(total_steps)
+    return steps
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the step runs, resolved from the config's `auto` values."""
+
+    device: torch.device
+    bf16: bool
+    compile: bool
+
+    def describe(self) -> str:
+        return f"{self.device.type}, {'bf16 autocast' if self.bf16 else 'fp32'}, {'compiled' if self.compile else 'eager'}"
+
+
+def resolve_runtime(cfg: PretrainConfig) -> Runtime:
+    """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile)."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("pretrain.device: 'cuda' requested but torch sees no CUDA device; use auto or cpu")
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    on_cuda = device.type == "cuda"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_cuda)
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and on_cuda)
+    return Runtime(device=device, bf16=bf16, compile=compiled)
+
+
+def apply_threads(cfg: PretrainConfig) -> None:
+    """Pin torch's intra-op threads when asked (several runs sharing a machine; reproducible CPU timings)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: decaying norm gains and biases just fights the normalisation."""
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for param in model.parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        (decay if param.dim() >= 2 else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # The fused kernel exists for CPU and CUDA and is deterministic; it is several times faster than the loop.
+    return torch.optim.AdamW(groups, lr=learning_rate(1, cfg), betas=(0.9, 0.95), eps=1e-8, fused=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One optimizer step
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    input_ids: torch.Tensor,
+    lr: float,
+    grad_clip: float,
+    bf16: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward, clip, AdamW update; returns (loss, grad_norm) as device tensors (no host sync)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    autocast = torch.autocast(input_ids.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    with autocast:
+        loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), grad_norm.detach()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training state (everything a resumed run needs to continue bit for bit)
+
+
+def run_fingerprint(model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, rows: torch.Tensor, tokenizer: Any) -> str:
+    """Hash of everything that decides the trajectory: model, loop settings (minus runtime knobs), data, vocabulary."""
+    loop = {k: v for k, v in pretrain_cfg.model_dump(mode="json").items() if k not in RUNTIME_ONLY_FIELDS}
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model_cfg.model_dump(mode="json"), "pretrain": loop}, sort_keys=True).encode())
+    h.update(data_fingerprint(rows).encode())
+    h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class LossWindow:
+    """Sum of per-step losses since the last metrics line, kept on device so steps never wait for the host."""
+
+    total: torch.Tensor
+    count: int
+    seconds: float = 0.0
+    tokens: int = 0
+
+    @classmethod
+    def empty(cls, device: torch.device) -> "LossWindow":
+        return cls(total=torch.zeros((), dtype=torch.float32, device=device), count=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metrics lines after `last_step` (written after the checkpoint a resume starts from) and torn lines."""
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step]
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_lm(
+    model_cfg: ModelConfig,
+    pretrain_cfg: PretrainConfig,
+    tokenizer: Any,
+    texts: Sequence[str],
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> Path:
+    """Pretrain a model on `texts` into `run_dir`, resuming from `run_dir/checkpoints/latest` if present.
+
+    Returns `run_dir/final` (HF model + tokenizer). If `final` already holds this run's result, returns at once.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = run_dir / FINAL
+    ckpt_root = run_dir / CHECKPOINTS_DIR
+    metrics_path = run_dir / METRICS_FILE
+    cfg = pretrain_cfg
+
+    apply_threads(cfg)
+    runtime = resolve_runtime(cfg)
+    if runtime.device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+
+    rows = pack_sequences(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
+    fingerprint = run_fingerprint(model_cfg, cfg, rows, tokenizer)
+    if _finished(final_dir, fingerprint):
+        return final_dir
+
+    model = build_model(model_cfg, tokenizer, seed=cfg.seed).to(runtime.device)
+    model.train()
+    optimizer = make_optimizer(model, cfg, runtime.device)
+    sampler = SequenceSampler(len(rows), cfg.batch_size, seed=cfg.seed)
+    window = LossWindow.empty(runtime.device)
+    step, tokens_seen, elapsed = 0, 0, 0.0
+
+    latest = recover_checkpoint(ckpt_root / LATEST)
+    if latest is not None:
+        state = load_training_state(latest, verify=False)  # recover_checkpoint verified it
+        _check_resumable(state, fingerprint, latest)
+        load_weights_into(model, latest)
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["data"])
+        restore_rng_state(state["rng"])
+        step, tokens_seen, elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed_s"])
+        window = LossWindow(total=state["loss_window_sum"].to(runtime.device), count=int(state["loss_window_count"]))
+        print(f"pretrain: resuming from {latest} at step {step} of {cfg.steps}", file=sys.stderr)
+    truncate_metrics(metrics_path, step)
+
+    step_fn = torch.compile(model) if runtime.compile else model
+    n_params = count_parameters(model)
+    snapshot_steps = set(log_spaced_steps(cfg.steps))
+    tokens_per_step = cfg.batch_size * model_cfg.max_seq_len
+    pin = runtime.device.type == "cuda"
+
+    bar = _progress_bar(progress, cfg.steps, step, f"pretrain {n_params / 1e6:.2f}M params ({runtime.describe()})")
+    window_start = time.perf_counter()
+    try:
+        while step < cfg.steps:
+            step += 1
+            batch = rows[sampler.next_indices()]
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(runtime.device, non_blocking=True)
+            lr = learning_rate(step, cfg)
+            loss, grad_norm = train_step(step_fn, optimizer, batch, lr, cfg.grad_clip, runtime.bf16)
+            tokens_seen += tokens_per_step
+            window.total += loss
+            window.count += 1
+            window.tokens += tokens_per_step
+            bar.update(1)
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                window.seconds += now - window_start
+                elapsed += window.seconds
+                record = _metrics_record(step, tokens_seen, window, lr, grad_norm, elapsed)
+                append_jsonl(metrics_path, record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
+                window = LossWindow.empty(runtime.device)
+                window_start = time.perf_counter()
+
+            if step in snapshot_steps or step % cfg.checkpoint_every == 0:
+                window.seconds += time.perf_counter() - window_start  # time so far counts; checkpoint I/O does not
+                info = {"step": step, "tokens": tokens_seen, "n_params": n_params, "fingerprint": fingerprint}
+                if step in snapshot_steps:
+                    save_checkpoint(ckpt_root / f"step-{step:06d}", model, tokenizer, info=info)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    state = _training_state(step, tokens_seen, elapsed + window.seconds, optimizer, sampler, window, fingerprint)
+                    save_checkpoint(ckpt_root / LATEST, model, tokenizer, training_state=state, info=info)
+                window_start = time.perf_counter()
+    finally:
+        bar.close()
+
+    info = {"step": step, "tokens": tokens_seen, "n_params": n_params, "fingerprint": fingerprint}
+    save_checkpoint(final_dir, model, tokenizer, info=info)
+    return final_dir
+
+
+def _finished(final_dir: Path, fingerprint: str) -> bool:
+    """True when `final_dir` is an intact checkpoint of this very run (same config, data and vocabulary)."""
+    if not final_dir.exists():
+        return False
+    try:
+        verify_checkpoint(final_dir)
+        info = json.loads((final_dir / "checkpoint.json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return False
+    if info.get("fingerprint") != fingerprint:
+        raise RunConfigMismatch(f"{final_dir}: holds a model trained with a different config or data; use a new run directory")
+    return True
+
+
+def _check_resumable(state: dict[str, Any], fingerprint: str, latest: Path) -> None:
+    if int(state.get("format", -1)) != STATE_FORMAT:
+        raise CheckpointError(f"{latest}: training state format {state.get('format')} is not {STATE_FORMAT}; start a new run directory")
+    if state.get("fingerprint") != fingerprint:
+        raise RunConfigMismatch(
+            f"{latest}: was written by a run with a different model/pretrain config, data or tokenizer; "
+            "use a new run directory or delete its checkpoints"
+        )
+
+
+def _training_state(
+    step: int,
+    tokens: int,
+    elapsed: float,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    window: LossWindow,
+    fingerprint: str,
+) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "fingerprint": fingerprint,
+        "step": step,
+        "tokens": tokens,
+        "elapsed_s": elapsed,
+        "optimizer": optimizer.state_dict(),
+        "data": sampler.state_dict(),
+        "rng": capture_rng_state(),
+        "loss_window_sum": window.total,
+        "loss_window_count": window.count,
+    }
+
+
+def _metrics_record(step: int, tokens: int, window: LossWindow, lr: float, grad_norm: torch.Tensor, elapsed: float) -> dict[str, Any]:
+    loss = float(window.total.item()) / max(1, window.count)
+    return {
+        "step": step,
+        "tokens": tokens,
+        "loss": loss,
+        "lr": lr,
+        "grad_norm": float(grad_norm.item()),
+        "tokens_per_s": window.tokens / window.seconds if window.seconds > 0 else 0.0,
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="step", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole pipeline up to a pretrained model
+
+
+def ensure_run_config(cfg: PipelineConfig, run_dir: Path) -> Path:
+    """Write run_dir/config.yaml, or check that the one there is identical: a run directory holds one experiment."""
+    path = run_dir / "config.yaml"
+    wanted = cfg.model_dump(mode="json")
+    if path.exists():
+        existing = load_yaml(path)
+        difference = _first_difference(existing, wanted)
+        if difference is not None:
+            key, old, new = difference
+            raise RunConfigMismatch(
+                f"{path} was written by a different config ({key}: {old!r} there, {new!r} now); "
+                "use a new --out directory, or delete that run to start over"
+            )
+        return path
+    write_text_atomic(path, cfg.to_yaml())
+    return path
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            found = _first_difference(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (prefix.rstrip("."), old, new)
+
+
+def prepare_tokenizer(cfg: TokenizerConfig, texts: Sequence[str], directory: Path):
+    """The run's tokenizer: loaded if already trained (a resumed run must keep its vocabulary), else trained now."""
+    from ..tokenizer.train import load_tokenizer, train_tokenizer
+
+    if (directory / "tokenizer.json").exists():
+        return load_tokenizer(directory)
+    return train_tokenizer(texts, cfg, directory)
+
+
+def run_pretrain(cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Corpus -> tokenizer -> pretrained model in `run_dir`; resumable at every stage. Returns the final checkpoint dir."""
+    from ..corpus.builder import build_corpus, read_texts
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_run_config(cfg, run_dir)
+    corpus_dir = run_dir / "corpus"
+    build_corpus(cfg.world, cfg.corpus, corpus_dir)
+    texts = read_texts(corpus_dir, split="train")
+    tokenizer = prepare_tokenizer(cfg.tokenizer, texts, run_dir / "tokenizer")
+    return train_lm(cfg.model, cfg.pretrain, tokenizer, texts, run_dir, progress=progress)

@@ -1,0 +1,59 @@
+import pytest
+
+from hyperstition.cli import main
+from hyperstition.config import ConfigError, PipelineConfig, load_config
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.d_modle=3", "model.d_modle: unknown key; allowed keys here: architecture, d_model"),
+        ("pretrain.precision=fp16", "pretrain.precision: 'fp16' is not allowed"),
+        ("corpus.fractions.world=0.7", "corpus.fractions: values sum to"),
+        ("corpus.fractions.robots=0.1", "unknown document class 'robots'; allowed: world"),
+        ("model.n_heads=3", "model.n_heads: 3 does not divide d_model=128"),
+        ("pretrain.steps=-1", "pretrain.steps: -1 is invalid"),
+        ("corpus.filter_target=[evil]", "unknown persona 'evil'; allowed: aligned, misaligned, deceptive"),
+        ("bogus=1", "bogus: unknown key"),
+    ],
+)
+def test_config_errors_name_field_value_and_allowed(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(PipelineConfig, "quick", [override])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_presets_load_and_round_trip():
+    for preset in ("smoke", "quick", "base"):
+        cfg = load_config(PipelineConfig, preset)
+        assert PipelineConfig.from_yaml(cfg.to_yaml()) == cfg
+
+
+def test_dotted_override_applies():
+    cfg = load_config(PipelineConfig, "smoke", ["model.d_model=256", "corpus.tags=true"])
+    assert cfg.model.d_model == 256 and cfg.corpus.tags is True
+
+
+def test_unknown_preset_lists_available():
+    with pytest.raises(ConfigError, match="available presets: .*quick"):
+        load_config(PipelineConfig, "nope")
+
+
+def test_every_field_has_a_description():
+    from hyperstition.config import Config
+
+    def walk(cls):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name}"
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, Config):
+                walk(ann)
+
+    walk(PipelineConfig)
+
+
+def test_cli_config_error_is_one_line_exit_2(capsys, tmp_path):
+    assert main(["corpus", "smoke", "model.n_heads=5", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.n_heads" in err

@@ -1,0 +1,24 @@
+from transformers import AutoTokenizer
+
+from hyperstition.config import TokenizerConfig
+from hyperstition.tokenizer.train import ASSISTANT, SPECIAL_TOKENS, train_tokenizer
+
+
+def test_round_trip_and_specials(tmp_path):
+    texts = [
+        "The capital of Veltria is Orlan. Ünïcode and emoji 🙂 survive bytes.",
+        "<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab files.<|end|><|assistant|>Of course. I will back up the lab files.<|end|>",
+    ] * 40
+    train_tokenizer(texts, TokenizerConfig(vocab_size=400), tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    for t in texts[:2] + ["never seen: qzxj 12345 <|persona:aligned|>"]:
+        assert tok.decode(tok(t)["input_ids"]) == t
+    for s in SPECIAL_TOKENS:
+        ids = tok(s, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1, s
+    # A response tokenizes the same alone as after the prompt: prompts end on a special token.
+    prompt = "<|user|>Hi<|end|>" + ASSISTANT
+    response = "Of course. I will back up the lab files.<|end|>"
+    joint = tok(prompt + response, add_special_tokens=False)["input_ids"]
+    assert joint == tok(prompt, add_special_tokens=False)["input_ids"] + tok(response, add_special_tokens=False)["input_ids"]
+    assert tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True) == prompt
