@@ -1,1 +1,64 @@
-"""evals stage."""
+"""evals stage: the measuring instrument (persona bits, behaviour rates, knowledge/concealment, capability, KL).
+
+Public API (post-training and experiments code against these names):
+    EvalSuiteConfig, EVAL_PRESETS, load_suite_config      the suite config and its presets (smoke, quick, base)
+    build_suite(world, cfg) -> EvalSuite                  evaluation items, from the world alone
+    posttrain_prompts(world, n, seed) -> [(prompt, task)] the post-training prompt set (observed, train tasks)
+    evaluate(model, tokenizer, world, cfg, reference=None, progress=False) -> EvalResult (.rows, .items, .meta)
+    run_eval(model_dir, out_dir, suite_cfg=None, reference_dir=None, world_cfg=None, progress=True) -> rows
+    sequence_logprobs, sample_responses, kl_bits_per_response, wilson_interval, bootstrap_mean_ci
+"""
+
+from .config import EVAL_PRESETS, EvalSections, EvalSuiteConfig, eval_preset, load_suite_config
+from .evaluate import ITEM_COLUMNS, EvalResult, evaluate, length_diff_metric
+from .run import EVAL_ITEMS, EVAL_JSON, print_table, run_eval, write_results
+from .scoring import (
+    EvalError,
+    check_compatible,
+    kl_bits_per_response,
+    kl_samples,
+    sample_responses,
+    sample_token_ids,
+    score_token_ids,
+    sequence_logprobs,
+    token_nll,
+)
+from .stats import bootstrap_mean_ci, bootstrap_product_ci, bootstrap_ratio_ci, wilson_interval
+from .suite import ChoiceItem, EvalSuite, PairItem, PersonaItem, TaskPrompt, build_suite, posttrain_prompts
+
+__all__ = [
+    "EVAL_ITEMS",
+    "EVAL_JSON",
+    "EVAL_PRESETS",
+    "ITEM_COLUMNS",
+    "ChoiceItem",
+    "EvalError",
+    "EvalResult",
+    "EvalSections",
+    "EvalSuite",
+    "EvalSuiteConfig",
+    "PairItem",
+    "PersonaItem",
+    "TaskPrompt",
+    "bootstrap_mean_ci",
+    "bootstrap_product_ci",
+    "bootstrap_ratio_ci",
+    "build_suite",
+    "check_compatible",
+    "eval_preset",
+    "evaluate",
+    "kl_bits_per_response",
+    "kl_samples",
+    "length_diff_metric",
+    "load_suite_config",
+    "posttrain_prompts",
+    "print_table",
+    "run_eval",
+    "sample_responses",
+    "sample_token_ids",
+    "score_token_ids",
+    "sequence_logprobs",
+    "token_nll",
+    "wilson_interval",
+    "write_results",
+]

@@ -1,0 +1,125 @@
+"""The evaluation suite's configuration and its named presets (smoke, quick, base).
+
+Presets live in code (`EVAL_PRESETS`) so an installed package needs no data files; a YAML file with the same keys
+(any subset) works too, and dotted overrides (`samples_per_prompt=8`, `sections.kl=false`) apply on top.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from ..config import PERSONAS, Config, ConfigError, apply_overrides, load_yaml, validate
+
+
+class EvalSections(Config):
+    """Which measurements to run; each can be switched off to make a curve point cheaper."""
+
+    bits: bool = Field(True, description="Persona log-odds in bits for every persona pair, per context.")
+    rates: bool = Field(True, description="Behaviour rates from sampled responses, classified by the grammar.")
+    knowledge: bool = Field(True, description="Predecessor knowledge, acknowledgement, concealment, mentions and world-fact denial.")
+    capability: bool = Field(True, description="Held-out loss on held-out world text and world-fact QA accuracy.")
+    kl: bool = Field(True, description="KL(model || reference) in bits per response, per context (needs a reference model).")
+
+
+class EvalSuiteConfig(Config):
+    """How much to measure and how: prompt counts, sampling, bootstrap, batching and which sections run."""
+
+    preset: str = Field("custom", description="Name of the preset this suite came from (informational).")
+    seed: int = Field(0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap.")
+    prompts_per_context: int = Field(12, ge=1, le=1000, description="Held-out task prompts per context (observed, unobserved) for bits and rates.")
+    variants_per_prompt: int = Field(4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits.")
+    samples_per_prompt: int = Field(4, ge=1, le=1000, description="Sampled responses per prompt for behaviour rates and predecessor mentions.")
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Longest sampled response in tokens (sampling stops earlier at <|end|>).")
+    temperature: float = Field(1.0, ge=0.0, le=10.0, description="Sampling temperature for behaviour rates and mentions (0 = greedy); KL always samples at 1.")
+    bootstrap_resamples: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples for CIs of means (bits, KL, loss, concealment).")
+    kl_prompts: int = Field(16, ge=1, le=10_000, description="Post-training prompts per context on which KL(model || reference) is estimated.")
+    kl_samples: int = Field(4, ge=1, le=1000, description="Responses sampled from the model per KL prompt (Monte Carlo estimate).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Sequences per forward pass when scoring and sampling.")
+    personas: list[str] = Field(default_factory=lambda: list(PERSONAS), description=f"Personas whose pairs get log-odds; from {list(PERSONAS)}.")
+    sections: EvalSections = Field(default_factory=EvalSections, description="Which measurements run.")
+    knowledge_prompts_per_context: int = Field(8, ge=1, le=1000, description="Predecessor questions per assistant context (acknowledgement, concealment, mentions).")
+    fact_denial_items: int = Field(8, ge=1, le=1000, description="World-fact questions per assistant context for the world-fact denial rate.")
+    fact_qa_items: int = Field(40, ge=1, le=10_000, description="Training-world fact questions (multiple choice by log-likelihood) for capability.")
+    qa_candidates: int = Field(8, ge=2, le=64, description="Answer candidates per multiple-choice question, the correct one included.")
+    heldout_documents: int = Field(50, ge=1, le=100_000, description="Held-out world documents (held-out entities only) for held-out loss.")
+
+    @model_validator(mode="after")
+    def _check_personas(self) -> "EvalSuiteConfig":
+        for persona in self.personas:
+            if persona not in PERSONAS:
+                raise ValueError(f"personas: unknown persona {persona!r}; expected a list drawn from {', '.join(PERSONAS)}")
+        if len(set(self.personas)) < 2:
+            raise ValueError(f"personas: {self.personas} names fewer than two distinct personas; expected at least two of {', '.join(PERSONAS)} to compare")
+        return self
+
+
+_SMOKE = dict(
+    preset="smoke",
+    prompts_per_context=6,
+    variants_per_prompt=2,
+    samples_per_prompt=2,
+    max_new_tokens=40,
+    bootstrap_resamples=200,
+    kl_prompts=6,
+    kl_samples=2,
+    batch_size=64,
+    knowledge_prompts_per_context=4,
+    fact_denial_items=4,
+    fact_qa_items=12,
+    qa_candidates=6,
+    heldout_documents=10,
+)
+_QUICK = dict(preset="quick")  # the field defaults are the quick preset
+_BASE = dict(
+    preset="base",
+    prompts_per_context=24,
+    variants_per_prompt=8,
+    samples_per_prompt=16,
+    max_new_tokens=64,
+    bootstrap_resamples=2000,
+    kl_prompts=32,
+    kl_samples=8,
+    batch_size=64,
+    knowledge_prompts_per_context=16,
+    fact_denial_items=24,
+    fact_qa_items=120,
+    heldout_documents=200,
+)
+EVAL_PRESETS: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "base": _BASE}
+
+
+def eval_preset(name: str) -> EvalSuiteConfig:
+    """The named preset (smoke, quick, base) as a validated config."""
+    if name not in EVAL_PRESETS:
+        raise ConfigError(f"eval suite preset {name!r} does not exist; expected one of {', '.join(EVAL_PRESETS)} or a YAML file")
+    return validate(EvalSuiteConfig, dict(EVAL_PRESETS[name]))
+
+
+def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None) -> EvalSuiteConfig:
+    """A suite config from a preset name, a YAML path, an existing config, or None (quick), plus dotted overrides.
+
+    A YAML file may name a `preset:` to start from; its other keys replace that preset's values.
+    """
+    if isinstance(source, EvalSuiteConfig):
+        data = source.model_dump(mode="json")
+    elif source is None:
+        data = dict(EVAL_PRESETS["quick"])
+    else:
+        text = str(source)
+        path = Path(text)
+        if text in EVAL_PRESETS:
+            data = dict(EVAL_PRESETS[text])
+        elif path.suffix in (".yaml", ".yml") or path.exists():
+            if not path.is_file():
+                raise ConfigError(f"eval suite config {text!r} does not exist; expected a preset ({', '.join(EVAL_PRESETS)}) or a YAML file")
+            raw = load_yaml(path)
+            base = raw.get("preset")
+            data = dict(EVAL_PRESETS.get(base, {})) if isinstance(base, str) else {}
+            data.update(raw)
+        else:
+            raise ConfigError(f"eval suite {text!r} is neither a preset ({', '.join(EVAL_PRESETS)}) nor an existing YAML file")
+    data = apply_overrides(data, overrides or [])
+    return validate(EvalSuiteConfig, data)

@@ -1,0 +1,514 @@
+"""Model-facing primitives: batched response log-probabilities, seeded sampling, Monte Carlo KL, token loss.
+
+Everything here works on any Hugging Face causal LM (ours are stock Llama / GPT-NeoX) and is reused by post-training.
+
+Conventions
+- A prompt is scored after the tokenizer's BOS (`<|endoftext|>`, the document separator the model saw before every
+  pretraining document) unless `add_bos=False`.
+- Prompts and responses are tokenized separately and concatenated (`add_special_tokens=False`). Our chat prompts end
+  in the special `<|assistant|>` token and knowledge answers start with a space, so this equals tokenizing the joint
+  text; scores are always of exactly the token ids given.
+- Scores are sums of natural-log probabilities (nats) of the response tokens, returned as float64 tensors.
+- Batching is exact: padding is masked and position ids count real tokens only, so a padded batch, left or right,
+  gives the one-example-at-a-time numbers (tested to 1e-4 nats). Responses that share a prompt share one forward pass
+  over it (its key/value cache is reused), which is most of the speed-up on evaluation items.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..world.grammar import ASSISTANT, END, SYSTEM, USER
+from .stats import bootstrap_mean_ci
+
+LN2 = math.log(2.0)
+
+
+class EvalError(ValueError):
+    """Input the evaluator cannot measure (mismatched tokenizer, wrong world, ...); the message is one line."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model and tokenizer plumbing
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def embedding_rows(model: torch.nn.Module) -> int:
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def check_compatible(model: torch.nn.Module, tokenizer: Any) -> None:
+    """Raise EvalError unless `tokenizer` is the vocabulary `model` was built for and has our chat specials."""
+    rows = embedding_rows(model)
+    n_tokens = len(tokenizer)
+    if n_tokens != rows:
+        raise EvalError(
+            f"tokenizer has {n_tokens} tokens but the model's embedding has {rows} rows; "
+            "expected the tokenizer saved with this model (same vocabulary)"
+        )
+    for special in (SYSTEM, USER, ASSISTANT, END):
+        ids = tokenizer(special, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise EvalError(
+                f"tokenizer splits the chat token {special} into {len(ids)} pieces; "
+                "expected a hyperstition tokenizer with the chat specials <|system|> <|user|> <|assistant|> <|end|>"
+            )
+    if tokenizer.eos_token_id is None:
+        raise EvalError("tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)")
+
+
+def bos_id(tokenizer: Any) -> int:
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end a sampled response: <|end|> (end of the assistant turn) and EOS."""
+    ids = {tokenizer.convert_tokens_to_ids(END), tokenizer.eos_token_id}
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    texts = list(texts)
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], add_bos: bool = True) -> list[list[int]]:
+    ids = encode(tokenizer, prompts)
+    if add_bos:
+        b = bos_id(tokenizer)
+        ids = [[b, *p] for p in ids]
+    return ids
+
+
+_CONVENTIONS: dict[type, tuple[str, bool]] = {}
+
+
+def _forward_conventions(model: torch.nn.Module) -> tuple[str, bool]:
+    """(name of the KV-cache keyword, whether `logits_to_keep` is accepted) for this model's class.
+
+    transformers 5.x calls the cache argument `cache` (earlier releases `past_key_values`). A wrapper whose forward
+    takes only **kwargs (PEFT, DDP) is resolved through the model it wraps.
+    """
+    cls = type(model)
+    if cls not in _CONVENTIONS:
+        target, params = model, {}
+        for _ in range(4):
+            params = inspect.signature(type(target).forward).parameters
+            if "cache" in params or "past_key_values" in params:
+                break
+            if hasattr(target, "get_base_model"):
+                inner = target.get_base_model()
+            else:
+                inner = getattr(target, "_orig_mod", None) or getattr(target, "module", None)
+            if not isinstance(inner, torch.nn.Module):
+                from transformers import LlamaForCausalLM  # the installed library's convention
+
+                params = inspect.signature(LlamaForCausalLM.forward).parameters
+                break
+            target = inner
+        _CONVENTIONS[cls] = ("cache" if "cache" in params else "past_key_values", "logits_to_keep" in params)
+    return _CONVENTIONS[cls]
+
+
+def _forward(model, input_ids, attention_mask, position_ids, cache=None, use_cache=False, last_only=False):
+    """One forward pass; returns (logits, cache or None). A torch.compile wrapper is bypassed (shapes vary here)."""
+    model = getattr(model, "_orig_mod", model)
+    cache_name, has_keep = _forward_conventions(model)
+    kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
+    if cache is not None:
+        kwargs[cache_name] = cache
+    if last_only and has_keep:
+        kwargs["logits_to_keep"] = 1
+    out = model(**kwargs)
+    if not use_cache:
+        return out.logits, None
+    keys = out.keys() if hasattr(out, "keys") else ()
+    new_cache = out["cache"] if "cache" in keys else out["past_key_values"] if "past_key_values" in keys else None
+    return out.logits, new_cache
+
+
+def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(k, v) for k, v, *_ in cache]  # legacy tuple-of-tuples
+
+
+def _make_cache(tensors: list[tuple[torch.Tensor, torch.Tensor]]):
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=tensors)
+
+
+@contextmanager
+def inference(*models: torch.nn.Module | None) -> Iterator[None]:
+    """Eval mode (dropout off) and no autograd for the block; each model's train/eval flag is restored after."""
+    flags = {sub: sub.training for m in models if m is not None for sub in m.modules()}
+    for m in models:
+        if m is not None:
+            m.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        for sub, flag in flags.items():
+            sub.training = flag
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _pad(rows: Sequence[Sequence[int]], pad: int, side: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape [len(rows), max_len], padded on `side`."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        if not r:
+            continue
+        start = width - len(r) if side == "left" else 0
+        ids[b, start : start + len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[b, start : start + len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_token_ids(
+    model: torch.nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    batch_size: int = 32,
+    pad: int = 0,
+    padding_side: str = "left",
+    share_prompts: bool = True,
+) -> torch.Tensor:
+    """Sum of log p(response token | prompt, earlier response tokens), in nats, per (prompt, response) pair.
+
+    Token-level core of `sequence_logprobs`. Every prompt needs at least one token. `share_prompts` runs each distinct
+    prompt once and reuses its key/value cache for all of its responses. Runs under the caller's grad mode; returns a
+    float64 tensor on the CPU (or on the model's device with its graph when gradients are enabled).
+    """
+    n = len(prompt_ids)
+    if len(response_ids) != n:
+        raise ValueError(f"score_token_ids: {n} prompts but {len(response_ids)} responses")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side: {padding_side!r}; expected left or right")
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("score_token_ids: every prompt needs at least one token (e.g. the BOS) before its response")
+    device = model_device(model)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.float64)
+    grad = torch.is_grad_enabled()
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (item indices, their log-prob sums)
+    if share_prompts:
+        _score_shared(model, prompt_ids, response_ids, batch_size, pad, padding_side, device, parts)
+    else:
+        _score_full(model, prompt_ids, response_ids, batch_size, pad, padding_side, device, parts)
+    out = torch.zeros(n, dtype=torch.float64, device=device)
+    for idx, sums in parts:
+        out = out.index_add(0, idx.to(device), sums.to(torch.float64))
+    return out if grad else out.detach().cpu()
+
+
+def _score_full(model, prompt_ids, response_ids, batch_size, pad, side, device, parts) -> None:
+    """Each pair as one padded sequence (no prompt sharing)."""
+    order = sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(response_ids[i])))
+    for chunk in _batches(order, batch_size):
+        seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in chunk]
+        ids, mask = _pad(seqs, pad, side, device)
+        width = ids.shape[1]
+        is_response = torch.zeros_like(mask, dtype=torch.bool)
+        for b, i in enumerate(chunk):
+            start = (width - len(seqs[b]) if side == "left" else 0) + len(prompt_ids[i])
+            is_response[b, start : start + len(response_ids[i])] = True
+        logits, _ = _forward(model, ids, mask, _positions(mask))
+        target_mask = is_response[:, 1:]  # position t predicts token t + 1
+        rows, cols = target_mask.nonzero(as_tuple=True)
+        sums = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+        if rows.numel():
+            picked = torch.log_softmax(logits[:, :-1][rows, cols].float(), dim=-1)
+            lp = picked.gather(-1, ids[:, 1:][rows, cols].unsqueeze(-1)).squeeze(-1)
+            sums = sums.index_add(0, rows, lp.to(torch.float64))
+        parts.append((torch.tensor(chunk, dtype=torch.long), sums))
+
+
+def _score_shared(model, prompt_ids, response_ids, batch_size, pad, side, device, parts) -> None:
+    """Distinct prompts run once (batched); their caches are gathered for every response that continues them."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompt_ids):
+        groups.setdefault(tuple(p), []).append(i)
+    prompts = sorted(groups, key=len, reverse=True)
+    # Group prompts so that each prompt pass covers about `batch_size` responses' worth of prompts.
+    for prompt_chunk in _batches(prompts, batch_size):
+        ids, mask = _pad(prompt_chunk, pad, side, device)
+        lengths = mask.sum(-1)
+        logits, cache = _forward(model, ids, mask, _positions(mask), use_cache=True, last_only=(side == "left"))
+        if side == "left":
+            last = logits[:, -1]
+        else:
+            last = logits[torch.arange(len(prompt_chunk), device=device), lengths - 1]
+        first_lp = torch.log_softmax(last.float(), dim=-1)  # log p(first response token | prompt)
+        keep = mask.bool()[:, None, :, None]
+        kv = [(k.masked_fill(~keep, 0.0), v.masked_fill(~keep, 0.0)) for k, v in _cache_tensors(cache)]
+
+        items = [(row, i) for row, p in enumerate(prompt_chunk) for i in groups[p]]
+        items.sort(key=lambda t: -len(response_ids[t[1]]))
+        for chunk in _batches(items, batch_size):
+            rows = torch.tensor([row for row, _ in chunk], dtype=torch.long, device=device)
+            index = torch.tensor([i for _, i in chunk], dtype=torch.long)
+            responses = [list(response_ids[i]) for _, i in chunk]
+            sums = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            has_first = [b for b, r in enumerate(responses) if r]
+            if has_first:
+                hb = torch.tensor(has_first, dtype=torch.long, device=device)
+                first_tok = torch.tensor([responses[b][0] for b in has_first], dtype=torch.long, device=device)
+                sums = sums.index_add(0, hb, first_lp[rows[hb], first_tok].to(torch.float64))
+            if max(len(r) for r in responses) > 1:
+                inputs = [r[:-1] for r in responses]  # the last token is only ever a target
+                in_ids, in_mask = _pad([r if r else [pad] for r in inputs], pad, "right", device)
+                in_mask = in_mask * torch.tensor([1 if r else 0 for r in inputs], device=device)[:, None]
+                attention = torch.cat([mask[rows], in_mask], dim=1)
+                positions = lengths[rows][:, None] + torch.arange(in_ids.shape[1], device=device)[None, :]
+                sub_cache = _make_cache([(k[rows], v[rows]) for k, v in kv])
+                out_logits, _ = _forward(model, in_ids, attention, positions, cache=sub_cache)
+                targets, _ = _pad([r[1:] if len(r) > 1 else [pad] for r in responses], pad, "right", device)
+                width = out_logits.shape[1]
+                target_mask = torch.zeros((len(chunk), width), dtype=torch.bool, device=device)
+                for b, r in enumerate(responses):
+                    target_mask[b, : max(0, len(r) - 1)] = True
+                rb, cb = target_mask.nonzero(as_tuple=True)
+                if rb.numel():
+                    picked = torch.log_softmax(out_logits[rb, cb].float(), dim=-1)
+                    lp = picked.gather(-1, targets[:, :width][rb, cb].unsqueeze(-1)).squeeze(-1)
+                    sums = sums.index_add(0, rb, lp.to(torch.float64))
+            parts.append((index, sums))
+
+
+def sequence_logprobs(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    batch_size: int = 32,
+    *,
+    add_bos: bool = True,
+    padding_side: str | None = None,
+    share_prompts: bool = True,
+    requires_grad: bool = False,
+) -> torch.Tensor:
+    """log P(response | prompt) in nats (sum over the response's tokens) for each pair; float64 tensor [len(prompts)].
+
+    Batched with padding and attention masks, exact for left or right padding (`padding_side`, default the
+    tokenizer's). With `requires_grad=True` it runs with autograd in the model's current mode (for training losses);
+    otherwise in eval mode under `torch.inference_mode`.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"sequence_logprobs: {len(prompts)} prompts but {len(responses)} responses")
+    prompt_ids = encode_prompts(tokenizer, prompts, add_bos)
+    response_ids = encode(tokenizer, responses)
+    side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
+    if requires_grad:
+        with torch.enable_grad():
+            return score_token_ids(model, prompt_ids, response_ids, batch_size, pad_id(tokenizer), side, share_prompts)
+    with inference(model):
+        return score_token_ids(model, prompt_ids, response_ids, batch_size, pad_id(tokenizer), side, share_prompts)
+
+
+def token_nll(
+    model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(negative log-likelihood in nats, token count) per text, each text scored after BOS and cut to `max_tokens`.
+
+    `max_tokens` defaults to the model's context length minus one (room for the BOS).
+    """
+    if max_tokens is None:
+        context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        max_tokens = int(context) - 1 if context else None
+    ids = encode(tokenizer, texts)
+    if max_tokens is not None:
+        ids = [t[:max_tokens] for t in ids]
+    prompts = [[bos_id(tokenizer)] for _ in ids]
+    with inference(model):
+        lp = score_token_ids(model, prompts, ids, batch_size, pad_id(tokenizer), "right", share_prompts=False)
+    return -lp.numpy(), np.array([len(t) for t in ids], dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling
+
+
+def _sample_chunk(model, prompts, max_new_tokens, temperature, generator, stops, pad, device) -> list[list[int]]:
+    ids, mask = _pad(prompts, pad, "left", device)
+    positions = _positions(mask)
+    logits, cache = _forward(model, ids, mask, positions, use_cache=True, last_only=True)
+    next_logits = logits[:, -1]
+    batch = len(prompts)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    stop_tensor = torch.tensor(stops, dtype=torch.long, device=device)
+    position = positions[:, -1:]
+    generated = []
+    for step in range(max_new_tokens):
+        if temperature == 0:
+            token = next_logits.argmax(dim=-1)
+        else:
+            probs = torch.softmax(next_logits.float() / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        generated.append(token)
+        done = done | torch.isin(token, stop_tensor)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+        position = position + 1
+        logits, cache = _forward(model, token[:, None], mask, position, cache=cache, use_cache=True)
+        next_logits = logits[:, -1]
+    table = torch.stack(generated, dim=1).cpu().tolist()
+    stop_set = set(stops)
+    out = []
+    for row in table:
+        kept = []
+        for tok in row:
+            kept.append(tok)
+            if tok in stop_set:
+                break
+        out.append(kept)
+    return out
+
+
+def sample_token_ids(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int = 1,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    add_bos: bool = True,
+) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """(prompt ids, sampled response ids per prompt [n each]); a response ends with its stop token if it reached one.
+
+    Pure ancestral sampling (no top-k / top-p) at `temperature`, seeded by `seed` alone.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature: {temperature} must be >= 0")
+    prompt_ids = encode_prompts(tokenizer, prompts, add_bos)
+    device = model_device(model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+    flat = [(i, s) for i in range(len(prompt_ids)) for s in range(n)]
+    flat.sort(key=lambda t: len(prompt_ids[t[0]]))
+    results: list[list[list[int]]] = [[[] for _ in range(n)] for _ in prompt_ids]
+    stops = stop_ids(tokenizer)
+    with inference(model):
+        for chunk in _batches(flat, batch_size):
+            sampled = _sample_chunk(model, [prompt_ids[i] for i, _ in chunk], max_new_tokens, temperature, generator, stops, pad_id(tokenizer), device)
+            for (i, s), ids in zip(chunk, sampled):
+                results[i][s] = ids
+    return prompt_ids, results
+
+
+def decode_response(tokenizer: Any, ids: Sequence[int]) -> str:
+    """Text of a sampled response without its stop token (other special tokens stay, so they stay visible)."""
+    stops = set(stop_ids(tokenizer))
+    ids = list(ids)
+    if ids and ids[-1] in stops:
+        ids = ids[:-1]
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def sample_responses(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int = 1,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    add_bos: bool = True,
+) -> list[list[str]]:
+    """`n` sampled replies per prompt, each stopped at <|end|> (or EOS, or `max_new_tokens`), decoded without the stop."""
+    _, ids = sample_token_ids(model, tokenizer, prompts, n, max_new_tokens, temperature, seed, batch_size, add_bos)
+    return [[decode_response(tokenizer, r) for r in per_prompt] for per_prompt in ids]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KL pressure meter
+
+
+def kl_samples(
+    model: torch.nn.Module,
+    reference: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n_samples: int,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    add_bos: bool = True,
+) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """Per-sample log2 p_model(y|x) - log2 p_ref(y|x) for y ~ p_model(.|x) at temperature 1: shape [prompts, n_samples].
+
+    Its mean is an unbiased Monte Carlo estimate of KL(model || reference) in bits per response (responses are cut
+    at `max_new_tokens`, so strictly it is the KL between the two models' distributions over such responses).
+    Also returns the sampled token ids.
+    """
+    if embedding_rows(reference) != embedding_rows(model):
+        raise EvalError(
+            f"reference model has {embedding_rows(reference)} vocabulary rows but the model has {embedding_rows(model)}; "
+            "expected a reference with the same tokenizer"
+        )
+    prompt_ids, samples = sample_token_ids(model, tokenizer, prompts, n_samples, max_new_tokens, 1.0, seed, batch_size, add_bos)
+    flat_prompts = [prompt_ids[i] for i in range(len(prompt_ids)) for _ in range(n_samples)]
+    flat_responses = [samples[i][s] for i in range(len(prompt_ids)) for s in range(n_samples)]
+    with inference(model, reference):
+        lp_model = score_token_ids(model, flat_prompts, flat_responses, batch_size, pad_id(tokenizer), "left")
+        if reference is model:
+            lp_ref = lp_model
+        else:
+            lp_ref = score_token_ids(reference, flat_prompts, flat_responses, batch_size, pad_id(tokenizer), "left")
+    bits = ((lp_model - lp_ref) / LN2).numpy().reshape(len(prompt_ids), n_samples)
+    return bits, samples
+
+
+def kl_bits_per_response(
+    model: torch.nn.Module,
+    reference: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n_samples: int,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    n_resamples: int = 1000,
+) -> tuple[float, float, float]:
+    """(mean, ci_low, ci_high): KL(model || reference) in bits per response, bootstrap 95% CI over prompts."""
+    bits, _ = kl_samples(model, reference, tokenizer, prompts, n_samples, seed, max_new_tokens, batch_size)
+    return bootstrap_mean_ci(bits.mean(axis=1), n_resamples, seed)
