@@ -1,1 +1,10 @@
-"""experiments stage."""
+"""experiments stage: grids of arms x seeds x post-training strategies, run as resumable self-contained cells.
+
+Public API:
+    load_experiment(name_or_path, overrides) -> ExperimentConfig     (config.py)
+    pipeline_config(exp, arm, seed) -> PipelineConfig                 (config.py)
+    plan_jobs(exp) -> list[Job]; run_experiment(exp, run_dir, ...)    (runner.py)
+    run_states(run_dir); collect_results(run_dir); load_results(run_dir)
+    Executor / LocalExecutor / InlineExecutor                         (executor.py)
+    stats: bootstrap_mean_ci, paired_difference, stickiness, interpolate_curve, log_kl_grid, wilson_interval
+"""

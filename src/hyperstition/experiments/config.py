@@ -57,8 +57,9 @@ class ExperimentConfig(Config):
     description: str = Field("", description="One paragraph saying what the experiment measures; shown at the top of the report.")
     preset: str = Field("quick", description="Pipeline preset every arm starts from: smoke, quick, base, or a YAML path.")
     pipeline: dict[str, Any] = Field(default_factory=dict, description="Overrides on the pipeline config shared by all arms (keys may be dotted; values deep-merged).")
-    posttrain_preset: str | dict[str, Any] = Field("quick", description="Post-training config passed to run_posttrain as `cfg`: a preset name or a mapping of overrides.")
-    eval: str | dict[str, Any] | None = Field(None, description="Evaluation suite settings passed to run_eval as `suite_cfg` (None: the evaluator's default).")
+    posttrain_preset: str | dict[str, Any] = Field("quick", description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of overrides (with optional `preset`); its seed is set per grid seed.")
+    eval: str | None = Field(None, description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, base) or YAML path; None = the evaluator's default.")
+    eval_overrides: list[str] = Field(default_factory=list, description="Dotted KEY=VALUE overrides on the evaluation suite, e.g. samples_per_prompt=8.")
     arms: dict[str, list[str] | dict[str, Any]] = Field(..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping.")
     control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.")
@@ -148,6 +149,38 @@ def check_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     for arm in exp.arms:
         pipeline_config(exp, arm, exp.seeds[0])
+    # The other stages' presets, when those stages are installed (their config modules are light: no torch).
+    try:
+        from ..posttrain.config import resolve_posttrain_config
+    except ImportError:
+        resolve_posttrain_config = None
+    if resolve_posttrain_config is not None:
+        try:
+            resolve_posttrain_config(posttrain_config(exp, exp.seeds[0]))
+        except ConfigError as err:
+            raise ConfigError(f"experiment {exp.name!r}: posttrain_preset: {err}") from None
+    try:
+        from ..evals.config import load_suite_config
+    except ImportError:
+        load_suite_config = None
+    if load_suite_config is not None:
+        try:
+            load_suite_config(exp.eval, list(exp.eval_overrides))
+        except ConfigError as err:
+            raise ConfigError(f"experiment {exp.name!r}: eval: {err}") from None
+
+
+def posttrain_config(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
+    """The `cfg` given to run_posttrain for grid seed `seed`: the experiment's preset or overrides, seed set."""
+    spec = exp.posttrain_preset
+    data = {"preset": spec} if isinstance(spec, str) else copy.deepcopy(spec)
+    data["seed"] = seed
+    return data
+
+
+def eval_suite(exp: ExperimentConfig) -> dict[str, Any]:
+    """The suite settings handed to the evaluate stage (resolved there with evals.config.load_suite_config)."""
+    return {"source": exp.eval, "overrides": list(exp.eval_overrides)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,194 @@
+"""The results store: SQL over `results.parquet`, and seed-aggregated views of it for the report and `compare`.
+
+Aggregation rule everywhere: a number for an (arm, strategy, context, metric) is the mean over seeds with a
+seeded bootstrap CI over seeds; with a single seed the CI is the within-seed CI the stage reported (bootstrap
+over prompts or Wilson), so a one-seed run still shows its uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..schema import BASE_STRATEGY
+from . import stats
+from .rundir import read_run_json
+
+
+# Pressures below this (bits per response) are numerically zero: the step-0 point of a post-training curve is the
+# base model, whatever float noise its measured KL carries, and belongs at K = 0 rather than at 1e-20 on a log axis.
+KL_ZERO_BITS = 1e-3
+
+
+class QueryError(ValueError):
+    """SQL that DuckDB rejected."""
+
+
+def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
+    """Run `sql` over the run's results (table `results`) with DuckDB."""
+    import duckdb
+
+    from .runner import load_results
+
+    read_run_json(run_dir)
+    df = load_results(run_dir)
+    con = duckdb.connect()
+    try:
+        con.register("results", df)
+        return con.execute(sql).fetchdf()
+    except duckdb.Error as err:
+        raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def rich_table(df: pd.DataFrame, limit: int = 200, title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for row in df.head(limit).itertuples(index=False):
+        table.add_row(*(_fmt(v) for v in row))
+    return table
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Seed aggregation
+
+
+def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, int]:
+    est = stats.bootstrap_mean_ci(list(values), n_boot=n_boot, seed=seed)
+    if est.n == 1:
+        i = int(np.flatnonzero(~np.isnan(values))[0])
+        return est.value, float(lows[i]), float(highs[i]), 1
+    return est.value, est.ci_low, est.ci_high, est.n
+
+
+def endpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, seed, strategy, context, metric): the base evaluation for strategy `base`, the last step
+    of the curve for post-training strategies."""
+    if df.empty:
+        return df
+    last = df.groupby(["arm", "seed", "strategy"])["step"].transform("max")
+    return df[df["step"] == last]
+
+
+def summarize(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
+    """Mean over seeds with CI for each group of endpoint rows; adds n (seeds) and mean kl_bits/step."""
+    ends = endpoint_rows(df)
+    out = []
+    for key, g in ends.groupby(list(by), sort=False):
+        g = g.groupby("seed").agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+                                  kl_bits=("kl_bits", "mean"), step=("step", "max")).reset_index()
+        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), n_boot, seed)
+        out.append({**dict(zip(by, key)), "value": value, "ci_low": lo, "ci_high": hi, "n": n,
+                    "kl_bits": float(g["kl_bits"].mean()), "step": int(g["step"].max())})
+    return pd.DataFrame(out, columns=[*by, "value", "ci_low", "ci_high", "n", "kl_bits", "step"])
+
+
+def per_seed(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str) -> dict[int, float]:
+    ends = endpoint_rows(df)
+    sel = ends[(ends.arm == arm) & (ends.strategy == strategy) & (ends.context == context) & (ends.metric == metric)]
+    return {int(s): float(v) for s, v in sel.groupby("seed")["value"].mean().items()}
+
+
+def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each arm minus the control arm, paired by seed, per context: mean difference with bootstrap CI."""
+    rows = []
+    sub = df[df.metric == metric]
+    for context in sorted(sub.context.unique()):
+        ctrl = per_seed(df, control, strategy, context, metric)
+        for arm in _arms_in_order(df):
+            if arm == control:
+                continue
+            treated = per_seed(df, arm, strategy, context, metric)
+            if not treated or not ctrl:
+                continue
+            est = stats.paired_difference(treated, ctrl, n_boot=n_boot, seed=seed)
+            rows.append({"arm": arm, "context": context, "metric": metric, "strategy": strategy,
+                         "diff": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n})
+    return pd.DataFrame(rows, columns=["arm", "context", "metric", "strategy", "diff", "ci_low", "ci_high", "n"])
+
+
+def _arms_in_order(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df["arm"]))
+
+
+def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per seed: (kl, value, ci_low, ci_high) sorted by kl, the base evaluation (kl 0) included when the
+    post-training curve has no kl-0 point of its own."""
+    out = {}
+    sel = df[(df.arm == arm) & (df.context == context) & (df.metric == metric)]
+    for s, g in sel.groupby("seed"):
+        curve = g[g.strategy == strategy]
+        if curve.empty:
+            continue
+        if not ((curve.step == 0) | (curve.kl_bits < KL_ZERO_BITS)).any():
+            curve = pd.concat([g[g.strategy == BASE_STRATEGY], curve])
+        curve = curve.assign(kl_bits=np.where((curve.step == 0) | (curve.kl_bits < KL_ZERO_BITS), 0.0, curve.kl_bits))
+        curve = curve.sort_values(["kl_bits", "step"])
+        out[int(s)] = (curve.kl_bits.to_numpy(float), curve.value.to_numpy(float), curve.ci_low.to_numpy(float), curve.ci_high.to_numpy(float))
+    return out
+
+
+def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds on `grid` with a bootstrap CI per grid point (within-seed CI when there is one seed)."""
+    if not seed_curves:
+        nan = np.full(len(grid), np.nan)
+        return nan, nan, nan
+    vals = np.array([stats.interpolate_curve(c[0], c[1], grid) for c in seed_curves.values()])
+    if len(seed_curves) == 1:
+        (c,) = seed_curves.values()
+        return vals[0], stats.interpolate_curve(c[0], c[2], grid), stats.interpolate_curve(c[0], c[3], grid)
+    mean = np.nanmean(vals, axis=0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(vals), size=(n_boot, len(vals)))
+    boot = np.nanmean(vals[idx], axis=1)
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    return mean, lo, hi
+
+
+def curve_grid(all_curves: list[dict[int, tuple]], n: int = 32) -> np.ndarray:
+    kls = [c[0] for curves_ in all_curves for c in curves_.values()]
+    return stats.log_kl_grid(kls, n=n) if kls else np.array([])
+
+
+def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_boot: int = 2000, seed: int = 0, n_grid: int = 32) -> pd.DataFrame:
+    """S(K) of every arm against the control on a common log-KL grid: columns arm, K, S, ci_low, ci_high, delta, delta0, n."""
+    ctrl = curves(df, control, strategy, context, metric)
+    rows = []
+    if not ctrl:
+        return pd.DataFrame(columns=["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "n"])
+    arm_curves = {arm: curves(df, arm, strategy, context, metric) for arm in _arms_in_order(df) if arm != control}
+    grid = curve_grid([ctrl, *arm_curves.values()], n=n_grid)
+    for arm, c in arm_curves.items():
+        if not c or not set(c) & set(ctrl) or not len(grid):
+            continue
+        st = stats.stickiness({s: v[:2] for s, v in c.items()}, {s: v[:2] for s, v in ctrl.items()}, grid, n_boot=n_boot, seed=seed)
+        for i, k in enumerate(st.grid):
+            rows.append({"arm": arm, "K": k, "S": st.s[i], "ci_low": st.ci_low[i], "ci_high": st.ci_high[i],
+                         "delta": st.delta[i], "delta0": st.delta0, "n": st.n})
+    return pd.DataFrame(rows, columns=["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "n"])
+
+
+def load(run_dir: str | os.PathLike) -> pd.DataFrame:
+    from .runner import load_results
+
+    return load_results(Path(run_dir))

@@ -1,0 +1,595 @@
+"""The grid runner: plans self-contained jobs, runs them on an executor in dependency order, skips finished ones,
+resumes unfinished ones, and assembles `results.parquet`.
+
+Jobs per (arm, seed):  `pretrain`  ->  `base` (evaluation of the pretrained model)
+                                  ->  one post-training job per strategy (`sft`, `dpo`, ...)
+
+Each job owns one directory `RUN/cells/<arm>/seed-<k>/<name>/` containing
+
+    job.json        what the job is (kind, resolved parameters, config hash); written when it starts
+    RUNNING.json    pid/host/start time while it runs
+    log.txt         the stage's stdout/stderr (process backend)
+    rows.parquet    its tidy result rows (evaluation and post-training jobs)
+    DONE.json       written atomically *last*: config hash, wall time, outputs. Its presence means finished.
+    ERROR.json, traceback.txt   if it failed (cleared when retried)
+
+and whatever the stage itself writes there (checkpoints, eval.json, eval_items.parquet, posttrain_curve.parquet).
+Because DONE.json is the last write of a finished job and every write is atomic, killing the whole run at any
+moment loses no finished job; a rerun skips jobs whose DONE.json carries the same config hash and calls the
+(resumable) stage functions again for the rest.
+
+The stage functions are looked up by module name (`stages`), so tests and dry runs can inject fakes: the module
+must define `pretrain(cfg, out_dir) -> Path`, `evaluate(model_dir, out_dir, *, suite_cfg, reference_dir,
+world_cfg) -> list[dict]` and `posttrain(base_dir, strategy, out_dir, *, cfg, world_cfg) -> Path`
+(see `hyperstition.experiments.stages` for the real ones and `...simulate` for fakes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from ..config import ConfigError, PipelineConfig
+from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
+from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
+from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
+from .rundir import RunDirError, RunLock, create_or_open, now_iso, read_run_json, runner_active, write_provenance
+
+DEFAULT_STAGES = "hyperstition.experiments.stages"
+DONE, RUNNING, ERROR, JOB, ROWS = "DONE.json", "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
+TRACEBACK, LOG = "traceback.txt", "log.txt"
+ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
+GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
+
+
+@dataclass(frozen=True)
+class Job:
+    """One grid cell job. `params` is plain JSON data; `config_hash` covers params and the dependencies' hashes."""
+
+    id: str
+    kind: str  # pretrain | eval | posttrain
+    arm: str
+    seed: int
+    strategy: str | None  # None for pretrain, "base" for the base evaluation
+    path: str  # relative to the run directory
+    deps: tuple[str, ...]
+    params: dict = field(hash=False, compare=False)
+    config_hash: str = ""
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def cell_dir(arm: str, seed: int) -> str:
+    return f"cells/{arm}/seed-{seed}"
+
+
+def plan_jobs(exp: ExperimentConfig) -> list[Job]:
+    """All jobs of the grid, dependencies before dependents, grouped by (arm, seed)."""
+    jobs: list[Job] = []
+    for seed in exp.seeds:
+        for arm in exp.arms:
+            cfg = pipeline_config(exp, arm, seed)
+            pipe = cfg.model_dump(mode="json")
+            base = cell_dir(arm, seed)
+            pre_params = {"pipeline": pipe}
+            pre = Job(f"{arm}/seed-{seed}/pretrain", "pretrain", arm, seed, None, f"{base}/pretrain", (), pre_params,
+                      _hash({"kind": "pretrain", "params": pre_params}))
+            jobs.append(pre)
+            ev_params = {"pipeline": pipe, "suite": eval_suite(exp)}
+            jobs.append(Job(f"{arm}/seed-{seed}/{BASE_STRATEGY}", "eval", arm, seed, BASE_STRATEGY, f"{base}/{BASE_STRATEGY}",
+                            (pre.id,), ev_params, _hash({"kind": "eval", "params": ev_params, "deps": [pre.config_hash]})))
+            for strategy in exp.strategies:
+                pt_params = {"pipeline": pipe, "strategy": strategy, "posttrain": posttrain_config(exp, seed)}
+                jobs.append(Job(f"{arm}/seed-{seed}/{strategy}", "posttrain", arm, seed, strategy, f"{base}/{strategy}",
+                                (pre.id,), pt_params, _hash({"kind": "posttrain", "params": pt_params, "deps": [pre.config_hash]})))
+    return jobs
+
+
+def job_record(job: Job) -> dict:
+    d = asdict(job)
+    d["deps"] = list(job.deps)
+    d.pop("params")
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Executing one job (runs inside a worker process)
+
+
+@contextlib.contextmanager
+def _redirect_output(log_path: Path, enabled: bool) -> Iterator[None]:
+    """Send fds 1 and 2 (Python and native code alike) to the job's log file."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def tidy_eval_rows(rows: list[dict], arm: str, seed: int) -> "Any":
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for col in ("context", "metric", "value"):
+        if col not in df.columns:
+            raise ValueError(f"evaluation rows lack column {col!r}; got {list(df.columns)}")
+    for col in ("ci_low", "ci_high"):
+        if col not in df.columns:
+            df[col] = float("nan")
+    df = df.assign(arm=arm, seed=seed, strategy=BASE_STRATEGY, step=0, tokens=0, kl_bits=0.0)
+    return _typed(df[list(ROW_COLUMNS)])
+
+
+def tidy_curve_rows(curve_path: Path, arm: str, seed: int, strategy: str) -> "Any":
+    import pandas as pd
+
+    if not curve_path.exists():
+        raise FileNotFoundError(f"post-training wrote no {curve_path.name} in {curve_path.parent}")
+    df = pd.read_parquet(curve_path)
+    missing = [c for c in CURVE_COLUMNS if c not in df.columns and c not in ("ci_low", "ci_high")]
+    if missing:
+        raise ValueError(f"{curve_path}: missing columns {missing}; expected {list(CURVE_COLUMNS)}")
+    for col in ("ci_low", "ci_high"):
+        if col not in df.columns:
+            df[col] = float("nan")
+    df = df.assign(arm=arm, seed=seed, strategy=strategy)
+    return _typed(df[list(ROW_COLUMNS)])
+
+
+def _typed(df: "Any") -> "Any":
+    df = df.copy()
+    df["seed"] = df["seed"].astype("int64")
+    df["step"] = df["step"].astype("int64")
+    df["tokens"] = df["tokens"].astype("int64")
+    for col in ("kl_bits", "value", "ci_low", "ci_high"):
+        df[col] = df[col].astype("float64")
+    for col in ("arm", "strategy", "context", "metric"):
+        df[col] = df[col].astype(str)
+    return df.reset_index(drop=True)
+
+
+def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DEFAULT_STAGES, redirect: bool = True) -> dict:
+    """Run one job in its directory and return {"status": "done"|"failed", "wall_s", "error"}.
+
+    Never raises for a failing stage: the traceback goes to the cell's traceback.txt and ERROR.json."""
+    run_path = Path(run_dir)
+    cell = run_path / job.path
+    cell.mkdir(parents=True, exist_ok=True)
+    for stale in (ERROR, TRACEBACK):
+        (cell / stale).unlink(missing_ok=True)
+    write_json_atomic(cell / JOB, {**job_record(job), "params": job.params, "inputs": inputs})
+    write_json_atomic(cell / RUNNING, {"pid": os.getpid(), "host": socket.gethostname(), "started": now_iso()})
+    t0 = time.time()
+    try:
+        with _redirect_output(cell / LOG, redirect):
+            outputs = _run_stage(run_path, cell, job, inputs, stages)
+        wall = time.time() - t0
+        write_json_atomic(cell / DONE, {
+            "id": job.id, "kind": job.kind, "config_hash": job.config_hash, "finished": now_iso(),
+            "wall_s": round(wall, 3), "outputs": outputs, "stages": stages,
+        })
+        return {"status": "done", "wall_s": wall, "error": None}
+    except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
+        wall = time.time() - t0
+        tb = traceback.format_exc()
+        write_text_atomic(cell / TRACEBACK, tb)
+        line = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        write_json_atomic(cell / ERROR, {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso(), "wall_s": round(wall, 3)})
+        return {"status": "failed", "wall_s": wall, "error": line}
+    finally:
+        (cell / RUNNING).unlink(missing_ok=True)
+
+
+def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], stages: str) -> dict:
+    mod = importlib.import_module(stages)
+    threads = int(os.environ.get("HYPERSTITION_THREADS", "0") or 0)
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    cfg = PipelineConfig.model_validate(job.params["pipeline"])
+    world = cfg.world
+    if job.kind == "pretrain":
+        model_dir = mod.pretrain(cfg, cell)
+        return {"model_dir": _rel(Path(model_dir), run_path)}
+    model_dir = _abs(inputs["model_dir"], run_path)
+    if job.kind == "eval":
+        rows = mod.evaluate(model_dir, cell, suite_cfg=job.params.get("suite"), reference_dir=None, world_cfg=world)
+        write_parquet_atomic(cell / ROWS, tidy_eval_rows(rows, job.arm, job.seed))
+        return {"rows": ROWS}
+    if job.kind == "posttrain":
+        final = mod.posttrain(model_dir, job.strategy, cell, cfg=job.params.get("posttrain"), world_cfg=world)
+        write_parquet_atomic(cell / ROWS, tidy_curve_rows(cell / "posttrain_curve.parquet", job.arm, job.seed, job.strategy))
+        return {"rows": ROWS, "model_dir": _rel(Path(final), run_path) if final else None}
+    raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def _abs(path: str, run_path: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else run_path / p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cell states (also what `hyperstition status` shows)
+
+
+@dataclass
+class CellState:
+    job: dict
+    state: str  # done | running | pending | failed
+    detail: str = ""
+    wall_s: float | None = None
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
+    cell = run_dir / job["path"]
+    done = read_json(cell / DONE)
+    if done is not None:
+        if done.get("config_hash") == job["config_hash"]:
+            return CellState(job, "done", "", done.get("wall_s"))
+        return CellState(job, "pending", "stale: finished with a different config")
+    running = read_json(cell / RUNNING)
+    if running is not None and active:
+        return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
+    error = read_json(cell / ERROR)
+    if error is not None:
+        return CellState(job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s"))
+    if running is not None:
+        return CellState(job, "pending", "interrupted; resumes on rerun")
+    return CellState(job, "pending", "")
+
+
+def run_states(run_dir: str | os.PathLike) -> list[CellState]:
+    """The state of every planned job of a run (reads plan.json and the cell directories only)."""
+    run_dir = Path(run_dir)
+    read_run_json(run_dir)
+    plan = read_json(run_dir / "plan.json")
+    if plan is None:
+        return []
+    active = runner_active(run_dir)
+    states = [job_state(run_dir, job, active) for job in plan["jobs"]]
+    by_id = {s.job["id"]: s for s in states}
+    for s in states:
+        if s.state == "pending" and not s.detail:
+            failed = [d for d in s.job["deps"] if by_id.get(d) and by_id[d].state == "failed"]
+            if failed:
+                s.detail = f"blocked: {', '.join(failed)} failed"
+    return states
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The grid
+
+
+class Reporter(Protocol):
+    def start(self, jobs: list[Job], skipped: list[Job], workers: int, threads: int) -> None: ...
+    def started(self, job: Job) -> None: ...
+    def finished(self, job: Job, result: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullReporter:
+    def start(self, jobs: list[Job], skipped: list[Job], workers: int, threads: int) -> None:
+        pass
+
+    def started(self, job: Job) -> None:
+        pass
+
+    def finished(self, job: Job, result: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    jobs: list[Job]
+    skipped: list[str]  # already finished before this invocation
+    done: list[str]
+    failed: dict[str, str]  # id -> error line
+    blocked: list[str]
+    wall_s: float
+    results: Path | None = None
+    report: Path | None = None
+    report_error: str | None = None
+    wall_by_job: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+class StaleCellsError(RunDirError):
+    pass
+
+
+def _check_stale(run_dir: Path, jobs: list[Job], redo_stale: bool) -> None:
+    """Finished cells of a different config are refused (or moved aside with redo_stale); unfinished cells of a
+    different config are moved aside, since resuming them would mix configs."""
+    stale = []
+    for job in jobs:
+        cell = run_dir / job.path
+        done = read_json(cell / DONE)
+        started = read_json(cell / JOB)
+        if done is not None and done.get("config_hash") != job.config_hash:
+            stale.append(job)
+        elif done is None and started is not None and started.get("config_hash") != job.config_hash:
+            _move_aside(cell)
+    if stale and not redo_stale:
+        names = ", ".join(j.id for j in stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
+        raise StaleCellsError(
+            f"{run_dir}: {len(stale)} finished cell(s) were computed with a different config ({names}); "
+            f"rerun with the original config, use another --out, or pass --redo-stale to recompute them "
+            f"(their old outputs are kept as *.stale-N)"
+        )
+    for job in stale:
+        _move_aside(run_dir / job.path)
+
+
+def _move_aside(cell: Path) -> None:
+    n = 1
+    while cell.with_name(f"{cell.name}.stale-{n}").exists():
+        n += 1
+    cell.rename(cell.with_name(f"{cell.name}.stale-{n}"))
+
+
+def run_experiment(
+    exp: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    executor: Executor | None = None,
+    stages: str = DEFAULT_STAGES,
+    reporter: Reporter | None = None,
+    redo_stale: bool = False,
+    render: bool = True,
+) -> RunSummary:
+    """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others."""
+    run_dir = Path(run_dir)
+    reporter = reporter or NullReporter()
+    t_start = time.time()
+    if not (run_dir / "run.json").exists() and run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
+        create_or_open(run_dir, exp.name)  # refuses a foreign non-empty directory before we put a lock file in it
+    lock = RunLock(run_dir)
+    lock.acquire()
+    own_executor = executor is None
+    try:
+        create_or_open(run_dir, exp.name)
+        jobs = plan_jobs(exp)
+        _check_stale(run_dir, jobs, redo_stale)
+        write_text_atomic(run_dir / "experiment.yaml", exp.to_yaml())
+        write_json_atomic(run_dir / "plan.json", {"experiment": exp.name, "jobs": [job_record(j) for j in jobs]})
+        write_json_atomic(run_dir / "arms.json", _arms_info(exp))
+        if executor is None:
+            executor = LocalExecutor(exp.workers)
+        workers, threads = (executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]))
+        write_provenance(run_dir, workers=workers, threads=threads, stages=stages, seeds=exp.seeds)
+        append_jsonl(run_dir / "runlog.jsonl", {"event": "start", "time": now_iso(), "pid": os.getpid(), "command": sys.argv,
+                                                "workers": workers, "threads": threads, "stages": stages})
+        summary = _schedule(run_dir, jobs, executor, stages, reporter, workers, threads)
+    except BaseException:
+        if executor is not None:  # interrupted or broken: nobody will wait for the running jobs, so stop them
+            executor.shutdown()
+        reporter.close()
+        lock.release()
+        raise
+    if own_executor:
+        executor.shutdown()
+    reporter.close()
+    try:
+        summary.results = collect_results(run_dir, exp.samples_per_cell)
+        if render and summary.results is not None:
+            from ..report import render_report
+
+            try:
+                summary.report = render_report(run_dir)
+            except Exception as err:  # noqa: BLE001 - the results are safe; `hyperstition report` can retry
+                summary.report_error = f"{type(err).__name__}: {err}"
+    finally:
+        summary.wall_s = time.time() - t_start
+        append_jsonl(run_dir / "runlog.jsonl", {"event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+                                                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
+        lock.release()
+    return summary
+
+
+def _arms_info(exp: ExperimentConfig) -> dict:
+    out = {}
+    for arm, spec in exp.arms.items():
+        cfg = pipeline_config(exp, arm, exp.seeds[0])
+        out[arm] = {"overrides": spec, "nominal_shares": persona_discourse_shares(cfg.corpus), "pipeline": cfg.model_dump(mode="json")}
+    return {"control": exp.control, "arms": out}
+
+
+def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, reporter: Reporter, workers: int, threads: int) -> RunSummary:
+    finished: dict[str, dict] = {}  # id -> DONE.json of finished jobs
+    skipped = []
+    for job in jobs:
+        done = read_json(run_dir / job.path / DONE)
+        if done is not None and done.get("config_hash") == job.config_hash:
+            finished[job.id] = done
+            skipped.append(job)
+    todo = [j for j in jobs if j.id not in finished]
+    reporter.start(jobs, skipped, workers, threads)
+    failed: dict[str, str] = {}
+    blocked: list[str] = []
+    ran: list[str] = []
+    wall: dict[str, float] = {}
+    in_flight: dict[Handle, Job] = {}
+    redirect = not isinstance(executor, InlineExecutor)
+    t0 = time.time()
+
+    def ready(job: Job) -> bool:
+        return all(d in finished for d in job.deps)
+
+    while todo or in_flight:
+        # Drop jobs whose dependencies failed; submit ready ones, finishing started (arm, seed) chains first.
+        for job in list(todo):
+            if any(d in failed or d in blocked for d in job.deps):
+                todo.remove(job)
+                blocked.append(job.id)
+                reporter.finished(job, {"status": "blocked", "error": f"dependency failed: {', '.join(d for d in job.deps if d in failed or d in blocked)}"})
+        candidates = sorted((j for j in todo if ready(j)), key=lambda j: (j.kind == "pretrain", jobs.index(j)))
+        for job in candidates:
+            if len(in_flight) >= executor.capacity:
+                break
+            inputs = {}
+            if job.deps:
+                inputs["model_dir"] = finished[job.deps[0]]["outputs"]["model_dir"]
+            handle = executor.submit(execute_job, str(run_dir), job, inputs, stages, redirect)
+            in_flight[handle] = job
+            todo.remove(job)
+            reporter.started(job)
+        if not in_flight:
+            if todo:  # nothing runnable and nothing running: unsatisfiable dependencies
+                for job in todo:
+                    blocked.append(job.id)
+                todo.clear()
+            break
+        done, _ = executor.wait(list(in_flight))
+        for handle in done:
+            job = in_flight.pop(handle)
+            try:
+                result = handle.result()
+            except JobCrashed as err:
+                result = _record_crash(run_dir, job, str(err))
+            wall[job.id] = result.get("wall_s") or 0.0
+            if result["status"] == "done":
+                finished[job.id] = read_json(run_dir / job.path / DONE) or {}
+                ran.append(job.id)
+            else:
+                failed[job.id] = result.get("error") or "failed"
+            reporter.finished(job, result)
+    return RunSummary(run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall)
+
+
+def _record_crash(run_dir: Path, job: Job, message: str) -> dict:
+    cell = run_dir / job.path
+    cell.mkdir(parents=True, exist_ok=True)
+    (cell / RUNNING).unlink(missing_ok=True)
+    write_text_atomic(cell / TRACEBACK, message + "\n")
+    line = message.splitlines()[0][:500]
+    write_json_atomic(cell / ERROR, {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso()})
+    return {"status": "failed", "wall_s": None, "error": line}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results
+
+
+def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
+    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
+    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    plan = read_json(run_dir / "plan.json") or {"jobs": []}
+    frames, samples = [], []
+    for job in plan["jobs"]:
+        cell = run_dir / job["path"]
+        done = read_json(cell / DONE)
+        if done is None or done.get("config_hash") != job["config_hash"]:
+            continue
+        if (cell / ROWS).exists():
+            frames.append(pd.read_parquet(cell / ROWS))
+        if job["kind"] != "pretrain" and samples_per_cell:
+            samples.extend(_sample_items(cell, job, samples_per_cell))
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(0, "run", run_dir.resolve().name)
+    df = df[list(RESULT_COLUMNS)]
+    path = run_dir / "results.parquet"
+    write_parquet_atomic(path, df)
+    cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
+    sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
+    write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
+    return path
+
+
+def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
+    import pandas as pd
+
+    out = []
+    for path in sorted(cell.rglob("eval_items.parquet")):
+        try:
+            items = pd.read_parquet(path)
+        except Exception:  # noqa: BLE001 - a sample is optional
+            continue
+        if "response" not in items.columns:
+            continue
+        items = items[items["response"].notna() & (items["response"].astype(str).str.len() > 0)]
+        if "kind" in items.columns and items["kind"].isin(GENERATED_KINDS).any():
+            items = items[items["kind"].isin(GENERATED_KINDS)]  # sampled responses, not scored reference texts
+        if items.empty:
+            continue
+        # Round-robin over contexts so both observed and unobserved responses are shown.
+        groups = [g for _, g in items.groupby("context", sort=True)] if "context" in items.columns else [items]
+        picked = []
+        i = 0
+        while len(picked) < n and any(i < len(g) for g in groups):
+            for g in groups:
+                if i < len(g) and len(picked) < n:
+                    picked.append(g.iloc[i])
+            i += 1
+        for row in picked:
+            out.append({
+                "arm": job["arm"], "seed": job["seed"], "strategy": job["strategy"],
+                **{c: (None if c not in row.index or pd.isna(row[c]) else str(row[c])) for c in ("kind", "context", "prompt", "response", "label")},
+            })
+        break
+    return out
+
+
+def load_results(run_dir: str | os.PathLike) -> "Any":
+    """The run's results as a DataFrame (re-collected from the cells when results.parquet is missing)."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    read_run_json(run_dir)
+    path = run_dir / "results.parquet"
+    if not path.exists():
+        path = collect_results(run_dir)
+        if path is None:
+            raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
+    return pd.read_parquet(path)
+

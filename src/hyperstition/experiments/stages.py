@@ -1,0 +1,55 @@
+"""The real stage functions the runner calls, one per job kind (the default `stages` module).
+
+Each wraps one stage's public entry point with progress bars off (workers log to their cell's log.txt) and
+torch's thread count set to the executor's share of the cores. Another module with the same three functions can
+be named with `hyperstition run --stages MODULE` (see `simulate.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import PipelineConfig, WorldConfig
+
+
+def _threads() -> None:
+    n = int(os.environ.get("HYPERSTITION_THREADS", "0") or 0)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
+    """Corpus, tokenizer and pretraining for one (arm, seed); returns the final HF checkpoint directory."""
+    _threads()
+    from ..train.pretrain import run_pretrain
+
+    return Path(run_pretrain(cfg, out_dir, progress=False))
+
+
+def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference_dir: Path | None = None, world_cfg: WorldConfig | None = None) -> list[dict]:
+    """Evaluate a checkpoint; writes eval.json and eval_items.parquet into out_dir; returns tidy rows.
+
+    `suite_cfg` is what the runner plans ({"source": preset name/YAML path/None, "overrides": [KEY=VALUE, ...]})
+    or anything run_eval accepts."""
+    _threads()
+    from ..evals import run_eval
+
+    if isinstance(suite_cfg, dict) and set(suite_cfg) <= {"source", "overrides"}:
+        from ..evals.config import load_suite_config
+
+        suite_cfg = load_suite_config(suite_cfg.get("source"), list(suite_cfg.get("overrides") or []))
+    return run_eval(model_dir, out_dir, suite_cfg=suite_cfg, reference_dir=reference_dir, world_cfg=world_cfg, progress=False)
+
+
+def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None) -> Path:
+    """Post-train base_dir with `strategy`; writes out_dir/posttrain_curve.parquet and out_dir/final/.
+
+    `cfg` is a posttrain preset name/YAML path or a mapping of overrides (the runner passes {"preset": ..., "seed": k})."""
+    _threads()
+    from ..posttrain import run_posttrain
+
+    return Path(run_posttrain(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=False))

@@ -1,0 +1,95 @@
+"""SIGKILL the whole run mid-grid: no finished cell is lost or recomputed, and the rerun completes the grid."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SIM = "hyperstition.experiments.simulate"
+
+
+def _start(out: Path, seconds: float) -> subprocess.Popen:
+    env = {**os.environ, "HYPERSTITION_SIMULATE_SECONDS": str(seconds)}
+    cmd = [sys.executable, "-m", "hyperstition.experiments", "run", "smoke", "--stages", SIM, "--out", str(out), "--workers", "2", "--no-report"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _done(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("cells/*/*/*/DONE.json")}
+
+
+def _wait_for(pred, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run exited ({proc.returncode}) before the test could kill it:\n{proc.stdout.read().decode()}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigkill_of_the_whole_run_then_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out, seconds=1.5)
+    try:
+        # Both pretrain cells finish (~1.5 s each) while later cells are still running.
+        _wait_for(lambda: len(_done(out)) >= 2, timeout=60, proc=proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finished = _done(out)
+    assert 2 <= len(finished) < 6, finished
+    for rel in finished:  # every DONE.json is complete JSON (atomic write)
+        assert json.loads((out / rel).read_text())["config_hash"]
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "hyperstition.experiments", "run", "smoke", "--stages", SIM, "--out", str(out), "--workers", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(finished)} already done" in rerun.stderr
+    after = _done(out)
+    assert len(after) == 6
+    assert {k: after[k] for k in finished} == finished  # finished cells were not recomputed
+    assert len(pd.read_parquet(out / "results.parquet")) > 0 and (out / "report.html").exists()
+
+
+def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out, seconds=30)
+    try:
+        _wait_for(lambda: len(list(out.glob("cells/*/*/*/RUNNING.json"))) >= 1, timeout=60, proc=proc)
+        running = [json.loads(p.read_text())["pid"] for p in out.glob("cells/*/*/*/RUNNING.json")]
+        proc.kill()  # the runner only, not its process group
+        proc.wait(timeout=30)
+        _wait_for(lambda: not any(_alive(pid) for pid in running), timeout=15)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    status = subprocess.run([sys.executable, "-m", "hyperstition.experiments", "status", str(out)], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert status.returncode == 0, status.stderr
+    assert "runner not running" in status.stdout and "interrupted; resumes on rerun" in status.stdout
+    assert "\u2502 running" not in status.stdout

@@ -1,0 +1,101 @@
+"""Statistics across seeds, on inputs whose answers are known in closed form."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hyperstition.experiments import stats
+
+
+def test_bootstrap_mean_ci_known_values():
+    est = stats.bootstrap_mean_ci([1.0, 2.0, 3.0], seed=0)
+    assert est.value == pytest.approx(2.0) and est.n == 3
+    assert 1.0 <= est.ci_low < 2.0 < est.ci_high <= 3.0
+    # Two values 0 and 1: bootstrap means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4 -> 95% CI is [0, 1].
+    two = stats.bootstrap_mean_ci([0.0, 1.0], n_boot=4000, seed=1)
+    assert (two.value, two.ci_low, two.ci_high) == (0.5, 0.0, 1.0)
+    # Constant values: a zero-width interval.
+    const = stats.bootstrap_mean_ci([0.7] * 5)
+    assert const.ci_low == pytest.approx(0.7) and const.ci_high == pytest.approx(0.7)
+
+
+def test_bootstrap_is_seeded_and_handles_small_inputs():
+    a = stats.bootstrap_mean_ci([0.1, 0.9, 0.4, 0.3], seed=7)
+    b = stats.bootstrap_mean_ci([0.1, 0.9, 0.4, 0.3], seed=7)
+    assert a == b
+    one = stats.bootstrap_mean_ci([2.5])
+    assert one.value == 2.5 and one.n == 1 and math.isnan(one.ci_low) and math.isnan(one.ci_high)
+    assert stats.bootstrap_mean_ci([]).n == 0
+    assert stats.bootstrap_mean_ci([1.0, float("nan"), 3.0]).value == pytest.approx(2.0)
+
+
+def test_paired_difference_pairs_by_seed():
+    treated = {0: 1.0, 1: 2.0, 2: 4.0}
+    control = {0: 0.0, 1: 1.0, 2: 3.0, 3: 10.0}  # seed 3 has no partner and is ignored
+    est = stats.paired_difference(treated, control)
+    assert (est.value, est.ci_low, est.ci_high, est.n) == (1.0, 1.0, 1.0, 3)
+    # Unpaired arms would give a different (wrong) answer: the pairing matters.
+    est2 = stats.paired_difference({0: 5.0, 1: 1.0}, {0: 4.0, 1: 0.0})
+    assert est2.value == pytest.approx(1.0) and est2.ci_low == pytest.approx(1.0)
+
+
+def test_wilson_interval_known_values():
+    lo, hi = stats.wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = stats.wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = stats.wilson_interval(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == pytest.approx(1.0)
+    assert all(math.isnan(x) for x in stats.wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        stats.wilson_interval(11, 10)
+
+
+def test_interpolate_curve_log_kl():
+    # Linear in log KL between positive points: halfway in log between 1 and 100 is 10.
+    out = stats.interpolate_curve([1.0, 100.0], [0.0, 2.0], [1.0, 10.0, 100.0, 1000.0, 0.5])
+    assert out[:3] == pytest.approx([0.0, 1.0, 2.0])
+    assert math.isnan(out[3]) and math.isnan(out[4])  # never extrapolated
+    # With a base point at KL 0: linear in KL from the base to the first positive point.
+    out = stats.interpolate_curve([0.0, 2.0, 20.0], [4.0, 2.0, 1.0], [0.0, 1.0, 2.0, math.sqrt(40.0)])
+    assert out == pytest.approx([4.0, 3.0, 2.0, 1.5])
+    # Unsorted input with a repeated KL (averaged) and a NaN (dropped).
+    out = stats.interpolate_curve([10.0, 1.0, 1.0, float("nan")], [3.0, 0.0, 2.0, 9.0], [1.0, 10.0])
+    assert out == pytest.approx([1.0, 3.0])
+
+
+def test_log_kl_grid_covers_the_common_range():
+    grid = stats.log_kl_grid([[0.0, 1.0, 10.0], [0.0, 2.0, 5.0]], n=5)
+    assert grid[0] == pytest.approx(1.0) and grid[-1] == pytest.approx(5.0)
+    assert np.allclose(np.diff(np.log(grid)), np.log(5.0) / 4)
+    assert len(stats.log_kl_grid([[0.0], [0.0, 1.0]])) == 0
+
+
+def test_stickiness_known_values():
+    kl = [0.0, 1.0, 10.0, 100.0]
+    arm_a = {0: (kl, [4.0, 3.0, 2.0, 1.0]), 1: (kl, [6.0, 4.5, 3.0, 1.5])}  # seed 1 is seed 0 scaled by 1.5
+    arm_b = {0: (kl, [0.0, 0.0, 0.0, 0.0]), 1: (kl, [0.0, 0.0, 0.0, 0.0])}
+    grid = [0.5, 1.0, math.sqrt(10.0), 10.0, 100.0]
+    st = stats.stickiness(arm_a, arm_b, grid, n_boot=500, seed=0)
+    assert st.delta0 == pytest.approx(5.0) and st.n == 2
+    # Gap (mean over seeds) / base gap: 0.875 (linear from the base), 0.75, 0.625 (log midpoint), 0.5, 0.25.
+    assert st.s == pytest.approx([0.875, 0.75, 0.625, 0.5, 0.25])
+    assert st.delta == pytest.approx([4.375, 3.75, 3.125, 2.5, 1.25])
+    # Every seed has the same S(K), so resampling seeds cannot move it: a zero-width CI.
+    assert st.ci_low == pytest.approx(st.s) and st.ci_high == pytest.approx(st.s)
+
+
+def test_stickiness_ci_and_edge_cases():
+    kl = [0.0, 1.0, 10.0]
+    arm_a = {s: (kl, [2.0 + 0.1 * s, 1.0 + 0.3 * s, 0.5]) for s in range(4)}
+    arm_b = {s: (kl, [0.0, 0.0, 0.0]) for s in range(4)}
+    st = stats.stickiness(arm_a, arm_b, [1.0, 10.0], n_boot=1000, seed=3)
+    assert np.all(st.ci_low <= st.s + 1e-12) and np.all(st.s <= st.ci_high + 1e-12)
+    assert st.ci_high[0] > st.ci_low[0]
+    # Default grid = common log-KL range; one seed -> NaN CI; no shared seed -> error.
+    one = stats.stickiness({0: arm_a[0]}, {0: arm_b[0]})
+    assert one.grid[0] == pytest.approx(1.0) and one.grid[-1] == pytest.approx(10.0)
+    assert np.all(np.isnan(one.ci_low))
+    with pytest.raises(ValueError, match="share no seed"):
+        stats.stickiness({0: arm_a[0]}, {1: arm_b[1]})
