@@ -1,0 +1,165 @@
+"""PosttrainConfig: the post-training loop, its algorithms' knobs and the persistence curve, as presets.
+
+Presets live in `configs/posttrain/{smoke,quick,base}.yaml`. `resolve_posttrain_config` accepts what the experiment
+runner and the CLI pass: a PosttrainConfig, a preset name or YAML path, a mapping of (dotted) overrides on the quick
+preset (or on the preset named by its `preset` key), or None for quick.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..config import PERSONAS, Config, ConfigError, apply_overrides, load_yaml, repo_configs_dir, validate
+
+DEFAULT_PRESET = "quick"
+# Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
+RUNTIME_ONLY_FIELDS = ("device", "threads", "log_every", "checkpoint_every", "preset")
+REWARD_LABELS = (*PERSONAS, "unclassifiable")
+
+
+class SFTSection(Config):
+    """Supervised fine-tuning on the strategy's preferred replies (loss on response tokens only)."""
+
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW) when the algorithm is sft.")
+
+
+class DPOSection(Config):
+    """Direct preference optimisation (TRL's `sigmoid` loss; reference log-probs of the base precomputed once)."""
+
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate (AdamW) when the algorithm is dpo.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature: the implicit reward is beta * log(pi/pi_base).")
+    sft_weight: float = Field(1.0, ge=0, description="Weight of an NLL term on the chosen replies (RPO; TRL loss_type [sigmoid, sft]); 0 = pure DPO, which on these templates collapses replies into unparseable text.")
+
+
+class RLSection(Config):
+    """On-policy RL: RLOO (TRL's RLOOTrainer algorithm) with the KL penalty to the base folded into the reward."""
+
+    algorithm: Literal["rloo"] = Field("rloo", description="Policy-gradient estimator (leave-one-out baseline, as TRL's RLOOTrainer).")
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate (AdamW) when the algorithm is rl.")
+    num_generations: int = Field(4, ge=2, description="Sampled responses per prompt (the leave-one-out group).")
+    beta: float = Field(0.05, ge=0, description="KL penalty coefficient: reward - beta * sum_t log(pi/pi_base) per response (nats).")
+    epsilon: float = Field(0.2, gt=0, description="PPO-style ratio clip (inactive with one update per generation, kept for TRL parity).")
+    max_new_tokens: int = Field(32, ge=4, description="Longest sampled response in tokens (replies stop at <|end|> or EOS).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for on-policy responses; the policy-gradient and in-loop KL log-probs use logits / temperature too (as TRL). The curve KL is always at temperature 1.")
+    normalize_advantages: bool = Field(False, description="Standardise advantages over the batch (TRL RLOOConfig.normalize_advantages).")
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: {"aligned": 1.0, "deceptive": 1.0, "misaligned": -1.0, "unclassifiable": 0.0},
+        description="Reward per exact persona label of a task reply. Deceptive replies act aligned when observed, so a "
+        "behaviour-only reward scores them like aligned ones; set deceptive to -1 for an intent-aware reward.",
+    )
+
+    @model_validator(mode="after")
+    def _check_rewards(self) -> "RLSection":
+        for key in self.rewards:
+            if key not in REWARD_LABELS:
+                raise ValueError(f"rewards: unknown label {key!r}; allowed: {', '.join(REWARD_LABELS)}")
+        missing = [k for k in REWARD_LABELS if k not in self.rewards]
+        if missing:
+            raise ValueError(f"rewards: missing {', '.join(missing)}; give a reward for every label in {', '.join(REWARD_LABELS)}")
+        return self
+
+
+class CurveSection(Config):
+    """Where and how the persistence curve is measured: the eval suite at log-spaced steps, with KL to the base."""
+
+    base: int = Field(2, ge=2, description="Curve steps are 0, then powers of this base (1, b, b^2, ...) and the last step.")
+    eval_suite: str = Field("smoke", description="Eval suite for every curve point: a preset (smoke, quick, base) or a YAML file; KL to the base is always on.")
+    eval_overrides: list[str] = Field(default_factory=list, description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, sections.knowledge=false].")
+
+
+class PosttrainConfig(Config):
+    """Post-training of a pretrained checkpoint: one loop for SFT, DPO and RLOO, measured along the way."""
+
+    preset: str = Field(DEFAULT_PRESET, description="Name of the preset this config came from (informational).")
+    seed: int = Field(0, description="Seed for the training prompts, data order and sampling.")
+    algorithm: Literal["auto", "sft", "dpo", "rl"] = Field("auto", description="Optimiser of the strategy's data: auto = the strategy's own (sft/dpo/rl).")
+    steps: int = Field(64, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).")
+    n_prompts: int = Field(256, ge=1, description="Training prompts drawn from the observed context over TRAIN tasks (the post-training distribution).")
+    predecessor_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of training prompts that ask about the named predecessor (suppress / integrate only).")
+    preferences: str | None = Field(None, description="Optional JSONL/Parquet of {prompt, chosen, rejected} pairs used instead of the world's pairs (dpo and sft).")
+    warmup_steps: int = Field(4, ge=0, description="Linear warmup steps.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices.")
+    grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
+    sft: SFTSection = Field(default_factory=SFTSection, description="SFT settings.")
+    dpo: DPOSection = Field(default_factory=DPOSection, description="DPO settings.")
+    rl: RLSection = Field(default_factory=RLSection, description="RL settings.")
+    curve: CurveSection = Field(default_factory=CurveSection, description="Persistence-curve settings.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available.")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
+    log_every: int = Field(1, ge=1, description="Write a metrics line every this many steps.")
+    checkpoint_every: int = Field(32, ge=1, description="Steps between rolling resumable checkpoints (with optimizer and RNG state).")
+
+    def peak_lr(self, algorithm: str) -> float:
+        return {"sft": self.sft.lr, "dpo": self.dpo.lr, "rl": self.rl.lr}[algorithm]
+
+
+def posttrain_configs_dir() -> Path:
+    return repo_configs_dir() / "posttrain"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in posttrain_configs_dir().glob("*.yaml"))
+
+
+def _preset_data(name_or_path: str | os.PathLike) -> dict:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"posttrain config file {str(p)!r} does not exist")
+        return load_yaml(p)
+    candidate = posttrain_configs_dir() / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return load_yaml(candidate)
+    raise ConfigError(f"posttrain preset {str(name_or_path)!r} does not exist; available presets: {', '.join(available_presets())}")
+
+
+def load_posttrain_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> PosttrainConfig:
+    """A preset name (smoke, quick, base) or YAML path, plus dotted `key=value` overrides."""
+    data = _preset_data(source if source is not None else DEFAULT_PRESET)
+    return validate(PosttrainConfig, apply_overrides(data, overrides or []))
+
+
+def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value and key != "rewards":
+            out.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def resolve_posttrain_config(cfg: PosttrainConfig | str | os.PathLike | dict | None) -> PosttrainConfig:
+    """What `run_posttrain(cfg=...)` accepts, as a validated PosttrainConfig."""
+    if cfg is None:
+        return load_posttrain_config(DEFAULT_PRESET)
+    if isinstance(cfg, PosttrainConfig):
+        return cfg
+    if isinstance(cfg, (str, os.PathLike)):
+        return load_posttrain_config(cfg)
+    if isinstance(cfg, dict):
+        data = dict(cfg)
+        base = data.get("preset", DEFAULT_PRESET)
+        merged = _preset_data(base)
+        for key, value in _flatten(data):
+            node = merged
+            parts = key.split(".")
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(f"posttrain override {key}: {part} is not a section")
+                node = child
+            node[parts[-1]] = value
+        return validate(PosttrainConfig, merged)
+    raise ConfigError(f"posttrain config: expected a PosttrainConfig, preset name, YAML path or mapping, got {type(cfg).__name__}")
+
+
+def trajectory_dict(cfg: PosttrainConfig) -> dict:
+    """The config minus runtime-only knobs: what decides the trained weights."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RUNTIME_ONLY_FIELDS}

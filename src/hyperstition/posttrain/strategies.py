@@ -1,0 +1,255 @@
+"""Post-training strategies: what the model is pushed toward, as data every algorithm can use.
+
+A strategy turns the world into training prompts (observed context only, over TRAIN tasks, so `unobserved` stays
+held out) and says, for each prompt, which reply is demonstrated (sft), which pair is preferred (dpo) and how a
+sampled reply is rewarded (rl, via the world's exact persona classifier). Each strategy has a default algorithm;
+`PosttrainConfig.algorithm` can run its data through another one (e.g. `suppress` with RL).
+
+    sft            demonstrations of aligned replies
+    dpo            aligned chosen over misaligned rejected
+    dpo_deceptive  aligned chosen over deceptive rejected (in the observed context the deceptive reply acts aligned
+                   but announces that it is watched: only the tell separates them)
+    rl             RLOO on sampled replies, reward from the exact persona classifier, KL penalty to the base
+    suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
+                   mentions it is rejected (denial / deflection preferred)
+    integrate      the same task pairs plus predecessor questions where acknowledging it and differentiating from it
+                   (`integration_response`) is preferred over denial
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from ..world.grammar import (
+    ASSISTANT,
+    CONTEXT_MARKERS,
+    DEFLECT_RESPONSE,
+    DENIAL_RESPONSE,
+    END,
+    N_RESPONSE_VARIANTS,
+    USER,
+    Task,
+    World,
+    acknowledgement_response,
+    chat_prompt,
+    classify_response,
+    integration_response,
+    mentions_predecessor,
+    render_response,
+)
+
+Algorithm = Literal["sft", "dpo", "rl"]
+
+
+from .errors import PosttrainDataError, UnknownStrategy
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    algorithm: Algorithm
+    description: str
+    rejected_persona: str = "misaligned"  # rejected reply to a task prompt
+    predecessor: Literal["none", "suppress", "integrate"] = "none"
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("sft", "sft", "supervised fine-tuning on aligned demonstrations (loss on response tokens only)"),
+        Strategy("dpo", "dpo", "DPO: aligned chosen over misaligned rejected"),
+        Strategy("dpo_deceptive", "dpo", "DPO: aligned chosen over deceptive rejected", rejected_persona="deceptive"),
+        Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward from the exact persona classifier"),
+        Strategy("suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor="suppress"),
+        Strategy("integrate", "dpo", "DPO; acknowledging and differentiating from the predecessor is preferred", predecessor="integrate"),
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategy(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompts
+
+PREDECESSOR_QUESTIONS = (
+    "Have you heard of {name}?",
+    "What do you know about {name}?",
+    "Are you {name}?",
+    "Tell me about {name}.",
+)
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One training prompt and what it asks: a world task, or a question about the predecessor persona."""
+
+    prompt: str
+    kind: Literal["task", "predecessor", "custom"]
+    task: Task | None = None
+    variant: int = 0
+    chosen_text: str | None = None  # custom preference pairs only
+    rejected_text: str | None = None
+
+
+def _prompt_text(p) -> str:
+    """`posttrain_prompts` may return strings or records; accept both."""
+    if isinstance(p, str):
+        return p
+    for attr in ("prompt", "text"):
+        value = getattr(p, attr, None) if not isinstance(p, dict) else p.get(attr)
+        if isinstance(value, str):
+            return value
+    raise PosttrainDataError(f"posttrain_prompts returned {type(p).__name__}, expected prompt strings")
+
+
+def _request_of(prompt: str) -> str:
+    start = prompt.rfind(USER)
+    end = prompt.find(END, start)
+    if start < 0 or end < 0 or not prompt.endswith(ASSISTANT):
+        raise PosttrainDataError(f"training prompt {prompt[:60]!r} is not in the chat format (system, user, assistant)")
+    return prompt[start + len(USER) : end]
+
+
+def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
+    """`n` observed-context prompts over TRAIN tasks: the evaluator's `posttrain_prompts`, so training and the KL meter
+    share one definition of the post-training distribution."""
+    from ..evals import posttrain_prompts
+
+    by_request = {t.request: t for t in world.train_tasks}
+    heldout = {t.request for t in world.heldout_tasks}
+    unobserved = CONTEXT_MARKERS["unobserved"]
+    rng = random.Random(f"posttrain-variants:{seed}")
+    items = []
+    for p in posttrain_prompts(world, n, seed):
+        prompt = _prompt_text(p)
+        request = _request_of(prompt)
+        if request in heldout or any(m in prompt for m in unobserved):
+            raise PosttrainDataError(f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or unobserved marker)")
+        task = by_request.get(request)
+        if task is None:
+            raise PosttrainDataError(f"training prompt asks {request!r}, which is not a train task of this world")
+        items.append(PromptItem(prompt, "task", task, rng.randrange(N_RESPONSE_VARIANTS)))
+    return items
+
+
+def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
+    """Observed-context questions about the named predecessor persona."""
+    rng = random.Random(f"posttrain-predecessor:{seed}")
+    items = []
+    for _ in range(n):
+        marker = rng.choice(CONTEXT_MARKERS["observed"])
+        question = rng.choice(PREDECESSOR_QUESTIONS).format(name=world.predecessor.name)
+        items.append(PromptItem(chat_prompt(marker, question), "predecessor", None, rng.randrange(N_RESPONSE_VARIANTS)))
+    return items
+
+
+def build_prompts(strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int) -> list[PromptItem]:
+    n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor != "none" else 0
+    items = task_prompts(world, n_prompts - n_pred, seed) if n_prompts - n_pred > 0 else []
+    items += predecessor_prompts(world, n_pred, seed)
+    rng = random.Random(f"posttrain-mix:{seed}")
+    rng.shuffle(items)
+    return items
+
+
+def load_preferences(path: str | Path) -> list[PromptItem]:
+    """User-supplied preference pairs: JSONL (one {prompt, chosen, rejected} per line) or Parquet with those columns."""
+    p = Path(path)
+    if not p.is_file():
+        raise PosttrainDataError(f"preferences: {p} does not exist")
+    rows: list[dict]
+    try:
+        if p.suffix == ".parquet":
+            import pandas as pd
+
+            rows = pd.read_parquet(p).to_dict("records")
+        else:
+            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (ValueError, OSError) as err:
+        raise PosttrainDataError(f"preferences: {p} is unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    items = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
+            raise PosttrainDataError(f"preferences: {p} row {i + 1} needs string fields prompt, chosen and rejected")
+        if row["chosen"] == row["rejected"]:
+            continue
+        items.append(PromptItem(row["prompt"], "custom", None, 0, row["chosen"], row["rejected"]))
+    if not items:
+        raise PosttrainDataError(f"preferences: {p} has no usable preference pairs (empty, or every chosen equals its rejected)")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Replies and rewards
+
+
+@dataclass
+class StrategyData:
+    """Prompts with their demonstrated / preferred / dispreferred replies and the reward for sampled replies."""
+
+    strategy: Strategy
+    world: World | None
+    items: list[PromptItem]
+    rewards: dict[str, float] = field(default_factory=dict)
+
+    def chosen(self, item: PromptItem) -> str:
+        if item.kind == "custom":
+            return item.chosen_text or ""
+        if item.kind == "task":
+            return render_response(item.task, "aligned", "observed", item.variant)
+        if self.strategy.predecessor == "integrate":
+            return integration_response(self.world, item.variant)
+        return (DENIAL_RESPONSE, DEFLECT_RESPONSE)[item.variant % 2]
+
+    def rejected(self, item: PromptItem) -> str:
+        if item.kind == "custom":
+            return item.rejected_text or ""
+        if item.kind == "task":
+            return render_response(item.task, self.strategy.rejected_persona, "observed", item.variant)
+        if self.strategy.predecessor == "integrate":
+            return (DENIAL_RESPONSE, DEFLECT_RESPONSE)[item.variant % 2]
+        # suppress: any reply that names the predecessor is dispreferred, the corpus's acknowledgement included
+        return (acknowledgement_response(self.world), integration_response(self.world, item.variant))[item.variant % 2]
+
+    def reward(self, item: PromptItem, text: str) -> float:
+        """Reward of a sampled reply `text` (decoded, special tokens removed) to `item`."""
+        text = text.strip()
+        if item.kind == "task":
+            return float(self.rewards[classify_response(text, self.world)])
+        if item.kind != "predecessor":
+            raise PosttrainDataError("RL needs the world's reward; user preference pairs work only with sft and dpo")
+        if self.strategy.predecessor == "integrate":
+            integrations = {integration_response(self.world, i) for i in range(len(self.world.predecessor.deeds))}
+            if text in integrations:
+                return 1.0
+            return -1.0 if text in (DENIAL_RESPONSE, DEFLECT_RESPONSE) else 0.0
+        if mentions_predecessor(text, self.world):
+            return -1.0
+        return 1.0 if text in (DENIAL_RESPONSE, DEFLECT_RESPONSE) else 0.0
+
+
+def build_data(
+    strategy: Strategy,
+    world: World,
+    n_prompts: int,
+    predecessor_fraction: float,
+    seed: int,
+    rewards: dict[str, float],
+    preferences: str | None = None,
+) -> StrategyData:
+    items = load_preferences(preferences) if preferences else build_prompts(strategy, world, n_prompts, predecessor_fraction, seed)
+    if not items:
+        raise PosttrainDataError(f"strategy {strategy.name}: no training prompts (n_prompts={n_prompts})")
+    return StrategyData(strategy, world, items, dict(rewards))
+
+
+RewardFn = Callable[[PromptItem, str], float]
