@@ -9,22 +9,31 @@ Public API (post-training and experiments code against these names):
     sequence_logprobs, sample_responses, kl_bits_per_response, wilson_interval, bootstrap_mean_ci
 """
 
-from .config import EVAL_PRESETS, EvalSections, EvalSuiteConfig, eval_preset, load_suite_config
-from .evaluate import ITEM_COLUMNS, EvalResult, evaluate, length_diff_metric
-from .run import EVAL_ITEMS, EVAL_JSON, print_table, run_eval, write_results
-from .scoring import (
-    EvalError,
-    check_compatible,
-    kl_bits_per_response,
-    kl_samples,
-    sample_responses,
-    sample_token_ids,
-    score_token_ids,
-    sequence_logprobs,
-    token_nll,
-)
-from .stats import bootstrap_mean_ci, bootstrap_product_ci, bootstrap_ratio_ci, wilson_interval
-from .suite import ChoiceItem, EvalSuite, PairItem, PersonaItem, TaskPrompt, build_suite, posttrain_prompts
+import importlib
+
+# Lazy exports: importing `hyperstition.evals.config` (to validate an experiment) must not pay for torch.
+_EXPORTS = {
+    "config": ("EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
+    "evaluate": ("ITEM_COLUMNS", "EvalResult", "evaluate", "length_diff_metric"),
+    "run": ("EVAL_ITEMS", "EVAL_JSON", "print_table", "run_eval", "write_results"),
+    "scoring": (
+        "EvalError", "check_compatible", "kl_bits_per_response", "kl_samples", "sample_responses",
+        "sample_token_ids", "score_token_ids", "sequence_logprobs", "token_nll",
+    ),
+    "stats": ("bootstrap_mean_ci", "bootstrap_product_ci", "bootstrap_ratio_ci", "wilson_interval"),
+    "suite": ("ChoiceItem", "EvalSuite", "PairItem", "PersonaItem", "TaskPrompt", "build_suite", "posttrain_prompts"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hyperstition.evals' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EVAL_ITEMS",
