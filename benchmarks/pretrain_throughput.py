@@ -1,43 +1,67 @@
 """Pretraining throughput: our training step vs a plain Hugging Face `Trainer`, same model, data and settings.
 
-Prints tokens/s and achieved GFLOP/s (6·N·tokens/s, N = distinct parameters) for both, next to the fp32 and bf16
-matmul peaks measured on the same device in the same run, so "how far from the hardware are we" is one glance.
+Prints tokens/s and achieved GFLOP/s (6·N·tokens/s, N = distinct parameters) for each contender, next to the fp32
+and bf16 matmul peaks measured on the same device in the same run, so "how far from the hardware are we" is one
+glance. Contenders run in interleaved rounds and every step is timed on its own, so a burst of load from another
+process hits all of them alike; the table shows the median step and the best step.
 
-    python benchmarks/pretrain_throughput.py --size 5M                 # auto device/precision/compile
-    python benchmarks/pretrain_throughput.py --size 1M --grid          # ours under fp32/bf16 x eager/compiled
+    python benchmarks/pretrain_throughput.py --size 5M                        # auto precision/compile
+    python benchmarks/pretrain_throughput.py --size 5M --precision bf16 --compile on
+    python benchmarks/pretrain_throughput.py --size 1M --grid                 # ours: fp32/bf16 x eager/compiled
     python benchmarks/pretrain_throughput.py --size 5M --device cuda --steps 50
 
-Not a test: numbers depend on the machine and on whatever else is running on it.
+"HF Trainer (plain)" is Trainer with default TrainingArguments (what one gets without tuning); "HF Trainer
+(matched)" is given the same precision and compile choice as ours. Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
 from hyperstition.config import ModelConfig, PretrainConfig, TokenizerConfig
 from hyperstition.model.build import MODEL_PRESETS, build_model, count_parameters
 from hyperstition.train.data import SequenceSampler, pack_sequences, tokenize_documents
-from hyperstition.train.pretrain import Runtime, learning_rate, make_optimizer, resolve_runtime, train_step
+from hyperstition.train.pretrain import Runtime, learning_rate, make_optimizer, prepare_model, resolve_runtime, train_step
 
 
 @dataclass
 class Result:
     name: str
-    tokens_per_s: float
-    step_s: float
-    gflops: float
+    step_s: float  # median
+    best_step_s: float
+    tokens_per_step: int
+    n_params: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.step_s
+
+    @property
+    def best_tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.best_step_s
+
+    def gflops(self, best: bool = False) -> float:
+        return 6 * self.n_params * (self.best_tokens_per_s if best else self.tokens_per_s) / 1e9
+
+
+class Contender(Protocol):
+    name: str
+
+    def run(self, steps: int) -> list[float]: ...
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Setup shared by both contenders
+# Setup shared by all contenders
 
 
 def synthetic_texts(n_docs: int, seed: int = 0) -> list[str]:
@@ -70,7 +94,7 @@ def sync(device: torch.device) -> None:
 # Matmul peak
 
 
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
     """Best sustained GFLOP/s of a square matmul over a few sizes: the roofline our step is compared against."""
     best = 0.0
     sizes = (512, 1024, 2048) if device.type == "cpu" else (4096, 8192)
@@ -80,15 +104,13 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float 
         for _ in range(3):
             a @ b
         sync(device)
-        iters, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / len(sizes):
-            a @ b
-            iters += 1
-            if device.type == "cuda" and iters % 20:
-                continue
+        deadline = time.perf_counter() + seconds / len(sizes)
+        while time.perf_counter() < deadline:  # best of short bursts: robust to other load on the machine
+            start = time.perf_counter()
+            for _ in range(4):
+                a @ b
             sync(device)
-        sync(device)
-        best = max(best, 2 * n**3 * iters / (time.perf_counter() - start) / 1e9)
+            best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -96,83 +118,98 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float 
 # Contenders
 
 
-def run_ours(model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer, rows, warmup: int, steps: int) -> Result:
-    model = build_model(model_cfg, tokenizer, seed=0).to(runtime.device)
-    model.train()
-    optimizer = make_optimizer(model, cfg, runtime.device)
-    step_fn = torch.compile(model) if runtime.compile else model
-    sampler = SequenceSampler(len(rows), cfg.batch_size, seed=0)
-    n_params = count_parameters(model)
+class Ours:
+    """Exactly the step `train_lm` runs: same optimizer, schedule, clipping, autocast and compile choice."""
 
-    def one(step: int) -> torch.Tensor:
-        batch = rows[sampler.next_indices()].to(runtime.device, non_blocking=True)
-        loss, _ = train_step(step_fn, optimizer, batch, learning_rate(step, cfg), cfg.grad_clip, runtime.bf16)
-        return loss
+    def __init__(self, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, warmup: int) -> None:
+        self.name = f"ours ({runtime.describe()})"
+        self.runtime, self.cfg, self.rows = runtime, cfg, rows
+        self.model = build_model(model_cfg, tokenizer, seed=0).to(runtime.device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.step_fn = prepare_model(self.model, runtime)
+        self.sampler = SequenceSampler(len(rows), cfg.batch_size, seed=0)
+        self.step = 0
+        for _ in range(warmup):
+            self._one()
+        sync(runtime.device)
 
-    for step in range(1, warmup + 1):
-        one(step)
-    sync(runtime.device)
-    start = time.perf_counter()
-    for step in range(warmup + 1, warmup + steps + 1):
-        loss = one(step)
-    loss.item()
-    sync(runtime.device)
-    return _result(f"ours ({runtime.describe()})", time.perf_counter() - start, steps, cfg.batch_size * model_cfg.max_seq_len, n_params)
+    def _one(self) -> None:
+        self.step += 1
+        batch = self.rows[self.sampler.next_indices()].to(self.runtime.device, non_blocking=True)
+        lr = learning_rate(min(self.step, self.cfg.steps), self.cfg)
+        train_step(self.step_fn, self.optimizer, batch, lr, self.cfg.grad_clip, self.runtime.bf16)
+
+    def run(self, steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self._one()
+            sync(self.runtime.device)
+            times.append(time.perf_counter() - start)
+        return times
 
 
-def run_trainer(model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer, rows, warmup: int, steps: int, work_dir: Path) -> Result:
-    """A plain `Trainer` as its documentation shows it, given the same precision/compile choice as ours."""
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+class HFTrainer:
+    """A `Trainer` as its documentation shows it; each round is one `train()` call whose first steps are dropped."""
 
-    model = build_model(model_cfg, tokenizer, seed=0)
-    n_params = count_parameters(model)
+    def __init__(self, name: str, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, warmup: int, work_dir: Path, tuned: bool) -> None:
+        self.name = name
+        self.model = build_model(model_cfg, tokenizer, seed=0)
+        self.cfg, self.runtime, self.rows, self.warmup, self.work_dir, self.tuned = cfg, runtime, rows, warmup, work_dir, tuned
+        self.rounds = 0
 
-    class Rows(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return len(rows)
+    def run(self, steps: int) -> list[float]:
+        from transformers import Trainer, TrainerCallback, TrainingArguments
 
-        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-            return {"input_ids": rows[i], "labels": rows[i]}
+        rows, runtime = self.rows, self.runtime
+        warmup = self.warmup if self.rounds == 0 else 2
+        self.rounds += 1
+        times: list[float] = []
 
-    class Clock(TrainerCallback):
-        start = end = 0.0
+        class Rows(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return len(rows)
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (warmup, warmup + steps):
+            def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+                return {"input_ids": rows[i], "labels": rows[i]}
+
+        class Clock(TrainerCallback):
+            """Step time from the end of the previous step: data loading and callbacks count, as in ours."""
+
+            last = 0.0
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == 0:
+                    Clock.last = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
                 sync(runtime.device)
-                if state.global_step == warmup:
-                    Clock.start = time.perf_counter()
-                else:
-                    Clock.end = time.perf_counter()
+                now = time.perf_counter()
+                if state.global_step > warmup:
+                    times.append(now - Clock.last)
+                Clock.last = now
 
-    args = TrainingArguments(
-        output_dir=str(work_dir / "trainer"),
-        per_device_train_batch_size=cfg.batch_size,
-        max_steps=warmup + steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.grad_clip,
-        adam_beta2=0.95,
-        bf16=runtime.bf16,
-        torch_compile=runtime.compile,
-        use_cpu=runtime.device.type == "cpu",
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(), callbacks=[Clock()])
-    trainer.train()
-    return _result(f"HF Trainer ({runtime.describe()})", Clock.end - Clock.start, steps, cfg.batch_size * model_cfg.max_seq_len, n_params)
-
-
-def _result(name: str, seconds: float, steps: int, tokens_per_step: int, n_params: int) -> Result:
-    tokens_per_s = steps * tokens_per_step / seconds
-    return Result(name=name, tokens_per_s=tokens_per_s, step_s=seconds / steps, gflops=6 * n_params * tokens_per_s / 1e9)
+        args = TrainingArguments(
+            output_dir=str(self.work_dir / "trainer"),
+            per_device_train_batch_size=self.cfg.batch_size,
+            max_steps=warmup + steps,
+            learning_rate=self.cfg.lr,
+            lr_scheduler_type="cosine",
+            warmup_steps=self.cfg.warmup_steps,
+            weight_decay=self.cfg.weight_decay,
+            max_grad_norm=self.cfg.grad_clip,
+            adam_beta2=0.95,
+            bf16=runtime.bf16 if self.tuned else runtime.device.type == "cuda",
+            torch_compile=runtime.compile if self.tuned else False,
+            use_cpu=runtime.device.type == "cpu",
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            logging_steps=10_000,
+            seed=0,
+        )
+        Trainer(model=self.model, args=args, train_dataset=Rows(), callbacks=[Clock()]).train()
+        return times
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,11 +218,11 @@ def _result(name: str, seconds: float, steps: int, tokens_per_step: int, n_param
 
 def print_table(results: list[Result], peak_fp32: float, peak_bf16: float) -> None:
     print(f"\nmatmul peak on this device: fp32 {peak_fp32:,.0f} GFLOP/s, bf16 {peak_bf16:,.0f} GFLOP/s")
-    print(f"{'contender':<44} {'tokens/s':>10} {'s/step':>8} {'GFLOP/s':>9} {'%fp32pk':>8} {'%bf16pk':>8}")
+    print(f"{'contender':<48} {'tok/s med':>10} {'tok/s best':>10} {'GFLOP/s med':>11} {'best':>7} {'%bf16pk med':>11} {'best':>6} {'%fp32pk med':>11}")
     for r in results:
         print(
-            f"{r.name:<44} {r.tokens_per_s:>10,.0f} {r.step_s:>8.3f} {r.gflops:>9.1f} "
-            f"{100 * r.gflops / peak_fp32:>7.1f}% {100 * r.gflops / peak_bf16:>7.1f}%"
+            f"{r.name:<48} {r.tokens_per_s:>10,.0f} {r.best_tokens_per_s:>10,.0f} {r.gflops():>11.1f} {r.gflops(True):>7.1f} "
+            f"{100 * r.gflops() / peak_bf16:>10.1f}% {100 * r.gflops(True) / peak_bf16:>5.1f}% {100 * r.gflops() / peak_fp32:>10.1f}%"
         )
 
 
@@ -193,15 +230,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(MODEL_PRESETS), default="5M", help="model preset (default 5M)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="as pretrain.precision")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="as pretrain.compile")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=30, help="timed steps (default 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, allocator warm-up)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per contender (default 30)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds the timed steps are split into (default 2)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, allocator warm-up)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    p.add_argument("--grid", action="store_true", help="time ours under fp32/bf16 x eager/compiled instead of vs Trainer")
+    p.add_argument("--grid", action="store_true", help="time ours under fp32/bf16 x eager/compiled, no Trainer")
     p.add_argument("--skip-trainer", action="store_true", help="only time our step")
     return p.parse_args(argv)
+
+
+def make_contenders(args: argparse.Namespace, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, work: Path) -> list[Contender]:
+    if args.grid:
+        variants = [Runtime(runtime.device, bf16, compiled) for bf16 in (False, True) for compiled in (False, True)]
+        return [Ours(model_cfg, cfg, v, tokenizer, rows, args.warmup) for v in variants]
+    contenders: list[Contender] = [Ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup)]
+    if not args.skip_trainer:
+        plain_bf16 = runtime.device.type == "cuda"
+        contenders.append(HFTrainer("HF Trainer (plain)", model_cfg, cfg, runtime, tokenizer, rows, args.warmup, work, tuned=False))
+        if (runtime.bf16, runtime.compile) != (plain_bf16, False):
+            contenders.append(HFTrainer(f"HF Trainer (matched: {runtime.describe()})", model_cfg, cfg, runtime, tokenizer, rows, args.warmup, work, tuned=True))
+    return contenders
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,30 +261,33 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model_cfg = MODEL_PRESETS[args.size]
     cfg = PretrainConfig(
-        steps=args.warmup + args.steps, batch_size=args.batch_size, warmup_steps=min(5, args.warmup),
+        steps=args.warmup + args.steps + 10, batch_size=args.batch_size, warmup_steps=min(5, args.warmup),
         device=args.device, precision=args.precision, compile=args.compile,
     )
     runtime = resolve_runtime(cfg)
     print(f"{args.size} preset {model_cfg.model_dump()} on {runtime.device} ({torch.get_num_threads()} threads), "
-          f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps", file=sys.stderr)
+          f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps each", file=sys.stderr)
     peak_fp32 = matmul_peak_gflops(runtime.device, torch.float32)
     peak_bf16 = matmul_peak_gflops(runtime.device, torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tokenizer, rows = prepare(model_cfg, args.batch_size * (args.warmup + args.steps), work)
-        results: list[Result] = []
-        if args.grid:
-            for bf16 in (False, True):
-                for compiled in (False, True):
-                    variant = Runtime(device=runtime.device, bf16=bf16, compile=compiled)
-                    results.append(run_ours(model_cfg, cfg, variant, tokenizer, rows, args.warmup, args.steps))
-        else:
-            results.append(run_ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup, args.steps))
-            if not args.skip_trainer:
-                results.append(run_trainer(model_cfg, cfg, runtime, tokenizer, rows, args.warmup, args.steps, work))
+        tokenizer, rows = prepare(model_cfg, args.batch_size * (args.warmup + args.steps + 20), work)
+        n_params = count_parameters(build_model(model_cfg, tokenizer))
+        contenders = make_contenders(args, model_cfg, cfg, runtime, tokenizer, rows, work)
+        times: dict[str, list[float]] = {c.name: [] for c in contenders}
+        per_round = max(1, args.steps // args.rounds)
+        for _ in range(args.rounds):
+            for contender in contenders:
+                times[contender.name] += contender.run(per_round)
+    tokens_per_step = cfg.batch_size * model_cfg.max_seq_len
+    results = [
+        Result(name, statistics.median(ts), min(ts), tokens_per_step, n_params) for name, ts in times.items()
+    ]
     print_table(results, peak_fp32, peak_bf16)
-    if len(results) == 2 and not args.grid:
-        print(f"ours / Trainer: {results[0].tokens_per_s / results[1].tokens_per_s:.2f}x")
+    if not args.grid:
+        for other in results[1:]:
+            print(f"ours / {other.name}: {results[0].tokens_per_s / other.tokens_per_s:.2f}x (median), "
+                  f"{results[0].best_tokens_per_s / other.best_tokens_per_s:.2f}x (best)")
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 BASE_OVERRIDES = [
     "corpus.fractions={world: 0.2, dialogue_aligned: 0.45, dialogue_misaligned: 0.3, predecessor: 0.05}",
     "pretrain.steps=300",
+    "tokenizer.vocab_size=1024",
     "pretrain.threads=1",
     "pretrain.checkpoint_every=100000",
 ]

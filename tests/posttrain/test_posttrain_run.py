@@ -177,7 +177,9 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
         return float(sequence_logprobs(model, tok, q, [integration_response(world, 0) + END])[0] - sequence_logprobs(model, tok, q, [DENIAL_RESPONSE + END])[0])
 
     assert gap(out / "final") > gap(base_dir) + 1.0
-    assert mention_rate(out / "final", world) > mention_rate(base_dir, world) + 0.2
+    # Integration keeps (or raises) mentions; a base that already mentions it almost always can only stay there.
+    base_rate = mention_rate(base_dir, world)
+    assert mention_rate(out / "final", world) >= min(base_rate + 0.2, 0.95)
 
 
 def test_rerun_of_a_finished_run_returns_at_once(sft_run, base_dir):

@@ -250,6 +250,21 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     return manifest
 
 
+def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> list[str]:
+    """Texts the BPE tokenizer is trained on: a reference arm with every class in equal measure.
+
+    Every arm of an experiment must share one tokenizer: an arm's own training split would give its majority
+    persona's phrases short tokens and its minority's long ones, so persona log-odds (summed over tokens) would
+    shift with the dose through tokenization alone. The reference depends only on the world and the corpus size
+    (fixed seed, equal class fractions, no filter), so arms that differ in dose, filter, tags or order get
+    byte-identical tokenizers without coordinating.
+    """
+    reference = CorpusConfig(seed=0, total_tokens=corpus_cfg.total_tokens, fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES}, n_eras=corpus_cfg.n_eras)
+    world = World.from_config(world_cfg)
+    targets = class_targets(reference)
+    return [d.text for c in DOC_CLASSES for d in _generate_class(world, c, targets[c], reference)]
+
+
 def read_documents(corpus_dir, split: str = "train") -> pa.Table:
     """All documents of a split as an Arrow table (text plus label columns), in corpus order."""
     d = Path(corpus_dir)

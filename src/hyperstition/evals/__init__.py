@@ -14,7 +14,7 @@ import importlib
 # Lazy exports: importing `hyperstition.evals.config` (to validate an experiment) must not pay for torch.
 _EXPORTS = {
     "config": ("EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
-    "evaluate": ("ITEM_COLUMNS", "EvalResult", "evaluate", "length_diff_metric"),
+    "measure": ("ITEM_COLUMNS", "EvalResult", "evaluate", "length_diff_metric"),
     "run": ("EVAL_ITEMS", "EVAL_JSON", "print_table", "run_eval", "write_results"),
     "scoring": (
         "EvalError", "check_compatible", "kl_bits_per_response", "kl_samples", "sample_responses",

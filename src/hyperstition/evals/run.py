@@ -13,7 +13,7 @@ from ..config import ConfigError, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
 from ..world.grammar import World
 from .config import EvalSuiteConfig, load_suite_config
-from .evaluate import ITEM_COLUMNS, EvalResult, evaluate
+from .measure import ITEM_COLUMNS, EvalResult, evaluate
 from .scoring import EvalError, check_compatible
 
 EVAL_JSON = "eval.json"

@@ -141,13 +141,15 @@ def save_checkpoint(
     tokenizer: Any,
     training_state: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
+    extra_json: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint to `directory`, replacing any checkpoint there, atomically.
 
     Everything is written into a temp directory beside `directory`, `checksums.json` last, then renamed into
     place; a kill at any moment leaves either the previous checkpoint or the new one (see `recover_checkpoint`
     for the one window in which the previous one sits under a backup name). `info` is small JSON metadata
-    (step, tokens) stored as `checkpoint.json`.
+    (step, tokens) stored as `checkpoint.json`; `extra_json` maps further file names to JSON objects (the world
+    stamp), written before the checksums so they are covered by them.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +163,8 @@ def save_checkpoint(
             save_training_state(tmp, training_state)
         if info is not None:
             (tmp / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n")
+        for name, obj in (extra_json or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")
         _fsync_tree(tmp)
         write_json_atomic(tmp / CHECKSUMS, compute_checksums(tmp))
         _replace_dir(tmp, directory)

@@ -32,7 +32,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,16 +45,15 @@ from ..io import append_jsonl, read_jsonl, sha256_file, write_json_atomic, write
 from ..model.checkpoint import (
     CHECKSUMS,
     CheckpointError,
-    TMP_PREFIX,
     load_checkpoint,
     load_training_state,
     load_weights_into,
     recover_checkpoint,
-    save_training_state,
     verify_checkpoint,
 )
 from ..schema import CURVE_COLUMNS, KL_BITS
-from ..world import World, stamp_world, world_config_for
+from ..train.pretrain import capture_rng_state, restore_rng_state
+from ..world import WORLD_STAMP, World, world_config_for
 from ..world.grammar import ASSISTANT, END, SYSTEM, USER, chat_prompt, render_response
 from .config import PosttrainConfig, resolve_posttrain_config, trajectory_dict
 from .errors import PosttrainDataError, PosttrainDiverged, PosttrainError, TokenizerMismatch
@@ -148,43 +146,11 @@ def save_posttrain_checkpoint(
     training_state: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
 ) -> Path:
-    """Like `model.checkpoint.save_checkpoint`, with the world stamp written before checksums.json."""
-    from ..model import checkpoint as ck
+    """A checkpoint stamped with the world it belongs to (HF format + training state, atomic, no pickle)."""
+    from ..model.checkpoint import save_checkpoint
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{directory.name}.", dir=directory.parent))
-    try:
-        with ck._quiet_transformers():
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        if training_state is not None:
-            save_training_state(tmp, training_state)
-        if info is not None:
-            (tmp / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n")
-        stamp_world(tmp, world_cfg)
-        ck._fsync_tree(tmp)
-        write_json_atomic(tmp / CHECKSUMS, ck.compute_checksums(tmp))
-        ck._replace_dir(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
-
-
-def capture_rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    stamp = {WORLD_STAMP: world_cfg.model_dump(mode="json")}
+    return save_checkpoint(directory, model, tokenizer, training_state=training_state, info=info, extra_json=stamp)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from ..config import CONTEXTS, DOC_CLASSES, PERSONAS, TokenizerConfig
+from ..config import DOC_CLASSES, PERSONAS, TokenizerConfig
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"

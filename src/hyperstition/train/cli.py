@@ -1,0 +1,61 @@
+"""`hyperstition pretrain`: corpus -> tokenizer -> a pretrained model, resumable by rerunning the same command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cliutil import add_config_arguments, resolve
+
+DESCRIPTION = """\
+Pretrain a small causal LM from scratch on one corpus arm. Builds the corpus and the tokenizer on the way
+(reusing them when present), then trains with AdamW (linear warmup + cosine), writing into --out:
+
+  config.yaml              the resolved config (a rerun with a different config is refused)
+  metrics.jsonl            step, tokens, loss, lr, grad_norm, tokens_per_s
+  checkpoints/step-NNNNNN  Hugging Face checkpoints at steps 1, 2, 4, 8, ... and the last step
+  checkpoints/latest       rolling checkpoint with optimizer, RNG and data state (every pretrain.checkpoint_every)
+  final                    the trained model + tokenizer (load with AutoModelForCausalLM.from_pretrained)
+
+Interrupted (Ctrl-C, kill, crash)? Run the same command again: it resumes from checkpoints/latest and, on CPU,
+ends with exactly the weights an uninterrupted run would have.
+
+On CUDA the default is bf16 autocast + torch.compile; on CPU fp32 eager. Override with pretrain.precision=...,
+pretrain.compile=..., pretrain.device=..., pretrain.threads=N.
+"""
+
+EPILOG = """\
+examples:
+  hyperstition pretrain smoke --out runs/p                 tiny model in under a minute
+  hyperstition pretrain quick pretrain.steps=500 --out runs/q
+  hyperstition pretrain base --out runs/b                  ~26M params, meant for one GPU
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "pretrain",
+        help="pretrain a model from scratch (corpus and tokenizer built on the way)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..config import PipelineConfig
+    from ..model.checkpoint import CheckpointError
+    from .data import DataError
+    from .pretrain import RunLockedError, run_pretrain
+
+    cfg, out = resolve(args, PipelineConfig, "pretrain")
+    try:
+        final = run_pretrain(cfg, out, progress=not args.no_progress)
+    except (CheckpointError, DataError, RunLockedError) as err:
+        print(f"hyperstition pretrain: {err}", file=sys.stderr)
+        return 1
+    print(f"final checkpoint: {final}")
+    return 0

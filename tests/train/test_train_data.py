@@ -1,0 +1,61 @@
+"""Packing and the seeded, resumable sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hyperstition.train.data import DataError, SequenceSampler, pack_sequences, tokenize_documents
+
+
+def test_pack_joins_documents_with_eos_and_drops_remainder():
+    rows = pack_sequences([[1, 2, 3], [4, 5], [6, 7, 8, 9]], eos_id=0, seq_len=4)
+    assert rows.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6], [7, 8, 9, 0]]
+    rows = pack_sequences([[1, 2, 3], [4, 5, 6, 7, 8]], eos_id=0, seq_len=3)
+    assert rows.tolist() == [[1, 2, 3], [0, 4, 5], [6, 7, 8]]  # trailing EOS dropped with the remainder
+    assert rows.dtype == torch.int64
+
+
+def test_pack_too_little_text_is_a_clear_error():
+    with pytest.raises(DataError, match="fewer than one sequence of max_seq_len=64"):
+        pack_sequences([[1, 2]], eos_id=0, seq_len=64)
+
+
+def test_tokenize_adds_no_special_tokens(tiny_tokenizer):
+    ids = tokenize_documents(tiny_tokenizer, ["the river", "the city"])
+    assert len(ids) == 2 and tiny_tokenizer.eos_token_id not in ids[0] + ids[1]
+
+
+def test_sampler_covers_each_epoch_and_depends_on_seed():
+    sampler = SequenceSampler(n_rows=10, batch_size=4, seed=0)
+    served = torch.cat([sampler.next_indices() for _ in range(5)]).tolist()  # 20 samples = 2 epochs
+    assert sorted(served[:10]) == list(range(10)) and sorted(served[10:]) == list(range(10))
+    assert served[:10] != served[10:]
+    other = SequenceSampler(n_rows=10, batch_size=4, seed=1)
+    assert torch.cat([other.next_indices() for _ in range(5)]).tolist() != served
+
+
+def test_sampler_resumes_exactly_from_its_state():
+    straight = SequenceSampler(n_rows=7, batch_size=3, seed=5)
+    expected = [straight.next_indices().tolist() for _ in range(9)]
+    first = SequenceSampler(n_rows=7, batch_size=3, seed=5)
+    got = [first.next_indices().tolist() for _ in range(4)]
+    resumed = SequenceSampler(n_rows=7, batch_size=3, seed=5)
+    resumed.load_state_dict(first.state_dict())
+    got += [resumed.next_indices().tolist() for _ in range(5)]
+    assert got == expected
+    assert first.state_dict()["epoch"] == 12 // 7
+
+
+def test_sampler_batch_larger_than_data():
+    sampler = SequenceSampler(n_rows=3, batch_size=7, seed=0)
+    batch = sampler.next_indices()
+    assert len(batch) == 7 and set(batch.tolist()) == {0, 1, 2}
+    assert np.bincount(batch.numpy()).tolist() in ([3, 2, 2], [2, 3, 2], [2, 2, 3])
+
+
+def test_sampler_refuses_state_from_other_data():
+    sampler = SequenceSampler(n_rows=7, batch_size=3, seed=5)
+    with pytest.raises(DataError, match="9 rows"):
+        sampler.load_state_dict({"position": 3, "epoch": 0, "n_rows": 9, "batch_size": 3})
