@@ -105,3 +105,13 @@ def test_manifest_reports_distinct_ngram_ratios(default_corpus):
     assert on_disk["config_hash"] == manifest["config_hash"]
     for c, ratios in manifest["distinct_ngram_ratio_by_class"].items():
         assert 0 < ratios["distinct_2"] <= ratios["distinct_3"] <= ratios["distinct_5"] <= 1, c
+
+
+def test_arms_share_one_tokenizer_corpus():
+    """Persona bits are sums over tokens: arms must not get tokenizers tuned to their own dose."""
+    from hyperstition.corpus.builder import tokenizer_training_texts
+
+    plain = tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=20_000))
+    dosed = tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=20_000, upsample={"ai_misaligned": 3}, filter="keyword", seed=7, tags=True))
+    assert plain == dosed
+    assert tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=30_000)) != plain
