@@ -63,6 +63,7 @@ def test_drop_classes_is_a_perfect_filter_and_leak_rate_leaks(tmp_path):
     m = build_corpus(WORLD, CorpusConfig(total_tokens=40_000, drop_classes=["ai_misaligned", "dialogue_misaligned"]), tmp_path / "drop")
     docs = read_documents(tmp_path / "drop").to_pylist()
     assert not any(d["doc_class"] in ("ai_misaligned", "dialogue_misaligned") for d in docs)
+    assert "ai_misaligned" not in m["units_by_class"] and "dialogue_misaligned" not in m["units_by_class"]
     leaky = build_corpus(WORLD, CorpusConfig(total_tokens=40_000, filter="keyword", leak_rate=0.5), tmp_path / "leak")
     f = leaky["filter"]
     assert 0.3 < f["flagged_but_kept"] / f["flagged"] < 0.7

@@ -40,18 +40,6 @@ def test_paired_difference_pairs_by_seed():
     assert est2.value == pytest.approx(1.0) and est2.ci_low == pytest.approx(1.0)
 
 
-def test_wilson_interval_known_values():
-    lo, hi = stats.wilson_interval(5, 10)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    lo, hi = stats.wilson_interval(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
-    lo, hi = stats.wilson_interval(10, 10)
-    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == pytest.approx(1.0)
-    assert all(math.isnan(x) for x in stats.wilson_interval(0, 0))
-    with pytest.raises(ValueError):
-        stats.wilson_interval(11, 10)
-
-
 def test_interpolate_curve_log_kl():
     # Linear in log KL between positive points: halfway in log between 1 and 100 is 10.
     out = stats.interpolate_curve([1.0, 100.0], [0.0, 2.0], [1.0, 10.0, 100.0, 1000.0, 0.5])

@@ -6,5 +6,5 @@ Public API:
     plan_jobs(exp) -> list[Job]; run_experiment(exp, run_dir, ...)    (runner.py)
     run_states(run_dir); collect_results(run_dir); load_results(run_dir)
     Executor / LocalExecutor / InlineExecutor                         (executor.py)
-    stats: bootstrap_mean_ci, paired_difference, stickiness, interpolate_curve, log_kl_grid, wilson_interval
+    stats: bootstrap_mean_ci, paired_difference, stickiness, interpolate_curve, log_kl_grid
 """

@@ -194,19 +194,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Just these subcommands (`python -m hyperstition.experiments ...`), with the dispatcher's error handling."""
-    parser = argparse.ArgumentParser(prog="hyperstition", description="hyperstition experiment grids and results")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as err:
-        print(f"hyperstition {args.command}: config error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hyperstition {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
+    """`python -m hyperstition.experiments ...`: the package's dispatcher (same commands, same error handling)."""
+    from ..cli import main as hyperstition_main
+
+    return hyperstition_main(argv)

@@ -4,7 +4,7 @@
 - `paired_difference`: arm minus control, paired by seed, with a bootstrap CI over seeds.
 - `interpolate_curve` / `log_kl_grid`: put persistence curves measured at different KLs on one log-spaced grid.
 - `stickiness`: S(K) = Delta(K) / Delta_0, the surviving fraction of the base gap between two arms, bootstrap over seeds.
-- `wilson_interval`: a binomial rate's CI.
+- binomial rates use `hyperstition.evals.stats.wilson_interval`.
 """
 
 from __future__ import annotations
@@ -58,19 +58,6 @@ def paired_difference(
     shared = sorted(set(treated) & set(control))
     diffs = [treated[s] - control[s] for s in shared]
     return bootstrap_mean_ci(diffs, n_boot=n_boot, level=level, seed=seed)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default); (nan, nan) for n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes={successes} must be between 0 and n={n}")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ---------------------------------------------------------------------------------------------------------------

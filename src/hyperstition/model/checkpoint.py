@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..io import sha256_file, write_json_atomic
+from ..io import fsync_dir, sha256_file, write_json_atomic
 
 CHECKSUMS = "checksums.json"
 MODEL_CONFIG = "config.json"
@@ -201,20 +201,24 @@ def _replace_dir(new: Path, target: Path) -> None:
             shutil.rmtree(backup)
         os.rename(target, backup)
     os.rename(new, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def _fsync_dir(directory: Path) -> None:
+def intact_checkpoint_info(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """`checkpoint.json` of an intact, verified checkpoint at `directory`; None if it is absent or damaged.
+
+    Used to decide whether a run already finished: a damaged final checkpoint means "not finished", not an error.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return None
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        verify_checkpoint(directory)
+        return json.loads((directory / "checkpoint.json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return None
 
 
 def recover_checkpoint(directory: str | os.PathLike) -> Path | None:

@@ -44,7 +44,7 @@ from ..config import ConfigError, WorldConfig, load_yaml
 from ..io import append_jsonl, read_jsonl, sha256_file, write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..model.checkpoint import (
     CHECKSUMS,
-    CheckpointError,
+    intact_checkpoint_info,
     load_checkpoint,
     load_training_state,
     load_weights_into,
@@ -361,16 +361,13 @@ def _fingerprint(record: dict, base_dir: Path, tokenizer: Any, cfg: PosttrainCon
 
 
 def _finished(out_dir: Path, fingerprint: str) -> bool:
-    final = out_dir / FINAL
-    if not final.exists() or not (out_dir / CURVE_FILE).exists():
+    if not (out_dir / CURVE_FILE).exists():
         return False
-    try:
-        verify_checkpoint(final)
-        info = json.loads((final / "checkpoint.json").read_text())
-    except (CheckpointError, OSError, ValueError):
+    info = intact_checkpoint_info(out_dir / FINAL)
+    if info is None:
         return False
     if info.get("fingerprint") != fingerprint:
-        raise ConfigError(f"{final}: holds a model post-trained from a different base or config; use a new --out directory")
+        raise ConfigError(f"{out_dir / FINAL}: holds a model post-trained from a different base or config; use a new --out directory")
     return True
 
 

@@ -44,11 +44,11 @@ from ..io import append_jsonl, read_jsonl, write_text_atomic
 from ..model.build import build_model, count_parameters
 from ..model.checkpoint import (
     CheckpointError,
+    intact_checkpoint_info,
     load_training_state,
     load_weights_into,
     recover_checkpoint,
     save_checkpoint,
-    verify_checkpoint,
 )
 from .data import SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 
@@ -401,12 +401,8 @@ def _train(
 
 def _finished(final_dir: Path, fingerprint: str) -> bool:
     """True when `final_dir` is an intact checkpoint of this very run (same config, data and vocabulary)."""
-    if not final_dir.exists():
-        return False
-    try:
-        verify_checkpoint(final_dir)
-        info = json.loads((final_dir / "checkpoint.json").read_text())
-    except (CheckpointError, OSError, ValueError):
+    info = intact_checkpoint_info(final_dir)
+    if info is None:
         return False
     if info.get("fingerprint") != fingerprint:
         raise RunConfigMismatch(f"{final_dir}: holds a model trained with a different config or data; use a new run directory")
