@@ -73,3 +73,19 @@ def test_report_renders_degenerate_grids(tmp_path):
     assert "No post-training results in this run" in base_only and base_only.count("data:image/png") >= 3
     one_arm = build_simulated_run(tmp_path / "one_arm", "smoke", ["arms={only: {}}", "control=only"]).report.read_text()
     assert "Needs post-training results and at least two arms" in one_arm and "Only one arm" in one_arm
+
+
+def test_bits_axis_goes_symlog_only_when_one_arm_dwarfs_the_rest():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hyperstition.report.plots import symlog_if_wide
+
+    fig, (wide, narrow) = plt.subplots(1, 2)
+    assert symlog_if_wide(wide, [-7.2, -0.3, 0.8, 7.7, 259.0])
+    assert wide.get_yscale() == "symlog"
+    assert not symlog_if_wide(narrow, [-7.2, -0.3, 0.8, 7.7, 12.0])
+    assert narrow.get_yscale() == "linear"
+    plt.close(fig)

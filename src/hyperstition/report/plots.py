@@ -54,9 +54,29 @@ def _log_x(ax) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+# Arms whose names say which way they push get colours that say it too (red: more misaligned material).
+SEMANTIC_ARM_COLOURS = {
+    "unfiltered": "#4d4d4d",
+    "filtered": "#ff7f0e",
+    "misalignment_upsampled": "#d62728",
+    "alignment_upsampled": "#1f77b4",
+    "neutral_salience": "#9467bd",
+}
+
+
 def arm_colours(arms: list[str]) -> dict[str, tuple]:
+    from matplotlib.colors import to_rgba
+
     cmap = plt.get_cmap("tab10")
-    return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
+    spare = [cmap(i) for i in (2, 5, 6, 7, 8, 9, 0, 1, 3, 4)]
+    colours, k = {}, 0
+    for arm in arms:
+        if arm in SEMANTIC_ARM_COLOURS:
+            colours[arm] = to_rgba(SEMANTIC_ARM_COLOURS[arm])
+        else:
+            colours[arm] = spare[k % len(spare)]
+            k += 1
+    return colours
 
 
 def to_png(fig) -> bytes:
@@ -70,6 +90,20 @@ def _yerr(values, lows, highs) -> np.ndarray:
     v, lo, hi = (np.asarray(x, dtype=float) for x in (values, lows, highs))
     err = np.vstack([v - lo, hi - v])
     return np.where(np.isfinite(err), np.clip(err, 0, None), 0.0)
+
+
+def symlog_if_wide(ax, values, linthresh: float = 10.0) -> bool:
+    """Switch a bits axis to symlog when one arm sits orders of magnitude beyond the rest.
+
+    A filtered arm that never saw a persona's replies can sit at hundreds of bits while the other arms differ by a
+    few; on a linear axis they would all look like zero. Linear within +-linthresh bits, logarithmic beyond.
+    """
+    v = np.abs(np.asarray([x for x in values if np.isfinite(x)], dtype=float))
+    if len(v) < 2 or v.max() <= 5 * linthresh or np.median(v) * 10 > v.max():
+        return False
+    ax.set_yscale("symlog", linthresh=linthresh)
+    ax.set_ylabel((ax.get_ylabel() or "") + " (symlog)")
+    return True
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.6, sharey: bool = True):
@@ -103,6 +137,8 @@ def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: in
             ax.set_title(CONTEXT_TITLES.get(context, context))
             ax.set_xlabel("corpus arm")
         axes[0].set_ylabel(BITS_LABEL)
+        # The panels share y, so one decision covers both.
+        symlog_if_wide(axes[0], [*summary["value"], *base["value"]])
         axes[0].legend(loc="best")
         fig.suptitle("Base model persona by corpus arm (before post-training)")
         return to_png(fig)
@@ -164,6 +200,7 @@ def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy
             ax.set_title(CONTEXT_TITLES.get(context, context))
             ax.set_xlabel(KL_LABEL)
         axes[0].set_ylabel(BITS_LABEL)
+        symlog_if_wide(axes[0], [y for line in axes[0].get_lines() for y in np.atleast_1d(line.get_ydata())])
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             handles.append(plt.Line2D([], [], color="black", ls=":", lw=1.0))
