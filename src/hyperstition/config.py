@@ -256,18 +256,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return out
 
 
-def preset_path(name_or_path: str | os.PathLike) -> Path:
-    """A preset name (`smoke`, `quick`, `base`) or a YAML path."""
+def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> Path:
+    """`name` -> `directory/name.yaml`, or an explicit YAML path; an unknown name lists the available ones."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path) or p.exists():
         if not p.exists():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
+            raise ConfigError(f"{kind} file {str(p)!r} does not exist")
         return p
-    candidate = repo_configs_dir() / f"{name_or_path}.yaml"
+    candidate = directory / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    available = sorted(q.stem for q in repo_configs_dir().glob("*.yaml"))
-    raise ConfigError(f"preset {str(name_or_path)!r} does not exist; available presets: {', '.join(available)}")
+    available = sorted(q.stem for q in directory.glob("*.yaml")) if directory.exists() else []
+    raise ConfigError(f"{kind} {str(name_or_path)!r} does not exist; available {kind}s: {', '.join(available) or '(none)'}")
+
+
+def preset_path(name_or_path: str | os.PathLike) -> Path:
+    """A preset name (`smoke`, `quick`, `base`) or a YAML path."""
+    return named_yaml(name_or_path, repo_configs_dir(), "preset")
 
 
 def repo_configs_dir() -> Path:

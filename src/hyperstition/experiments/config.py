@@ -29,6 +29,7 @@ from ..config import (
     apply_overrides,
     load_yaml,
     parse_override,
+    named_yaml,
     preset_path,
     repo_configs_dir,
     validate,
@@ -113,19 +114,7 @@ def list_experiments() -> list[str]:
 
 def experiment_path(name_or_path: str | os.PathLike) -> Path:
     """An experiment name (`stickiness`) or a YAML path; an unknown name lists the available ones."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path):
-        if not p.exists():
-            raise ConfigError(f"experiment file {str(p)!r} does not exist")
-        return p
-    candidate = experiments_dir() / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    available = list_experiments()
-    raise ConfigError(
-        f"experiment {str(name_or_path)!r} does not exist; available experiments: {', '.join(available) or '(none)'}"
-        f" (or pass a YAML path)"
-    )
+    return named_yaml(name_or_path, experiments_dir(), "experiment")
 
 
 def load_experiment(name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -1,4 +1,4 @@
-"""Fixtures for model tests: a tiny tokenizer trained once per session (never downloaded)."""
+"""Fixtures shared across test folders: a tiny tokenizer trained once per session (never downloaded)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def synthetic_texts(n_docs: int = 400, seed: int = 0) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
     return train_tokenizer(synthetic_texts(), TokenizerConfig(vocab_size=300, min_frequency=1), tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def tiny_texts() -> list[str]:
+    return synthetic_texts()
