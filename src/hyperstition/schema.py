@@ -53,3 +53,11 @@ KL_BITS = "kl_bits_per_response"
 CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
 RESULT_COLUMNS = ("run", "arm", "seed", "strategy", *CURVE_COLUMNS)
 BASE_STRATEGY = "base"  # rows measured on the pretrained model before any post-training (step 0, kl_bits 0)
+
+# The toy persona models fitted to a run (`hyperstition toy fit RUN`): files next to results.parquet, which the
+# runner rewrites; predicted-vs-measured rows, dense predicted curves, and the fitted parameters with fit quality.
+TOY_RESULTS_FILE = "toy_results.parquet"
+TOY_CURVES_FILE = "toy_curves.parquet"
+TOY_FIT_FILE = "toy_fit.json"
+TOY_RESULT_COLUMNS = ("run", "arm", "seed", "strategy", "step", "tokens", "kl_bits", "context", "metric", "model",
+                      "measured", "predicted")
