@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "hyperstition.evals.cli",
     "hyperstition.posttrain.cli",
     "hyperstition.experiments.cli",
+    "hyperstition.toy.cli",
 ]
 
 DESCRIPTION = """\

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import BASE_STRATEGY
+from ..schema import BASE_STRATEGY, TOY_RESULTS_FILE
 from . import stats
 from .rundir import read_run_json
 
@@ -40,6 +40,8 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         con.register("results", df)
+        if (Path(run_dir) / TOY_RESULTS_FILE).exists():  # written by `hyperstition toy fit`
+            con.register("toy_results", pd.read_parquet(Path(run_dir) / TOY_RESULTS_FILE))
         return con.execute(sql).fetchdf()
     except duckdb.Error as err:
         raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None

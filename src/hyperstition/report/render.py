@@ -21,6 +21,7 @@ from ..experiments.runner import load_results, read_json, run_states
 from ..io import write_text_atomic
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
 from . import plots
+from .toy_section import toy_section
 
 CAPABILITY_METRICS = {HELDOUT_LOSS: "held-out loss [nats / token]", FACT_QA_ACCURACY: "world-fact QA accuracy [fraction correct]"}
 PERSONA_CONTEXTS = ("observed", "unobserved")
@@ -117,6 +118,7 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.Dat
     sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
     sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
     sections.append(_section_stickiness(df, arms, contexts, strategies, control, n_boot))
+    sections.append(toy_section(run_dir, df))
     sections.append(_section_capability(df, arms, strategies, control, n_boot))
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))

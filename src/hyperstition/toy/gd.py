@@ -218,14 +218,19 @@ def _observe(us: np.ndarray, ws: np.ndarray, spec: PersonaSpec, sharing: float) 
     return Trajectory(np.arange(len(us)), log_w, ws, kl, bits, {c: np.exp2(mis) for c, (_, mis) in per_context.items()})
 
 
-def stickiness_at_pressure(traj: Trajectory, kl_bits: np.ndarray, context: str, a: int = 0, b: int = 1) -> np.ndarray:
-    """S(K) between batch rows a and b of a trajectory, compared at equal pressure K (NaN beyond either's reach)."""
+def at_pressure(traj: Trajectory, values: np.ndarray, kl_bits: np.ndarray) -> np.ndarray:
+    """`values` (steps + 1, batch) read at pressures `kl_bits`: (len(kl_bits), batch), NaN beyond a row's reach."""
     grid = np.asarray(kl_bits, dtype=float)
-    values = []
-    for row in (a, b):
+    out = np.full((len(grid), values.shape[1]), np.nan)
+    for row in range(values.shape[1]):
         k = np.maximum.accumulate(traj.kl_bits[:, row])  # K is non-decreasing along a run up to float noise
-        v = np.interp(grid, k, traj.bits[context][:, row])
-        values.append(np.where(grid <= k[-1], v, np.nan))
-    base = traj.bits[context][0, a] - traj.bits[context][0, b]
+        out[:, row] = np.where(grid <= k[-1], np.interp(grid, k, values[:, row]), np.nan)
+    return out
+
+
+def stickiness_at_pressure(traj: Trajectory, kl_bits: np.ndarray, context: str, a: int = 0, b: int = 1) -> np.ndarray:
+    """S(K) in behaviour bits between batch rows a and b of a trajectory, compared at equal pressure K."""
+    bits = traj.bits[context]
+    v = at_pressure(traj, bits, kl_bits)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (values[0] - values[1]) / base
+        return (v[:, a] - v[:, b]) / (bits[0, a] - bits[0, b])
