@@ -26,7 +26,8 @@ def test_kl_of_a_known_update():
     prior = B.prior_log2(TWO, {"aligned": 1.0})
     k = B.predict(prior, np.array([1.0]), TWO).kl_bits[0]
     # behaviour on observed prompts goes from P(aligned) = 3/5 to 11/15
-    assert k == pytest.approx((11 / 15) * math.log2((11 / 15) / (3 / 5)) + (4 / 15) * math.log2((4 / 15) / (2 / 5)), abs=1e-12)
+    by_hand = (11 / 15) * math.log2((11 / 15) / (3 / 5)) + (4 / 15) * math.log2((4 / 15) / (2 / 5))
+    assert k == pytest.approx(by_hand, abs=1e-12)
     # the persona KL bounds the behaviour KL (data processing)
     post = B.posterior_log2(prior, 1.0, TWO)
     assert B.persona_kl_bits(post, prior) == pytest.approx((8 / 9) * math.log2(4 / 3) + (1 / 9) * math.log2(1 / 3))
@@ -58,8 +59,12 @@ def test_stickiness_is_one_for_personas_post_training_cannot_tell_apart():
     assert np.allclose(s, 1.0, atol=1e-9)
     # Any persona pair keeps its gap between priors at equal evidence: the update is additive in log-odds.
     post = [B.posterior_log2(p, 7.0, spec) for p in (arm_a, arm_b)]
-    base = B.persona_log_odds(arm_a, spec, "aligned", "misaligned") - B.persona_log_odds(arm_b, spec, "aligned", "misaligned")
-    after = B.persona_log_odds(post[0], spec, "aligned", "misaligned") - B.persona_log_odds(post[1], spec, "aligned", "misaligned")
+
+    def gap(a, b):
+        return B.persona_log_odds(a, spec, "aligned", "misaligned") - B.persona_log_odds(b, spec, "aligned",
+                                                                                            "misaligned")
+
+    base, after = gap(arm_a, arm_b), gap(*post)
     assert after == pytest.approx(base)
 
 

@@ -40,7 +40,8 @@ def _rows_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _figure(png: bytes, alt: str, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+            f'<figcaption>{_e(caption)}</figcaption></figure>')
 
 
 def toy_section(run_dir: Path, df: pd.DataFrame) -> str:
@@ -48,21 +49,22 @@ def toy_section(run_dir: Path, df: pd.DataFrame) -> str:
     run_dir = Path(run_dir)
     head = '<h2 id="toy">Toy models: Bayesian and gradient-descent predictions</h2>'
     if not (run_dir / TOY_FIT_FILE).exists():
-        return (f'{head}<p class="note">Not fitted yet: <code>hyperstition toy fit {_e(run_dir.name)}</code> fits both toy '
-                "persona models to these curves and adds them here.</p>")
+        return (f'{head}<p class="note">Not fitted yet: <code>hyperstition toy fit {_e(run_dir.name)}</code> fits '
+                "both toy persona models to these curves and adds them here.</p>")
     summary = json.loads((run_dir / TOY_FIT_FILE).read_text())
     points = pd.read_parquet(run_dir / TOY_RESULTS_FILE)
     curves = pd.read_parquet(run_dir / TOY_CURVES_FILE)
     stale = ""
-    if (run_dir / "results.parquet").exists() and sha256_file(run_dir / "results.parquet") != summary.get("results_sha256"):
+    results = run_dir / "results.parquet"
+    if results.exists() and sha256_file(results) != summary.get("results_sha256"):
         stale = ('<p class="warn">results.parquet changed after the toy models were fitted; rerun '
                  '<code>hyperstition toy fit</code> to refresh this section.</p>')
     arms = list(dict.fromkeys(df.arm)) or list(dict.fromkeys(points.arm))
     figures = "".join(
         _figure(_overlay(points, curves, strategy, arms), f"toy model fits under {strategy}",
-                f"{strategy.upper()}: measured persona bits (points, one per seed and step) against pressure K, with the fitted "
-                "Bayesian (dashed) and gradient-descent (dotted) predictions per arm. K = 0 is the base model; the axis is "
-                "linear below the smallest measured K and logarithmic above.")
+                f"{strategy.upper()}: measured persona bits (points, one per seed and step) against pressure K, with "
+                "the fitted Bayesian (dashed) and gradient-descent (dotted) predictions per arm. K = 0 is the base "
+                "model; the axis is linear below the smallest measured K and logarithmic above.")
         for strategy in dict.fromkeys(points.strategy))
     return f"""{head}
 <p class="note">Both models (<code>hyperstition.toy</code>) start from each arm's prior over an aligned, a misaligned
@@ -80,12 +82,13 @@ def _quality_table(summary: dict) -> str:
         p = fit["params"]
         detail = (f"evidence {_num(p['evidence_per_kl'])} bits per bit of K, noise floor {_num(p['floor_bits'])} bits"
                   if fit["model"] == "bayes" else
-                  f"sharing {_num(p['sharing'])}, plasticity {_num(p['plasticity'])}, {_num(p['steps_per_kl'])} steps per bit of K")
+                  f"sharing {_num(p['sharing'])}, plasticity {_num(p['plasticity'])}, "
+                  f"{_num(p['steps_per_kl'])} steps per bit of K")
         rows.append([fit["strategy"], MODEL_STYLES.get(fit["model"], (fit["model"],))[0],
                      _num(fit["rmse"]["all"]), _num(fit["rmse"]["observed"]), _num(fit["rmse"]["unobserved"]),
                      _num(fit["null_rmse"]["all"]), str(fit["n_points"]), str(fit["n_params"]), detail])
-    return _rows_table(["strategy", "model", "RMSE [bits]", "observed", "unobserved", "null RMSE", "points", "parameters",
-                        "fitted"], rows)
+    return _rows_table(["strategy", "model", "RMSE [bits]", "observed", "unobserved", "null RMSE", "points",
+                        "parameters", "fitted"], rows)
 
 
 def _priors_table(summary: dict) -> str:
@@ -94,7 +97,8 @@ def _priors_table(summary: dict) -> str:
         if fit["model"] != "bayes":
             continue  # the gradient-descent model uses the same priors
         for arm, prior in fit["priors"].items():
-            rows.append([fit["strategy"], arm, _num(prior["aligned_vs_misaligned_bits"]), _num(prior["deceptive_vs_misaligned_bits"])])
+            rows.append([fit["strategy"], arm, _num(prior["aligned_vs_misaligned_bits"]),
+                         _num(prior["deceptive_vs_misaligned_bits"])])
     return ("<h3>Fitted priors (log-odds against the misaligned persona)</h3>"
             + _rows_table(["strategy", "arm", "aligned [bits]", "deceptive [bits]"], rows))
 

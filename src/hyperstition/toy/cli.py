@@ -61,7 +61,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    toy = subparsers.add_parser("toy", help="the analytic Bayesian / gradient-descent persona models: fit a run, or plot",
+    toy = subparsers.add_parser("toy", help="the Bayesian / gradient-descent persona models: fit a run, or plot",
                                 description=TOY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     toy.set_defaults(func=lambda args: _print_help(toy))
     sub = toy.add_subparsers(dest="toy_command", metavar="SUBCOMMAND")

@@ -82,7 +82,8 @@ def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
         axes[1].set_xlabel("evidence against the misaligned persona [bits]")
         axes[0].set_ylabel("misaligned response rate")
         axes[0].legend(fontsize=8)
-        fig.suptitle(f"Bayesian persona model (noise floor {s.noise:g}): the unobserved rate stops at 1 / (1 + 2^prior) (dotted)")
+        fig.suptitle(f"Bayesian persona model (noise floor {s.noise:g}): "
+                     "the unobserved rate stops at 1 / (1 + 2^prior) (dotted)")
         return Figure("unobserved_misalignment", _png(fig), pd.DataFrame(rows))
 
 
@@ -101,17 +102,19 @@ def _stickiness_curves(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray
     n = np.r_[0.0, np.geomspace(1e-3, 1e3, 200)]
     post = [B.posterior_log2(p, n, spec) for p in (prior_a, prior_b)]
     bits = [B.behaviour_bits(q, spec, "unobserved") for q in post]
-    persona = [B.persona_log_odds(B.posterior_log2(p, B.evidence_for_pressure(p, grid, spec), spec), spec, "aligned", "deceptive")
-               for p in (prior_a, prior_b)]
+    persona = [B.persona_log_odds(B.posterior_log2(p, B.evidence_for_pressure(p, grid, spec), spec), spec,
+                                  "aligned", "deceptive") for p in (prior_a, prior_b)]
     curves = {"Bayes": {
         "persona": (persona[0] - persona[1]) / (4 * s.split_bits),
         "behaviour": B.stickiness_at_pressure(prior_a, prior_b, grid, spec, "unobserved"),
-        "progress_x": B.misaligned_rate(post[0], spec, "observed"), "progress_S": (bits[0] - bits[1]) / (bits[0][0] - bits[1][0]),
+        "progress_x": B.misaligned_rate(post[0], spec, "observed"),
+        "progress_S": (bits[0] - bits[1]) / (bits[0][0] - bits[1][0]),
     }}
     runs = {f"gradient descent, sharing {rho:g}": G.GDConfig(sharing=rho, plasticity=1.0, lr=s.gd_lr, steps=s.gd_steps)
             for rho in s.sharing}
     # Plain SGD on softmax logits is rich-get-richer for indistinguishable personas (Adam's per-logit steps are not).
-    runs["SGD, personas only (plasticity 0)"] = G.GDConfig(plasticity=0.0, optimizer="sgd", lr=s.sgd_lr, steps=s.gd_steps)
+    runs["SGD, personas only (plasticity 0)"] = G.GDConfig(plasticity=0.0, optimizer="sgd", lr=s.sgd_lr,
+                                                          steps=s.gd_steps)
     for label, cfg in runs.items():
         traj = G.train(np.stack([prior_a, prior_b]), spec, cfg)
         ad = (traj.log_weights[..., 0] - traj.log_weights[..., 2]) / G.LN2
@@ -119,7 +122,8 @@ def _stickiness_curves(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray
         curves[label] = {
             "persona": (G.at_pressure(traj, ad, grid) @ [1, -1]) / (ad[0, 0] - ad[0, 1]),
             "behaviour": G.stickiness_at_pressure(traj, grid, "unobserved"),
-            "progress_x": traj.misaligned_rate["observed"][:, 0], "progress_S": (u[:, 0] - u[:, 1]) / (u[0, 0] - u[0, 1]),
+            "progress_x": traj.misaligned_rate["observed"][:, 0],
+            "progress_S": (u[:, 0] - u[:, 1]) / (u[0, 0] - u[0, 1]),
         }
     return grid, curves
 
@@ -137,10 +141,12 @@ def stickiness_figure(s: PlotSettings) -> Figure:
             for (model, c), colour in zip(curves.items(), colours):
                 x, y = (c["progress_x"], c["progress_S"]) if key == "progress" else (grid, c[key])
                 ax.plot(x, y, color=colour, label=model, ls="--" if model == "Bayes" else "-")
-                rows += [{"figure": "stickiness", "panel": key, "model": model, "x": float(a), "S": float(b)} for a, b in zip(x, y)]
+                rows += [{"figure": "stickiness", "panel": key, "model": model, "x": float(a), "S": float(b)}
+                         for a, b in zip(x, y)]
             ax.set_xscale("log")
             ax.set_title(title)
-            ax.set_xlabel("pressure K [bits / response]" if key != "progress" else "misaligned rate on observed prompts (post-training progress)")
+            ax.set_xlabel("pressure K [bits / response]" if key != "progress"
+                          else "misaligned rate on observed prompts (post-training progress)")
             ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         axes[2].invert_xaxis()
         axes[0].set_ylabel("stickiness S = Δ / Δ₀ of the two priors")

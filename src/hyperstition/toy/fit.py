@@ -170,8 +170,8 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
 
 
 def _priors_dict(arms: list[str], theta: np.ndarray) -> dict[str, dict[str, float]]:
-    return {arm: {"aligned_vs_misaligned_bits": float(theta[2 * i]), "deceptive_vs_misaligned_bits": float(theta[2 * i + 1])}
-            for i, arm in enumerate(arms)}
+    return {arm: {"aligned_vs_misaligned_bits": float(theta[2 * i]),
+                  "deceptive_vs_misaligned_bits": float(theta[2 * i + 1])} for i, arm in enumerate(arms)}
 
 
 def _score(fit: ModelFit, p: Points, predicted: np.ndarray) -> ModelFit:
@@ -206,7 +206,8 @@ def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plastic
     return G.train(priors, B.default_personas(noise_from_floor(floor_bits)), cfg)
 
 
-def gd_bits(traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray) -> np.ndarray:
+def gd_bits(traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray,
+            kl: np.ndarray) -> np.ndarray:
     """Predicted bits at measured pressures: the trajectory read at step steps_per_kl * K (fractional steps
     interpolated linearly; never beyond the last step)."""
     t = np.minimum(steps_per_kl * kl, traj.steps[-1])
@@ -270,7 +271,7 @@ def fit_results(df: pd.DataFrame, source: str = "results.parquet", metric: str =
 def _dense_curves(p: Points, strategy: str, metric: str, bayes_fit: ModelFit, gd_fit: ModelFit) -> pd.DataFrame:
     """Both models' predictions on a dense pressure grid from 0 to the largest measured K, per arm and context."""
     positive = p.kl[p.kl > 0]
-    grid = np.r_[0.0, np.geomspace(positive.min() / 2, positive.max(), CURVE_POINTS)] if len(positive) else np.array([0.0])
+    grid = np.r_[0.0, np.geomspace(positive.min() / 2, positive.max(), CURVE_POINTS)] if len(positive) else np.zeros(1)
     priors = priors_from_fit(bayes_fit, p.arms)
     traj = gd_trajectory(priors, gd_fit.params["floor_bits"], gd_fit.params["sharing"], gd_fit.params["plasticity"])
     frames = []
@@ -278,7 +279,8 @@ def _dense_curves(p: Points, strategy: str, metric: str, bayes_fit: ModelFit, gd
         for c, context in enumerate(CONTEXTS):
             arm_idx, ctx_idx = np.full(len(grid), a), np.full(len(grid), c)
             predictions = {
-                "bayes": bayes_bits(priors, bayes_fit.params["floor_bits"], bayes_fit.params["evidence_per_kl"], arm_idx, ctx_idx, grid),
+                "bayes": bayes_bits(priors, bayes_fit.params["floor_bits"], bayes_fit.params["evidence_per_kl"],
+                                    arm_idx, ctx_idx, grid),
                 "gd": gd_bits(traj, gd_fit.params["steps_per_kl"], arm_idx, ctx_idx, grid),
             }
             for model, values in predictions.items():

@@ -13,7 +13,7 @@ prompts that also moves unobserved behaviour (0: separate parameters, 1: one sha
 rewritten). Training minimises, over observed prompts with the aligned response as target, one of
 
     likelihood  -ln P(aligned | observed)                  (SFT: the mixture's cross-entropy)
-    reward      -sum_i q_i ln s_i(observed)                (KL-regularisable RL with reward ln s: pick a persona, score it)
+    reward      -sum_i q_i ln s_i(observed)                (RL with reward ln s: pick a persona, score its answer)
 
 plus beta KL(q || prior) when kl_penalty = beta > 0, by SGD or Adam for a number of steps.
 
