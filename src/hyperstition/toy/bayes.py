@@ -20,13 +20,13 @@ monotonically in n (dP_n(aligned | observed)/dn = Cov_w(L, ln L) >= 0) and is bo
 -log2 P_0(aligned | observed), the cost of conditioning on "behaves well when observed". Evidence beyond that buys
 no pressure: in this model "orders of magnitude more optimisation" all happens below a few bits of K.
 
-Consequences the tests check. (1) Log-odds between personas move by n log2(L_i / L_j), the same for every prior,
-so the gap between two priors is preserved: S = 1 for every persona pair, and for personas post-training cannot
-tell apart (L_i = L_j) the log-odds do not move at all. (2) With eps = 0 the unobserved log-odds tend to
-log2(pi_aligned / pi_deceptive): post-training swamps the misaligned persona and leaves the aligned-vs-deceptive
-prior untouched. (3) Behaviour log-odds are mixtures, so S(K) of two priors in behaviour bits is 1 exactly when
-the priors differ only in the weight of one persona relative to all others with the same likelihoods ratio, and
-in general drifts between its base value and the aligned-vs-deceptive gap.
+Consequences the tests check. (1) The log-odds of persona i against j move by n log2(L_i / L_j) whatever the
+prior, so at equal evidence two priors keep their gap for every persona pair (S = 1 in persona log-odds), and
+personas post-training cannot tell apart (L_i = L_j) never move. (2) Runs are compared at equal pressure K, not
+equal evidence; two priors with the same P_0(aligned | observed) (e.g. the same aligned + deceptive mass, split
+differently) follow the same K(n), so S = 1 at equal K as well. (3) Measured bits are log-odds of a mixture: with
+eps = 0 the unobserved bits tend to log2(pi_aligned / pi_deceptive), so S(K) in unobserved bits moves from 1
+towards (aligned-vs-deceptive gap) / (base gap) as the misaligned persona is swamped.
 """
 
 from __future__ import annotations
