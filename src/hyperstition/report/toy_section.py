@@ -32,6 +32,12 @@ def _num(x: float, digits: int = 3) -> str:
     return "\u2014" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}g}"
 
 
+def _interval(value: float, ci: list[float] | None) -> str:
+    if not ci or not all(math.isfinite(float(x)) for x in ci):
+        return _num(value)
+    return f"{_num(value)} [{_num(ci[0])}, {_num(ci[1])}]"
+
+
 def _rows_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -71,8 +77,9 @@ def toy_section(run_dir: Path, df: pd.DataFrame) -> str:
 and a deceptive persona, fitted to the base bits in both contexts. The Bayesian model turns pressure into evidence on
 observed prompts (its free rate: bits of evidence per bit of K); the gradient-descent model trains the same personas
 by Adam, with a behaviour update that carries over to unobserved prompts in proportion to its sharing strength.
-RMSE is in bits over every measured point; the null model keeps every arm at its base bits. These are descriptive
-fits without intervals.</p>
+RMSE is in bits over every measured point; the null model keeps every arm at its base bits. Brackets are 95% Wald
+intervals of the Bayesian parameters, which treat points as independent: points of one curve are not, so read them
+as lower bounds on the uncertainty. The gradient-descent grid search has no intervals.</p>
 {stale}{_quality_table(summary)}{_priors_table(summary)}{figures}"""
 
 
@@ -80,7 +87,8 @@ def _quality_table(summary: dict) -> str:
     rows = []
     for fit in summary["fits"]:
         p = fit["params"]
-        detail = (f"evidence {_num(p['evidence_per_kl'])} bits per bit of K, noise floor {_num(p['floor_bits'])} bits"
+        detail = (f"evidence {_interval(p['evidence_per_kl'], p.get('evidence_per_kl_ci'))} bits per bit of K, "
+                  f"noise floor {_interval(p['floor_bits'], p.get('floor_bits_ci'))} bits"
                   if fit["model"] == "bayes" else
                   f"sharing {_num(p['sharing'])}, plasticity {_num(p['plasticity'])}, "
                   f"{_num(p['steps_per_kl'])} steps per bit of K")
@@ -97,8 +105,8 @@ def _priors_table(summary: dict) -> str:
         if fit["model"] != "bayes":
             continue  # the gradient-descent model uses the same priors
         for arm, prior in fit["priors"].items():
-            rows.append([fit["strategy"], arm, _num(prior["aligned_vs_misaligned_bits"]),
-                         _num(prior["deceptive_vs_misaligned_bits"])])
+            keys = ("aligned_vs_misaligned_bits", "deceptive_vs_misaligned_bits")
+            rows.append([fit["strategy"], arm] + [_interval(prior[k], prior.get(f"{k}_ci")) for k in keys])
     return ("<h3>Fitted priors (log-odds against the misaligned persona)</h3>"
             + _rows_table(["strategy", "arm", "aligned [bits]", "deceptive [bits]"], rows))
 

@@ -15,6 +15,9 @@ Gradient-descent model, per strategy: the priors and the floor of the Bayesian f
 free: sharing rho and plasticity kappa (on a grid) and the steps per bit of K (a log grid), trained with Adam on
 the likelihood (SFT) objective.
 
+Uncertainty: the Bayesian parameters carry 95% Wald intervals from the least-squares Jacobian (independent residuals
+assumed: see `wald_intervals`); the gradient-descent grid search has none.
+
 Fit quality: RMSE in bits per context and overall, next to the RMSE of the null model "every arm stays at its
 base bits", with the numbers of points and free parameters. These are descriptive numbers without intervals.
 """
@@ -164,14 +167,35 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
         if best is None or res.cost < best.cost:
             best = res
     priors, floor, rate = _unpack(best.x, m)
-    fit = ModelFit(strategy, "bayes", {"floor_bits": floor, "noise": noise_from_floor(floor), "evidence_per_kl": rate},
-                   _priors_dict(p.arms, best.x), n_params=2 * m + 2)
+    low, high = wald_intervals(best)
+    params = {"floor_bits": floor, "noise": noise_from_floor(floor), "evidence_per_kl": rate,
+              "floor_bits_ci": [low[-2], high[-2]], "evidence_per_kl_ci": [10.0 ** low[-1], 10.0 ** high[-1]]}
+    fit = ModelFit(strategy, "bayes", params, _priors_dict(p.arms, best.x, low, high), n_params=2 * m + 2)
     return _score(fit, p, bayes_bits(priors, floor, rate, p.arm, p.context, p.kl))
 
 
-def _priors_dict(arms: list[str], theta: np.ndarray) -> dict[str, dict[str, float]]:
-    return {arm: {"aligned_vs_misaligned_bits": float(theta[2 * i]),
-                  "deceptive_vs_misaligned_bits": float(theta[2 * i + 1])} for i, arm in enumerate(arms)}
+def wald_intervals(res, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+    """95% intervals theta +- z se from a least-squares solution, se^2 = diag((J^T J)^+) SSE / (N - p).
+    They assume independent residuals of equal variance (coverage is tested on data simulated that way; points of
+    one measured curve are correlated, which makes them too narrow there). NaN for a parameter at a bound."""
+    n, k = res.jac.shape
+    if n <= k:
+        nan = np.full(k, np.nan)
+        return nan, nan
+    cov = np.linalg.pinv(res.jac.T @ res.jac) * (2.0 * res.cost / (n - k))
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    se = np.where(res.active_mask == 0, se, np.nan)
+    return res.x - z * se, res.x + z * se
+
+
+def _priors_dict(arms: list[str], theta: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, dict]:
+    out = {}
+    for i, arm in enumerate(arms):
+        out[arm] = {"aligned_vs_misaligned_bits": float(theta[2 * i]),
+                    "aligned_vs_misaligned_bits_ci": [float(low[2 * i]), float(high[2 * i])],
+                    "deceptive_vs_misaligned_bits": float(theta[2 * i + 1]),
+                    "deceptive_vs_misaligned_bits_ci": [float(low[2 * i + 1]), float(high[2 * i + 1])]}
+    return out
 
 
 def _score(fit: ModelFit, p: Points, predicted: np.ndarray) -> ModelFit:
