@@ -74,6 +74,9 @@ def test_stickiness_at_pressure_is_nan_beyond_reach_and_finite_within():
     reach = min(B.max_pressure_bits(a, spec), B.max_pressure_bits(b, spec))
     s = B.stickiness_at_pressure(a, b, np.array([0.0, reach / 2, 2 * reach]), spec, "unobserved")
     assert s[0] == pytest.approx(1.0) and np.isfinite(s[1]) and np.isnan(s[2])
+    at = B.predict_at_pressure(a, np.array([reach / 2, 2 * reach]), spec)
+    assert at.kl_bits[0] == pytest.approx(reach / 2) and np.isnan(at.misaligned_rate["unobserved"][1])
+    assert np.isfinite(at.weights[0]).all() and np.isnan(at.weights[1]).all()
 
 
 def test_invalid_inputs_are_one_line_errors():

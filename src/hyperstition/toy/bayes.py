@@ -201,14 +201,22 @@ def evidence_for_pressure(prior: np.ndarray, kl_bits: np.ndarray, spec: PersonaS
     return np.where(predict(prior, hi, spec).kl_bits + 1e-12 < target, np.nan, out)
 
 
+def predict_at_pressure(prior: np.ndarray, kl_bits: np.ndarray | float, spec: PersonaSpec) -> Prediction:
+    """Predictions at pressures K (bits per response on observed prompts); NaN beyond the prior's maximum K."""
+    n = evidence_for_pressure(prior, kl_bits, spec)
+    pred = predict(prior, np.nan_to_num(n), spec)
+    unreachable = np.isnan(n)
+    with np.errstate(invalid="ignore"):
+        nan = np.where(unreachable, np.nan, 0.0)
+        return Prediction(n, pred.evidence_bits + nan, pred.kl_bits + nan, pred.weights + nan[..., None],
+                          {c: v + nan for c, v in pred.bits.items()},
+                          {c: v + nan for c, v in pred.misaligned_rate.items()})
+
+
 def stickiness_at_pressure(prior_a: np.ndarray, prior_b: np.ndarray, kl_bits: np.ndarray, spec: PersonaSpec,
                            context: str) -> np.ndarray:
     """S(K) = Delta(K) / Delta_0 in behaviour bits for two priors compared at equal pressure K, as measured."""
-    bits = []
-    for prior in (prior_a, prior_b):
-        n = evidence_for_pressure(prior, kl_bits, spec)
-        with np.errstate(invalid="ignore"):
-            bits.append(predict(prior, np.nan_to_num(n), spec).bits[context] + np.where(np.isnan(n), np.nan, 0.0))
+    bits = [predict_at_pressure(prior, kl_bits, spec).bits[context] for prior in (prior_a, prior_b)]
     base = [predict(p, 0.0, spec).bits[context] for p in (prior_a, prior_b)]
     with np.errstate(divide="ignore", invalid="ignore"):
         return (bits[0] - bits[1]) / (base[0] - base[1])
