@@ -23,9 +23,10 @@ stationary points on the simplex satisfy c_i + beta ln(q_i / pi_i) = const, so t
 in q) is q_i proportional to pi_i a_i(observed)^(1/beta): exactly the Bayesian posterior after n = 1/beta examples
 (Gibbs' variational principle). Gradient descent on u converges there for a small enough learning rate.
 
-Where it is not. (1) Without the penalty, gradient descent on softmax logits is rich-get-richer: for two
-personas with equal likelihoods, d(u_i - u_j)/dt = -lr g (q_i - q_j), with g the common gradient factor, so the
-log-odds of personas post-training cannot tell apart drift toward the one already favoured (Bayes keeps them).
+Where it is not. (1) Without the penalty, plain gradient descent on softmax logits is rich-get-richer: for two
+personas with equal s on observed prompts the likelihood objective gives d(u_i - u_j)/dt = lr (s / p - 1) (q_i - q_j),
+and s / p > 1 while the target is under-predicted, so the log-odds of personas post-training cannot tell apart
+drift toward the one already favoured (Bayes keeps them). Adam's per-logit normalised steps largely cancel this.
 (2) With kappa > 0 the optimiser can fit the observed target by rewriting behaviour instead of reweighting
 personas: at rho = 0 the misaligned persona learns to behave when observed only (it becomes deceptive), at rho = 1
 the update carries over and unobserved behaviour is corrected for every persona, erasing the prior's gap.
