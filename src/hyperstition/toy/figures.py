@@ -77,6 +77,7 @@ def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
                          for x, e, k, r in zip(n, pred.evidence_bits, pred.kl_bits, rate)]
             axes[1].axhline(1 / (1 + 2 ** b), color=colour, lw=0.8, ls=":")
         axes[0].set_xscale("log")
+        axes[0].set_xlim(left=1e-4)  # below this nothing has moved yet
         axes[1].set_xscale("log")
         axes[0].set_xlabel(K_LABEL)
         axes[1].set_xlabel("evidence against the misaligned persona [bits]")
