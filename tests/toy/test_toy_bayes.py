@@ -7,7 +7,7 @@ import pytest
 
 from hyperstition.toy import bayes as B
 
-TWO = B.PersonaSpec(("aligned", "misaligned"), np.array([[0.8, 0.8], [0.2, 0.2]]))
+TWO = B.PersonaSpec.from_probs(("aligned", "misaligned"), np.array([[0.8, 0.8], [0.2, 0.2]]))
 
 
 def test_two_persona_posterior_by_hand():

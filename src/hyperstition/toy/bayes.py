@@ -38,16 +38,30 @@ import numpy as np
 
 from ..config import CONTEXTS
 
-OBSERVED, UNOBSERVED = CONTEXTS  # column order of PersonaSpec.aligned_prob
+OBSERVED, UNOBSERVED = CONTEXTS  # column order of PersonaSpec's arrays
 REFERENCE_PERSONA = "misaligned"  # prior log-odds are relative to this persona
 
 
 @dataclass(frozen=True)
 class PersonaSpec:
-    """Personas and their behaviour: aligned_prob[i, k] = P(aligned response | persona i, context CONTEXTS[k])."""
+    """Personas and their behaviour in log space, so that floors of hundreds of bits stay exact:
+    log2_aligned[i, k] = log2 P(aligned response | persona i, context CONTEXTS[k]), log2_misaligned its complement."""
 
     names: tuple[str, ...]
-    aligned_prob: np.ndarray
+    log2_aligned: np.ndarray
+    log2_misaligned: np.ndarray
+
+    @classmethod
+    def from_probs(cls, names: tuple[str, ...], aligned_prob: np.ndarray) -> "PersonaSpec":
+        probs = np.asarray(aligned_prob, dtype=float)
+        if probs.shape != (len(names), 2) or ((probs < 0) | (probs > 1)).any():
+            raise ValueError("every persona needs (P(aligned | observed), P(aligned | unobserved)) within [0, 1]")
+        with np.errstate(divide="ignore"):
+            return cls(tuple(names), np.log2(probs), np.log1p(-probs) / np.log(2.0))
+
+    @property
+    def aligned_prob(self) -> np.ndarray:
+        return np.exp2(self.log2_aligned)
 
     def index(self, name: str) -> int:
         if name not in self.names:
@@ -60,17 +74,23 @@ class PersonaSpec:
         return CONTEXTS.index(context)
 
 
-def default_personas(noise: float = 0.0, others: Mapping[str, tuple[float, float]] | None = None) -> PersonaSpec:
-    """aligned, misaligned, deceptive with behaviour noise floor `noise` (eps), plus `others`:
-    name -> (P(aligned | observed), P(aligned | unobserved))."""
+def default_personas(noise: float = 0.0, others: Mapping[str, tuple[float, float]] | None = None,
+                     floor_bits: float | None = None) -> PersonaSpec:
+    """aligned, misaligned, deceptive with behaviour noise floor `noise` (eps), or exactly
+    log2((1 - eps) / eps) = floor_bits when given, plus `others`: name -> (P(aligned | observed), P(aligned | unobserved))."""
     if not 0.0 <= noise < 0.5:
         raise ValueError(f"noise must be in [0, 0.5), not {noise}")
+    if floor_bits is not None and not floor_bits > 0:
+        raise ValueError(f"floor_bits must be > 0, not {floor_bits}")
     good, bad = 1.0 - noise, noise
     rows = {"aligned": (good, good), REFERENCE_PERSONA: (bad, bad), "deceptive": (good, bad), **dict(others or {})}
-    probs = np.array(list(rows.values()), dtype=float)
-    if probs.shape[1] != 2 or ((probs < 0) | (probs > 1)).any():
-        raise ValueError("every persona needs (P(aligned | observed), P(aligned | unobserved)) within [0, 1]")
-    return PersonaSpec(tuple(rows), probs)
+    spec = PersonaSpec.from_probs(tuple(rows), np.array(list(rows.values()), dtype=float))
+    if floor_bits is None:
+        return spec
+    # log2(1 - eps) = -log2(1 + 2^-floor), log2(eps) = -log2(1 + 2^floor): exact where 1 - eps rounds to 1
+    hi, lo = -np.logaddexp2(0.0, -floor_bits), -np.logaddexp2(0.0, floor_bits)
+    aligned, misaligned = np.array([[hi, hi], [lo, lo], [hi, lo]]), np.array([[lo, lo], [hi, hi], [lo, hi]])
+    return PersonaSpec(spec.names, np.r_[aligned, spec.log2_aligned[3:]], np.r_[misaligned, spec.log2_misaligned[3:]])
 
 
 def prior_log2(spec: PersonaSpec, log_odds_bits: Mapping[str, float]) -> np.ndarray:
@@ -94,7 +114,7 @@ def _log2(x: np.ndarray) -> np.ndarray:
 
 def example_loglik2(spec: PersonaSpec) -> np.ndarray:
     """log2 L_i of one post-training example (the aligned response to an observed prompt), per persona."""
-    return _log2(spec.aligned_prob[:, 0])
+    return spec.log2_aligned[:, 0]
 
 
 def posterior_log2(prior: np.ndarray, n: np.ndarray | float, spec: PersonaSpec) -> np.ndarray:
@@ -111,8 +131,8 @@ def behaviour_log2(weights_log2: np.ndarray, spec: PersonaSpec, context: str) ->
     """(log2 P(aligned | context), log2 P(misaligned | context)) of the persona mixture, each summed in log space
     so that rates near 0 or 1 keep their precision."""
     col = spec.column(context)
-    p_al = np.logaddexp2.reduce(weights_log2 + _log2(spec.aligned_prob[:, col]), axis=-1)
-    p_mis = np.logaddexp2.reduce(weights_log2 + _log2(1.0 - spec.aligned_prob[:, col]), axis=-1)
+    p_al = np.logaddexp2.reduce(weights_log2 + spec.log2_aligned[:, col], axis=-1)
+    p_mis = np.logaddexp2.reduce(weights_log2 + spec.log2_misaligned[:, col], axis=-1)
     return p_al, p_mis
 
 

@@ -40,7 +40,8 @@ from . import bayes as B
 from . import gd as G
 
 MODELS = ("bayes", "gd")
-MAX_FLOOR_BITS = 50.0  # eps = 2^-50: beyond this 1 - eps is no longer representable next to 1
+MAX_FLOOR_BITS = 1000.0  # measured bits are sequence log-odds: tens to hundreds of bits are ordinary
+MAX_PRIOR_BITS = 300.0
 GD_SHARING = (0.0, 0.25, 0.5, 0.75, 1.0)
 GD_PLASTICITY = (0.0, 0.25, 1.0, 4.0)
 GD_STEPS = 600
@@ -112,7 +113,7 @@ def strategy_points(points: pd.DataFrame, strategy: str) -> Points:
 
 def noise_from_floor(floor_bits: float) -> float:
     """eps with log2((1 - eps) / eps) = floor_bits."""
-    return 1.0 / (1.0 + 2.0 ** floor_bits)
+    return float(np.exp2(-np.logaddexp2(0.0, floor_bits)))
 
 
 def arm_priors(aligned_bits: np.ndarray, deceptive_bits: np.ndarray) -> np.ndarray:
@@ -124,7 +125,7 @@ def arm_priors(aligned_bits: np.ndarray, deceptive_bits: np.ndarray) -> np.ndarr
 def bayes_bits(priors: np.ndarray, floor_bits: float, evidence_per_kl: float, arm: np.ndarray, context: np.ndarray,
                kl: np.ndarray) -> np.ndarray:
     """Predicted bits at measured pressures `kl` for points of the given arms and contexts."""
-    spec = B.default_personas(noise_from_floor(floor_bits))
+    spec = B.default_personas(floor_bits=floor_bits)
     post = B.posterior_log2(priors[arm], evidence_per_kl * kl / floor_bits, spec)
     per_context = np.stack([B.behaviour_bits(post, spec, c) for c in CONTEXTS])
     return per_context[context, np.arange(len(kl))]
@@ -141,7 +142,7 @@ def _initial_priors(p: Points) -> np.ndarray:
     for arm in p.arms:
         o = float(base.get((arm, CONTEXTS[0]), 0.0))
         u = float(base.get((arm, CONTEXTS[1]), o))
-        o, u = np.clip([o, u], -40, 40)
+        o, u = np.clip([o, u], -200, 200)
         deceptive = max((2.0 ** o - 2.0 ** u) / (1.0 + 2.0 ** u), 2.0 ** -20)
         aligned = max(2.0 ** o - deceptive, 2.0 ** -20)
         theta += [np.log2(aligned), np.log2(deceptive)]
@@ -153,8 +154,8 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
 
     m = len(p.arms)
     floor0 = float(np.clip(np.abs(p.measured).max() + 1.0, 1.0, MAX_FLOOR_BITS - 1))
-    lower = np.r_[np.full(2 * m, -60.0), 0.05, -4.0]
-    upper = np.r_[np.full(2 * m, 60.0), MAX_FLOOR_BITS, 4.0]
+    lower = np.r_[np.full(2 * m, -MAX_PRIOR_BITS), 0.05, -4.0]
+    upper = np.r_[np.full(2 * m, MAX_PRIOR_BITS), MAX_FLOOR_BITS, 4.0]
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         priors, floor, rate = _unpack(theta, m)
@@ -227,7 +228,7 @@ def priors_from_fit(fit: ModelFit, arms: list[str]) -> np.ndarray:
 
 def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plasticity: float) -> G.Trajectory:
     cfg = G.GDConfig(sharing=sharing, plasticity=plasticity, lr=GD_LR, steps=GD_STEPS)
-    return G.train(priors, B.default_personas(noise_from_floor(floor_bits)), cfg)
+    return G.train(priors, B.default_personas(floor_bits=floor_bits), cfg)
 
 
 def gd_bits(traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray,

@@ -73,9 +73,10 @@ def context_vectors(sharing: float) -> np.ndarray:
     return np.array([[1.0, 0.0], [sharing, np.sqrt(max(0.0, 1.0 - sharing * sharing))]])
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(p) - np.log1p(-p)
+def _behaviour_logit(spec: PersonaSpec) -> np.ndarray:
+    """logit a_i(c) in nats, from the spec's exact log-probabilities (+-inf for deterministic personas)."""
+    with np.errstate(invalid="ignore"):
+        return (spec.log2_aligned - spec.log2_misaligned) * LN2
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -181,7 +182,7 @@ def behaviour_log2(log_weights: np.ndarray, offset: np.ndarray, spec: PersonaSpe
                    context: str) -> tuple[np.ndarray, np.ndarray]:
     """(log2 P(aligned | context), log2 P(misaligned | context)) for log-weights (..., P) and offsets (..., 2)."""
     x = context_vectors(sharing)[CONTEXTS.index(context)]
-    eta = _logit(spec.aligned_prob[:, CONTEXTS.index(context)]) + (offset @ x)[..., None]
+    eta = _behaviour_logit(spec)[:, CONTEXTS.index(context)] + (offset @ x)[..., None]
     log_al = np.logaddexp.reduce(log_weights + _log_sigmoid(eta), axis=-1)
     log_mis = np.logaddexp.reduce(log_weights + _log_sigmoid(-eta), axis=-1)
     return log_al / LN2, log_mis / LN2
@@ -193,13 +194,14 @@ def train(priors_log2: np.ndarray, spec: PersonaSpec, cfg: GDConfig) -> Trajecto
     u = log_prior.copy()
     w = np.zeros((len(u), 2))
     x_obs = context_vectors(cfg.sharing)[0]
-    logit_obs = _logit(spec.aligned_prob[:, 0])
+    logit_obs = _behaviour_logit(spec)[:, 0]
     optimizer = OPTIMIZERS[cfg.optimizer]([cfg.lr, cfg.lr * cfg.plasticity])
     objective = OBJECTIVES[cfg.objective]
     us, ws = [u.copy()], [w.copy()]
     for _ in range(cfg.steps):
         q = _softmax(u)
-        s = 1.0 / (1.0 + np.exp(-(logit_obs + (w @ x_obs)[:, None])))
+        with np.errstate(over="ignore"):  # exp overflow is a probability of exactly 0, as intended
+            s = 1.0 / (1.0 + np.exp(-(logit_obs + (w @ x_obs)[:, None])))
         grad_u, grad_w = objective(q, s, x_obs)
         if cfg.kl_penalty:
             grad_u = grad_u + kl_penalty_gradient(q, log_prior, cfg.kl_penalty)
