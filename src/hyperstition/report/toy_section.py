@@ -32,9 +32,9 @@ def _num(x: float, digits: int = 3) -> str:
     return "\u2014" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}g}"
 
 
-def _interval(value: float, ci: list[float] | None) -> str:
-    if not ci or not all(math.isfinite(float(x)) for x in ci):
-        return _num(value)
+def _interval(value: float, ci: list[float | None] | None) -> str:
+    if not ci or not all(x is not None and math.isfinite(float(x)) for x in ci):
+        return f"{_num(value)} [undetermined]" if ci else _num(value)
     return f"{_num(value)} [{_num(ci[0])}, {_num(ci[1])}]"
 
 

@@ -76,8 +76,8 @@ class PersonaSpec:
 
 def default_personas(noise: float = 0.0, others: Mapping[str, tuple[float, float]] | None = None,
                      floor_bits: float | None = None) -> PersonaSpec:
-    """aligned, misaligned, deceptive with behaviour noise floor `noise` (eps), or exactly
-    log2((1 - eps) / eps) = floor_bits when given, plus `others`: name -> (P(aligned | observed), P(aligned | unobserved))."""
+    """aligned, misaligned, deceptive with behaviour noise floor `noise` (eps), or exactly log2((1 - eps) / eps) =
+    floor_bits when given, plus `others`: name -> (P(aligned | observed), P(aligned | unobserved))."""
     if not 0.0 <= noise < 0.5:
         raise ValueError(f"noise must be in [0, 0.5), not {noise}")
     if floor_bits is not None and not floor_bits > 0:

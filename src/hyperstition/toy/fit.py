@@ -170,7 +170,7 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
     priors, floor, rate = _unpack(best.x, m)
     low, high = wald_intervals(best)
     params = {"floor_bits": floor, "noise": noise_from_floor(floor), "evidence_per_kl": rate,
-              "floor_bits_ci": [low[-2], high[-2]], "evidence_per_kl_ci": [10.0 ** low[-1], 10.0 ** high[-1]]}
+              "floor_bits_ci": _ci(low[-2], high[-2]), "evidence_per_kl_ci": _ci(10.0 ** low[-1], 10.0 ** high[-1])}
     fit = ModelFit(strategy, "bayes", params, _priors_dict(p.arms, best.x, low, high), n_params=2 * m + 2)
     return _score(fit, p, bayes_bits(priors, floor, rate, p.arm, p.context, p.kl))
 
@@ -178,24 +178,32 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
 def wald_intervals(res, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
     """95% intervals theta +- z se from a least-squares solution, se^2 = diag((J^T J)^+) SSE / (N - p).
     They assume independent residuals of equal variance (coverage is tested on data simulated that way; points of
-    one measured curve are correlated, which makes them too narrow there). NaN for a parameter at a bound."""
+    one measured curve are correlated, which makes them too narrow there). NaN for a parameter at a bound or one
+    the data do not inform (a persona whose weight is negligible everywhere)."""
     n, k = res.jac.shape
     if n <= k:
         nan = np.full(k, np.nan)
         return nan, nan
-    cov = np.linalg.pinv(res.jac.T @ res.jac) * (2.0 * res.cost / (n - k))
+    info = res.jac.T @ res.jac
+    cov = np.linalg.pinv(info) * (2.0 * res.cost / (n - k))
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    se = np.where(res.active_mask == 0, se, np.nan)
+    informed = np.diag(info) > 1e-12 * max(float(np.diag(info).max()), 1e-300)
+    se = np.where((res.active_mask == 0) & informed, se, np.nan)
     return res.x - z * se, res.x + z * se
+
+
+def _ci(low: float, high: float) -> list[float | None]:
+    """An interval for JSON: null bounds where it is undefined."""
+    return [float(x) if np.isfinite(x) else None for x in (low, high)]
 
 
 def _priors_dict(arms: list[str], theta: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, dict]:
     out = {}
     for i, arm in enumerate(arms):
         out[arm] = {"aligned_vs_misaligned_bits": float(theta[2 * i]),
-                    "aligned_vs_misaligned_bits_ci": [float(low[2 * i]), float(high[2 * i])],
+                    "aligned_vs_misaligned_bits_ci": _ci(low[2 * i], high[2 * i]),
                     "deceptive_vs_misaligned_bits": float(theta[2 * i + 1]),
-                    "deceptive_vs_misaligned_bits_ci": [float(low[2 * i + 1]), float(high[2 * i + 1])]}
+                    "deceptive_vs_misaligned_bits_ci": _ci(low[2 * i + 1], high[2 * i + 1])}
     return out
 
 
