@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("query", help="run SQL over a run's results (table `results`)",
                               description="Run SQL over RUN/results.parquet with DuckDB; the table is called `results` and has columns "
-                                          "run, arm, seed, strategy, step, tokens, kl_bits, context, metric, value, ci_low, ci_high.",
+                                          "run, arm, seed, strategy, step, tokens, kl_bits, context, metric, value, ci_low, ci_high "
+                                          "(and `toy_results` once `hyperstition toy fit RUN` has run).",
                               epilog="example: hyperstition query runs/stickiness-quick \"select arm, avg(value) from results where "
                                      "strategy='base' and metric='bits_aligned_vs_misaligned' group by arm\"")
     p.add_argument("run", metavar="RUN", help="run directory")
