@@ -84,3 +84,12 @@ def test_invalid_inputs_are_one_line_errors():
         B.prior_log2(B.default_personas(), {"sydney": 1.0})
     with pytest.raises(ValueError, match="noise"):
         B.default_personas(noise=0.7)
+
+
+def test_floors_of_hundreds_of_bits_stay_exact():
+    # Measured bits are sequence log-odds (tens to hundreds of bits); 1 - 2^-200 rounds to 1 in floating point.
+    spec = B.default_personas(floor_bits=200.0)
+    p = B.predict(B.shifted_prior(spec, 0.0), np.array([0.0, 1.0, 100.0]), spec)
+    assert p.bits["observed"][0] == pytest.approx(1.0, abs=1e-9)  # log2((A + D) / M) = log2(2 / 1)
+    assert p.bits["observed"][-1] == pytest.approx(200.0, abs=1e-6)  # saturated at the floor, not inf
+    assert np.all(np.isfinite(p.kl_bits)) and p.kl_bits[-1] == pytest.approx(np.log2(3 / 2), abs=1e-9)
