@@ -30,6 +30,10 @@ def test_plain_gradient_descent_is_rich_get_richer_for_indistinguishable_persona
     ad = (traj.log_weights[:, :, 0] - traj.log_weights[:, :, 2]) / np.log(2)
     assert (ad[-1] > ad[0] + 0.05).all()  # aligned was ahead of deceptive in both priors, and pulls further ahead
     assert np.all(np.diff(traj.kl_bits, axis=0) >= -1e-12)  # pressure grows along the run
+    # Adam takes identical steps on the two logits (derived in toy/gd.py), so it keeps their log-odds
+    adam = G.train(PRIORS, SPEC, G.GDConfig(plasticity=0.0, objective="likelihood", optimizer="adam", steps=200))
+    ad_adam = (adam.log_weights[:, :, 0] - adam.log_weights[:, :, 2]) / np.log(2)
+    assert np.allclose(ad_adam, ad_adam[0], atol=1e-6)
 
 
 def test_sharing_carries_observed_training_into_unobserved_behaviour():

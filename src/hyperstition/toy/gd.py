@@ -26,7 +26,9 @@ in q) is q_i proportional to pi_i a_i(observed)^(1/beta): exactly the Bayesian p
 Where it is not. (1) Without the penalty, plain gradient descent on softmax logits is rich-get-richer: for two
 personas with equal s on observed prompts the likelihood objective gives d(u_i - u_j)/dt = lr (s / p - 1) (q_i - q_j),
 and s / p > 1 while the target is under-predicted, so the log-odds of personas post-training cannot tell apart
-drift toward the one already favoured (Bayes keeps them). Adam's per-logit normalised steps largely cancel this.
+drift toward the one already favoured (Bayes keeps them). Adam does keep them: their gradients stay in a fixed
+ratio q_i / q_j, Adam's step is invariant to a coordinate's gradient scale (up to its epsilon), so both logits take
+identical steps and the ratio stays fixed, by induction.
 (2) With kappa > 0 the optimiser can fit the observed target by rewriting behaviour instead of reweighting
 personas: at rho = 0 the misaligned persona learns to behave when observed only (it becomes deceptive), at rho = 1
 the update carries over and unobserved behaviour is corrected for every persona, erasing the prior's gap.
