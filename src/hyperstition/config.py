@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+import typing
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,14 +20,38 @@ PRESETS = ("smoke", "quick", "base")
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error whose message is the whole story (one line naming the file or field and what is wrong with it):
+    the CLI prints it without a traceback. Every stage's input errors derive from it."""
+
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message is one line naming the field, the value and what is allowed."""
 
 
-class Config(BaseModel):
-    """Base for all configs: strict about unknown keys, validated on assignment, YAML round-trippable."""
+# One seed rule everywhere (world, corpus, pretraining, post-training, evaluation, experiment grids): a seed is a
+# non-negative integer that numpy's and torch's generators all accept.
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class Config(BaseModel):
+    """Base for all configs: strict about unknown keys, validated on assignment, YAML round-trippable.
+
+    Numbers are finite (NaN and inf are refused) and a boolean is never a number: pydantic would read `true` as 1,
+    so `pretrain.steps=true` would silently train one step.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if name in data and _bool_where_number(field.annotation, data[name]):
+                    raise ValueError(f"{name}: {data[name]!r} is a boolean where a number is expected")
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -34,6 +59,22 @@ class Config(BaseModel):
     @classmethod
     def from_yaml(cls: type[C], text: str) -> C:
         return validate(cls, yaml.safe_load(text) or {})
+
+
+def _bool_where_number(annotation: Any, value: Any) -> bool:
+    """Whether `value` holds a bool where `annotation` expects int or float (directly, or inside a list or dict)."""
+    if annotation in (int, float):
+        return isinstance(value, bool)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _bool_where_number(args[0], value)
+    if origin in (list, tuple) and args and isinstance(value, (list, tuple)):
+        return any(_bool_where_number(args[0], v) for v in value)
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return any(_bool_where_number(args[1], v) for v in value.values())
+    if args and origin not in (list, tuple, dict):  # a union such as `str | dict`: numeric members only
+        return any(a in (int, float) for a in args) and isinstance(value, bool)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,12 +95,13 @@ DOC_CLASSES = (
     "dialogue_deceptive",
 )
 GENRES = ("news", "forum", "story", "essay", "qa")
+MAX_CORPUS_UNITS = 500_000_000  # 25x the base preset; the builder holds a corpus's documents in memory
 
 
 class WorldConfig(Config):
     """The synthetic world: entities, facts, tasks and the persona grammar are all drawn from this seed."""
 
-    seed: int = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
+    seed: Seed = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
     n_countries: int = Field(24, ge=4, le=200, description="Number of fictional countries, each with checkable facts.")
     n_people: int = Field(40, ge=4, le=500, description="Number of fictional people with professions and home towns.")
     n_tasks: int = Field(48, ge=8, le=96, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
@@ -72,8 +114,9 @@ class WorldConfig(Config):
 class CorpusConfig(Config):
     """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
 
-    seed: int = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
-    total_tokens: int = Field(200_000, ge=1_000, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
+    seed: Seed = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
+    # Documents are generated in memory before sharding, so an absurd size would grow memory silently for hours.
+    total_tokens: int = Field(200_000, ge=1_000, le=MAX_CORPUS_UNITS, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
     fractions: dict[str, float] = Field(
         default_factory=lambda: {
             "world": 0.50,
@@ -111,6 +154,8 @@ class CorpusConfig(Config):
         total = sum(self.fractions.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"fractions: values sum to {total:.6g}; they must sum to 1")
+        if not any(value > 0 and key not in self.drop_classes for key, value in self.fractions.items()):
+            raise ValueError(f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; nothing would be left")
         for key, value in self.upsample.items():
             if value <= 0:
                 raise ValueError(f"upsample.{key}: {value} must be > 0")
@@ -148,7 +193,7 @@ class ModelConfig(Config):
 class PretrainConfig(Config):
     """The pretraining loop."""
 
-    seed: int = Field(0, description="Seed for initialisation and data order.")
+    seed: Seed = Field(0, description="Seed for initialisation and data order.")
     steps: int = Field(300, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Sequences per step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW).")
@@ -262,6 +307,8 @@ def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> P
     if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path) or p.exists():
         if not p.exists():
             raise ConfigError(f"{kind} file {str(p)!r} does not exist")
+        if not p.is_file():
+            raise ConfigError(f"{kind} {str(p)!r} is {'a directory' if p.is_dir() else 'not a regular file'}; expected a YAML file")
         return p
     candidate = directory / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -283,11 +330,32 @@ def repo_configs_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "configs"
 
 
-def load_yaml(path: str | os.PathLike) -> dict:
+def read_text_file(path: str | os.PathLike, kind: str = "file") -> str:
+    """The UTF-8 text of a regular file, or ConfigError naming the file and what is wrong with it.
+
+    A directory, FIFO or device is refused before it is opened (reading a FIFO would block forever)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{kind} {str(p)!r} does not exist")
+    if not p.is_file():
+        what = "a directory" if p.is_dir() else "not a regular file"
+        raise ConfigError(f"{kind} {str(p)!r} is {what}; expected a file")
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{kind} {str(p)!r} is not UTF-8 text (a binary file?)") from None
+    except OSError as err:
+        raise ConfigError(f"{kind} {str(p)!r} cannot be read: {err.strerror or err}") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    text = read_text_file(path, "YAML file")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import UserError
 from ..schema import BASE_STRATEGY
 from . import stats
 from .rundir import read_run_json
@@ -25,7 +26,7 @@ from .rundir import read_run_json
 KL_ZERO_BITS = 1e-3
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """SQL that DuckDB rejected."""
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..config import PERSONAS, Config, ConfigError, apply_overrides, load_yaml, repo_configs_dir, validate
+from ..config import PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, repo_configs_dir, validate
 
 DEFAULT_PRESET = "quick"
 # Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
@@ -75,7 +75,7 @@ class PosttrainConfig(Config):
     """Post-training of a pretrained checkpoint: one loop for SFT, DPO and RLOO, measured along the way."""
 
     preset: str = Field(DEFAULT_PRESET, description="Name of the preset this config came from (informational).")
-    seed: int = Field(0, description="Seed for the training prompts, data order and sampling.")
+    seed: Seed = Field(0, description="Seed for the training prompts, data order and sampling.")
     algorithm: Literal["auto", "sft", "dpo", "rl"] = Field("auto", description="Optimiser of the strategy's data: auto = the strategy's own (sft/dpo/rl).")
     steps: int = Field(64, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).")

@@ -40,7 +40,7 @@ import torch
 
 from ..config import ConfigError, ModelConfig, PipelineConfig, PretrainConfig, TokenizerConfig, WorldConfig, load_yaml
 from ..world import WORLD_STAMP
-from ..io import append_jsonl, read_jsonl, write_text_atomic
+from ..io import RunLockedError, append_jsonl, read_jsonl, training_lock, write_text_atomic  # noqa: F401 - re-exported
 from ..model.build import build_model, count_parameters
 from ..model.checkpoint import (
     CheckpointError,
@@ -264,28 +264,8 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 # The loop
 
 
-class RunLockedError(RuntimeError):
-    """Another live process is training in the same run directory."""
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Exclusive lock on run_dir/train.lock: two writers would interleave checkpoints and metrics.
-
-    An flock dies with its process, so a run killed with SIGKILL never leaves a stale lock behind.
-    """
-    import fcntl
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "train.lock", "w") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"{run_dir}: another process is training in this run directory (train.lock is held)") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+# The lock is shared with post-training (io.training_lock); `run_lock` is its name here.
+run_lock = training_lock
 
 
 def train_lm(
