@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  reporter=reporter, redo_stale=args.redo_stale, render=not args.no_report)
     except RunDirError as err:
         return _fail("run", err)
-    print_summary(summary, Console())
+    print_summary(summary, Console(soft_wrap=True))  # a log file gets whole lines, not lines cut at 80 columns
     return 0 if summary.ok else 1
 
 
@@ -122,7 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .rundir import RunDirError, read_run_json, runner_active
-    from .runner import run_states
+    from .runner import planned_jobs, run_states
 
     try:
         info = read_run_json(args.run)
@@ -133,8 +133,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     active = runner_active(args.run)
     console.print(f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
                   f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}")
+    _, note = planned_jobs(Path(args.run))
+    if note:
+        console.print(f"[yellow]{note}[/]")
     if not states:
-        console.print("no jobs planned yet")
+        console.print("no cell has started yet" if note else "no jobs planned yet")
         return 0
     colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
     table = Table()

@@ -51,9 +51,13 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: unreadable ({err})") from None
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise RunDirError(f"{path}: unreadable ({err.strerror or err})") from None
+    except ValueError as err:  # not UTF-8 or not JSON
+        raise RunDirError(f"{path}: corrupt, not JSON ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{path}: corrupt, a JSON {type(info).__name__} where an object is expected")
     check_compatible(info, run_dir)
     return info
 
