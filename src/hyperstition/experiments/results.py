@@ -30,18 +30,35 @@ class QueryError(UserError, ValueError):
     """SQL that DuckDB rejected."""
 
 
+# Set once the run's table is loaded, then locked: the query sees that table and nothing else. No file reads or
+# writes (COPY TO, ATTACH, read_csv, read_text, glob, EXPORT), no extensions, no Python variables, no settings.
+SANDBOX_SETTINGS = ("python_enable_replacements = false", "enable_external_access = false", "lock_configuration = true")
+
+
 def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run `sql` over the run's results (table `results`) with DuckDB."""
+    """Run `sql` over the run's results (table `results`) in a locked-down, in-memory DuckDB."""
     import duckdb
 
     from .runner import load_results
 
+    if not sql.strip():
+        raise QueryError("SQL is empty; e.g. \"select metric, avg(value) from results group by metric\"")
     read_run_json(run_dir)
     df = load_results(run_dir)
-    con = duckdb.connect()
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
-        con.register("results", df)
-        return con.execute(sql).fetchdf()
+        con.register("results_frame", df)
+        con.execute("CREATE TABLE results AS SELECT * FROM results_frame")
+        con.unregister("results_frame")
+        for setting in SANDBOX_SETTINGS:
+            con.execute(f"SET {setting}")
+        result = con.execute(sql)
+        if result.description is None:
+            raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
+        return result.fetchdf()
+    except duckdb.PermissionException as err:
+        raise QueryError(f"refused (a query sees only the table `results`: no files, no extensions): "
+                         f"{str(err).splitlines()[0]}") from None
     except duckdb.Error as err:
         raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
     finally:
