@@ -82,15 +82,18 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a .jsonl file; a torn line (a kill mid-write), a corrupt one or a non-object is skipped."""
     out = []
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         return out
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_bytes().splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill mid-write
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # JSONDecodeError or UnicodeDecodeError
+            continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 

@@ -259,7 +259,7 @@ read_json = read_json_object  # the name the report and older callers use
 
 def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
     cell = run_dir / job["path"]
-    check = check_done(run_dir, cell, job["config_hash"], checksums=False)
+    check = check_done(run_dir, cell, job["config_hash"])
     if check.finished:
         return CellState(job, "done", "", check.record.get("wall_s"))
     if check.reason:
@@ -426,7 +426,12 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        summary.results = collect_results(run_dir, exp.samples_per_cell)
+        try:
+            summary.results = collect_results(run_dir, exp.samples_per_cell)
+        finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+            summary.wall_s = time.time() - t_start
+            append_jsonl(run_dir / "runlog.jsonl", {"event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+                                                    "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
         if render and summary.results is not None:
             from ..report import render_report
 
@@ -435,9 +440,6 @@ def run_experiment(
             except Exception as err:  # noqa: BLE001 - the results are safe; `hyperstition report` can retry
                 summary.report_error = f"{type(err).__name__}: {err}"
     finally:
-        summary.wall_s = time.time() - t_start
-        append_jsonl(run_dir / "runlog.jsonl", {"event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-                                                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
         lock.release()
     return summary
 
