@@ -8,8 +8,6 @@ import os
 import sys
 from typing import NoReturn
 
-from .config import ConfigError, UserError
-
 # Each module defines `register(subparsers)`, adding parsers whose `func(args) -> int` does the work.
 COMMAND_MODULES = [
     "hyperstition.corpus.cli",
@@ -69,6 +67,16 @@ def describe_os_error(err: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands load or parse (during a command: in _main)
+        print("hyperstition: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    from .config import ConfigError, UserError  # imported here so that a Ctrl-C while it loads is caught in main
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting positionals at the first option, so `smoke --out X a.b=1` leaves `a.b=1` over.
