@@ -232,6 +232,8 @@ def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         allowed = _allowed_fields(cls, first["loc"][:-1])
         return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
+    if first["type"] == "missing":
+        return f"{loc}: missing; this field is required"
     if first["type"] == "literal_error":
         return f"{loc}: {value!r} is not allowed; {msg[0].lower() + msg[1:]}"
     if msg.startswith("Value error, "):
@@ -257,14 +259,23 @@ def _allowed_fields(cls: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}).keys())
 
 
-def validate(cls: type[C], data: dict) -> C:
-    """Build `cls` from plain data or raise ConfigError with a one-line message."""
+def validate(cls: type[C], data: dict, source: str | None = None) -> C:
+    """Build `cls` from plain data or raise ConfigError with a one-line message (prefixed by `source`, the file
+    the data came from, when there is one)."""
+    prefix = f"{source}: " if source else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{prefix}{cls.__name__}: expected a mapping, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(cls, err)) from None
+        raise ConfigError(prefix + _format_validation_error(cls, err)) from None
+
+
+def config_source(name_or_path: str | os.PathLike, path: Path, overrides: list[str] | None) -> str | None:
+    """How to name a config in an error: its file when the user gave a path (not a preset name)."""
+    if str(name_or_path) == path.stem and path.parent.name in ("configs", "experiments", "posttrain"):
+        return None
+    return f"{path}{' with overrides' if overrides else ''}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -364,7 +375,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
 def load_config(cls: type[C], source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> C:
     """Load a config of type `cls` from a preset name or YAML path (or defaults), then apply dotted overrides."""
     data: dict = {}
+    label = None
     if source is not None:
-        data = load_yaml(preset_path(source))
+        path = preset_path(source)
+        data = load_yaml(path)
+        label = config_source(source, path, overrides)
     data = apply_overrides(data, overrides or [])
-    return validate(cls, data)
+    return validate(cls, data, label)

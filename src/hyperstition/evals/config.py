@@ -109,6 +109,7 @@ def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None,
 
     A YAML file may name a `preset:` to start from; its other keys replace that preset's values.
     """
+    label = None
     if isinstance(source, EvalSuiteConfig):
         data = source.model_dump(mode="json")
     elif source is None:
@@ -119,13 +120,12 @@ def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None,
         if text in EVAL_PRESETS:
             data = dict(EVAL_PRESETS[text])
         elif path.suffix in (".yaml", ".yml") or path.exists():
-            if not path.is_file():
-                raise ConfigError(f"eval suite config {text!r} does not exist; expected a preset ({', '.join(EVAL_PRESETS)}) or a YAML file")
             raw = load_yaml(path)
+            label = f"{path}{' with overrides' if overrides else ''}"
             base = raw.get("preset")
             data = dict(EVAL_PRESETS.get(base, {})) if isinstance(base, str) else {}
             data.update(raw)
         else:
             raise ConfigError(f"eval suite {text!r} is neither a preset ({', '.join(EVAL_PRESETS)}) nor an existing YAML file")
     data = apply_overrides(data, overrides or [])
-    return validate(EvalSuiteConfig, data)
+    return validate(EvalSuiteConfig, data, label)

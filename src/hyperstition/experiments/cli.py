@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cliutil import output_directory
 from ..config import ConfigError
 from .config import DEFAULT_EXPERIMENT, list_experiments
 
@@ -91,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_experiment
     from .executor import LocalExecutor
     from .progress import RichReporter, print_summary
-    from .rundir import RunDirError
+    from .rundir import RunDirError, check_run_dir
     from .runner import DEFAULT_STAGES, run_experiment
 
     experiment, overrides = args.experiment, list(args.overrides)
@@ -103,7 +104,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 0:
             raise ConfigError(f"--workers: {args.workers} must be >= 0")
         exp.workers = args.workers
-    out = Path(args.out) if args.out else Path("runs") / f"{exp.name}-{Path(exp.preset).stem}"
+    out = output_directory(Path(args.out) if args.out else Path("runs") / f"{exp.name}-{Path(exp.preset).stem}")
+    try:
+        check_run_dir(out, exp.name)
+    except RunDirError as err:
+        return _fail("run", err)
     console = Console(stderr=True)
     console.print(f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
                   f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}")
@@ -174,6 +179,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..report import render_report
     from .rundir import RunDirError
 
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out: {args.out!r} is a directory; give the path of the HTML file to write")
     try:
         path = render_report(args.run, out=args.out)
     except RunDirError as err:

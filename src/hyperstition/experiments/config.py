@@ -28,6 +28,7 @@ from ..config import (
     Seed,
     PipelineConfig,
     apply_overrides,
+    config_source,
     load_yaml,
     parse_override,
     named_yaml,
@@ -124,7 +125,7 @@ def load_experiment(name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overri
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     data = apply_overrides(data, overrides or [])
-    exp = validate(ExperimentConfig, data)
+    exp = validate(ExperimentConfig, data, config_source(name_or_path, path, overrides))
     check_experiment(exp)
     return exp
 

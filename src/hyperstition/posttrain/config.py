@@ -110,8 +110,6 @@ def available_presets() -> list[str]:
 def _preset_data(name_or_path: str | os.PathLike) -> dict:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise ConfigError(f"posttrain config file {str(p)!r} does not exist")
         return load_yaml(p)
     candidate = posttrain_configs_dir() / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -121,8 +119,11 @@ def _preset_data(name_or_path: str | os.PathLike) -> dict:
 
 def load_posttrain_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> PosttrainConfig:
     """A preset name (smoke, quick, base) or YAML path, plus dotted `key=value` overrides."""
-    data = _preset_data(source if source is not None else DEFAULT_PRESET)
-    return validate(PosttrainConfig, apply_overrides(data, overrides or []))
+    name = source if source is not None else DEFAULT_PRESET
+    data = _preset_data(name)
+    is_file = Path(name).suffix in (".yaml", ".yml") or Path(name).exists()
+    label = f"{name}{' with overrides' if overrides else ''}" if is_file else None
+    return validate(PosttrainConfig, apply_overrides(data, overrides or []), label)
 
 
 def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
