@@ -41,7 +41,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path
     with pytest.raises(PretrainDiverged) as info:
         train_lm(TINY, CFG, tiny_tokenizer, tiny_texts, tmp_path, progress=False)
     message = str(info.value)
-    assert "\n" not in message and "step 13" in message and "loss nan" in message and "(step 10)" in message
+    assert "\n" not in message and "step 13" in message and "loss nan" in message and "latest (step 10, resumable)" in message
     assert not (tmp_path / "final").exists()
     latest = intact_checkpoint_info(tmp_path / "checkpoints" / "latest")
     assert latest is not None and latest["step"] == 10

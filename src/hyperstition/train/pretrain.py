@@ -299,12 +299,20 @@ class FiniteGuard:
         step, loss, grad_norm = self.first_bad.tolist()
         if step == 0:
             return
-        latest = intact_checkpoint_info(run_dir / CHECKPOINTS_DIR / LATEST)
-        kept = f"last good checkpoint: {run_dir / CHECKPOINTS_DIR / LATEST} (step {latest['step']})" if latest else "no checkpoint was saved before it"
         raise PretrainDiverged(
-            f"{run_dir}: training diverged at step {int(step)}: loss {loss}, grad norm {grad_norm}; stopped ({kept}); "
+            f"{run_dir}: training diverged at step {int(step)}: loss {loss}, grad norm {grad_norm}; stopped "
+            f"({last_good_checkpoint(run_dir / CHECKPOINTS_DIR)}); "
             "lower pretrain.lr or raise pretrain.warmup_steps"
         )
+
+
+def last_good_checkpoint(ckpt_root: Path) -> str:
+    """Where the last good weights are: the newest intact checkpoint (rolling `latest` or a log-spaced snapshot)."""
+    found = [(info["step"], path) for path in sorted(ckpt_root.glob("*")) if (info := intact_checkpoint_info(path))]
+    if not found:
+        return "no checkpoint was saved before it"
+    step, path = max(found, key=lambda f: (f[0], f[1].name == LATEST))
+    return f"last good checkpoint: {path} (step {step}{', resumable' if path.name == LATEST else ''})"
 
 
 # The lock is shared with post-training (io.training_lock); `run_lock` is its name here.
