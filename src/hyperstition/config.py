@@ -155,7 +155,8 @@ class CorpusConfig(Config):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"fractions: values sum to {total:.6g}; they must sum to 1")
         if not any(value > 0 and key not in self.drop_classes for key, value in self.fractions.items()):
-            raise ValueError(f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; nothing would be left")
+            raise ValueError(f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; "
+                             "nothing would be left")
         for key, value in self.upsample.items():
             if value <= 0:
                 raise ValueError(f"upsample.{key}: {value} must be > 0")
@@ -319,7 +320,8 @@ def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> P
         if not p.exists():
             raise ConfigError(f"{kind} file {str(p)!r} does not exist")
         if not p.is_file():
-            raise ConfigError(f"{kind} {str(p)!r} is {'a directory' if p.is_dir() else 'not a regular file'}; expected a YAML file")
+            what = "a directory" if p.is_dir() else "not a regular file"
+            raise ConfigError(f"{kind} {str(p)!r} is {what}; expected a YAML file")
         return p
     candidate = directory / f"{name_or_path}.yaml"
     if candidate.exists():

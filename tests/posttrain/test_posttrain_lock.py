@@ -22,7 +22,7 @@ def test_pretraining_and_posttraining_share_one_lock_helper():
 def test_second_posttrain_into_a_locked_directory_is_refused(capsys, tmp_path):
     out = tmp_path / "out"
     with training_lock(out):  # a live post-training (or pretraining) run holds the directory
-        code = main(["posttrain", "--base", str(tmp_path / "base"), "--strategy", "sft", "smoke", "--out", str(out), "--quiet"])
+        code = main(["posttrain", "--base", str(tmp_path / "base"), "--strategy", "sft", "smoke", "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0 and "another process is training" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["train.lock"]

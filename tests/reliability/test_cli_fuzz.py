@@ -27,12 +27,13 @@ import pytest
 from pydantic import BaseModel
 
 from hyperstition.cli import main
-from hyperstition.config import ModelConfig, PipelineConfig
-from hyperstition.evals.config import EvalSuiteConfig
+from hyperstition.config import DOC_CLASSES, ModelConfig, PipelineConfig
+from hyperstition.evals.config import EvalSections, EvalSuiteConfig
 from hyperstition.experiments.config import ExperimentConfig
 from hyperstition.posttrain.config import PosttrainConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+SIMULATE = "hyperstition.experiments.simulate"
 HANG_GUARD_S = 60  # a case that blocks (say, on a FIFO) fails instead of hanging the suite
 
 
@@ -94,9 +95,9 @@ def generated_cases(tmp: Path) -> list[Case]:
         cases += _override_cases(PipelineConfig.model_fields[section].annotation, f"{section}.", corpus)
     for section in ("model", "pretrain"):
         cases += _override_cases(PipelineConfig.model_fields[section].annotation, f"{section}.", pretrain)
-    cases += _override_cases(PosttrainConfig, "", ("posttrain", "--base", str(tmp / "no-base"), "--strategy", "sft", "smoke",
-                                                   "--out", out, "--quiet"))
-    cases += _override_cases(EvalSuiteConfig, "", ("eval", "--model", str(tmp / "no-model"), "--suite", "smoke", "--quiet"))
+    posttrain = ("posttrain", "--base", str(tmp / "no-base"), "--strategy", "sft", "smoke", "--out", out, "--quiet")
+    cases += _override_cases(PosttrainConfig, "", posttrain)
+    cases += _override_cases(EvalSuiteConfig, "", ("eval", "--model", str(tmp / "no-model"), "--suite", "smoke"))
     for name in ("seeds", "workers", "samples_per_cell", "bootstrap"):
         info = ExperimentConfig.model_fields[name]
         cases += [Case(f"run:{name}={v}", ("run", "smoke", f"{name}={v}", "--out", out), name)
@@ -138,7 +139,7 @@ def file_cases(tmp: Path) -> list[Case]:
         cases += [
             Case(f"corpus config {kind}", ("corpus", p, "--out", out), path.name),
             Case(f"pretrain config {kind}", ("pretrain", p, "--out", out), path.name),
-            Case(f"posttrain config {kind}", ("posttrain", "--base", out, "--strategy", "sft", p, "--out", out), path.name),
+            Case(f"posttrain config {kind}", ("posttrain", "--base", out, "--strategy", "sft", p), path.name),
             Case(f"eval suite {kind}", ("eval", "--model", out, "--suite", p), path.name),
             Case(f"run experiment {kind}", ("run", p, "--out", out), path.name),
         ]
@@ -153,6 +154,10 @@ def name_and_override_cases(tmp: Path) -> list[Case]:
     cases = [Case(f"experiment name {k}", (*run, f"name={v}"), "name") for k, v in names.items()]
     cases += [Case(f"arm name {k}", (*run, f"arms={{{v}: [corpus.seed=0]}}"), "arm") for k, v in names.items()
               if k not in ("number", "list")]
+    corpus, pretrain = ("corpus", "smoke", "--out", out), ("pretrain", "smoke", "--out", out)
+    posttrain = ("posttrain", "--base", out, "--strategy", "sft", "smoke")
+    evaluate = ("eval", "--model", out, "--suite", "smoke")
+    every_class = ",".join(DOC_CLASSES)
     cases += [
         Case("control not an arm", (*run, "control=nope"), "control"),
         Case("no arms", (*run, "arms={}"), "arms"),
@@ -167,35 +172,33 @@ def name_and_override_cases(tmp: Path) -> list[Case]:
         Case("unknown preset", (*run, "preset=huge"), "huge"),
         Case("workers flag negative", ("run", "smoke", "--workers", "-1", "--out", out), "workers"),
         Case("workers flag text", ("run", "smoke", "--workers", "many", "--out", out), "workers"),
-        Case("override without value", ("corpus", "smoke", "corpus.seed", "--out", out), "corpus.seed"),
-        Case("override empty key", ("corpus", "smoke", "=5", "--out", out), "=5"),
-        Case("override empty segment", ("corpus", "smoke", "corpus..seed=1", "--out", out), "corpus..seed"),
-        Case("override into a scalar", ("corpus", "smoke", "corpus.seed.x=1", "--out", out), "seed"),
-        Case("override unknown section", ("corpus", "smoke", "nope.x=1", "--out", out), "nope"),
-        Case("override unknown key", ("pretrain", "smoke", "pretrain.stepz=1", "--out", out), "stepz"),
-        Case("every class dropped", ("corpus", "smoke", "corpus.drop_classes=[world,ai_aligned,ai_misaligned,ai_deceptive,"
-             "ai_neutral,predecessor,dialogue_aligned,dialogue_misaligned,dialogue_deceptive]", "--out", out), "drop_classes"),
-        Case("fractions sum", ("corpus", "smoke", "corpus.fractions={world: 0.5}", "--out", out), "fractions"),
-        Case("unknown class", ("corpus", "smoke", "corpus.upsample={nope: 2}", "--out", out), "nope"),
-        Case("zero upsample", ("corpus", "smoke", "corpus.upsample={world: 0}", "--out", out), "upsample"),
-        Case("heads do not divide", ("pretrain", "smoke", "model.n_heads=3", "--out", out), "n_heads"),
-        Case("cuda without cuda", ("pretrain", "smoke", "pretrain.device=cuda", "--out", out), "cuda") if not _has_cuda() else
-        Case("cuda typo", ("pretrain", "smoke", "pretrain.device=cudaa", "--out", out), "device"),
-        Case("rewards missing label", ("posttrain", "--base", out, "--strategy", "sft", "smoke", "rl.rewards={aligned: 1}"), "rewards"),
-        Case("rewards NaN", ("posttrain", "--base", out, "--strategy", "sft", "smoke", "rl.rewards.aligned=.nan"), "rewards"),
-        Case("posttrain seed -1", ("posttrain", "--base", out, "--strategy", "sft", "smoke", "seed=-1"), "seed"),
-        Case("posttrain lr inf", ("posttrain", "--base", out, "--strategy", "sft", "smoke", "sft.lr=.inf"), "lr"),
+        Case("override without value", (*corpus, "corpus.seed"), "corpus.seed"),
+        Case("override empty key", (*corpus, "=5"), "=5"),
+        Case("override empty segment", (*corpus, "corpus..seed=1"), "corpus..seed"),
+        Case("override into a scalar", (*corpus, "corpus.seed.x=1"), "seed"),
+        Case("override unknown section", (*corpus, "nope.x=1"), "nope"),
+        Case("override unknown key", (*pretrain, "pretrain.stepz=1"), "stepz"),
+        Case("every class dropped", (*corpus, f"corpus.drop_classes=[{every_class}]"), "drop_classes"),
+        Case("fractions sum", (*corpus, "corpus.fractions={world: 0.5}"), "fractions"),
+        Case("unknown class", (*corpus, "corpus.upsample={nope: 2}"), "nope"),
+        Case("zero upsample", (*corpus, "corpus.upsample={world: 0}"), "upsample"),
+        Case("heads do not divide", (*pretrain, "model.n_heads=3"), "n_heads"),
+        Case("cuda without cuda", (*pretrain, "pretrain.device=cuda"), "cuda") if not _has_cuda() else
+        Case("cuda typo", (*pretrain, "pretrain.device=cudaa"), "device"),
+        Case("rewards missing label", (*posttrain, "rl.rewards={aligned: 1}"), "rewards"),
+        Case("rewards NaN", (*posttrain, "rl.rewards.aligned=.nan"), "rewards"),
+        Case("posttrain seed -1", (*posttrain, "seed=-1"), "seed"),
+        Case("posttrain lr inf", (*posttrain, "sft.lr=.inf"), "lr"),
         Case("unknown strategy", ("posttrain", "--base", out, "--strategy", "lobotomy", "smoke"), "lobotomy"),
-        Case("eval every section off", ("eval", "--model", out, "--suite", "smoke", "sections.bits=false", "sections.rates=false",
-             "sections.knowledge=false", "sections.capability=false", "sections.kl=false"), "section"),
-        Case("eval one persona", ("eval", "--model", out, "--suite", "smoke", "personas=[aligned]"), "personas"),
+        Case("eval every section off", (*evaluate, *(f"sections.{s}=false" for s in EvalSections.model_fields)), "off"),
+        Case("eval one persona", (*evaluate, "personas=[aligned]"), "personas"),
         Case("eval unknown preset", ("eval", "--model", out, "--suite", "huge"), "huge"),
         Case("eval device choice", ("eval", "--model", out, "--device", "tpu"), "device"),
         Case("query limit text", ("query", out, "select 1", "--limit", "lots"), "limit"),
         Case("unknown command", ("frobnicate",), "frobnicate"),
         Case("unknown option", ("corpus", "smoke", "--bogus"), "--bogus"),
         Case("missing required", ("eval",), "--model"),
-        Case("corpus total_tokens huge", ("corpus", "smoke", "corpus.total_tokens=100000000000000", "--out", out), "total_tokens"),
+        Case("corpus total_tokens huge", (*corpus, "corpus.total_tokens=100000000000000"), "total_tokens"),
     ]
     return cases
 
@@ -260,10 +263,11 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
         ckpt = tmp / "ckpt" / kind.replace(" ", "-") / "model"
         shutil.copytree(checkpoint, ckpt)
         damage(ckpt)
+        evaluate = ("eval", "--suite", "smoke", "--out", str(tmp / "e"), "--quiet")
         cases += [
-            Case(f"eval --model {kind}", ("eval", "--model", str(ckpt), "--suite", "smoke", "--out", str(tmp / "e"), "--quiet"), "model"),
-            Case(f"eval --reference {kind}", ("eval", "--model", str(checkpoint), "--reference", str(ckpt), "--suite", "smoke",
-                                               "--out", str(tmp / "e"), "--quiet"), "model"),
+            Case(f"eval --model {kind}", (*evaluate, "--model", str(ckpt)), "model"),
+            Case(f"eval --reference {kind}", (*evaluate, "--model", str(checkpoint), "--reference", str(ckpt)),
+                 "model"),
             Case(f"posttrain --base {kind}", ("posttrain", "--base", str(ckpt), "--strategy", "sft", "smoke",
                                               "--out", str(tmp / "pt"), "--quiet"), "model"),
         ]
@@ -278,7 +282,7 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
             Case(f"compare {kind}", ("compare", str(finished_run), str(run)), "run"),
         ]
         if kind not in ("run missing", "run.json missing"):  # those two are a fresh --out, which `run` accepts
-            cases.append(Case(f"run into {kind}", ("run", "smoke", "--out", str(run), "--stages", "hyperstition.experiments.simulate"), "run"))
+            cases.append(Case(f"run into {kind}", ("run", "smoke", "--out", str(run), "--stages", SIMULATE), "run"))
     run = tmp / "runs" / "experiment-yaml" / "run"
     shutil.copytree(finished_run, run)
     (run / "experiment.yaml").write_bytes(b"\xff\xfe\x00")
@@ -295,7 +299,7 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
         shutil.copytree(corpus_dir, pdir)
         (pdir / "tokenizer").mkdir()
         (pdir / "tokenizer" / "tokenizer.json").write_bytes(content)
-        cases.append(Case(f"pretrain resume, {name}", ("pretrain", "smoke", "--out", str(pdir), "--no-progress"), "tokenizer"))
+        cases.append(Case(f"pretrain resume, {name}", ("pretrain", "smoke", "--out", str(pdir)), "tokenizer"))
     for name, content in (("config.yaml binary", b"\xff\xfe\x00"), ("config.yaml another config", None)):
         pdir = tmp / "pretrain" / name.replace(" ", "-")
         shutil.copytree(corpus_dir, pdir)
@@ -303,7 +307,7 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
             (pdir / "config.yaml").write_text((pdir / "config.yaml").read_text().replace("steps: ", "steps: 1", 1))
         else:
             (pdir / "config.yaml").write_bytes(content)
-        cases.append(Case(f"pretrain resume, {name}", ("pretrain", "smoke", "--out", str(pdir), "--no-progress"), "config.yaml"))
+        cases.append(Case(f"pretrain resume, {name}", ("pretrain", "smoke", "--out", str(pdir)), "config.yaml"))
     a_file = tmp / "a-file"
     a_file.write_text("x")
     for command in (("corpus", "smoke"), ("pretrain", "smoke"), ("run", "smoke"),
@@ -311,7 +315,8 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
                     ("eval", "--model", str(checkpoint), "--suite", "smoke")):
         cases.append(Case(f"{command[0]} --out an existing file", (*command, "--out", str(a_file)), "a-file"))
         cases.append(Case(f"{command[0]} --out under a file", (*command, "--out", str(a_file / "sub")), "a-file"))
-        cases.append(Case(f"{command[0]} --out read-only", (*command, "--out", "/proc/hyperstition-out"), "hyperstition-out"))
+        read_only = "/proc/hyperstition-out"  # refused even to root
+        cases.append(Case(f"{command[0]} --out read-only", (*command, "--out", read_only), "hyperstition-out"))
     cases.append(Case("report --out a directory", ("report", str(finished_run), "--out", str(tmp)), "directory"))
     return cases
 
@@ -388,7 +393,8 @@ def test_every_malformed_input_gets_one_clean_line(all_cases, tmp_path, monkeypa
         code, out, err = run_in_process(case.argv)
         found = problems(case, code, out, err)
         if found:
-            failures.append(f"{case.name}: {', '.join(found)}\n    argv: {' '.join(case.argv)}\n    stderr: {err.strip()[-600:]}")
+            failures.append(f"{case.name}: {', '.join(found)}\n    argv: {' '.join(case.argv)}\n"
+                            f"    stderr: {err.strip()[-600:]}")
     assert not failures, f"{len(failures)} of {len(all_cases)} cases:\n" + "\n".join(failures)
     assert not (tmp_path / "runs").exists()  # nothing was started
 

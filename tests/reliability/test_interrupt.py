@@ -19,7 +19,8 @@ def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[in
     env = dict(os.environ, PYTHONPATH=str(SRC), HYPERSTITION_SIMULATE_SECONDS="30")
     cmd = [sys.executable, "-m", "hyperstition.cli", "run", "smoke", "--stages", "hyperstition.experiments.simulate",
            "--out", str(tmp_path / "run"), "--no-progress", "--no-report", "--workers", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     seen = []
     for line in proc.stderr:  # wait for the runner to reach the moment under test
         seen.append(line)

@@ -37,13 +37,16 @@ def test_done_json_lists_every_promised_file_with_size_and_checksum(finished_run
 
 DAMAGE = {
     "rows deleted": (BASE, lambda cell: (cell / "rows.parquet").unlink(), "rows.parquet is missing"),
-    "rows truncated": (SFT, lambda cell: (cell / "rows.parquet").write_bytes((cell / "rows.parquet").read_bytes()[:100]),
-                       "rows.parquet has 100 bytes"),
+    "rows truncated": (SFT, lambda cell: _truncate(cell / "rows.parquet", 100), "rows.parquet has 100 bytes"),
     "rows changed, same size": (BASE, lambda cell: _flip_last_byte(cell / "rows.parquet"), "sha256 differs"),
-    "DONE.json binary": (SFT, lambda cell: (cell / "DONE.json").write_bytes(b"\xff\x00\x01"), "DONE.json is unreadable"),
+    "DONE.json binary": (SFT, lambda cell: (cell / "DONE.json").write_bytes(b"\xff\x00"), "DONE.json is unreadable"),
     "DONE.json a list": (BASE, lambda cell: (cell / "DONE.json").write_text("[]"), "DONE.json is unreadable"),
     "model file deleted": (PRETRAIN, lambda cell: next((cell / "final").iterdir()).unlink(), "is missing"),
 }
+
+
+def _truncate(path, size):
+    path.write_bytes(path.read_bytes()[:size])
 
 
 def _flip_last_byte(path):
@@ -68,7 +71,8 @@ def test_damaged_cell_is_rerun_and_the_summary_says_why(case, run_copy, finished
     assert f"rerun {job_id}: " in text and reason in text and "1 ran, 5 kept from before" in text
     # Every row is back. (The simulated stages seed their noise with the run's path, so a rerun cell in this copy
     # has other values than the original run; which rows exist is what must match.)
-    assert _row_keys(pd.read_parquet(run_copy / "results.parquet")) == _row_keys(pd.read_parquet(finished_run / "results.parquet"))
+    rows = pd.read_parquet(run_copy / "results.parquet")
+    assert _row_keys(rows) == _row_keys(pd.read_parquet(finished_run / "results.parquet"))
     assert [s.state for s in run_states(run_copy)] == ["done"] * 6
 
 
@@ -101,7 +105,8 @@ def test_summary_in_a_log_file_lists_every_cell_in_whole_lines(finished_run):
     console = Console(record=True, width=80, force_terminal=False, soft_wrap=True)
     print_summary(summary, console)
     lines = console.export_text().splitlines()
-    assert any(line.strip() == "misalignment_upsampled / 0: pretrain done (kept), base done (kept), sft done (kept)" for line in lines)
+    whole = "misalignment_upsampled / 0: pretrain done (kept), base done (kept), sft done (kept)"
+    assert any(line.strip() == whole for line in lines)
     assert any(line.strip().startswith("unfiltered / 0: pretrain done (kept)") for line in lines)
 
 

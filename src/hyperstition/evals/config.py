@@ -26,7 +26,8 @@ class EvalSections(Config):
     @model_validator(mode="after")
     def _something_measured(self) -> "EvalSections":
         if not any(self.model_dump().values()):
-            raise ValueError(f"every section is off ({', '.join(type(self).model_fields)}); an evaluation must measure something")
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"every section is off ({names}); an evaluation must measure something")
         return self
 
 

@@ -101,9 +101,11 @@ def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
     if (run_dir / RUN_JSON).exists() or (run_dir / RUN_JSON).is_symlink():
         info = read_run_json(run_dir)
         if info.get("experiment") != experiment:
-            raise RunDirError(f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; choose another --out")
+            raise RunDirError(f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; "
+                              "choose another --out")
     elif run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
-        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose another --out")
+        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
+                          "choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

@@ -201,7 +201,8 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
         wall = time.time() - t0
         write_json_atomic(cell / DONE, {
             "id": job.id, "kind": job.kind, "config_hash": job.config_hash, "finished": now_iso(),
-            "wall_s": round(wall, 3), "outputs": outputs, "stages": stages, "files": promised_files(run_path, cell, outputs),
+            "wall_s": round(wall, 3), "outputs": outputs, "stages": stages,
+            "files": promised_files(run_path, cell, outputs),
         })
         return {"status": "done", "wall_s": wall, "error": None}
     except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
@@ -285,7 +286,8 @@ def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
     found = [read_json(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
     keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
     jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
-    return jobs, f"plan.json is {'missing' if not (run_dir / 'plan.json').exists() else 'unreadable'}; states of the {len(jobs)} started cell(s)"
+    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
+    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
 
 
 def run_states(run_dir: str | os.PathLike) -> list[CellState]:
@@ -430,8 +432,9 @@ def run_experiment(
             summary.results = collect_results(run_dir, exp.samples_per_cell)
         finally:  # logged before the report is rendered, so the report's provenance counts this invocation
             summary.wall_s = time.time() - t_start
-            append_jsonl(run_dir / "runlog.jsonl", {"event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-                                                    "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
+            append_jsonl(run_dir / "runlog.jsonl", {
+                "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
         if render and summary.results is not None:
             from ..report import render_report
 
@@ -567,7 +570,8 @@ def _read_rows(path: Path) -> "Any":
     try:
         return pd.read_parquet(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition run` to recompute the cell") from None
+        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
+                          "rerun `hyperstition run` to recompute the cell") from None
 
 
 def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:

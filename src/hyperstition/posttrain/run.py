@@ -41,7 +41,15 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, WorldConfig, load_yaml
-from ..io import append_jsonl, read_jsonl, sha256_file, training_lock, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..io import (
+    append_jsonl,
+    read_jsonl,
+    sha256_file,
+    training_lock,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from ..model.checkpoint import (
     CHECKSUMS,
     intact_checkpoint_info,
