@@ -258,6 +258,11 @@ RUN_DAMAGE = {
 
 
 def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_run: Path) -> list[Case]:
+    return [*damaged_checkpoint_and_run_cases(tmp, checkpoint, finished_run),
+            *damaged_pretrain_cases(tmp, corpus_dir), *output_cases(tmp, checkpoint, finished_run)]
+
+
+def damaged_checkpoint_and_run_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
     cases = []
     for kind, damage in CHECKPOINT_DAMAGE.items():
         ckpt = tmp / "ckpt" / kind.replace(" ", "-") / "model"
@@ -294,6 +299,11 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     cases.append(Case("run into a foreign directory", ("run", "smoke", "--out", str(foreign)), "foreign"))
+    return cases
+
+
+def damaged_pretrain_cases(tmp: Path, corpus_dir: Path) -> list[Case]:
+    cases = []
     for name, content in (("tokenizer.json binary", b"\xff\xfe\x00"), ("tokenizer.json empty object", b"{}")):
         pdir = tmp / "pretrain" / name.replace(" ", "-")
         shutil.copytree(corpus_dir, pdir)
@@ -308,6 +318,11 @@ def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_r
         else:
             (pdir / "config.yaml").write_bytes(content)
         cases.append(Case(f"pretrain resume, {name}", ("pretrain", "smoke", "--out", str(pdir)), "config.yaml"))
+    return cases
+
+
+def output_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
+    cases = []
     a_file = tmp / "a-file"
     a_file.write_text("x")
     for command in (("corpus", "smoke"), ("pretrain", "smoke"), ("run", "smoke"),

@@ -45,7 +45,7 @@ from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_te
 from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
 from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
-from .finished import DONE, DoneCheck, check_done, promised_files, read_json_object
+from .finished import DONE, check_done, promised_files, read_json_object
 from .rundir import RunDirError, RunLock, create_or_open, now_iso, read_run_json, runner_active, write_provenance
 
 DEFAULT_STAGES = "hyperstition.experiments.stages"
@@ -456,16 +456,7 @@ def _arms_info(exp: ExperimentConfig) -> dict:
 
 
 def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, reporter: Reporter, workers: int, threads: int) -> RunSummary:
-    finished: dict[str, dict] = {}  # id -> DONE.json of finished jobs
-    skipped = []
-    redone: dict[str, str] = {}  # id -> why a cell with a DONE.json is run again (outputs missing or changed)
-    for job in jobs:
-        check = check_done(run_dir, run_dir / job.path, job.config_hash)
-        if check.finished:
-            finished[job.id] = check.record
-            skipped.append(job)
-        elif check.reason:
-            redone[job.id] = check.reason
+    finished, skipped, redone = _finished_before(run_dir, jobs)
     todo = [j for j in jobs if j.id not in finished]
     reporter.start(jobs, skipped, workers, threads)
     failed: dict[str, str] = {}
@@ -519,6 +510,21 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
             reporter.finished(job, result)
     return RunSummary(run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall,
                       redone=redone)
+
+
+def _finished_before(run_dir: Path, jobs: list[Job]) -> tuple[dict[str, dict], list[Job], dict[str, str]]:
+    """({id: DONE.json} of the jobs finished and verified, those jobs, {id: why its DONE.json is not trusted})."""
+    finished: dict[str, dict] = {}
+    skipped: list[Job] = []
+    redone: dict[str, str] = {}  # a DONE.json whose outputs are missing or changed: the job runs again
+    for job in jobs:
+        check = check_done(run_dir, run_dir / job.path, job.config_hash)
+        if check.finished:
+            finished[job.id] = check.record
+            skipped.append(job)
+        elif check.reason:
+            redone[job.id] = check.reason
+    return finished, skipped, redone
 
 
 def _record_crash(run_dir: Path, job: Job, message: str) -> dict:
