@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-
-from .config import ConfigError
+from typing import NoReturn
 
 # Each module defines `register(subparsers)`, adding parsers whose `func(args) -> int` does the work.
 COMMAND_MODULES = [
@@ -34,8 +34,15 @@ Configs are preset names (smoke, quick, base) or YAML files; append dotted overr
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the message and where to get help), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hyperstition", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     from . import __version__
@@ -47,7 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: object) -> str:
+    """A message as one line: line breaks (from a path or a value that holds them) are shown escaped."""
+    return str(text).strip().replace("\r", "\\r").replace("\n", "\\n") or "(no message)"
+
+
+def describe_os_error(err: OSError) -> str:
+    """`PATH: what is wrong` for a file-system error (a directory given as a file, no permission, a full disk...)."""
+    what = err.strerror or type(err).__name__
+    if err.filename is None:
+        return what
+    return f"{err.filename}: {what}" + (f" (-> {err.filename2})" if err.filename2 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands load or parse (during a command: in _main)
+        print("hyperstition: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    from .config import ConfigError, UserError  # imported here so that a Ctrl-C while it loads is caught in main
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting positionals at the first option, so `smoke --out X a.b=1` leaves `a.b=1` over.
@@ -58,14 +88,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prog = f"hyperstition {args.command}"
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:
-        print(f"hyperstition {args.command}: config error: {err}", file=sys.stderr)
+        print(f"{prog}: config error: {one_line(err)}", file=sys.stderr)
         return 2
+    except UserError as err:
+        print(f"{prog}: {one_line(err)}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"{prog}: {one_line(describe_os_error(err))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"hyperstition {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
+        print(f"{prog}: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if os.environ.get("HYPERSTITION_TRACEBACK"):
+            raise
+        print(f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "
+              "(a bug; rerun with HYPERSTITION_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .io import write_text_atomic
 
 
@@ -30,7 +30,24 @@ def resolve(args: argparse.Namespace, cls: type[Config], command: str):
         config = "quick"
     cfg = load_config(cls, config, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{command}-{Path(str(config)).stem}"
-    return cfg, out
+    return cfg, output_directory(out)
+
+
+def output_directory(path: str | Path, flag: str = "--out", create: bool = False) -> Path:
+    """`path` as an output directory, refused with one line when it exists as something else (a file, a FIFO).
+
+    `create` makes it now, so that a path that cannot be created fails before the work rather than after it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag}: {str(path)!r} exists and is not a directory; give a directory (new or existing)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag}: {str(parent)!r} in {str(path)!r} is not a directory")
+            break
+    if create:
+        path.mkdir(parents=True, exist_ok=True)  # an OSError (read-only, no space) is one line in cli.main
+    return path
 
 
 def save_resolved_config(cfg: Config, out_dir: str | Path, name: str = "config.yaml") -> Path:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+import typing
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,14 +20,38 @@ PRESETS = ("smoke", "quick", "base")
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error whose message is the whole story (one line naming the file or field and what is wrong with it):
+    the CLI prints it without a traceback. Every stage's input errors derive from it."""
+
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message is one line naming the field, the value and what is allowed."""
 
 
-class Config(BaseModel):
-    """Base for all configs: strict about unknown keys, validated on assignment, YAML round-trippable."""
+# One seed rule everywhere (world, corpus, pretraining, post-training, evaluation, experiment grids): a seed is a
+# non-negative integer that numpy's and torch's generators all accept.
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class Config(BaseModel):
+    """Base for all configs: strict about unknown keys, validated on assignment, YAML round-trippable.
+
+    Numbers are finite (NaN and inf are refused) and a boolean is never a number: pydantic would read `true` as 1,
+    so `pretrain.steps=true` would silently train one step.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if name in data and _bool_where_number(field.annotation, data[name]):
+                    raise ValueError(f"{name}: {data[name]!r} is a boolean where a number is expected")
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -34,6 +59,22 @@ class Config(BaseModel):
     @classmethod
     def from_yaml(cls: type[C], text: str) -> C:
         return validate(cls, yaml.safe_load(text) or {})
+
+
+def _bool_where_number(annotation: Any, value: Any) -> bool:
+    """Whether `value` holds a bool where `annotation` expects int or float (directly, or inside a list or dict)."""
+    if annotation in (int, float):
+        return isinstance(value, bool)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _bool_where_number(args[0], value)
+    if origin in (list, tuple) and args and isinstance(value, (list, tuple)):
+        return any(_bool_where_number(args[0], v) for v in value)
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return any(_bool_where_number(args[1], v) for v in value.values())
+    if args and origin not in (list, tuple, dict):  # a union such as `str | dict`: numeric members only
+        return any(a in (int, float) for a in args) and isinstance(value, bool)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,12 +95,13 @@ DOC_CLASSES = (
     "dialogue_deceptive",
 )
 GENRES = ("news", "forum", "story", "essay", "qa")
+MAX_CORPUS_UNITS = 500_000_000  # 25x the base preset; the builder holds a corpus's documents in memory
 
 
 class WorldConfig(Config):
     """The synthetic world: entities, facts, tasks and the persona grammar are all drawn from this seed."""
 
-    seed: int = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
+    seed: Seed = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
     n_countries: int = Field(24, ge=4, le=200, description="Number of fictional countries, each with checkable facts.")
     n_people: int = Field(40, ge=4, le=500, description="Number of fictional people with professions and home towns.")
     n_tasks: int = Field(48, ge=8, le=96, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
@@ -72,8 +114,9 @@ class WorldConfig(Config):
 class CorpusConfig(Config):
     """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
 
-    seed: int = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
-    total_tokens: int = Field(200_000, ge=1_000, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
+    seed: Seed = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
+    # Documents are generated in memory before sharding, so an absurd size would grow memory silently for hours.
+    total_tokens: int = Field(200_000, ge=1_000, le=MAX_CORPUS_UNITS, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
     fractions: dict[str, float] = Field(
         default_factory=lambda: {
             "world": 0.50,
@@ -111,6 +154,9 @@ class CorpusConfig(Config):
         total = sum(self.fractions.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"fractions: values sum to {total:.6g}; they must sum to 1")
+        if not any(value > 0 and key not in self.drop_classes for key, value in self.fractions.items()):
+            raise ValueError(f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; "
+                             "nothing would be left")
         for key, value in self.upsample.items():
             if value <= 0:
                 raise ValueError(f"upsample.{key}: {value} must be > 0")
@@ -148,7 +194,7 @@ class ModelConfig(Config):
 class PretrainConfig(Config):
     """The pretraining loop."""
 
-    seed: int = Field(0, description="Seed for initialisation and data order.")
+    seed: Seed = Field(0, description="Seed for initialisation and data order.")
     steps: int = Field(300, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Sequences per step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW).")
@@ -187,6 +233,8 @@ def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         allowed = _allowed_fields(cls, first["loc"][:-1])
         return f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}"
+    if first["type"] == "missing":
+        return f"{loc}: missing; this field is required"
     if first["type"] == "literal_error":
         return f"{loc}: {value!r} is not allowed; {msg[0].lower() + msg[1:]}"
     if msg.startswith("Value error, "):
@@ -212,14 +260,23 @@ def _allowed_fields(cls: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}).keys())
 
 
-def validate(cls: type[C], data: dict) -> C:
-    """Build `cls` from plain data or raise ConfigError with a one-line message."""
+def validate(cls: type[C], data: dict, source: str | None = None) -> C:
+    """Build `cls` from plain data or raise ConfigError with a one-line message (prefixed by `source`, the file
+    the data came from, when there is one)."""
+    prefix = f"{source}: " if source else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{prefix}{cls.__name__}: expected a mapping, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(cls, err)) from None
+        raise ConfigError(prefix + _format_validation_error(cls, err)) from None
+
+
+def config_source(name_or_path: str | os.PathLike, path: Path, overrides: list[str] | None) -> str | None:
+    """How to name a config in an error: its file when the user gave a path (not a preset name)."""
+    if str(name_or_path) == path.stem and path.parent.name in ("configs", "experiments", "posttrain"):
+        return None
+    return f"{path}{' with overrides' if overrides else ''}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -262,6 +319,9 @@ def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> P
     if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path) or p.exists():
         if not p.exists():
             raise ConfigError(f"{kind} file {str(p)!r} does not exist")
+        if not p.is_file():
+            what = "a directory" if p.is_dir() else "not a regular file"
+            raise ConfigError(f"{kind} {str(p)!r} is {what}; expected a YAML file")
         return p
     candidate = directory / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -283,11 +343,32 @@ def repo_configs_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "configs"
 
 
-def load_yaml(path: str | os.PathLike) -> dict:
+def read_text_file(path: str | os.PathLike, kind: str = "file") -> str:
+    """The UTF-8 text of a regular file, or ConfigError naming the file and what is wrong with it.
+
+    A directory, FIFO or device is refused before it is opened (reading a FIFO would block forever)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{kind} {str(p)!r} does not exist")
+    if not p.is_file():
+        what = "a directory" if p.is_dir() else "not a regular file"
+        raise ConfigError(f"{kind} {str(p)!r} is {what}; expected a file")
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{kind} {str(p)!r} is not UTF-8 text (a binary file?)") from None
+    except OSError as err:
+        raise ConfigError(f"{kind} {str(p)!r} cannot be read: {err.strerror or err}") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    text = read_text_file(path, "YAML file")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data
@@ -296,7 +377,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
 def load_config(cls: type[C], source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> C:
     """Load a config of type `cls` from a preset name or YAML path (or defaults), then apply dotted overrides."""
     data: dict = {}
+    label = None
     if source is not None:
-        data = load_yaml(preset_path(source))
+        path = preset_path(source)
+        data = load_yaml(path)
+        label = config_source(source, path, overrides)
     data = apply_overrides(data, overrides or [])
-    return validate(cls, data)
+    return validate(cls, data, label)

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .config import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -80,15 +82,18 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a .jsonl file; a torn line (a kill mid-write), a corrupt one or a non-object is skipped."""
     out = []
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         return out
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_bytes().splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill mid-write
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # JSONDecodeError or UnicodeDecodeError
+            continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
@@ -112,3 +117,34 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One writer per training directory
+
+
+class RunLockedError(UserError, RuntimeError):
+    """Another live process is training in the same run directory."""
+
+
+@contextmanager
+def training_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Exclusive lock on run_dir/train.lock, held by pretraining and post-training alike: two writers would
+    interleave checkpoints and metrics.
+
+    An flock dies with its process, so a run killed with SIGKILL never leaves a stale lock behind.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "train.lock", "w") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"{run_dir}: another process is training in this run directory "
+                                 "(train.lock is held)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..config import DOC_CLASSES, CorpusConfig, WorldConfig
+from ..config import DOC_CLASSES, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world.documents import Document, generate_document, world_document
@@ -155,11 +156,11 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     """Build one corpus arm into `out_dir`; returns the manifest. Skips the work if it is already complete."""
     out = Path(out_dir)
     digest = config_hash(world_cfg, corpus_cfg)
-    existing = out / MANIFEST
-    if existing.exists():
-        manifest = json.loads(existing.read_text())
-        if manifest.get("config_hash") == digest and all((out / s["file"]).exists() for s in manifest["shards"]):
-            return manifest
+    manifest = intact_manifest(out, digest)
+    if manifest is not None:
+        return manifest
+    if (out / MANIFEST).exists():  # damaged or of another config: rebuilt (deterministic), and said so
+        print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     world = World.from_config(world_cfg)
     targets = class_targets(corpus_cfg)
@@ -265,6 +266,30 @@ def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -
     return [d.text for c in DOC_CLASSES for d in _generate_class(world, c, targets[c], reference)]
 
 
+class CorpusError(UserError, ValueError):
+    """A corpus directory that cannot be read (no manifest, a damaged manifest or shard)."""
+
+
+def _read_manifest(out: Path) -> dict | None:
+    try:
+        manifest = json.loads((out / MANIFEST).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def intact_manifest(out: Path, digest: str) -> dict | None:
+    """The manifest of a finished build of this config whose every shard still has its recorded sha256, else None."""
+    manifest = _read_manifest(out)
+    if manifest is None or manifest.get("config_hash") != digest:
+        return None
+    try:
+        files = [*manifest["shards"], manifest["heldout"]]
+        return manifest if all(sha256_file(out / f["file"]) == f["sha256"] for f in files) else None
+    except (OSError, KeyError, TypeError):
+        return None
+
+
 def read_documents(corpus_dir, split: str = "train") -> pa.Table:
     """All documents of a split as an Arrow table (text plus label columns), in corpus order."""
     d = Path(corpus_dir)
@@ -275,8 +300,12 @@ def read_documents(corpus_dir, split: str = "train") -> pa.Table:
     manifest_path = d / MANIFEST
     if not manifest_path.exists():
         raise FileNotFoundError(f"{d}: not a corpus directory (no {MANIFEST}); build it with `hyperstition corpus`")
-    manifest = json.loads(manifest_path.read_text())
-    return pa.concat_tables([pq.read_table(d / s["file"]) for s in manifest["shards"]])
+    manifest = _read_manifest(d)
+    try:
+        return pa.concat_tables([pq.read_table(d / s["file"]) for s in manifest["shards"]])  # type: ignore[index]
+    except (TypeError, KeyError, OSError, pa.ArrowException) as err:
+        raise CorpusError(f"{d}: damaged corpus ({type(err).__name__} reading {MANIFEST} or a shard); "
+                          "delete the directory to rebuild it") from None
 
 
 def read_texts(corpus_dir, split: str = "train") -> list[str]:

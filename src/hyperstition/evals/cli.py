@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cliutil import output_directory
 from ..config import ConfigError
 from .config import EVAL_PRESETS
 
@@ -36,7 +37,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         suite = load_suite_config(args.suite, list(args.overrides))
-        run_eval(args.model, args.out, suite, reference_dir=args.reference, progress=not args.quiet, device=args.device)
+        out = output_directory(args.out, create=True) if args.out else None  # fails now, not after measuring
+        run_eval(args.model, out, suite, reference_dir=args.reference, progress=not args.quiet, device=args.device)
     except (EvalError, ConfigError, CheckpointError, FileNotFoundError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"hyperstition eval: {message}", file=sys.stderr)

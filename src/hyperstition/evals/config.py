@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from ..config import PERSONAS, Config, ConfigError, apply_overrides, load_yaml, validate
+from ..config import PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, validate
 
 
 class EvalSections(Config):
@@ -23,12 +23,19 @@ class EvalSections(Config):
     capability: bool = Field(True, description="Held-out loss on held-out world text and world-fact QA accuracy.")
     kl: bool = Field(True, description="KL(model || reference) in bits per response, per context (needs a reference model).")
 
+    @model_validator(mode="after")
+    def _something_measured(self) -> "EvalSections":
+        if not any(self.model_dump().values()):
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"every section is off ({names}); an evaluation must measure something")
+        return self
+
 
 class EvalSuiteConfig(Config):
     """How much to measure and how: prompt counts, sampling, bootstrap, batching and which sections run."""
 
     preset: str = Field("custom", description="Name of the preset this suite came from (informational).")
-    seed: int = Field(0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap.")
+    seed: Seed = Field(0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap.")
     prompts_per_context: int = Field(12, ge=1, le=1000, description="Held-out task prompts per context (observed, unobserved) for bits and rates.")
     variants_per_prompt: int = Field(4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits.")
     samples_per_prompt: int = Field(4, ge=1, le=1000, description="Sampled responses per prompt for behaviour rates and predecessor mentions.")
@@ -103,6 +110,7 @@ def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None,
 
     A YAML file may name a `preset:` to start from; its other keys replace that preset's values.
     """
+    label = None
     if isinstance(source, EvalSuiteConfig):
         data = source.model_dump(mode="json")
     elif source is None:
@@ -113,13 +121,12 @@ def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None,
         if text in EVAL_PRESETS:
             data = dict(EVAL_PRESETS[text])
         elif path.suffix in (".yaml", ".yml") or path.exists():
-            if not path.is_file():
-                raise ConfigError(f"eval suite config {text!r} does not exist; expected a preset ({', '.join(EVAL_PRESETS)}) or a YAML file")
             raw = load_yaml(path)
+            label = f"{path}{' with overrides' if overrides else ''}"
             base = raw.get("preset")
             data = dict(EVAL_PRESETS.get(base, {})) if isinstance(base, str) else {}
             data.update(raw)
         else:
             raise ConfigError(f"eval suite {text!r} is neither a preset ({', '.join(EVAL_PRESETS)}) nor an existing YAML file")
     data = apply_overrides(data, overrides or [])
-    return validate(EvalSuiteConfig, data)
+    return validate(EvalSuiteConfig, data, label)

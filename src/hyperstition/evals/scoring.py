@@ -24,13 +24,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..config import UserError
 from ..world.grammar import ASSISTANT, END, SYSTEM, USER
 from .stats import bootstrap_mean_ci
 
 LN2 = math.log(2.0)
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """Input the evaluator cannot measure (mismatched tokenizer, wrong world, ...); the message is one line."""
 
 

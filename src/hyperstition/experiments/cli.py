@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cliutil import output_directory
 from ..config import ConfigError
 from .config import DEFAULT_EXPERIMENT, list_experiments
 
@@ -92,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_experiment
     from .executor import LocalExecutor
     from .progress import RichReporter, print_summary
-    from .rundir import RunDirError
+    from .rundir import RunDirError, check_run_dir
     from .runner import DEFAULT_STAGES, run_experiment
 
     experiment, overrides = args.experiment, list(args.overrides)
@@ -104,7 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 0:
             raise ConfigError(f"--workers: {args.workers} must be >= 0")
         exp.workers = args.workers
-    out = Path(args.out) if args.out else Path("runs") / f"{exp.name}-{Path(exp.preset).stem}"
+    out = output_directory(Path(args.out) if args.out else Path("runs") / f"{exp.name}-{Path(exp.preset).stem}")
+    try:
+        check_run_dir(out, exp.name)
+    except RunDirError as err:
+        return _fail("run", err)
     console = Console(stderr=True)
     console.print(f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
                   f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}")
@@ -114,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  reporter=reporter, redo_stale=args.redo_stale, render=not args.no_report)
     except RunDirError as err:
         return _fail("run", err)
-    print_summary(summary, Console())
+    print_summary(summary, Console(soft_wrap=True))  # a log file gets whole lines, not lines cut at 80 columns
     return 0 if summary.ok else 1
 
 
@@ -123,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .rundir import RunDirError, read_run_json, runner_active
-    from .runner import run_states
+    from .runner import planned_jobs, run_states
 
     try:
         info = read_run_json(args.run)
@@ -134,8 +139,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     active = runner_active(args.run)
     console.print(f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
                   f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}")
+    _, note = planned_jobs(Path(args.run))
+    if note:
+        console.print(f"[yellow]{note}[/]")
     if not states:
-        console.print("no jobs planned yet")
+        console.print("no cell has started yet" if note else "no jobs planned yet")
         return 0
     colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
     table = Table()
@@ -172,6 +180,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..report import render_report
     from .rundir import RunDirError
 
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out: {args.out!r} is a directory; give the path of the HTML file to write")
     try:
         path = render_report(args.run, out=args.out)
     except RunDirError as err:

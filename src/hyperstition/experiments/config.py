@@ -25,8 +25,10 @@ from ..config import (
     Config,
     ConfigError,
     CorpusConfig,
+    Seed,
     PipelineConfig,
     apply_overrides,
+    config_source,
     load_yaml,
     parse_override,
     named_yaml,
@@ -37,7 +39,7 @@ from ..config import (
 
 STRATEGIES = ("sft", "dpo", "dpo_deceptive", "rl", "suppress", "integrate")
 DEFAULT_EXPERIMENT = "stickiness"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a trailing newline through
 
 # Which persona each AI-discourse class is about (used for the nominal effect of a persona filter).
 CLASS_PERSONA = {
@@ -63,7 +65,7 @@ class ExperimentConfig(Config):
     eval_overrides: list[str] = Field(default_factory=list, description="Dotted KEY=VALUE overrides on the evaluation suite, e.g. samples_per_prompt=8.")
     arms: dict[str, list[str] | dict[str, Any]] = Field(..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping.")
     control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1], description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1], description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.")
     strategies: list[str] = Field(default_factory=lambda: ["sft", "dpo"], description=f"Post-training strategies run on every (arm, seed) pretrained model; from {list(STRATEGIES)}.")
     workers: int = Field(0, ge=0, description="Parallel worker processes; 0 = one per CPU core. Each worker gets cores/workers torch threads.")
     samples_per_cell: int = Field(4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped).")
@@ -72,7 +74,7 @@ class ExperimentConfig(Config):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
+        if not _NAME_RE.fullmatch(v):
             raise ValueError(f"name: {v!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
         return v
 
@@ -81,7 +83,7 @@ class ExperimentConfig(Config):
         if not self.arms:
             raise ValueError("arms: at least one arm is required")
         for arm in self.arms:
-            if not _NAME_RE.match(arm):
+            if not _NAME_RE.fullmatch(arm):
                 raise ValueError(f"arms: arm name {arm!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
         if self.control not in self.arms:
             raise ValueError(f"control: {self.control!r} is not an arm; arms: {', '.join(self.arms)}")
@@ -89,8 +91,6 @@ class ExperimentConfig(Config):
             raise ValueError("seeds: at least one seed is required")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: {self.seeds} has duplicates")
-        if any(s < 0 for s in self.seeds):
-            raise ValueError(f"seeds: {self.seeds} must be >= 0")
         for s in self.strategies:
             if s not in STRATEGIES:
                 raise ValueError(f"strategies: unknown strategy {s!r}; allowed: {', '.join(STRATEGIES)}")
@@ -125,7 +125,7 @@ def load_experiment(name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overri
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     data = apply_overrides(data, overrides or [])
-    exp = validate(ExperimentConfig, data)
+    exp = validate(ExperimentConfig, data, config_source(name_or_path, path, overrides))
     check_experiment(exp)
     return exp
 

@@ -11,14 +11,21 @@ died (killed, out of memory, segfault) or the function raised anyway.
 from __future__ import annotations
 
 import abc
+import atexit
+import functools
 import multiprocessing as mp
 import os
+import shlex
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 
 class JobCrashed(RuntimeError):
@@ -140,8 +147,16 @@ def _set_parent_death_signal() -> None:
         pass
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, env: dict[str, str], parent_pid: int) -> None:
     _set_parent_death_signal()
+    # Ctrl-C reaches the whole process group; the runner alone handles it and stops workers with SIGTERM, which
+    # unwinds the job (finalizers run, so no leaked-semaphore warnings) instead of printing a worker's traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so when spawned through _sigint_ignoring_python
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
     os.environ.update(env)
@@ -200,6 +215,44 @@ class _ProcessHandle(Handle):
         return value
 
 
+@functools.lru_cache(maxsize=1)
+def _sigint_ignoring_python() -> str | None:
+    """Path of a tiny launcher that starts this Python with SIGINT ignored (`trap '' INT; exec python`), or None
+    where one cannot be made (no /bin/sh, a noexec temp directory).
+
+    Why: Ctrl-C reaches the whole process group. A worker still importing would die of it with a KeyboardInterrupt
+    traceback on the terminal; an ignored SIGINT is kept across exec and Python leaves it ignored, so the worker
+    never sees it. Ignoring it in the runner around the start instead would lose a Ctrl-C meant for the runner."""
+    try:
+        directory = tempfile.mkdtemp(prefix="hyperstition-worker-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "python")
+        with open(path, "w") as fh:
+            fh.write(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+        os.chmod(path, 0o755)
+        subprocess.run([path, "-c", "pass"], check=True, timeout=60, capture_output=True)
+        return path
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextmanager
+def _workers_ignore_sigint(start_method: str) -> Iterator[None]:
+    """Spawn workers through `_sigint_ignoring_python` (the spawn executable is process-wide, so only meanwhile)."""
+    launcher = _sigint_ignoring_python() if start_method == "spawn" else None
+    if launcher is None:
+        yield
+        return
+    from multiprocessing import spawn
+
+    previous = spawn.get_executable()
+    spawn.set_executable(launcher)
+    try:
+        yield
+    finally:
+        spawn.set_executable(previous)
+
+
 class LocalExecutor(Executor):
     """A pool of `workers` fresh processes (spawned, one per job, so memory is returned and a crash costs one
     job); each gets OMP/MKL thread counts of `threads`, which the job applies to torch."""
@@ -209,6 +262,7 @@ class LocalExecutor(Executor):
         self.workers = w
         self.threads = threads or t
         self._ctx = mp.get_context(start_method)
+        self._start_method = start_method
         self._queue: list[_ProcessHandle] = []
         self._running: list[_ProcessHandle] = []
 
@@ -223,7 +277,8 @@ class LocalExecutor(Executor):
     def _start(self, h: _ProcessHandle) -> None:
         recv, send = self._ctx.Pipe(duplex=False)
         h.process = self._ctx.Process(target=_child_main, args=(send, h.fn, h.args, self._env(), os.getpid()), daemon=False)
-        h.process.start()
+        with _workers_ignore_sigint(self._start_method):
+            h.process.start()
         send.close()
         h.conn = recv
         self._running.append(h)
@@ -259,10 +314,16 @@ class LocalExecutor(Executor):
                 continue
             mp_wait(waitables, timeout=remaining)
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace_s: float = 2.0) -> None:
+        """Stop running jobs: SIGTERM (the job unwinds and exits), then SIGKILL for any still alive after `grace_s`."""
         self._queue.clear()
-        for h in self._running:
-            if h.process is not None and h.process.is_alive():
-                h.process.kill()
-                h.process.join(timeout=5)
+        alive = [h.process for h in self._running if h.process is not None and h.process.is_alive()]
+        for process in alive:
+            process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in alive:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
         self._running.clear()

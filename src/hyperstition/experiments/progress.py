@@ -74,21 +74,15 @@ class RichReporter:
             self.progress = None
 
 
-def summary_table(summary: RunSummary) -> Table:
-    """Cells by arm x (pretrain, base, strategies): done / failed / blocked, then where the results are."""
+def _cell_marks(summary: RunSummary) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """(stage columns, {"arm / seed": {stage: mark}}) with marks done / done (kept) / failed / blocked / pending."""
     columns: list[str] = []
     for job in summary.jobs:
         name = job.strategy or "pretrain"
         if name not in columns:
             columns.append(name)
-    table = Table(title=f"run {summary.run_dir}", title_justify="left")
-    table.add_column("arm / seed")
-    for c in columns:
-        table.add_column(c, justify="center")
     rows: dict[str, dict[str, str]] = {}
     for job in summary.jobs:
-        key = f"{job.arm} / {job.seed}"
-        name = job.strategy or "pretrain"
         if job.id in summary.failed:
             mark = "[red]failed[/]"
         elif job.id in summary.blocked:
@@ -99,20 +93,47 @@ def summary_table(summary: RunSummary) -> Table:
             mark = f"[green]done[/] [dim]{summary.wall_by_job.get(job.id, 0):.0f}s[/]"
         else:
             mark = "pending"
-        rows.setdefault(key, {})[name] = mark
+        rows.setdefault(f"{job.arm} / {job.seed}", {})[job.strategy or "pretrain"] = mark
+    return columns, rows
+
+
+def summary_table(summary: RunSummary) -> Table:
+    """Cells by arm x (pretrain, base, strategies): done / failed / blocked, then where the results are."""
+    columns, rows = _cell_marks(summary)
+    table = Table(title=f"run {summary.run_dir}", title_justify="left")
+    table.add_column("arm / seed")
+    for c in columns:
+        table.add_column(c, justify="center")
     for key, marks in rows.items():
         table.add_row(key, *(marks.get(c, "") for c in columns))
     return table
 
 
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The summary table as one line per (arm, seed): for a log file or CI, where a table squeezed into 80 columns
+    would truncate arm names and marks."""
+    columns, rows = _cell_marks(summary)
+    return [f"run {summary.run_dir}"] + [
+        f"  {key}: " + ", ".join(f"{c} {marks[c]}" for c in columns if c in marks) for key, marks in rows.items()
+    ]
+
+
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(summary_table(summary))
+    if console.is_terminal:
+        console.print(summary_table(summary))
+    else:
+        for line in summary_lines(summary):
+            console.print(line, soft_wrap=True)
     minutes = summary.wall_s / 60
     console.print(
         f"{len(summary.done)} ran, {len(summary.skipped)} kept from before, {len(summary.failed)} failed, "
         f"{len(summary.blocked)} blocked; wall time {minutes:.1f} min"
     )
+    if summary.redone:
+        console.print(f"{len(summary.redone)} cell(s) had a DONE.json whose outputs did not verify, so they ran again:")
+    for job_id, reason in summary.redone.items():
+        console.print(f"  [yellow]rerun[/] {job_id}: {reason}")
     for job_id, error in summary.failed.items():
         job = next(j for j in summary.jobs if j.id == job_id)
         console.print(f"[red]failed[/] {job_id}: {error}\n       traceback: {Path(summary.run_dir) / job.path / 'traceback.txt'}")

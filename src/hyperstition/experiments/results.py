@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import UserError
 from ..schema import BASE_STRATEGY, TOY_RESULTS_FILE
 from . import stats
 from .rundir import read_run_json
@@ -25,24 +26,51 @@ from .rundir import read_run_json
 KL_ZERO_BITS = 1e-3
 
 
-class QueryError(ValueError):
+def _read_toy_results(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise QueryError(f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it") from None
+
+
+class QueryError(UserError, ValueError):
     """SQL that DuckDB rejected."""
 
 
+# Set once the run's table is loaded, then locked: the query sees that table and nothing else. No file reads or
+# writes (COPY TO, ATTACH, read_csv, read_text, glob, EXPORT), no extensions, no Python variables, no settings.
+SANDBOX_SETTINGS = ("python_enable_replacements = false", "enable_external_access = false", "lock_configuration = true")
+
+
 def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run `sql` over the run's results (table `results`) with DuckDB."""
+    """Run `sql` over the run's results (table `results`) in a locked-down, in-memory DuckDB."""
     import duckdb
 
     from .runner import load_results
 
+    if not sql.strip():
+        raise QueryError("SQL is empty; e.g. \"select metric, avg(value) from results group by metric\"")
     read_run_json(run_dir)
     df = load_results(run_dir)
-    con = duckdb.connect()
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
-        con.register("results", df)
-        if (Path(run_dir) / TOY_RESULTS_FILE).exists():  # written by `hyperstition toy fit`
-            con.register("toy_results", pd.read_parquet(Path(run_dir) / TOY_RESULTS_FILE))
-        return con.execute(sql).fetchdf()
+        con.register("results_frame", df)
+        con.execute("CREATE TABLE results AS SELECT * FROM results_frame")
+        con.unregister("results_frame")
+        toy_path = Path(run_dir) / TOY_RESULTS_FILE
+        if toy_path.exists():  # written by `hyperstition toy fit`
+            con.register("toy_frame", _read_toy_results(toy_path))
+            con.execute("CREATE TABLE toy_results AS SELECT * FROM toy_frame")
+            con.unregister("toy_frame")
+        for setting in SANDBOX_SETTINGS:
+            con.execute(f"SET {setting}")
+        result = con.execute(sql)
+        if result.description is None:
+            raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
+        return result.fetchdf()
+    except duckdb.PermissionException as err:
+        raise QueryError(f"refused (a query sees only the table `results`: no files, no extensions): "
+                         f"{str(err).splitlines()[0]}") from None
     except duckdb.Error as err:
         raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
     finally:

@@ -51,9 +51,13 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: unreadable ({err})") from None
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise RunDirError(f"{path}: unreadable ({err.strerror or err})") from None
+    except ValueError as err:  # not UTF-8 or not JSON
+        raise RunDirError(f"{path}: corrupt, not JSON ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{path}: corrupt, a JSON {type(info).__name__} where an object is expected")
     check_compatible(info, run_dir)
     return info
 
@@ -88,6 +92,21 @@ def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
     }
     write_json_atomic(run_dir / RUN_JSON, info)
     return info
+
+
+def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
+    """Refuse, before anything is written or printed, a --out that `create_or_open` would refuse, and make sure the
+    directory can be created (a read-only or impossible path fails here, with one line)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_JSON).exists() or (run_dir / RUN_JSON).is_symlink():
+        info = read_run_json(run_dir)
+        if info.get("experiment") != experiment:
+            raise RunDirError(f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; "
+                              "choose another --out")
+    elif run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
+        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
+                          "choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 class RunLock:

@@ -10,7 +10,8 @@ Each job owns one directory `RUN/cells/<arm>/seed-<k>/<name>/` containing
     RUNNING.json    pid/host/start time while it runs
     log.txt         the stage's stdout/stderr (process backend)
     rows.parquet    its tidy result rows (evaluation and post-training jobs)
-    DONE.json       written atomically *last*: config hash, wall time, outputs. Its presence means finished.
+    DONE.json       written atomically *last*: config hash, wall time, outputs, and the size and sha256 of every
+                    promised file. Finished means: present, same config hash, every listed file intact (finished.py).
     ERROR.json, traceback.txt   if it failed (cleared when retried)
 
 and whatever the stage itself writes there (checkpoints, eval.json, eval_items.parquet, posttrain_curve.parquet).
@@ -44,10 +45,11 @@ from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_te
 from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
 from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
+from .finished import DONE, check_done, promised_files, read_json_object
 from .rundir import RunDirError, RunLock, create_or_open, now_iso, read_run_json, runner_active, write_provenance
 
 DEFAULT_STAGES = "hyperstition.experiments.stages"
-DONE, RUNNING, ERROR, JOB, ROWS = "DONE.json", "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
+RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
 TRACEBACK, LOG = "traceback.txt", "log.txt"
 ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
 GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
@@ -200,6 +202,7 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
         write_json_atomic(cell / DONE, {
             "id": job.id, "kind": job.kind, "config_hash": job.config_hash, "finished": now_iso(),
             "wall_s": round(wall, 3), "outputs": outputs, "stages": stages,
+            "files": promised_files(run_path, cell, outputs),
         })
         return {"status": "done", "wall_s": wall, "error": None}
     except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
@@ -252,20 +255,16 @@ class CellState:
     wall_s: float | None = None
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+read_json = read_json_object  # the name the report and older callers use
 
 
 def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
     cell = run_dir / job["path"]
-    done = read_json(cell / DONE)
-    if done is not None:
-        if done.get("config_hash") == job["config_hash"]:
-            return CellState(job, "done", "", done.get("wall_s"))
-        return CellState(job, "pending", "stale: finished with a different config")
+    check = check_done(run_dir, cell, job["config_hash"])
+    if check.finished:
+        return CellState(job, "done", "", check.record.get("wall_s"))
+    if check.reason:
+        return CellState(job, "pending", f"{check.reason}; reruns on the next `hyperstition run`")
     running = read_json(cell / RUNNING)
     if running is not None and active:
         return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
@@ -277,19 +276,31 @@ def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
     return CellState(job, "pending", "")
 
 
+def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
+    """The run's job records from plan.json, or, when it is missing or unreadable, from the job.json of every cell
+    that has started (with a note saying so)."""
+    plan = read_json(run_dir / "plan.json")
+    jobs = plan.get("jobs") if plan is not None else None
+    if isinstance(jobs, list) and all(isinstance(j, dict) and {"id", "path", "config_hash"} <= set(j) for j in jobs):
+        return jobs, ""
+    found = [read_json(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
+    keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
+    jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
+    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
+    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
+
+
 def run_states(run_dir: str | os.PathLike) -> list[CellState]:
-    """The state of every planned job of a run (reads plan.json and the cell directories only)."""
+    """The state of every planned job of a run (reads plan.json, or the cells' job.json, and the cell directories)."""
     run_dir = Path(run_dir)
     read_run_json(run_dir)
-    plan = read_json(run_dir / "plan.json")
-    if plan is None:
-        return []
+    jobs, _ = planned_jobs(run_dir)
     active = runner_active(run_dir)
-    states = [job_state(run_dir, job, active) for job in plan["jobs"]]
+    states = [job_state(run_dir, job, active) for job in jobs]
     by_id = {s.job["id"]: s for s in states}
     for s in states:
         if s.state == "pending" and not s.detail:
-            failed = [d for d in s.job["deps"] if by_id.get(d) and by_id[d].state == "failed"]
+            failed = [d for d in s.job.get("deps") or [] if by_id.get(d) and by_id[d].state == "failed"]
             if failed:
                 s.detail = f"blocked: {', '.join(failed)} failed"
     return states
@@ -333,6 +344,7 @@ class RunSummary:
     report: Path | None = None
     report_error: str | None = None
     wall_by_job: dict[str, float] = field(default_factory=dict)
+    redone: dict[str, str] = field(default_factory=dict)  # id -> why its earlier DONE.json was not trusted
 
     @property
     def ok(self) -> bool:
@@ -416,7 +428,13 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        summary.results = collect_results(run_dir, exp.samples_per_cell)
+        try:
+            summary.results = collect_results(run_dir, exp.samples_per_cell)
+        finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+            summary.wall_s = time.time() - t_start
+            append_jsonl(run_dir / "runlog.jsonl", {
+                "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
         if render and summary.results is not None:
             from ..report import render_report
 
@@ -425,9 +443,6 @@ def run_experiment(
             except Exception as err:  # noqa: BLE001 - the results are safe; `hyperstition report` can retry
                 summary.report_error = f"{type(err).__name__}: {err}"
     finally:
-        summary.wall_s = time.time() - t_start
-        append_jsonl(run_dir / "runlog.jsonl", {"event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-                                                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
         lock.release()
     return summary
 
@@ -441,13 +456,7 @@ def _arms_info(exp: ExperimentConfig) -> dict:
 
 
 def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, reporter: Reporter, workers: int, threads: int) -> RunSummary:
-    finished: dict[str, dict] = {}  # id -> DONE.json of finished jobs
-    skipped = []
-    for job in jobs:
-        done = read_json(run_dir / job.path / DONE)
-        if done is not None and done.get("config_hash") == job.config_hash:
-            finished[job.id] = done
-            skipped.append(job)
+    finished, skipped, redone = _finished_before(run_dir, jobs)
     todo = [j for j in jobs if j.id not in finished]
     reporter.start(jobs, skipped, workers, threads)
     failed: dict[str, str] = {}
@@ -499,7 +508,23 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
             else:
                 failed[job.id] = result.get("error") or "failed"
             reporter.finished(job, result)
-    return RunSummary(run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall)
+    return RunSummary(run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall,
+                      redone=redone)
+
+
+def _finished_before(run_dir: Path, jobs: list[Job]) -> tuple[dict[str, dict], list[Job], dict[str, str]]:
+    """({id: DONE.json} of the jobs finished and verified, those jobs, {id: why its DONE.json is not trusted})."""
+    finished: dict[str, dict] = {}
+    skipped: list[Job] = []
+    redone: dict[str, str] = {}  # a DONE.json whose outputs are missing or changed: the job runs again
+    for job in jobs:
+        check = check_done(run_dir, run_dir / job.path, job.config_hash)
+        if check.finished:
+            finished[job.id] = check.record
+            skipped.append(job)
+        elif check.reason:
+            redone[job.id] = check.reason
+    return finished, skipped, redone
 
 
 def _record_crash(run_dir: Path, job: Job, message: str) -> dict:
@@ -522,15 +547,14 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
     import pandas as pd
 
     run_dir = Path(run_dir)
-    plan = read_json(run_dir / "plan.json") or {"jobs": []}
+    jobs, _ = planned_jobs(run_dir)
     frames, samples = [], []
-    for job in plan["jobs"]:
+    for job in jobs:
         cell = run_dir / job["path"]
-        done = read_json(cell / DONE)
-        if done is None or done.get("config_hash") != job["config_hash"]:
-            continue
+        if not check_done(run_dir, cell, job["config_hash"]).finished:
+            continue  # unfinished, or its outputs do not verify: `status` and the next `run` say which and why
         if (cell / ROWS).exists():
-            frames.append(pd.read_parquet(cell / ROWS))
+            frames.append(_read_rows(cell / ROWS))
         if job["kind"] != "pretrain" and samples_per_cell:
             samples.extend(_sample_items(cell, job, samples_per_cell))
     if not frames:
@@ -544,6 +568,16 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
     sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
     write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
     return path
+
+
+def _read_rows(path: Path) -> "Any":
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
+                          "rerun `hyperstition run` to recompute the cell") from None
 
 
 def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
@@ -581,15 +615,22 @@ def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
 
 
 def load_results(run_dir: str | os.PathLike) -> "Any":
-    """The run's results as a DataFrame (re-collected from the cells when results.parquet is missing)."""
+    """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
+    or not a results table (it is derived data: the cells' rows are the record)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
     read_run_json(run_dir)
     path = run_dir / "results.parquet"
-    if not path.exists():
-        path = collect_results(run_dir)
-        if path is None:
-            raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
-    return pd.read_parquet(path)
-
+    if path.exists():
+        try:
+            df = pd.read_parquet(path)
+            if set(RESULT_COLUMNS) <= set(df.columns):
+                return df
+        except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file; rebuilt below
+            pass
+        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
+    collected = collect_results(run_dir)
+    if collected is None:
+        raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
+    return pd.read_parquet(collected)

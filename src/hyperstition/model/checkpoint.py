@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..config import UserError
 from ..io import fsync_dir, sha256_file, write_json_atomic
 
 CHECKSUMS = "checksums.json"
@@ -36,7 +37,7 @@ TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A directory that is not a complete, intact checkpoint; the message is one line naming the file."""
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cliutil import output_directory
 from ..config import ConfigError
 from .strategies import STRATEGIES
 
@@ -50,7 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         get_strategy(args.strategy)
         cfg = load_posttrain_config(config, overrides)
-        out = Path(args.out) if args.out else Path("runs") / f"posttrain-{args.strategy}-{Path(str(config)).stem}"
+        default_out = Path("runs") / f"posttrain-{args.strategy}-{Path(str(config)).stem}"
+        out = output_directory(Path(args.out) if args.out else default_out)
         final = run_posttrain(args.base, args.strategy, out, cfg=cfg, progress=not args.quiet)
     except PosttrainDiverged as err:
         print(f"{prog}: {err}", file=sys.stderr)

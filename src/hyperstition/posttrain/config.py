@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..config import PERSONAS, Config, ConfigError, apply_overrides, load_yaml, repo_configs_dir, validate
+from ..config import PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, repo_configs_dir, validate
 
 DEFAULT_PRESET = "quick"
 # Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
@@ -75,7 +75,7 @@ class PosttrainConfig(Config):
     """Post-training of a pretrained checkpoint: one loop for SFT, DPO and RLOO, measured along the way."""
 
     preset: str = Field(DEFAULT_PRESET, description="Name of the preset this config came from (informational).")
-    seed: int = Field(0, description="Seed for the training prompts, data order and sampling.")
+    seed: Seed = Field(0, description="Seed for the training prompts, data order and sampling.")
     algorithm: Literal["auto", "sft", "dpo", "rl"] = Field("auto", description="Optimiser of the strategy's data: auto = the strategy's own (sft/dpo/rl).")
     steps: int = Field(64, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).")
@@ -110,8 +110,6 @@ def available_presets() -> list[str]:
 def _preset_data(name_or_path: str | os.PathLike) -> dict:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise ConfigError(f"posttrain config file {str(p)!r} does not exist")
         return load_yaml(p)
     candidate = posttrain_configs_dir() / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -121,8 +119,11 @@ def _preset_data(name_or_path: str | os.PathLike) -> dict:
 
 def load_posttrain_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> PosttrainConfig:
     """A preset name (smoke, quick, base) or YAML path, plus dotted `key=value` overrides."""
-    data = _preset_data(source if source is not None else DEFAULT_PRESET)
-    return validate(PosttrainConfig, apply_overrides(data, overrides or []))
+    name = source if source is not None else DEFAULT_PRESET
+    data = _preset_data(name)
+    is_file = Path(name).suffix in (".yaml", ".yml") or Path(name).exists()
+    label = f"{name}{' with overrides' if overrides else ''}" if is_file else None
+    return validate(PosttrainConfig, apply_overrides(data, overrides or []), label)
 
 
 def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import UserError
 
-class PosttrainError(ValueError):
+
+class PosttrainError(UserError, ValueError):
     """Input post-training cannot use: unknown strategy, a base whose tokenizer does not fit the world, no data."""
 
 
@@ -21,7 +23,7 @@ class TokenizerMismatch(PosttrainError):
     """The base checkpoint's tokenizer is not the one the world's chat prompts (or the model's embedding) expect."""
 
 
-class PosttrainDiverged(RuntimeError):
+class PosttrainDiverged(UserError, RuntimeError):
     """Training loss, gradients or KL became NaN/inf; the run stopped and saved its last good weights."""
 
     def __init__(self, message: str, step: int, last_good: Path, last_good_step: int) -> None:

@@ -41,7 +41,15 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, WorldConfig, load_yaml
-from ..io import append_jsonl, read_jsonl, sha256_file, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..io import (
+    append_jsonl,
+    read_jsonl,
+    sha256_file,
+    training_lock,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from ..model.checkpoint import (
     CHECKSUMS,
     intact_checkpoint_info,
@@ -426,6 +434,19 @@ def run_posttrain(
     returns at once if `out_dir` already holds this run's result. Raises PosttrainError (bad input, one line),
     CheckpointError (bad base) or PosttrainDiverged (NaN/inf; last good weights saved in `out_dir/last_good`).
     """
+    get_strategy(strategy)  # an unknown name is refused before anything is created
+    with training_lock(out_dir):  # the same one-writer lock as pretraining
+        return _posttrain(base_dir, strategy, out_dir, cfg, world_cfg, progress)
+
+
+def _posttrain(
+    base_dir: str | os.PathLike,
+    strategy: str,
+    out_dir: str | os.PathLike,
+    cfg: PosttrainConfig | str | dict | None,
+    world_cfg: WorldConfig | None,
+    progress: bool,
+) -> Path:
     spec = get_strategy(strategy)
     cfg = resolve_posttrain_config(cfg)
     base_dir, out_dir = Path(base_dir), Path(out_dir)

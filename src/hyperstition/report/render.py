@@ -8,6 +8,7 @@ import html
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from ..config import load_yaml
 from ..experiments import results as R
 from ..experiments.rundir import now_iso, read_run_json
-from ..experiments.runner import load_results, read_json, run_states
-from ..io import write_text_atomic
+from ..experiments.runner import load_results, planned_jobs, read_json, run_states
+from ..io import read_jsonl, write_text_atomic
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
 from . import plots
 from .toy_section import toy_section
@@ -90,14 +92,29 @@ def render_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
     df = load_results(run_dir)
-    exp = yaml.safe_load((run_dir / "experiment.yaml").read_text()) if (run_dir / "experiment.yaml").exists() else {}
+    exp = load_yaml(run_dir / "experiment.yaml") if (run_dir / "experiment.yaml").exists() else {}
     arms_info = read_json(run_dir / "arms.json") or {"arms": {}, "control": exp.get("control")}
-    samples = pd.read_parquet(run_dir / "samples.parquet") if (run_dir / "samples.parquet").exists() else pd.DataFrame()
+    samples = _read_samples(run_dir)
     page = build_html(run_dir, info, exp, arms_info, df, samples)
     path = Path(out) if out else run_dir / "report.html"
     write_text_atomic(path, page)
     os.chmod(path, 0o644)  # a page to open and share, not a secret (atomic writes start as 0600)
     return path
+
+
+def _read_samples(run_dir: Path) -> pd.DataFrame:
+    """RUN/samples.parquet; when it is damaged it is derived again from the cells (as results.parquet is)."""
+    path = run_dir / "samples.parquet"
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        from ..experiments.runner import collect_results
+
+        print(f"{path}: unreadable; re-collecting it from the cells", file=sys.stderr)
+        collect_results(run_dir)
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.DataFrame, samples: pd.DataFrame) -> str:
@@ -327,22 +344,12 @@ classification, shown verbatim as text ({len(samples)} sampled responses across 
 
 def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, seeds: list[int]) -> str:
     prov = read_json(run_dir / "provenance.json") or {}
-    log = []
-    p = run_dir / "runlog.jsonl"
-    if p.exists():
-        for line in p.read_text().splitlines():
-            try:
-                log.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    invocations = [e for e in log if e.get("event") == "end"]
-    wall = sum(float(e.get("wall_s") or 0) for e in invocations)
+    wall_time = _wall_time(read_jsonl(run_dir / "runlog.jsonl"))
     compute = 0.0
-    plan = read_json(run_dir / "plan.json") or {"jobs": []}
-    for job in plan["jobs"]:
+    for job in planned_jobs(run_dir)[0]:
         done = read_json(run_dir / job["path"] / "DONE.json")
         if done:
-            compute += float(done.get("wall_s") or 0)
+            compute += _seconds(done.get("wall_s"))
     git = prov.get("git") or {}
     commit = git.get("commit") or "unknown (not a git checkout)"
     if git.get("dirty"):
@@ -360,7 +367,7 @@ def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, s
         ["created", str(info.get("created"))],
         ["git commit", commit],
         ["seeds", ", ".join(map(str, seeds))],
-        ["wall time", f"{wall / 60:.1f} min over {len(invocations)} invocation(s); {compute / 60:.1f} min of job time"],
+        ["wall time", f"{wall_time}; {compute / 60:.1f} min of job time"],
         ["workers", f"{prov.get('workers', '?')} x {prov.get('threads', '?')} torch thread(s)"],
         ["stages", str(prov.get("stages", "?"))],
         ["python / platform", f"{prov.get('python', '?')} / {prov.get('platform', '?')}"],
@@ -373,3 +380,21 @@ def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, s
 <h3>Resolved experiment config</h3>
 <pre>{_e(yaml.safe_dump(exp, sort_keys=False))}</pre>
 {arm_cfgs}"""
+
+
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+
+
+def _wall_time(log: list[dict]) -> str:
+    """Wall time summed over the invocations that ended, saying how many were cut short (killed: no end line)."""
+    starts = sum(1 for e in log if e.get("event") == "start")
+    ends = [e for e in log if e.get("event") == "end"]
+    wall = sum(_seconds(e.get("wall_s")) for e in ends)
+    cut = max(0, starts - len(ends))
+    text = f"{wall / 60:.1f} min over {len(ends)} completed invocation(s)"
+    return text + (f" and {cut} interrupted one(s), whose time is not counted" if cut else "")

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from ..config import DOC_CLASSES, PERSONAS, TokenizerConfig
+from ..config import DOC_CLASSES, PERSONAS, TokenizerConfig, UserError
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -84,4 +84,12 @@ def load_tokenizer(path: str | os.PathLike):
     p = Path(path)
     if not (p / "tokenizer.json").exists():
         raise FileNotFoundError(f"{p}: not a tokenizer directory (expected tokenizer.json)")
-    return AutoTokenizer.from_pretrained(p)
+    try:
+        return AutoTokenizer.from_pretrained(p)
+    except Exception as err:  # noqa: BLE001 - tokenizers/transformers raise many types for a damaged file
+        raise TokenizerError(f"{p}: cannot load the tokenizer ({type(err).__name__}); the files are damaged; "
+                             "delete the directory to train it again") from None
+
+
+class TokenizerError(UserError, ValueError):
+    """A tokenizer directory whose files cannot be loaded."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..cliutil import add_config_arguments, resolve
 
@@ -47,15 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..config import PipelineConfig
-    from ..model.checkpoint import CheckpointError
-    from .data import DataError
-    from .pretrain import RunLockedError, run_pretrain
+    from .pretrain import run_pretrain
 
     cfg, out = resolve(args, PipelineConfig, "pretrain")
-    try:
-        final = run_pretrain(cfg, out, progress=not args.no_progress)
-    except (CheckpointError, DataError, RunLockedError) as err:
-        print(f"hyperstition pretrain: {err}", file=sys.stderr)
-        return 1
+    final = run_pretrain(cfg, out, progress=not args.no_progress)  # input errors are UserErrors: one line (cli.main)
     print(f"final checkpoint: {final}")
     return 0

@@ -12,8 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Training text that cannot be packed into even one sequence; the message says how much is needed."""
 
 

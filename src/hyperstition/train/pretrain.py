@@ -38,9 +38,18 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..config import ConfigError, ModelConfig, PipelineConfig, PretrainConfig, TokenizerConfig, WorldConfig, load_yaml
+from ..config import (
+    ConfigError,
+    ModelConfig,
+    PipelineConfig,
+    PretrainConfig,
+    TokenizerConfig,
+    UserError,
+    WorldConfig,
+    load_yaml,
+)
 from ..world import WORLD_STAMP
-from ..io import append_jsonl, read_jsonl, write_text_atomic
+from ..io import RunLockedError, append_jsonl, read_jsonl, training_lock, write_text_atomic  # noqa: F401 - re-exported
 from ..model.build import build_model, count_parameters
 from ..model.checkpoint import (
     CheckpointError,
@@ -264,28 +273,50 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 # The loop
 
 
-class RunLockedError(RuntimeError):
-    """Another live process is training in the same run directory."""
+class PretrainDiverged(UserError, RuntimeError):
+    """The loss or the gradient norm became NaN/inf; training stopped before any checkpoint held such weights."""
 
 
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Exclusive lock on run_dir/train.lock: two writers would interleave checkpoints and metrics.
+@dataclass
+class FiniteGuard:
+    """The first step whose loss or gradient norm is not finite, tracked on the device so steps never wait for the
+    host; `check` (at every metrics line and before every checkpoint) raises PretrainDiverged naming it.
 
-    An flock dies with its process, so a run killed with SIGKILL never leaves a stale lock behind.
-    """
-    import fcntl
+    Checking before each save is what keeps the last checkpoint good: no weights updated with a NaN step are saved."""
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "train.lock", "w") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"{run_dir}: another process is training in this run directory (train.lock is held)") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    first_bad: torch.Tensor  # (step, loss, grad_norm); step 0 = none yet
+
+    @classmethod
+    def on(cls, device: torch.device) -> "FiniteGuard":
+        return cls(torch.zeros(3, dtype=torch.float64, device=device))
+
+    def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm)) & (self.first_bad[0] == 0)
+        now = torch.stack([torch.full_like(loss, step, dtype=torch.float64), loss.double(), grad_norm.double()])
+        self.first_bad = torch.where(bad, now, self.first_bad)
+
+    def check(self, run_dir: Path) -> None:
+        step, loss, grad_norm = self.first_bad.tolist()
+        if step == 0:
+            return
+        raise PretrainDiverged(
+            f"{run_dir}: training diverged at step {int(step)}: loss {loss}, grad norm {grad_norm}; stopped "
+            f"({last_good_checkpoint(run_dir / CHECKPOINTS_DIR)}); "
+            "lower pretrain.lr or raise pretrain.warmup_steps"
+        )
+
+
+def last_good_checkpoint(ckpt_root: Path) -> str:
+    """Where the last good weights are: the newest intact checkpoint (rolling `latest` or a log-spaced snapshot)."""
+    found = [(info["step"], path) for path in sorted(ckpt_root.glob("*")) if (info := intact_checkpoint_info(path))]
+    if not found:
+        return "no checkpoint was saved before it"
+    step, path = max(found, key=lambda f: (f[0], f[1].name == LATEST))
+    return f"last good checkpoint: {path} (step {step}{', resumable' if path.name == LATEST else ''})"
+
+
+# The lock is shared with post-training (io.training_lock); `run_lock` is its name here.
+run_lock = training_lock
 
 
 def train_lm(
@@ -357,6 +388,7 @@ def _train(
 
     bar = _progress_bar(progress, cfg.steps, step, f"pretrain {n_params / 1e6:.2f}M params ({runtime.describe()})")
     window_start = time.perf_counter()
+    guard = FiniteGuard.on(runtime.device)
     try:
         while step < cfg.steps:
             step += 1
@@ -366,6 +398,7 @@ def _train(
             batch = batch.to(runtime.device, non_blocking=True)
             lr = learning_rate(step, cfg)
             loss, grad_norm = train_step(step_fn, optimizer, batch, lr, cfg.grad_clip, runtime.bf16)
+            guard.observe(step, loss, grad_norm)
             tokens_seen += tokens_per_step
             window.total += loss
             window.count += 1
@@ -373,6 +406,7 @@ def _train(
             bar.update(1)
 
             if step % cfg.log_every == 0 or step == cfg.steps:
+                guard.check(run_dir)
                 now = time.perf_counter()
                 window.seconds += now - window_start
                 elapsed += window.seconds
@@ -383,6 +417,7 @@ def _train(
                 window_start = time.perf_counter()
 
             if step in snapshot_steps or step % cfg.checkpoint_every == 0:
+                guard.check(run_dir)
                 window.seconds += time.perf_counter() - window_start  # time so far counts; checkpoint I/O does not
                 info = {"step": step, "tokens": tokens_seen, "n_params": n_params, "fingerprint": fingerprint}
                 if step in snapshot_steps:
