@@ -1,0 +1,59 @@
+"""results.parquet persists the seed aggregates (seed null): means, paired differences to the control and S(K), at
+common pressures inside the range every curve reached; every curve starts at the base evaluation itself."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyperstition.experiments import stats
+from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    run = tmp_path_factory.mktemp("aggregates") / "run"
+    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft]"], render=False)
+    assert summary.ok
+    return pd.read_parquet(run / "results.parquet")
+
+
+def test_base_aggregates_are_t_intervals_over_seed_means(results):
+    per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
+    key = dict(arm="misalignment_upsampled", strategy=BASE_STRATEGY, context="observed")
+
+    def pick(df, metric):
+        return df[(df.arm == key["arm"]) & (df.strategy == key["strategy"]) & (df.context == key["context"]) & (df.metric == metric)]
+
+    seeds = pick(per_seed, HEADLINE_BITS).set_index("seed").value
+    mean = pick(agg, HEADLINE_BITS).iloc[0]
+    expected = stats.seed_interval(list(seeds))
+    assert (mean.value, mean.ci_low, mean.ci_high, mean.kl_bits) == pytest.approx((expected.value, expected.ci_low, expected.ci_high, 0.0))
+    ctrl = per_seed[(per_seed.arm == "unfiltered") & (per_seed.strategy == BASE_STRATEGY) & (per_seed.context == "observed")
+                    & (per_seed.metric == HEADLINE_BITS)].set_index("seed").value
+    diff = pick(agg, paired_diff_metric(HEADLINE_BITS)).iloc[0]
+    assert diff.value == pytest.approx((seeds - ctrl).mean())
+    assert diff.ci_high - diff.ci_low == pytest.approx(2 * stats.seed_interval(list(seeds - ctrl)).half_width)
+
+
+def test_post_training_aggregates_are_at_common_pressures(results):
+    per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
+    curve = per_seed[(per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS) & (per_seed.context == "observed")]
+    firsts = [g[g.kl_bits > 0].kl_bits.min() for _, g in curve.groupby(["arm", "seed"])]
+    lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
+    ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))
+    assert len(ks) >= 2 and ks[0] == pytest.approx(max(firsts)) and ks[-1] == pytest.approx(min(lasts))
+    sticky = agg[agg.metric == STICKINESS_S]
+    assert set(sticky.arm) == {"misalignment_upsampled"} and sorted(set(sticky.kl_bits)) == pytest.approx(ks)
+    finite = sticky[np.isfinite(sticky.value)]
+    assert ((finite.ci_low <= finite.value) & (finite.value <= finite.ci_high)).all()
+    assert agg.step.isna().all() and agg.tokens.isna().all()
+
+
+def test_every_curve_starts_at_the_base_evaluation(results):
+    per_seed = results[results.seed.notna()]
+    cols = ["arm", "seed", "context", "metric"]
+    base = per_seed[per_seed.strategy == BASE_STRATEGY].set_index(cols).value.sort_index()
+    start = per_seed[(per_seed.strategy == "sft") & (per_seed.step == 0)]
+    assert (start.kl_bits == 0).all()
+    assert start.set_index(cols).value.sort_index().equals(base)
