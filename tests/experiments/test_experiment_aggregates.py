@@ -18,27 +18,28 @@ def results(tmp_path_factory):
     return pd.read_parquet(run / "results.parquet")
 
 
+def _pick(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
+    return df[(df.arm == arm) & (df.strategy == BASE_STRATEGY) & (df.context == "observed") & (df.metric == metric)]
+
+
 def test_base_aggregates_are_t_intervals_over_seed_means(results):
     per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
-    key = dict(arm="misalignment_upsampled", strategy=BASE_STRATEGY, context="observed")
-
-    def pick(df, metric):
-        return df[(df.arm == key["arm"]) & (df.strategy == key["strategy"]) & (df.context == key["context"]) & (df.metric == metric)]
-
-    seeds = pick(per_seed, HEADLINE_BITS).set_index("seed").value
-    mean = pick(agg, HEADLINE_BITS).iloc[0]
+    seeds = _pick(per_seed, "misalignment_upsampled", HEADLINE_BITS).set_index("seed").value
+    mean = _pick(agg, "misalignment_upsampled", HEADLINE_BITS).iloc[0]
     expected = stats.seed_interval(list(seeds))
-    assert (mean.value, mean.ci_low, mean.ci_high, mean.kl_bits) == pytest.approx((expected.value, expected.ci_low, expected.ci_high, 0.0))
-    ctrl = per_seed[(per_seed.arm == "unfiltered") & (per_seed.strategy == BASE_STRATEGY) & (per_seed.context == "observed")
-                    & (per_seed.metric == HEADLINE_BITS)].set_index("seed").value
-    diff = pick(agg, paired_diff_metric(HEADLINE_BITS)).iloc[0]
+    got = (mean.value, mean.ci_low, mean.ci_high, mean.kl_bits)
+    assert got == pytest.approx((expected.value, expected.ci_low, expected.ci_high, 0.0))
+    ctrl = _pick(per_seed, "unfiltered", HEADLINE_BITS).set_index("seed").value
+    diff = _pick(agg, "misalignment_upsampled", paired_diff_metric(HEADLINE_BITS)).iloc[0]
     assert diff.value == pytest.approx((seeds - ctrl).mean())
     assert diff.ci_high - diff.ci_low == pytest.approx(2 * stats.seed_interval(list(seeds - ctrl)).half_width)
+    assert _pick(agg, "unfiltered", paired_diff_metric(HEADLINE_BITS)).empty  # the control has no difference to itself
 
 
 def test_post_training_aggregates_are_at_common_pressures(results):
     per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
-    curve = per_seed[(per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS) & (per_seed.context == "observed")]
+    curve = per_seed[(per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS)
+                     & (per_seed.context == "observed")]
     firsts = [g[g.kl_bits > 0].kl_bits.min() for _, g in curve.groupby(["arm", "seed"])]
     lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
     ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))

@@ -5,7 +5,13 @@ import pytest
 
 from hyperstition.evals.config import load_suite_config
 from hyperstition.evals.suite import build_suite
-from hyperstition.experiments.config import eval_suite, list_experiments, load_experiment, pipeline_config, posttrain_config
+from hyperstition.experiments.config import (
+    eval_suite,
+    list_experiments,
+    load_experiment,
+    pipeline_config,
+    posttrain_config,
+)
 from hyperstition.posttrain.config import resolve_posttrain_config
 from hyperstition.posttrain.run import _suite_config as curve_suite_config
 from hyperstition.world.grammar import World
@@ -33,7 +39,9 @@ def test_base_and_curve_score_the_same_items():
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
     assert len(base.persona_items) == 6
-    for part in ("persona_items", "knowledge_items", "acknowledgement_items", "fact_denial_items", "fact_qa_items", "heldout_texts"):
+    parts = ("persona_items", "knowledge_items", "acknowledgement_items", "fact_denial_items", "fact_qa_items",
+             "heldout_texts")
+    for part in parts:
         assert getattr(base, part) == getattr(curve, part), part
 
 

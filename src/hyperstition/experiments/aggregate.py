@@ -88,7 +88,8 @@ def _seed_points(df: pd.DataFrame, strategy: str, grid: np.ndarray) -> dict[tupl
     if strategy == BASE_STRATEGY:
         sel = df[df.strategy == BASE_STRATEGY]
         for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
-            out.setdefault((arm, context, metric), {})[int(seed)] = tuple(np.array([g[c].mean()]) for c in ("value", "ci_low", "ci_high"))
+            means = tuple(np.array([g[c].mean()]) for c in ("value", "ci_low", "ci_high"))
+            out.setdefault((arm, context, metric), {})[int(seed)] = means
         return out
     sel = df[df.strategy == strategy].sort_values("step")
     for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
