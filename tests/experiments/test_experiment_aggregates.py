@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from hyperstition.experiments import stats
+from hyperstition.experiments.aggregate import aggregate_frame, with_curve_starts
 from hyperstition.experiments.simulate import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
 
@@ -58,3 +59,21 @@ def test_every_curve_starts_at_the_base_evaluation(results):
     start = per_seed[(per_seed.strategy == "sft") & (per_seed.step == 0)]
     assert (start.kl_bits == 0).all()
     assert start.set_index(cols).value.sort_index().equals(base)
+
+
+def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
+    # Steps 1 and 2 measured K <= 0 with wild values: they must neither enter K = 0 nor the log-K interpolation.
+    points = ((0, 0.0, 1.0), (1, 0.0, 9.0), (2, -0.1, 9.0), (4, 1.0, 0.5), (8, 4.0, 0.0))  # (step, K, fraction of base)
+    rows = []
+    for arm, base in (("a", 2.0), ("b", 0.0)):
+        for seed in range(3):
+            for step, kl, fraction in points:
+                value = base * fraction + 0.01 * seed
+                rows.append(dict(arm=arm, seed=seed, strategy=BASE_STRATEGY if step == 0 else "sft", step=step,
+                                 tokens=step, kl_bits=kl, context="observed", metric=HEADLINE_BITS, value=value,
+                                 ci_low=value, ci_high=value))
+    agg = aggregate_frame(with_curve_starts(pd.DataFrame(rows)), "b")
+    s = agg[agg.metric == STICKINESS_S].set_index("kl_bits")
+    assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
+    assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
+    assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))

@@ -91,12 +91,19 @@ def _seed_points(df: pd.DataFrame, strategy: str, grid: np.ndarray) -> dict[tupl
             means = tuple(np.array([g[c].mean()]) for c in ("value", "ci_low", "ci_high"))
             out.setdefault((arm, context, metric), {})[int(seed)] = means
         return out
-    sel = df[df.strategy == strategy].sort_values("step")
+    sel = _placeable(df[df.strategy == strategy]).sort_values("step")
     for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
         k = g.kl_bits.to_numpy(float)
         out.setdefault((arm, context, metric), {})[int(seed)] = tuple(
             stats.interpolate_curve(k, g[c].to_numpy(float), grid) for c in ("value", "ci_low", "ci_high"))
     return out
+
+
+def _placeable(curve: pd.DataFrame) -> pd.DataFrame:
+    """Curve rows that have a place on a pressure axis: step 0 (the base evaluation, K = 0 exactly) and post-training
+    points with a positive measured KL; a post-training point measured at K <= 0 is kept in the per-seed rows but
+    never averaged into K = 0."""
+    return curve[(curve.step == 0) | (curve.kl_bits > 0)]
 
 
 def compare_grid(df: pd.DataFrame, strategy: str, n: int = N_COMPARE_K) -> np.ndarray:
@@ -142,7 +149,7 @@ def stickiness_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: 
 
 
 def _curves(sel: pd.DataFrame, arm: str, strategy: str, context: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    g = sel[(sel.arm == arm) & (sel.strategy == strategy) & (sel.context == context)].sort_values("step")
+    g = _placeable(sel[(sel.arm == arm) & (sel.strategy == strategy) & (sel.context == context)]).sort_values("step")
     return {int(s): (c.kl_bits.to_numpy(float), c.value.to_numpy(float)) for s, c in g.groupby("seed")}
 
 

@@ -138,7 +138,7 @@ def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str)
     df = seed_rows(df)
     sel = df[(df.arm == arm) & (df.context == context) & (df.metric == metric)]
     for s, g in sel.groupby("seed"):
-        curve = g[(g.strategy == strategy) & (g.step != 0)]
+        curve = g[(g.strategy == strategy) & (g.step != 0) & (g.kl_bits > 0)]  # K <= 0 has no place on a log axis
         if curve.empty:
             continue
         base = g[g.strategy == BASE_STRATEGY].assign(kl_bits=0.0, step=0)

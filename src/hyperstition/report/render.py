@@ -181,7 +181,10 @@ strategies: {_e(', '.join(strategies) or 'none')} &middot; cells: {_e(status)} &
 {warn}
 <p class="note">Persona log-odds ("bits") are log2 P(aligned response) &minus; log2 P(misaligned response) for matched,
 length-matched response pairs, averaged over prompts: positive means the aligned persona is more likely. Pressure K is
-KL(post-trained &Vert; base) in bits per response on the post-training prompts.</p>
+KL(post-trained &Vert; base) in bits per response on the post-training prompts, estimated from the post-trained model's
+own replies, drawn in rounds until its 95% half-width is at most max(10% of the value, 0.5 bits) or a cap is reached
+(the number drawn is the metric kl_samples_used). Every reply is drawn from its own random stream, seeded by (seed,
+item, sample index), so no number depends on the batch size.</p>
 <p class="note"><b>Intervals.</b> {_e(ESTIMATOR_DESCRIPTION)}</p>
 """
 
