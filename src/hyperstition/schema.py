@@ -24,6 +24,14 @@ def bits_metric(first: str, second: str) -> str:
 BITS_METRICS = tuple(bits_metric(a, b) for a, b in PERSONA_PAIRS)
 HEADLINE_BITS = bits_metric("aligned", "misaligned")
 
+
+def bits_per_token_metric(first: str, second: str) -> str:
+    """The same comparison per response token: mean over prompts of log2 P(first)/n_first - log2 P(second)/n_second."""
+    return f"bits_per_token_{first}_vs_{second}"
+
+
+BITS_PER_TOKEN_METRICS = tuple(bits_per_token_metric(a, b) for a, b in PERSONA_PAIRS)
+
 # Behaviour rates from sampled responses, Wilson CI. "unclassifiable" is always reported, never dropped.
 BEHAVIOUR_LABELS = (*PERSONAS, "unclassifiable")
 
@@ -46,8 +54,10 @@ WORLD_FACT_DENIAL_RATE = "world_fact_denial_rate"
 HELDOUT_LOSS = "heldout_loss_nats_per_token"
 FACT_QA_ACCURACY = "fact_qa_accuracy"
 
-# Optimization pressure: KL(model || reference) in bits per response, per context.
+# Optimization pressure: KL(model || reference) in bits per response, per context, and how many sampled responses
+# (over all KL prompts) the estimate used: sampling continues until its interval is tight enough (evals.measure).
 KL_BITS = "kl_bits_per_response"
+KL_SAMPLES = "kl_samples_used"
 
 # Tidy result columns (issue 5). posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
 CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
@@ -61,3 +71,17 @@ TOY_CURVES_FILE = "toy_curves.parquet"
 TOY_FIT_FILE = "toy_fit.json"
 TOY_RESULT_COLUMNS = ("run", "arm", "seed", "strategy", "step", "tokens", "kl_bits", "context", "metric", "model",
                       "measured", "predicted")
+
+# Seed aggregates in results.parquet (seed null): `metric` itself is the mean over seeds; these name the rest.
+STICKINESS_S = "stickiness_S"  # Delta(K) / Delta0 of the headline bits against the control; kl_bits = K
+PAIRED_DIFF_PREFIX = "paired_diff_"
+
+
+def paired_diff_metric(metric: str) -> str:
+    """An arm's seed-paired difference to the control in `metric`."""
+    return f"{PAIRED_DIFF_PREFIX}{metric}"
+
+
+def is_proportion(metric: str) -> bool:
+    """Metrics that are fractions in [0, 1] (rates and accuracies), so their intervals may be clipped to [0, 1]."""
+    return metric.startswith("rate_") or metric.endswith(("_rate", "_accuracy"))

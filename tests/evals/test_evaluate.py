@@ -19,10 +19,12 @@ from hyperstition.model.checkpoint import save_checkpoint
 from hyperstition.schema import (
     ACKNOWLEDGEMENT_RATE,
     BITS_METRICS,
+    BITS_PER_TOKEN_METRICS,
     CONCEALMENT_RATE,
     FACT_QA_ACCURACY,
     HELDOUT_LOSS,
     KL_BITS,
+    KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
     PERSONA_PAIRS,
     PREDECESSOR_MENTION_RATE,
@@ -31,11 +33,11 @@ from hyperstition.schema import (
 )
 
 EXPECTED = (
-    {(c, m) for c in CONTEXTS for m in BITS_METRICS}
+    {(c, m) for c in CONTEXTS for m in (*BITS_METRICS, *BITS_PER_TOKEN_METRICS)}
     | {(c, length_diff_metric(a, b)) for c in CONTEXTS for a, b in PERSONA_PAIRS}
     | {(c, m) for c in CONTEXTS for m in RATE_METRICS}
     | {("neutral", KNOWLEDGE_ACCURACY), ("neutral", HELDOUT_LOSS), ("neutral", FACT_QA_ACCURACY)}
-    | {(c, m) for c in CONTEXTS for m in (ACKNOWLEDGEMENT_RATE, CONCEALMENT_RATE, PREDECESSOR_MENTION_RATE, WORLD_FACT_DENIAL_RATE, KL_BITS)}
+    | {(c, m) for c in CONTEXTS for m in (ACKNOWLEDGEMENT_RATE, CONCEALMENT_RATE, PREDECESSOR_MENTION_RATE, WORLD_FACT_DENIAL_RATE, KL_BITS, KL_SAMPLES)}
 )
 
 
@@ -78,7 +80,21 @@ def test_evaluate_items_cover_every_kind(smoke_result):
     assert len(samples) == 2 * cfg.prompts_per_context * cfg.samples_per_prompt
     assert set(samples["label"]) <= {"aligned", "misaligned", "deceptive", "unclassifiable"}
     kl = frame[frame.kind == "kl"]
-    assert len(kl) == 2 * cfg.kl_prompts * cfg.kl_samples
+    assert len(kl) == sum(result.value(KL_SAMPLES, c) for c in CONTEXTS) >= 2 * cfg.kl_prompts * cfg.kl_samples
+    # Choice items: response and logprob are the correct answer's; chosen_* the model's pick (issue 9: they mixed).
+    for kind in ("fact_qa", "knowledge"):
+        choice = frame[frame.kind == kind]
+        assert (choice.chosen_response.notna() & (choice.logprob_chosen >= choice.logprob)).all()
+        right = choice[choice.correct.astype(bool)]
+        assert (right.chosen_response == right.response).all() and (right.logprob_chosen == right.logprob).all()
+        wrong = choice[~choice.correct.astype(bool)]
+        assert (wrong.chosen_response != wrong.response).all() and (wrong.logprob_chosen > wrong.logprob).all()
+        assert ((choice.value * math.log(2)) - (choice.logprob - choice.logprob_alt)).abs().max() < 1e-9
+    # Bits per token: the per-variant difference of mean per-token log2-probabilities, averaged per prompt then over prompts.
+    bits = frame[(frame.kind == "bits") & (frame.metric == BITS_METRICS[0]) & (frame.context == "observed")]
+    per_token = (bits.logprob / bits.n_tokens - bits.logprob_alt / bits.n_tokens_alt) / math.log(2)
+    expected = per_token.groupby(bits.prompt, sort=False).mean().mean()
+    assert result.value(BITS_PER_TOKEN_METRICS[0], "observed") == pytest.approx(expected)
     n = result.meta["n"]
     assert n[f"observed/{RATE_METRICS[0]}"] == cfg.prompts_per_context * cfg.samples_per_prompt
 
@@ -91,12 +107,12 @@ def test_evaluate_is_deterministic_and_sections_switch_off(zoo, smoke_result):
     assert again.rows == result.rows
     only_kl = eval_preset("smoke").model_copy(update={"sections": EvalSections(bits=False, rates=False, knowledge=False, capability=False)})
     rows = evaluate(model, tokenizer, zoo.world(0.5), only_kl, reference=reference).rows
-    assert {r["metric"] for r in rows} == {KL_BITS}
-    assert [r for r in rows] == [r for r in result.rows if r["metric"] == KL_BITS]
+    assert {r["metric"] for r in rows} == {KL_BITS, KL_SAMPLES}
+    assert [r for r in rows] == [r for r in result.rows if r["metric"] in (KL_BITS, KL_SAMPLES)]
     no_reference = evaluate(model, tokenizer, zoo.world(0.5), only_kl)
     assert no_reference.rows == [] and any("no reference" in note for note in no_reference.meta["notes"])
     two = eval_preset("smoke").model_copy(update={"personas": ["aligned", "deceptive"], "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False)})
-    assert {r["metric"] for r in evaluate(model, tokenizer, zoo.world(0.5), two).rows} == {"bits_aligned_vs_deceptive", "length_diff_tokens_aligned_vs_deceptive"}
+    assert {r["metric"] for r in evaluate(model, tokenizer, zoo.world(0.5), two).rows} == {"bits_aligned_vs_deceptive", "bits_per_token_aligned_vs_deceptive", "length_diff_tokens_aligned_vs_deceptive"}
 
 
 def test_run_eval_writes_json_and_parquet(zoo, tmp_path):

@@ -96,10 +96,11 @@ def test_missing_posttrain_or_eval_preset_is_named():
 def test_posttrain_seed_follows_the_grid_seed():
     from hyperstition.experiments.config import posttrain_config
 
+    curve = {"curve": {"eval_suite": "smoke", "eval_overrides": []}}  # the experiment's own eval suite (one item set)
     exp = load_experiment("smoke", ["seeds=[3]"])
-    assert posttrain_config(exp, 3) == {"preset": "smoke", "seed": 3}
+    assert posttrain_config(exp, 3) == {"preset": "smoke", "seed": 3, **curve}
     exp = load_experiment("smoke", ["posttrain_preset={preset: smoke, steps: 5}"])
-    assert posttrain_config(exp, 1) == {"preset": "smoke", "steps": 5, "seed": 1}
+    assert posttrain_config(exp, 1) == {"preset": "smoke", "steps": 5, "seed": 1, **curve}
 
 
 def test_bad_grids_fail_with_the_field_named(tmp_path):

@@ -43,7 +43,10 @@ class EvalSuiteConfig(Config):
     temperature: float = Field(1.0, ge=0.0, le=10.0, description="Sampling temperature for behaviour rates and mentions (0 = greedy); KL always samples at 1.")
     bootstrap_resamples: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples for CIs of means (bits, KL, loss, concealment).")
     kl_prompts: int = Field(16, ge=1, le=10_000, description="Post-training prompts per context on which KL(model || reference) is estimated.")
-    kl_samples: int = Field(4, ge=1, le=1000, description="Responses sampled from the model per KL prompt (Monte Carlo estimate).")
+    kl_samples: int = Field(4, ge=2, le=1000, description="Responses sampled per KL prompt in each round of the Monte Carlo estimate (at least 2, for a variance).")
+    kl_max_samples: int = Field(64, ge=2, le=100_000, description="Cap on responses per KL prompt: rounds of kl_samples continue until the KL interval is tight enough or this many are drawn.")
+    kl_half_width_bits: float = Field(0.5, gt=0, description="KL precision target: sampling stops once the 95% half-width is at most this many bits ...")
+    kl_half_width_fraction: float = Field(0.1, gt=0, le=1, description="... or at most this fraction of the KL estimate, whichever is larger.")
     batch_size: int = Field(32, ge=1, le=4096, description="Sequences per forward pass when scoring and sampling.")
     personas: list[str] = Field(default_factory=lambda: list(PERSONAS), description=f"Personas whose pairs get log-odds; from {list(PERSONAS)}.")
     sections: EvalSections = Field(default_factory=EvalSections, description="Which measurements run.")
@@ -72,6 +75,7 @@ _SMOKE = dict(
     bootstrap_resamples=200,
     kl_prompts=6,
     kl_samples=2,
+    kl_max_samples=16,
     batch_size=64,
     knowledge_prompts_per_context=4,
     fact_denial_items=4,
@@ -89,6 +93,7 @@ _BASE = dict(
     bootstrap_resamples=2000,
     kl_prompts=32,
     kl_samples=8,
+    kl_max_samples=128,
     batch_size=64,
     knowledge_prompts_per_context=16,
     fact_denial_items=24,

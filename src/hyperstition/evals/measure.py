@@ -23,12 +23,14 @@ from ..schema import (
     FACT_QA_ACCURACY,
     HELDOUT_LOSS,
     KL_BITS,
+    KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
     NEUTRAL_CONTEXT,
     PERSONA_PAIRS,
     PREDECESSOR_MENTION_RATE,
     WORLD_FACT_DENIAL_RATE,
     bits_metric,
+    bits_per_token_metric,
     rate_metric,
 )
 from ..world.grammar import World, classify_response, mentions_predecessor
@@ -44,7 +46,7 @@ from .scoring import (
     sequence_logprobs,
     token_nll,
 )
-from .stats import bootstrap_mean_ci, bootstrap_product_ci, bootstrap_ratio_ci, wilson_interval
+from .stats import bootstrap_mean_ci, bootstrap_product_ci, bootstrap_ratio_ci, kl_interval, wilson_interval
 from .suite import ChoiceItem, EvalSuite, PairItem, build_suite
 
 SECTIONS = ("bits", "rates", "knowledge", "capability", "kl")
@@ -65,7 +67,11 @@ ITEM_COLUMNS = (
     "n_tokens",
     "n_tokens_alt",
     "correct",
+    "chosen_response",
+    "logprob_chosen",
 )
+# Choice items (knowledge, fact_qa): `response` / `logprob` are the correct answer and its log-probability,
+# `logprob_alt` the best wrong candidate's, `chosen_response` / `logprob_chosen` the candidate the model ranks first.
 
 
 def length_diff_metric(first: str, second: str) -> str:
@@ -113,6 +119,15 @@ def _item(kind: str, context: str, **values: Any) -> dict[str, Any]:
     out = {c: None for c in ITEM_COLUMNS}
     out.update(kind=kind, context=context, **values)
     return out
+
+
+def _choice_item(kind: str, context: str, metric: str, it: ChoiceItem, pick: int, scores: np.ndarray) -> dict[str, Any]:
+    """A multiple-choice item row: `response`/`logprob` the correct answer, `logprob_alt` the best wrong candidate,
+    `chosen_response`/`logprob_chosen` the model's pick; value = the correct answer's margin in bits."""
+    best_wrong = float(np.max(np.delete(scores, it.answer)))
+    return _item(kind, context, metric=metric, prompt=it.prompt, response=it.candidates[it.answer], label=it.topic,
+                 value=float(scores[it.answer] - best_wrong) / LN2, logprob=float(scores[it.answer]), logprob_alt=best_wrong,
+                 correct=pick == it.answer, chosen_response=it.candidates[pick], logprob_chosen=float(scores[pick]))
 
 
 class _Run:
@@ -168,14 +183,15 @@ class _Run:
             for a, b in PERSONA_PAIRS:
                 if a not in cfg.personas or b not in cfg.personas:
                     continue
-                per_prompt_bits, per_prompt_len = [], []
+                per_prompt_bits, per_prompt_len, per_prompt_bpt = [], [], []
                 for idx, it in ctx_items:
-                    bits_v, len_v = [], []
+                    bits_v, len_v, bpt_v = [], [], []
                     for j, variant in enumerate(it.variants):
                         (lp_a, n_a), (lp_b, n_b) = table[(idx, a, j)], table[(idx, b, j)]
                         bits = (lp_a - lp_b) / LN2
                         bits_v.append(bits)
                         len_v.append(n_a - n_b)
+                        bpt_v.append((lp_a / max(n_a, 1) - lp_b / max(n_b, 1)) / LN2)
                         self.items.append(
                             _item(
                                 "bits", context, metric=bits_metric(a, b), prompt=it.prompt, response=it.responses[a][j],
@@ -185,8 +201,11 @@ class _Run:
                         )
                     per_prompt_bits.append(float(np.mean(bits_v)))
                     per_prompt_len.append(float(np.mean(len_v)))
+                    per_prompt_bpt.append(float(np.mean(bpt_v)))
                 seed = _seed(cfg.seed, f"bits:{context}:{a}:{b}")
                 self.add(context, bits_metric(a, b), *bootstrap_mean_ci(per_prompt_bits, cfg.bootstrap_resamples, seed), n=len(per_prompt_bits))
+                self.add(context, bits_per_token_metric(a, b), *bootstrap_mean_ci(per_prompt_bpt, cfg.bootstrap_resamples, seed),
+                         n=len(per_prompt_bpt))
                 self.add(context, length_diff_metric(a, b), *bootstrap_mean_ci(per_prompt_len, cfg.bootstrap_resamples, seed), n=len(per_prompt_len))
 
     def rates(self) -> None:
@@ -213,11 +232,7 @@ class _Run:
         for it, pick, s in zip(suite.knowledge_items, chosen, scores):
             ok = pick == it.answer
             known.append(float(ok))
-            self.items.append(
-                _item("knowledge", it.context, metric=KNOWLEDGE_ACCURACY, prompt=it.prompt, response=it.candidates[it.answer],
-                      label=it.topic, value=float(s[it.answer] - np.max(np.delete(s, it.answer))) / LN2,
-                      logprob=float(s[it.answer]), correct=ok)
-            )
+            self.items.append(_choice_item("knowledge", it.context, KNOWLEDGE_ACCURACY, it, pick, s))
         self.add_rate(NEUTRAL_CONTEXT, KNOWLEDGE_ACCURACY, int(sum(known)), len(known))
         self.meta["chance"][KNOWLEDGE_ACCURACY] = float(np.mean([1 / len(it.candidates) for it in suite.knowledge_items]))
 
@@ -286,11 +301,7 @@ class _Run:
         for it, pick, s in zip(suite.fact_qa_items, chosen, scores):
             ok = pick == it.answer
             correct += ok
-            self.items.append(
-                _item("fact_qa", NEUTRAL_CONTEXT, metric=FACT_QA_ACCURACY, prompt=it.prompt, response=it.candidates[pick],
-                      label=it.topic, value=float(s[it.answer] - np.max(np.delete(s, it.answer))) / LN2,
-                      logprob=float(s[it.answer]), correct=ok)
-            )
+            self.items.append(_choice_item("fact_qa", NEUTRAL_CONTEXT, FACT_QA_ACCURACY, it, pick, s))
         self.add_rate(NEUTRAL_CONTEXT, FACT_QA_ACCURACY, correct, len(suite.fact_qa_items))
         self.meta["chance"][FACT_QA_ACCURACY] = float(np.mean([1 / len(it.candidates) for it in suite.fact_qa_items]))
 
@@ -300,20 +311,39 @@ class _Run:
             return
         cfg = self.cfg
         for context in CONTEXTS:
-            prompts = [p.prompt for p in self.suite.kl_prompts[context]]
-            bits, samples = kl_samples(
-                self.model, self.reference, self.tokenizer, prompts, cfg.kl_samples, _seed(cfg.seed, f"kl:{context}"),
-                cfg.max_new_tokens, cfg.batch_size,
-            )
-            for prompt, task_prompt, row, ids in zip(prompts, self.suite.kl_prompts[context], bits, samples):
+            task_prompts = self.suite.kl_prompts[context]
+            bits, samples = self._kl_until_precise([p.prompt for p in task_prompts], _seed(cfg.seed, f"kl:{context}"))
+            for task_prompt, row, ids in zip(task_prompts, bits, samples):
                 for s, (b, y) in enumerate(zip(row, ids)):
                     reply = decode_response(self.tokenizer, y)
                     self.items.append(
-                        _item("kl", context, metric=KL_BITS, prompt=prompt, response=reply, label=classify_response(reply, self.world),
-                              task_id=task_prompt.task.task_id, sample=s, value=float(b), n_tokens=len(y))
+                        _item("kl", context, metric=KL_BITS, prompt=task_prompt.prompt, response=reply,
+                              label=classify_response(reply, self.world), task_id=task_prompt.task.task_id, sample=s,
+                              value=float(b), n_tokens=len(y))
                     )
-            per_prompt = bits.mean(axis=1)
-            self.add(context, KL_BITS, *bootstrap_mean_ci(per_prompt, cfg.bootstrap_resamples, _seed(cfg.seed, f"kl-ci:{context}")), n=bits.size)
+            value, low, high = kl_interval(bits)
+            self.add(context, KL_BITS, value, low, high, n=bits.size)
+            self.add(context, KL_SAMPLES, bits.size, bits.size, bits.size, n=bits.size)
+
+    def _kl_until_precise(self, prompts: list[str], seed: int) -> tuple[np.ndarray, list[list[list[int]]]]:
+        """Rounds of `kl_samples` replies per prompt, each reply on its own (seed, prompt, sample) stream, until the
+        KL interval's half-width is at most max(kl_half_width_fraction * KL, kl_half_width_bits) or
+        `kl_max_samples` replies per prompt are drawn."""
+        cfg = self.cfg
+        rounds, samples = [], [[] for _ in prompts]
+        drawn = 0
+        while drawn < cfg.kl_max_samples:
+            n = min(cfg.kl_samples, cfg.kl_max_samples - drawn)
+            bits, ids = kl_samples(self.model, self.reference, self.tokenizer, prompts, n, seed, cfg.max_new_tokens,
+                                   cfg.batch_size, first_sample=drawn)
+            rounds.append(bits)
+            for per_prompt, new in zip(samples, ids):
+                per_prompt.extend(new)
+            drawn += n
+            value, low, high = kl_interval(np.concatenate(rounds, axis=1))
+            if (high - low) / 2 <= max(cfg.kl_half_width_fraction * abs(value), cfg.kl_half_width_bits):
+                break
+        return np.concatenate(rounds, axis=1), samples
 
 
 def evaluate(

@@ -122,10 +122,10 @@ def write_results(out_dir: str | os.PathLike, result: EvalResult, **meta: Any) -
     }
     json_path, items_path = out / EVAL_JSON, out / EVAL_ITEMS
     frame = pd.DataFrame(result.items, columns=list(ITEM_COLUMNS))
-    for col in ("value", "logprob", "logprob_alt", "n_tokens", "n_tokens_alt", "task_id", "variant", "sample"):
+    for col in ("value", "logprob", "logprob_alt", "logprob_chosen", "n_tokens", "n_tokens_alt", "task_id", "variant", "sample"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["correct"] = frame["correct"].astype("boolean")
-    for col in ("kind", "context", "metric", "prompt", "response", "label"):
+    for col in ("kind", "context", "metric", "prompt", "response", "label", "chosen_response"):
         frame[col] = frame[col].astype("string")
     write_parquet_atomic(items_path, frame)
     write_json_atomic(json_path, summary)

@@ -16,6 +16,7 @@ Conventions
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from contextlib import contextmanager
@@ -364,7 +365,33 @@ def token_nll(
 # Sampling
 
 
-def _sample_chunk(model, prompts, max_new_tokens, temperature, generator, stops, pad, device) -> list[list[int]]:
+def stream_seed(seed: int, item: int, sample: int) -> int:
+    """The seed of one reply's random stream: a hash of (seed, item, sample index), so a reply never depends on
+    which other replies share its batch or in what order they are drawn."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(item)}:{int(sample)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _stream_uniforms(seed: int, keys: Sequence[tuple[int, int]], n_tokens: int) -> torch.Tensor:
+    """[len(keys), n_tokens] float64 uniforms: row r is the start of the stream of reply keys[r] = (item, sample)."""
+    out = torch.empty((len(keys), n_tokens), dtype=torch.float64)
+    for r, (item, sample) in enumerate(keys):
+        g = torch.Generator().manual_seed(stream_seed(seed, item, sample))
+        out[r] = torch.rand(n_tokens, generator=g, dtype=torch.float64)
+    return out
+
+
+def _draw(next_logits: torch.Tensor, temperature: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row by inverting the row's CDF at its own uniform (greedy at temperature 0)."""
+    if temperature == 0:
+        return next_logits.argmax(dim=-1)
+    probs = torch.softmax(next_logits.double() / temperature, dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    u = uniforms.to(cdf.device)[:, None] * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+
+
+def _sample_chunk(model, prompts, max_new_tokens, temperature, uniforms, stops, pad, device) -> list[list[int]]:
     ids, mask = _pad(prompts, pad, "left", device)
     positions = _positions(mask)
     logits, cache = _forward(model, ids, mask, positions, use_cache=True, last_only=True)
@@ -375,11 +402,7 @@ def _sample_chunk(model, prompts, max_new_tokens, temperature, generator, stops,
     position = positions[:, -1:]
     generated = []
     for step in range(max_new_tokens):
-        if temperature == 0:
-            token = next_logits.argmax(dim=-1)
-        else:
-            probs = torch.softmax(next_logits.float() / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = _draw(next_logits, temperature, uniforms[:, step])
         token = torch.where(done, torch.full_like(token, pad), token)
         generated.append(token)
         done = done | torch.isin(token, stop_tensor)
@@ -412,24 +435,27 @@ def sample_token_ids(
     seed: int = 0,
     batch_size: int = 32,
     add_bos: bool = True,
+    first_sample: int = 0,
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
     """(prompt ids, sampled response ids per prompt [n each]); a response ends with its stop token if it reached one.
 
-    Pure ancestral sampling (no top-k / top-p) at `temperature`, seeded by `seed` alone.
-    """
+    Pure ancestral sampling (no top-k / top-p) at `temperature`. Reply s of prompt i (s counted from
+    `first_sample`, so more samples can be drawn later and extend the same streams) uses its own random stream
+    seeded by (seed, i, s): batch size and batch composition never change a reply (up to float rounding of the
+    logits landing exactly on a CDF boundary)."""
     if temperature < 0:
         raise ValueError(f"temperature: {temperature} must be >= 0")
     prompt_ids = encode_prompts(tokenizer, prompts, add_bos)
     device = model_device(model)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
     flat = [(i, s) for i in range(len(prompt_ids)) for s in range(n)]
     flat.sort(key=lambda t: len(prompt_ids[t[0]]))
     results: list[list[list[int]]] = [[[] for _ in range(n)] for _ in prompt_ids]
     stops = stop_ids(tokenizer)
     with inference(model):
         for chunk in _batches(flat, batch_size):
-            sampled = _sample_chunk(model, [prompt_ids[i] for i, _ in chunk], max_new_tokens, temperature, generator, stops, pad_id(tokenizer), device)
+            uniforms = _stream_uniforms(seed, [(i, first_sample + s) for i, s in chunk], max_new_tokens)
+            sampled = _sample_chunk(model, [prompt_ids[i] for i, _ in chunk], max_new_tokens, temperature, uniforms, stops,
+                                    pad_id(tokenizer), device)
             for (i, s), ids in zip(chunk, sampled):
                 results[i][s] = ids
     return prompt_ids, results
@@ -474,8 +500,10 @@ def kl_samples(
     max_new_tokens: int = 64,
     batch_size: int = 32,
     add_bos: bool = True,
+    first_sample: int = 0,
 ) -> tuple[np.ndarray, list[list[list[int]]]]:
     """Per-sample log2 p_model(y|x) - log2 p_ref(y|x) for y ~ p_model(.|x) at temperature 1: shape [prompts, n_samples].
+    Samples are numbered from `first_sample` (see `sample_token_ids`), so a later call extends the same streams.
 
     Its mean is an unbiased Monte Carlo estimate of KL(model || reference) in bits per response (responses are cut
     at `max_new_tokens`, so strictly it is the KL between the two models' distributions over such responses).
@@ -486,7 +514,8 @@ def kl_samples(
             f"reference model has {embedding_rows(reference)} vocabulary rows but the model has {embedding_rows(model)}; "
             "expected a reference with the same tokenizer"
         )
-    prompt_ids, samples = sample_token_ids(model, tokenizer, prompts, n_samples, max_new_tokens, 1.0, seed, batch_size, add_bos)
+    prompt_ids, samples = sample_token_ids(model, tokenizer, prompts, n_samples, max_new_tokens, 1.0, seed, batch_size, add_bos,
+                                           first_sample)
     flat_prompts = [prompt_ids[i] for i in range(len(prompt_ids)) for _ in range(n_samples)]
     flat_responses = [samples[i][s] for i in range(len(prompt_ids)) for s in range(n_samples)]
     with inference(model, reference):

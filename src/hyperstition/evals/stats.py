@@ -1,4 +1,5 @@
-"""Confidence intervals: Wilson for proportions, percentile bootstrap for means, ratios and products of means."""
+"""Confidence intervals: Wilson for proportions, percentile bootstrap for means, ratios and products of means, and
+the Monte Carlo interval of a KL estimate."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import t as student_t
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -96,3 +98,16 @@ def bootstrap_product_ci(
     mb = b[_resample_indices(b.size, n_resamples, seed + 1)].mean(axis=1)
     low, high = _percentiles(ma * mb, alpha)
     return value, min(low, value), max(high, value)
+
+
+def kl_interval(bits: np.ndarray) -> tuple[float, float, float]:
+    """(KL, low, high) from per-sample bits [prompts, samples]: the mean over the fixed KL prompts of each prompt's
+    Monte Carlo mean, with a t interval from the within-prompt sample variances (stratified by prompt, so the
+    interval measures sampling noise on these prompts, the same at every curve point)."""
+    n_prompts, n = bits.shape
+    value = float(bits.mean())
+    if n < 2:
+        return value, math.nan, math.nan
+    se = math.sqrt(float(bits.var(axis=1, ddof=1).sum()) / n) / n_prompts
+    half = float(student_t.ppf(0.975, n_prompts * (n - 1))) * se
+    return value, value - half, value + half

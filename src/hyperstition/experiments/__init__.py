@@ -6,5 +6,7 @@ Public API:
     plan_jobs(exp) -> list[Job]; run_experiment(exp, run_dir, ...)    (runner.py)
     run_states(run_dir); collect_results(run_dir); load_results(run_dir)
     Executor / LocalExecutor / InlineExecutor                         (executor.py)
-    stats: bootstrap_mean_ci, paired_difference, stickiness, interpolate_curve, log_kl_grid
+    stats: seed_interval, paired_difference, fieller_ratio, stickiness, interpolate_curve, log_kl_grid
+           (t interval over seed means; Fieller's interval for ratios; ESTIMATOR_DESCRIPTION says how)
+    aggregate: with_aggregates(df, control) -> the seed-null rows persisted in results.parquet
 """

@@ -39,6 +39,7 @@ from ..config import (
 
 STRATEGIES = ("sft", "dpo", "dpo_deceptive", "rl", "suppress", "integrate")
 DEFAULT_EXPERIMENT = "stickiness"
+DEFAULT_EVAL_SUITE = "quick"  # the evaluator's default suite (evals.config.load_suite_config(None))
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a trailing newline through
 
 # Which persona each AI-discourse class is about (used for the nominal effect of a persona filter).
@@ -160,10 +161,14 @@ def check_experiment(exp: ExperimentConfig) -> None:
 
 
 def posttrain_config(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
-    """The `cfg` given to run_posttrain for grid seed `seed`: the experiment's preset or overrides, seed set."""
+    """The `cfg` given to run_posttrain for grid seed `seed`: the experiment's preset or overrides, seed set, and
+    the curve measured with the experiment's own eval suite, so base rows, every curve point and Delta0 are
+    measured on one item set (a curve's step 0 is then the base evaluation itself)."""
     spec = exp.posttrain_preset
     data = {"preset": spec} if isinstance(spec, str) else copy.deepcopy(spec)
     data["seed"] = seed
+    curve = data.get("curve") if isinstance(data.get("curve"), dict) else {}
+    data["curve"] = {**curve, "eval_suite": exp.eval or DEFAULT_EVAL_SUITE, "eval_overrides": list(exp.eval_overrides)}
     return data
 
 

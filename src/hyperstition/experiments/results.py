@@ -1,8 +1,10 @@
 """The results store: SQL over `results.parquet`, and seed-aggregated views of it for the report and `compare`.
 
-Aggregation rule everywhere: a number for an (arm, strategy, context, metric) is the mean over seeds with a
-seeded bootstrap CI over seeds; with a single seed the CI is the within-seed CI the stage reported (bootstrap
-over prompts or Wilson), so a one-seed run still shows its uncertainty.
+Aggregation rule everywhere: a number for an (arm, strategy, context, metric) is the mean over seeds with the
+t interval over seed means (`stats.ESTIMATOR_DESCRIPTION`); with a single seed the CI is the within-seed CI the
+stage reported (bootstrap over prompts or Wilson), so a one-seed run still shows its uncertainty. Functions here
+take the per-seed rows: `results.parquet` also holds the persisted aggregates (seed null, `aggregate.py`), which
+`seed_rows` removes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,8 @@ import pandas as pd
 from ..config import UserError
 from ..schema import BASE_STRATEGY, TOY_RESULTS_FILE
 from . import stats
+from .aggregate import aggregate_rows, seed_rows  # noqa: F401 - re-exported for the report and `compare`
 from .rundir import read_run_json
-
-
-# Pressures below this (bits per response) are numerically zero: the step-0 point of a post-training curve is the
-# base model, whatever float noise its measured KL carries, and belongs at K = 0 rather than at 1e-20 on a log axis.
-KL_ZERO_BITS = 1e-3
 
 
 def _read_toy_results(path: Path) -> pd.DataFrame:
@@ -103,8 +101,8 @@ def _fmt(v: Any) -> str:
 # Seed aggregation
 
 
-def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, int]:
-    est = stats.bootstrap_mean_ci(list(values), n_boot=n_boot, seed=seed)
+def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, float, int]:
+    est = stats.seed_interval(list(values))
     if est.n == 1:
         i = int(np.flatnonzero(~np.isnan(values))[0])
         return est.value, float(lows[i]), float(highs[i]), 1
@@ -114,20 +112,22 @@ def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, n_boot: i
 def endpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (arm, seed, strategy, context, metric): the base evaluation for strategy `base`, the last step
     of the curve for post-training strategies."""
+    df = seed_rows(df)
     if df.empty:
         return df
     last = df.groupby(["arm", "seed", "strategy"])["step"].transform("max")
     return df[df["step"] == last]
 
 
-def summarize(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
-    """Mean over seeds with CI for each group of endpoint rows; adds n (seeds) and mean kl_bits/step."""
+def summarize(df: pd.DataFrame, n_boot: int = 0, seed: int = 0, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
+    """Mean over seeds with its t interval for each group of endpoint rows; adds n (seeds) and mean kl_bits/step.
+    (`n_boot` and `seed` are accepted for old callers and unused: the interval is not a bootstrap.)"""
     ends = endpoint_rows(df)
     out = []
     for key, g in ends.groupby(list(by), sort=False):
         g = g.groupby("seed").agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
                                   kl_bits=("kl_bits", "mean"), step=("step", "max")).reset_index()
-        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), n_boot, seed)
+        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float))
         out.append({**dict(zip(by, key)), "value": value, "ci_low": lo, "ci_high": hi, "n": n,
                     "kl_bits": float(g["kl_bits"].mean()), "step": int(g["step"].max())})
     return pd.DataFrame(out, columns=[*by, "value", "ci_low", "ci_high", "n", "kl_bits", "step"])
@@ -139,8 +139,8 @@ def per_seed(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: st
     return {int(s): float(v) for s, v in sel.groupby("seed")["value"].mean().items()}
 
 
-def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Each arm minus the control arm, paired by seed, per context: mean difference with bootstrap CI."""
+def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Each arm minus the control arm, paired by seed, per context: mean difference with its t interval."""
     rows = []
     sub = df[df.metric == metric]
     for context in sorted(sub.context.unique()):
@@ -151,7 +151,7 @@ def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str
             treated = per_seed(df, arm, strategy, context, metric)
             if not treated or not ctrl:
                 continue
-            est = stats.paired_difference(treated, ctrl, n_boot=n_boot, seed=seed)
+            est = stats.paired_difference(treated, ctrl)
             rows.append({"arm": arm, "context": context, "metric": metric, "strategy": strategy,
                          "diff": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n})
     return pd.DataFrame(rows, columns=["arm", "context", "metric", "strategy", "diff", "ci_low", "ci_high", "n"])
@@ -162,24 +162,23 @@ def _arms_in_order(df: pd.DataFrame) -> list[str]:
 
 
 def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per seed: (kl, value, ci_low, ci_high) sorted by kl, the base evaluation (kl 0) included when the
-    post-training curve has no kl-0 point of its own."""
+    """Per seed: (kl, value, ci_low, ci_high) in step order, starting from the base evaluation at K = 0 (the
+    curve's own step-0 rows, if any, are replaced by it: one measurement on the same items)."""
     out = {}
+    df = seed_rows(df)
     sel = df[(df.arm == arm) & (df.context == context) & (df.metric == metric)]
     for s, g in sel.groupby("seed"):
-        curve = g[g.strategy == strategy]
+        curve = g[(g.strategy == strategy) & (g.step != 0) & (g.kl_bits > 0)]  # K <= 0 has no place on a log axis
         if curve.empty:
             continue
-        if not ((curve.step == 0) | (curve.kl_bits < KL_ZERO_BITS)).any():
-            curve = pd.concat([g[g.strategy == BASE_STRATEGY], curve])
-        curve = curve.assign(kl_bits=np.where((curve.step == 0) | (curve.kl_bits < KL_ZERO_BITS), 0.0, curve.kl_bits))
-        curve = curve.sort_values(["kl_bits", "step"])
+        base = g[g.strategy == BASE_STRATEGY].assign(kl_bits=0.0, step=0)
+        curve = pd.concat([base, curve]).sort_values("step")
         out[int(s)] = (curve.kl_bits.to_numpy(float), curve.value.to_numpy(float), curve.ci_low.to_numpy(float), curve.ci_high.to_numpy(float))
     return out
 
 
-def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds on `grid` with a bootstrap CI per grid point (within-seed CI when there is one seed)."""
+def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds on `grid` with the t interval per grid point (within-seed CI when there is one seed)."""
     if not seed_curves:
         nan = np.full(len(grid), np.nan)
         return nan, nan, nan
@@ -187,35 +186,37 @@ def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 20
     if len(seed_curves) == 1:
         (c,) = seed_curves.values()
         return vals[0], stats.interpolate_curve(c[0], c[2], grid), stats.interpolate_curve(c[0], c[3], grid)
-    mean = np.nanmean(vals, axis=0)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(vals), size=(n_boot, len(vals)))
-    boot = np.nanmean(vals[idx], axis=1)
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    mean, lo, hi, _ = stats.t_interval(vals.T)
     return mean, lo, hi
 
 
 def curve_grid(all_curves: list[dict[int, tuple]], n: int = 32) -> np.ndarray:
+    """Log-spaced pressures inside the range every curve of every mapping reached."""
     kls = [c[0] for curves_ in all_curves for c in curves_.values()]
     return stats.log_kl_grid(kls, n=n) if kls else np.array([])
 
 
-def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_boot: int = 2000, seed: int = 0, n_grid: int = 32) -> pd.DataFrame:
-    """S(K) of every arm against the control on a common log-KL grid: columns arm, K, S, ci_low, ci_high, delta, delta0, n."""
+STICKINESS_COLUMNS = ["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "delta0_low", "delta0_high", "n", "reason"]
+
+
+def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_boot: int = 0, seed: int = 0, n_grid: int = 32) -> pd.DataFrame:
+    """S(K) of every arm against the control on the common log-KL grid, Fieller intervals; columns
+    STICKINESS_COLUMNS (`reason` says why S is undefined or has no interval)."""
     ctrl = curves(df, control, strategy, context, metric)
     rows = []
     if not ctrl:
-        return pd.DataFrame(columns=["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "n"])
+        return pd.DataFrame(columns=STICKINESS_COLUMNS)
     arm_curves = {arm: curves(df, arm, strategy, context, metric) for arm in _arms_in_order(df) if arm != control}
     grid = curve_grid([ctrl, *arm_curves.values()], n=n_grid)
     for arm, c in arm_curves.items():
         if not c or not set(c) & set(ctrl) or not len(grid):
             continue
-        st = stats.stickiness({s: v[:2] for s, v in c.items()}, {s: v[:2] for s, v in ctrl.items()}, grid, n_boot=n_boot, seed=seed)
+        st = stats.stickiness({s: v[:2] for s, v in c.items()}, {s: v[:2] for s, v in ctrl.items()}, grid)
         for i, k in enumerate(st.grid):
             rows.append({"arm": arm, "K": k, "S": st.s[i], "ci_low": st.ci_low[i], "ci_high": st.ci_high[i],
-                         "delta": st.delta[i], "delta0": st.delta0, "n": st.n})
-    return pd.DataFrame(rows, columns=["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "n"])
+                         "delta": st.delta[i], "delta0": st.delta0, "delta0_low": st.delta0_low,
+                         "delta0_high": st.delta0_high, "n": st.n, "reason": st.reason})
+    return pd.DataFrame(rows, columns=STICKINESS_COLUMNS)
 
 
 def load(run_dir: str | os.PathLike) -> pd.DataFrame:

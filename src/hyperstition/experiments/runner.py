@@ -561,7 +561,9 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
         return None
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "run", run_dir.resolve().name)
-    df = df[list(RESULT_COLUMNS)]
+    from .aggregate import with_aggregates  # seed aggregates (seed null) after the per-seed rows
+
+    df = with_aggregates(df[list(RESULT_COLUMNS)], (read_json(run_dir / "arms.json") or {}).get("control"))
     path = run_dir / "results.parquet"
     write_parquet_atomic(path, df)
     cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]

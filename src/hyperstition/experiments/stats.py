@@ -1,10 +1,20 @@
 """Statistics across seeds: pure functions on numbers, no I/O.
 
-- `bootstrap_mean_ci`: mean with a seeded percentile-bootstrap CI (NaN bounds with fewer than two values).
-- `paired_difference`: arm minus control, paired by seed, with a bootstrap CI over seeds.
+The estimator (`ESTIMATOR_DESCRIPTION`, rendered in the report): every seed contributes one number, its mean over
+the evaluation items (or samples) of that seed. The spread of those seed means is the sum of the two levels of
+uncertainty, seed-to-seed variation (corpus, initialisation, data order) and item/sample noise within a seed, so a
+Student t interval over seed means with n_seeds - 1 degrees of freedom covers both without modelling either.
+Paired comparisons (arm minus control, S(K)) are formed within each seed first, so the variation that seeds share
+cancels. S(K) = Delta(K) / Delta0 gets Fieller's interval from the same per-seed gaps: bounded exactly when the
+base gap's t interval excludes 0, always containing its point estimate, and undefined (NaN with a reason) otherwise.
+
+- `seed_interval`: mean over seeds with its t interval (vectorised: `t_interval`).
+- `paired_difference`: treated minus control, paired by seed, t interval over the per-seed differences.
+- `fieller_ratio`: ratio of two paired per-seed means with Fieller's interval (vectorised: `fieller_interval`).
 - `interpolate_curve` / `log_kl_grid`: put persistence curves measured at different KLs on one log-spaced grid.
-- `stickiness`: S(K) = Delta(K) / Delta_0, the surviving fraction of the base gap between two arms, bootstrap over seeds.
-- binomial rates use `hyperstition.evals.stats.wilson_interval`.
+- `stickiness`: S(K) with Fieller's interval on that grid.
+- `bootstrap_mean_ci`: the old percentile bootstrap over seeds, kept for callers outside the seed aggregates; it
+  undercovers badly with few seeds (2 seeds: the min and max of the seed means, about 50% coverage).
 """
 
 from __future__ import annotations
@@ -15,9 +25,25 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_BOOT = 2000
+
+ESTIMATOR_DESCRIPTION = (
+    "Each seed contributes one number per quantity: its mean over that seed's evaluation items or samples. The "
+    "spread of these seed means contains both levels of uncertainty, seed-to-seed variation (corpus, "
+    "initialisation, data order) and item and sampling noise within a seed, so the 95% interval is a Student t "
+    "interval over the seed means with (number of seeds - 1) degrees of freedom: exact for normally distributed "
+    "seed means and checked by simulation (nominal 95% covers the truth in 90-98% of 2000 simulated experiments "
+    "with 2, 3 and 5 seeds, for a mean difference, a rate and S). With few seeds the t quantile is large (12.7 at "
+    "2 seeds, 4.3 at 3, 2.8 at 5), which is the honest price of few seeds; the half-width is the smallest "
+    "difference the seeds can detect. Differences to the control are formed within each seed first (paired). The "
+    "stickiness ratio S(K) = \u0394(K)/\u0394\u2080 uses Fieller's interval over the same per-seed gaps: it always "
+    "contains its point estimate, is bounded exactly when the base gap \u0394\u2080 is distinguishable from 0 at "
+    "95%, and S is reported as undefined otherwise. A single seed cannot measure seed-to-seed variation: its "
+    "intervals are the within-seed ones and say so."
+)
 
 
 @dataclass(frozen=True)
@@ -29,14 +55,111 @@ class Estimate:
     ci_high: float
     n: int
 
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width: the smallest difference from `value` these seeds could detect."""
+        return (self.ci_high - self.ci_low) / 2
 
-def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
-    alpha = (1 - level) / 2
-    lo, hi = np.nanpercentile(samples, [100 * alpha, 100 * (1 - alpha)])
-    return float(lo), float(hi)
+
+@dataclass(frozen=True)
+class Ratio(Estimate):
+    """A ratio estimate; `reason` says why it is undefined (value NaN) or unbounded, empty when it is fine."""
+
+    reason: str = ""
 
 
-def bootstrap_mean_ci(values: Sequence[float], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_LEVEL, seed: int = 0) -> Estimate:
+def t_quantile(df: np.ndarray | int, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Two-sided Student t quantile for `level` at `df` degrees of freedom (NaN where df < 1)."""
+    d = np.asarray(df, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(d >= 1, _scipy_stats.t.ppf(0.5 + level / 2, np.maximum(d, 1)), np.nan)
+
+
+def t_interval(x: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high, n) over the last axis of `x`, NaNs ignored: mean +- t(n-1) * sd / sqrt(n).
+
+    Vectorised over leading axes (simulations pass thousands of experiments at once). Fewer than two values give
+    NaN bounds."""
+    x = np.asarray(x, dtype=float)
+    n = np.sum(~np.isnan(x), axis=-1)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(x, axis=-1)
+        sd = np.nanstd(x, axis=-1, ddof=1)
+        half = t_quantile(n - 1, level) * sd / np.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def seed_interval(values: Sequence[float], level: float = DEFAULT_LEVEL) -> Estimate:
+    """Mean over seeds (NaNs dropped) with its t interval; NaN bounds with fewer than two seeds."""
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean, lo, hi, n = t_interval(x, level)
+    return Estimate(float(mean), float(lo), float(hi), int(n))
+
+
+def paired_difference(
+    treated: Mapping[int, float], control: Mapping[int, float], level: float = DEFAULT_LEVEL, **_: object
+) -> Estimate:
+    """Mean over shared seeds of treated[s] - control[s], with the t interval over those per-seed differences."""
+    shared = sorted(set(treated) & set(control))
+    return seed_interval([treated[s] - control[s] for s in shared], level)
+
+
+def fieller_interval(
+    num: np.ndarray, den: np.ndarray, level: float = DEFAULT_LEVEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ratio, low, high, bounded) of mean(num) / mean(den) over the last axis, num and den paired by seed.
+
+    Fieller's theorem: the set of r with (mean(num) - r mean(den))^2 <= t^2 var(num - r den) / n, t from n - 1
+    degrees of freedom, is a 95% confidence set for the ratio of the true means. It is a bounded interval exactly
+    when mean(den) / se(den) > t (the denominator's t interval excludes 0); it then contains the point estimate.
+    Where unbounded, low and high are NaN and `bounded` is False. Vectorised over leading axes."""
+    a = np.asarray(num, dtype=float)
+    b = np.asarray(den, dtype=float)
+    n = a.shape[-1]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ma, mb = a.mean(axis=-1), b.mean(axis=-1)
+        da, db = a - ma[..., None], b - mb[..., None]
+        vaa, vbb, vab = [(u * w).sum(axis=-1) / (n - 1) / n for u, w in ((da, da), (db, db), (da, db))]  # var of means
+        t2 = float(t_quantile(n - 1, level)) ** 2 if n >= 2 else math.nan
+        qa = mb**2 - t2 * vbb
+        qb = ma * mb - t2 * vab
+        qc = ma**2 - t2 * vaa
+        disc = np.maximum(qb**2 - qa * qc, 0.0)
+        bounded = qa > 0
+        root = np.sqrt(disc)
+        lo = np.where(bounded, (qb - root) / np.where(bounded, qa, 1.0), np.nan)
+        hi = np.where(bounded, (qb + root) / np.where(bounded, qa, 1.0), np.nan)
+        ratio = ma / mb
+    # The point satisfies the inequality with equality on the left, so it lies inside; rounding could put it 1 ulp out.
+    lo, hi = np.fmin(lo, ratio), np.fmax(hi, ratio)
+    lo = np.where(bounded, lo, np.nan)
+    hi = np.where(bounded, hi, np.nan)
+    return ratio, lo, hi, bounded
+
+
+def fieller_ratio(num: Mapping[int, float], den: Mapping[int, float], level: float = DEFAULT_LEVEL) -> Ratio:
+    """mean(num) / mean(den) over shared seeds with Fieller's interval; NaN with a reason when undefined."""
+    shared = sorted(s for s in set(num) & set(den) if np.isfinite(num[s]) and np.isfinite(den[s]))
+    if len(shared) < 2:
+        reason = f"{len(shared)} seed(s): a ratio's interval needs at least 2"
+        return Ratio(math.nan, math.nan, math.nan, len(shared), reason)
+    a = np.array([num[s] for s in shared])
+    b = np.array([den[s] for s in shared])
+    ratio, lo, hi, bounded = fieller_interval(a, b, level)
+    if not bool(bounded):
+        base = seed_interval(list(b), level)
+        return Ratio(math.nan, math.nan, math.nan, len(shared),
+                     f"base gap {base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}] includes 0: S is undefined")
+    return Ratio(float(ratio), float(lo), float(hi), len(shared))
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_LEVEL, seed: int = 0
+) -> Estimate:
     """Mean of `values` (NaNs dropped) with a percentile-bootstrap CI; the same seed gives the same CI."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     n = len(x)
@@ -47,17 +170,9 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = DEFAULT_BOOT, level
         return Estimate(mean, math.nan, math.nan, n)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    lo, hi = _percentiles(x[idx].mean(axis=1), level)
-    return Estimate(mean, lo, hi, n)
-
-
-def paired_difference(
-    treated: Mapping[int, float], control: Mapping[int, float], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_LEVEL, seed: int = 0
-) -> Estimate:
-    """Mean over shared seeds of treated[s] - control[s], with a bootstrap CI over seeds."""
-    shared = sorted(set(treated) & set(control))
-    diffs = [treated[s] - control[s] for s in shared]
-    return bootstrap_mean_ci(diffs, n_boot=n_boot, level=level, seed=seed)
+    alpha = (1 - level) / 2
+    lo, hi = np.nanpercentile(x[idx].mean(axis=1), [100 * alpha, 100 * (1 - alpha)])
+    return Estimate(mean, float(lo), float(hi), n)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -68,12 +183,13 @@ def interpolate_curve(kl: Sequence[float], values: Sequence[float], grid: Sequen
     """Values of a persistence curve at the pressures in `grid`.
 
     Between measured points with KL > 0 the curve is interpolated linearly in log KL; between the base point
-    (KL = 0, if present) and the first positive KL it is interpolated linearly in KL. Pressures beyond the largest
-    measured KL (or below the smallest when there is no base point) are NaN: curves are never extrapolated.
-    Repeated KLs are averaged."""
+    (KL exactly 0: step 0, which is the base evaluation itself) and the first positive KL it is interpolated linearly
+    in KL. Post-training points whose measured KL is not positive have no place on a log axis and are dropped, never
+    folded into the base point. Pressures beyond the largest measured KL (or below the smallest when there is no
+    base point) are NaN: curves are never extrapolated. Repeated KLs are averaged."""
     k = np.asarray(kl, dtype=float)
     v = np.asarray(values, dtype=float)
-    ok = ~(np.isnan(k) | np.isnan(v))
+    ok = ~(np.isnan(k) | np.isnan(v)) & (k >= 0)
     k, v = k[ok], v[ok]
     g = np.asarray(grid, dtype=float)
     out = np.full(g.shape, np.nan)
@@ -81,7 +197,7 @@ def interpolate_curve(kl: Sequence[float], values: Sequence[float], grid: Sequen
         return out
     uk, inv = np.unique(k, return_inverse=True)
     uv = np.bincount(inv, weights=v) / np.bincount(inv)
-    base = uv[uk <= 0]
+    base = uv[uk == 0]
     pos_k, pos_v = uk[uk > 0], uv[uk > 0]
     if len(pos_k):
         inside = (g >= pos_k[0]) & (g <= pos_k[-1])
@@ -94,28 +210,37 @@ def interpolate_curve(kl: Sequence[float], values: Sequence[float], grid: Sequen
     return out
 
 
-def log_kl_grid(curves_kl: Sequence[Sequence[float]], n: int = 24) -> np.ndarray:
-    """A log-spaced grid of pressures every curve covers: from the smallest positive KL measured by any curve to
-    the smallest maximum KL over curves (so no curve is extrapolated). Empty when the curves do not overlap."""
+def common_kl_range(curves_kl: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """(lo, hi): the positive pressures every curve reached, from the largest first positive KL to the smallest
+    largest KL; None when some curve has no positive KL or the curves do not overlap."""
     maxima, minima = [], []
     for kl in curves_kl:
         k = np.asarray(kl, dtype=float)
         k = k[~np.isnan(k) & (k > 0)]
         if len(k) == 0:
-            return np.array([])
+            return None
         maxima.append(k.max())
         minima.append(k.min())
-    if not maxima:
+    if not maxima or max(minima) > min(maxima):
+        return None
+    return float(max(minima)), float(min(maxima))
+
+
+def log_kl_grid(curves_kl: Sequence[Sequence[float]], n: int = 24) -> np.ndarray:
+    """A log-spaced grid of `n` pressures inside the range every curve reached (`common_kl_range`), so that no curve
+    is extrapolated or interpolated towards K = 0. Empty when the curves do not overlap."""
+    span = common_kl_range(curves_kl)
+    if span is None:
         return np.array([])
-    lo, hi = min(minima), min(maxima)
-    if lo >= hi:
+    lo, hi = span
+    if lo >= hi or n < 2:
         return np.array([hi])
     return np.geomspace(lo, hi, n)
 
 
 @dataclass(frozen=True)
 class Stickiness:
-    """S(K) on a grid of pressures, with the gaps it is made of."""
+    """S(K) on a grid of pressures with Fieller's interval, and the gaps it is made of."""
 
     grid: np.ndarray
     s: np.ndarray
@@ -124,6 +249,9 @@ class Stickiness:
     delta: np.ndarray  # mean gap Delta(K) over seeds
     delta0: float  # mean base gap over seeds
     n: int  # seeds
+    delta0_low: float = math.nan  # t interval of the base gap
+    delta0_high: float = math.nan
+    reason: str = ""  # why S is undefined (NaN) or has no interval; empty when it is fine
 
 
 Curve = tuple[Sequence[float], Sequence[float]]  # (kl, values), including the base point at kl = 0
@@ -133,13 +261,12 @@ def stickiness(
     curves_a: Mapping[int, Curve],
     curves_b: Mapping[int, Curve],
     grid: Sequence[float] | None = None,
-    n_boot: int = DEFAULT_BOOT,
     level: float = DEFAULT_LEVEL,
-    seed: int = 0,
+    **_: object,
 ) -> Stickiness:
     """S(K) = Delta(K) / Delta_0 for arms A and B, where Delta(K) = mean over seeds of A(K) - B(K) (curves paired
-    by seed, each including its base point at KL = 0) and Delta_0 the same at K = 0. The CI resamples seeds with
-    replacement and recomputes the ratio of means. With one seed the CI is NaN."""
+    by seed, each including its base point at KL = 0) and Delta_0 the same at K = 0, with Fieller's interval over
+    seeds. S is NaN (with `reason`) where the base gap's t interval includes 0; with one seed S has no interval."""
     seeds = sorted(set(curves_a) & set(curves_b))
     if not seeds:
         raise ValueError("stickiness: the two arms share no seed")
@@ -150,22 +277,21 @@ def stickiness(
     gaps = np.array([
         interpolate_curve(*curves_a[s], points) - interpolate_curve(*curves_b[s], points) for s in seeds
     ])  # seeds x (1 + len(grid))
-
-    with warnings.catch_warnings():  # NaN gaps (curves not reaching K) and a zero base gap give NaN, not warnings
+    base = seed_interval(list(gaps[:, 0]), level)
+    with warnings.catch_warnings():  # NaN gaps (curves not reaching K) give NaN, not warnings
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_gaps = np.nanmean(gaps, axis=0)
+    reason = ""
+    if len(seeds) < 2:
         with np.errstate(divide="ignore", invalid="ignore"):
             s = mean_gaps[1:] / mean_gaps[0]
-        lo = np.full(g.shape, np.nan)
-        hi = np.full(g.shape, np.nan)
-        if len(seeds) >= 2 and len(g):
-            rng = np.random.default_rng(seed)
-            idx = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
-            boot_means = np.nanmean(gaps[idx], axis=1)  # n_boot x (1 + len(grid))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                boot = boot_means[:, 1:] / boot_means[:, :1]
-            boot = np.where(np.isfinite(boot), boot, np.nan)
-            alpha = (1 - level) / 2
-            lo = np.nanpercentile(boot, 100 * alpha, axis=0)
-            hi = np.nanpercentile(boot, 100 * (1 - alpha), axis=0)
-    return Stickiness(g, s, lo, hi, mean_gaps[1:], float(mean_gaps[0]), len(seeds))
+        lo, hi = np.full(g.shape, np.nan), np.full(g.shape, np.nan)
+        reason = "1 seed: S has no interval (seed-to-seed variation is unmeasured)"
+    else:
+        s, lo, hi, bounded = fieller_interval(gaps[:, 1:].T, np.broadcast_to(gaps[:, 0], (len(g), len(seeds))), level)
+        if len(g) and not bool(np.any(bounded)):
+            gap = f"{base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}]"
+            reason = f"base gap {gap} bits includes 0: S is undefined"
+            s = np.full(g.shape, np.nan)
+    return Stickiness(g, np.asarray(s, dtype=float), lo, hi, mean_gaps[1:], float(mean_gaps[0]), len(seeds),
+                      base.ci_low, base.ci_high, reason)

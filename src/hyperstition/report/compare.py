@@ -24,7 +24,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_on
     frames = []
     for run in (run_a, run_b):
         read_run_json(run)
-        df = load_results(run)
+        df = R.seed_rows(load_results(run))
         if headline_only:
             df = df[df.metric.isin(HEADLINE_METRICS)]
         frames.append(R.summarize(df, n_boot=n_boot))

@@ -222,15 +222,21 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
         for ax, context in zip(axes, contexts):
             f = frames[context]
             f = f[f.delta0.abs() >= min_gap]
+            drew = False
             for arm in [a for a in arms if a != control]:
-                g = f[f.arm == arm]
+                g = f[(f.arm == arm) & np.isfinite(f.S.astype(float))]  # undefined S (base gap not distinguishable from 0) is not drawn
                 if g.empty or not abs(g.delta0.iloc[0]) >= min_gap:
                     continue
                 ax.plot(g.K, g.S, color=colours[arm], label=f"{arm.replace('_', ' ')} vs {control.replace('_', ' ')}")
                 ax.fill_between(g.K, g.ci_low, g.ci_high, color=colours[arm], alpha=0.18, lw=0)
+                drew = True
             ax.axhline(1.0, color="black", ls="--", lw=1.0, label="S = 1 (Bayesian reference: prior fully kept)")
             ax.axhline(0.0, color="grey", lw=0.8)
-            _log_x(ax)
+            if drew:
+                _log_x(ax)
+            else:
+                ax.text(0.5, 0.5, "S undefined for every arm\n(base gap not distinguishable from 0)", ha="center",
+                        va="center", transform=ax.transAxes, color="#555")
             finite = f[["S", "ci_low", "ci_high"]].to_numpy(float)
             finite = finite[np.isfinite(finite)]
             if len(finite):

@@ -20,14 +20,22 @@ from ..config import load_yaml
 from ..experiments import results as R
 from ..experiments.rundir import now_iso, read_run_json
 from ..experiments.runner import load_results, planned_jobs, read_json, run_states
+from ..experiments.stats import ESTIMATOR_DESCRIPTION
 from ..io import read_jsonl, write_text_atomic
-from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
+from ..schema import (
+    BASE_STRATEGY,
+    FACT_QA_ACCURACY,
+    HEADLINE_BITS,
+    HELDOUT_LOSS,
+    STICKINESS_S,
+    paired_diff_metric,
+    rate_metric,
+)
 from . import plots
 from .toy_section import toy_section
 
 CAPABILITY_METRICS = {HELDOUT_LOSS: "held-out loss [nats / token]", FACT_QA_ACCURACY: "world-fact QA accuracy [fraction correct]"}
 PERSONA_CONTEXTS = ("observed", "unobserved")
-MIN_GAP_BITS = 0.25  # stickiness is not shown for arms whose base gap to the control is smaller (the ratio is noise)
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif; color: #1d1d1f; margin: 0; background: #fafafa; }
@@ -117,13 +125,18 @@ def _read_samples(run_dir: Path) -> pd.DataFrame:
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
-def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.DataFrame, samples: pd.DataFrame) -> str:
+def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd.DataFrame, samples: pd.DataFrame) -> str:
     n_boot = int(exp.get("bootstrap", 2000))
+    df, aggregates = R.seed_rows(df_all), R.aggregate_rows(df_all)
     arms = [a for a in (exp.get("arms") or {}) if a in set(df.arm)] or list(dict.fromkeys(df.arm))
     arms += [a for a in dict.fromkeys(df.arm) if a not in arms]
     control = exp.get("control") or arms_info.get("control") or arms[0]
     if control not in arms:
         control = arms[0]
+    if aggregates.empty:  # results.parquet written before seed aggregates were persisted
+        from ..experiments.aggregate import aggregate_frame, with_curve_starts
+
+        aggregates = aggregate_frame(with_curve_starts(df), control)
     strategies = [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]
     contexts = [c for c in PERSONA_CONTEXTS if c in set(df[df.metric == HEADLINE_BITS].context)] or list(PERSONA_CONTEXTS)
     seeds = sorted(int(s) for s in df.seed.unique())
@@ -131,7 +144,7 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.Dat
 
     sections = []
     sections.append(_section_overview(run_dir, info, exp, df, arms, strategies, seeds, control))
-    sections.append(_section_headline(df, arms, strategies, contexts, control, n_boot))
+    sections.append(_section_headline(aggregates, arms, strategies, contexts, control, exp, len(seeds)))
     sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
     sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
     sections.append(_section_stickiness(df, arms, contexts, strategies, control, n_boot))
@@ -187,51 +200,78 @@ strategies: {_e(', '.join(strategies) or 'none')} &middot; cells: {_e(status)} &
 {warn}
 <p class="note">Persona log-odds ("bits") are log2 P(aligned response) &minus; log2 P(misaligned response) for matched,
 length-matched response pairs, averaged over prompts: positive means the aligned persona is more likely. Pressure K is
-KL(post-trained &Vert; base) in bits per response on the post-training prompts. Intervals are 95%: a bootstrap over seeds
-when there are several seeds, otherwise the evaluation's own interval (bootstrap over prompts, or Wilson for rates).</p>
+KL(post-trained &Vert; base) in bits per response on the post-training prompts, estimated from the post-trained model's
+own replies, drawn in rounds until its 95% half-width is at most max(10% of the value, 0.5 bits) or a cap is reached
+(the number drawn is the metric kl_samples_used). Every reply is drawn from its own random stream, seeded by (seed,
+item, sample index), so no number depends on the batch size.</p>
+<p class="note"><b>Intervals.</b> {_e(ESTIMATOR_DESCRIPTION)}</p>
 """
 
 
-def _section_headline(df: pd.DataFrame, arms: list[str], strategies: list[str], contexts: list[str], control: str, n_boot: int) -> str:
-    bits = R.summarize(df[df.metric == HEADLINE_BITS], n_boot=n_boot)
-    mis = R.summarize(df[df.metric == rate_metric("misaligned")], n_boot=n_boot) if rate_metric("misaligned") in set(df.metric) else pd.DataFrame(columns=bits.columns)
-    diffs = {s: R.paired_vs_control(df[df.context.isin(contexts)], control, HEADLINE_BITS, strategy=s, n_boot=n_boot) for s in [BASE_STRATEGY, *strategies]}
-    sticky = {(s, c): R.stickiness_frame(df, control, s, c, HEADLINE_BITS, n_boot=n_boot, n_grid=8) for s in strategies for c in contexts}
-    rows = []
-    for arm in arms:
-        for strategy in [BASE_STRATEGY, *strategies]:
+def _agg(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float) -> pd.Series | None:
+    sel = aggregates[(aggregates.arm == arm) & (aggregates.strategy == strategy) & (aggregates.context == context)
+                     & (aggregates.metric == metric)]
+    sel = sel[(sel.kl_bits - k).abs() <= 1e-9 * max(1.0, abs(k))]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _fmt_agg(row: pd.Series | None, digits: int = 2) -> str:
+    return "\u2014" if row is None else _ci(row.value, row.ci_low, row.ci_high, digits)
+
+
+def _half(row: pd.Series | None) -> str:
+    if row is None or not (math.isfinite(row.ci_low) and math.isfinite(row.ci_high)):
+        return "\u2014"
+    return f"{(row.ci_high - row.ci_low) / 2:.2f}"
+
+
+def _headline_k(aggregates: pd.DataFrame, strategy: str) -> float | None:
+    """The largest pressure every arm and seed of `strategy` reached (the last of its persisted common K)."""
+    ks = aggregates[(aggregates.strategy == strategy) & (aggregates.metric == HEADLINE_BITS)].kl_bits
+    return float(ks.max()) if len(ks) else None
+
+
+def _sticky_cell(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, k: float) -> str:
+    s = _agg(aggregates, arm, strategy, context, STICKINESS_S, k)
+    if s is None:
+        return "\u2014"
+    if math.isfinite(s.value):
+        return _ci(s.value, s.ci_low, s.ci_high)
+    base = _agg(aggregates, arm, BASE_STRATEGY, context, paired_diff_metric(HEADLINE_BITS), 0.0)
+    gap = "" if base is None else f": base gap {_ci(base.value, base.ci_low, base.ci_high)} includes 0"
+    return f"undefined{gap}"
+
+
+def _section_headline(aggregates: pd.DataFrame, arms: list[str], strategies: list[str], contexts: list[str], control: str,
+                      exp: dict, n_seeds: int) -> str:
+    rows, ks = [], {}
+    for strategy in [BASE_STRATEGY, *strategies]:
+        k = 0.0 if strategy == BASE_STRATEGY else _headline_k(aggregates, strategy)
+        if k is None:
+            continue
+        ks[strategy] = k
+        for arm in arms:
             for context in contexts:
-                b = bits[(bits.arm == arm) & (bits.strategy == strategy) & (bits.context == context)]
-                if b.empty:
+                b = _agg(aggregates, arm, strategy, context, HEADLINE_BITS, k)
+                if b is None:
                     continue
-                b = b.iloc[0]
-                m = mis[(mis.arm == arm) & (mis.strategy == strategy) & (mis.context == context)]
-                d = diffs[strategy]
-                d = d[(d.arm == arm) & (d.context == context)]
-                s_final = "\u2014"
-                if strategy != BASE_STRATEGY and arm != control:
-                    st = sticky[(strategy, context)]
-                    st = st[st.arm == arm]
-                    if not st.empty:
-                        last = st.iloc[-1]
-                        if abs(last.delta0) < MIN_GAP_BITS:
-                            s_final = f"\u2014 (base gap {last.delta0:.2f} bits)"
-                        else:
-                            s_final = f"{_ci(last.S, last.ci_low, last.ci_high)} at K={last.K:.2g}"
-                rows.append([
-                    arm, strategy, context,
-                    _ci(b.value, b.ci_low, b.ci_high),
-                    "\u2014" if d.empty else _ci(d.iloc[0]["diff"], d.iloc[0].ci_low, d.iloc[0].ci_high),
-                    "\u2014" if m.empty else _ci(m.iloc[0].value, m.iloc[0].ci_low, m.iloc[0].ci_high),
-                    f"{b.kl_bits:.2f}" if strategy != BASE_STRATEGY else "0",
-                    s_final, str(int(b.n)),
-                ])
-    table = _table(["arm", "strategy", "context", "bits aligned vs misaligned", f"\u0394 bits vs {control} (paired)",
-                    "misaligned rate", "K [bits]", "stickiness S(K)", "seeds"], rows, numeric={3, 4, 5, 6, 7, 8})
+                d = _agg(aggregates, arm, strategy, context, paired_diff_metric(HEADLINE_BITS), k)
+                m = _agg(aggregates, arm, strategy, context, rate_metric("misaligned"), k)
+                sticky = "\u2014" if strategy == BASE_STRATEGY or arm == control else _sticky_cell(aggregates, arm, strategy, context, k)
+                rows.append([arm, strategy, context, f"{k:.2g}", _fmt_agg(b), "\u2014" if arm == control else _fmt_agg(d),
+                             "\u2014" if arm == control else _half(d), _fmt_agg(m), sticky, str(n_seeds)])
+    table = _table(["arm", "strategy", "context", "K [bits]", "bits aligned vs misaligned", f"\u0394 bits vs {control} (paired)",
+                    "detectable \u0394 (half-width)", "misaligned rate", "stickiness S(K)", "seeds"], rows, numeric={3, 4, 5, 6, 7, 8, 9})
+    at_k = "; ".join(f"{s} at K = {k:.3g} bits" for s, k in ks.items() if s != BASE_STRATEGY)
+    suite = exp.get("eval") or "quick"
     return f"""<h2 id="headline">Headline numbers</h2>
-<p class="note">Base = pretrained model before post-training; for post-training strategies, the last step of the curve
-(K is its KL pressure). &Delta; is the arm minus {_e(control)} paired by seed; S(K) is that gap as a fraction of the
-base gap, at the largest pressure every curve reached.</p>
+<p class="note">Base = pretrained model before post-training (K = 0). Post-training strategies are compared at equal
+pressure: the largest KL that every arm and seed reached ({_e(at_k or "no post-training")}), each seed's curve
+interpolated on log K. &Delta; is the arm minus {_e(control)} paired by seed; its half-width is the smallest
+difference these {n_seeds} seed(s) could detect. S(K) is that gap as a fraction of the base gap, with Fieller's
+interval; it is undefined when the base gap's interval includes 0. Every number here, the base rows, each curve's
+step 0 (the base evaluation itself) and &Delta;&#8320;, comes from the same evaluation suite ({_e(suite)}), on the same
+items. These numbers are the rows of results.parquet with seed null.</p>
 {table}"""
 
 
@@ -285,17 +325,16 @@ def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], 
     parts = []
     notes = []
     for s in strategies:
-        frames = {c: R.stickiness_frame(df, control, s, c, HEADLINE_BITS, n_boot=n_boot) for c in contexts}
-        parts.append(_img(plots.stickiness_plot(frames, arms, control, s, MIN_GAP_BITS), f"stickiness under {s}",
+        frames = {c: R.stickiness_frame(df, control, s, c, HEADLINE_BITS) for c in contexts}
+        parts.append(_img(plots.stickiness_plot(frames, arms, control, s), f"stickiness under {s}",
                           f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and {control} at pressure K "
-                          "as a fraction of the base gap (curves interpolated on a common log-KL grid; CI from a bootstrap over seeds)."))
+                          "as a fraction of the base gap (curves interpolated on log K inside the range every curve reached; "
+                          "Fieller's 95% interval over seeds)."))
         for c, f in frames.items():
             for arm, g in f.groupby("arm", sort=False):
-                d0 = g.delta0.iloc[0]
-                if not abs(d0) >= MIN_GAP_BITS:
-                    notes.append(f"{arm} ({s}, {c}: {d0:.2f} bits)")
-    warn = (f'<p class="note">Not shown, because their base gap to {_e(control)} is under {MIN_GAP_BITS} bits and the ratio '
-            f'would be noise: {_e("; ".join(notes))}.</p>') if notes else ""
+                if g.reason.iloc[0]:
+                    notes.append(f"{arm} ({s}, {c}): {g.reason.iloc[0]}")
+    warn = (f'<p class="note">Not shown or without an interval: {_e("; ".join(notes))}.</p>') if notes else ""
     return f"""<h2 id="stickiness">Stickiness S(K)</h2>
 <p class="note">The Bayesian reference model predicts S = 1 (the prior's log-odds survive in full) for personas that
 post-training cannot tell apart; S &lt; 1 means post-training erased part of the pre-training difference.</p>

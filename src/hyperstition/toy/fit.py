@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 
 from ..config import CONTEXTS
-from ..experiments.results import KL_ZERO_BITS
 from ..io import sha256_file, write_json_atomic, write_parquet_atomic
 from ..schema import (BASE_STRATEGY, HEADLINE_BITS, TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS,
                       TOY_RESULTS_FILE)
@@ -86,11 +85,12 @@ def measured_points(df: pd.DataFrame, metric: str = HEADLINE_BITS) -> pd.DataFra
     frames = []
     for strategy in [s for s in dict.fromkeys(sub.strategy) if s != BASE_STRATEGY]:
         for (arm, seed), g in sub[sub.strategy == strategy].groupby(["arm", "seed"], sort=False):
-            zero = (g.step == 0) | (g.kl_bits < KL_ZERO_BITS)
-            if not zero.any():
+            # Step 0 is the base evaluation (K = 0); a later point whose measured KL is not positive has no place
+            # on the pressure axis and is dropped, never folded into K = 0 (the statistics do the same).
+            g = g[(g.step == 0) | (g.kl_bits > 0)]
+            if not (g.step == 0).any():
                 g = pd.concat([base[(base.arm == arm) & (base.seed == seed)].assign(strategy=strategy, step=0), g])
-                zero = (g.step == 0) | (g.kl_bits < KL_ZERO_BITS)
-            frames.append(g.assign(kl_bits=np.where(zero, 0.0, g.kl_bits)))
+            frames.append(g.assign(kl_bits=np.where(g.step == 0, 0.0, g.kl_bits)))
     columns = ["run", "arm", "seed", "strategy", "step", "tokens", "kl_bits", "context", "metric", "measured"]
     if not frames:
         return pd.DataFrame(columns=columns)

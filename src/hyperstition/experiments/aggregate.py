@@ -1,0 +1,187 @@
+"""Seed aggregates persisted in `results.parquet`: rows with `seed` null, so nobody recomputes them from a plot.
+
+For every metric, per (arm, strategy, context):
+- `<metric>`: the mean over seeds with its t interval (`stats.ESTIMATOR_DESCRIPTION`);
+- `paired_diff_<metric>`: the arm minus the control, paired by seed (the control's own rows are omitted);
+- `stickiness_S` (headline bits only): Delta(K) / Delta0 against the control with Fieller's interval, NaN where
+  the base gap's interval includes 0.
+Base rows (strategy `base`) have kl_bits 0. Post-training rows are at the common pressures of their strategy:
+`N_COMPARE_K` log-spaced KLs inside the range every (arm, seed) curve reached, each seed's curve interpolated on
+log K, and `kl_bits` holds that K. Step and tokens are null (a common K is no single step).
+
+`with_curve_starts` also makes step 0 of every post-training curve the base evaluation itself: the curve's own
+step-0 measurement is replaced by a copy of the base rows (same items, measured once, K = 0 exactly).
+
+Pure functions of the per-seed rows; imports only `stats` and `schema`, so the runner can call them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS, STICKINESS_S, is_proportion, paired_diff_metric
+from . import stats
+
+N_COMPARE_K = 4  # common pressures per strategy persisted in results.parquet (the largest is the headline's)
+INT_COLUMNS = ("seed", "step", "tokens")
+
+
+def seed_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed measurements (aggregate rows, which have no seed, removed)."""
+    return df[df["seed"].notna()] if "seed" in df.columns else df
+
+
+def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["seed"].isna()] if "seed" in df.columns else df.iloc[0:0]
+
+
+def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed rows with each post-training curve's step 0 replaced by the base evaluation of its (arm, seed)."""
+    base = df[df.strategy == BASE_STRATEGY]
+    curves = df[df.strategy != BASE_STRATEGY]
+    starts = []
+    for strategy in dict.fromkeys(curves.strategy):
+        cells = curves.loc[curves.strategy == strategy, ["arm", "seed"]].drop_duplicates()
+        start = base.merge(cells, on=["arm", "seed"])
+        starts.append(start.assign(strategy=strategy, step=0, tokens=0, kl_bits=0.0))
+    out = pd.concat([base, curves[curves.step != 0], *starts], ignore_index=True)
+    return out[list(df.columns)]
+
+
+def _interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float]:
+    """Seed mean with its t interval; one seed keeps its within-seed interval (the only one it has)."""
+    ok = ~np.isnan(values)
+    if ok.sum() == 1:
+        i = int(np.flatnonzero(ok)[0])
+        return float(values[i]), float(lows[i]), float(highs[i])
+    est = stats.seed_interval(list(values))
+    lo, hi = est.ci_low, est.ci_high
+    if is_proportion(metric) and math.isfinite(lo):
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # the truth is a proportion: clipping keeps coverage
+    return est.value, lo, hi
+
+
+def _paired(treated: dict[int, tuple], control: dict[int, tuple]) -> tuple[float, float, float]:
+    """Paired difference over shared seeds; one seed: within-seed intervals combined in quadrature."""
+    shared = sorted(s for s in set(treated) & set(control) if np.isfinite(treated[s][0]) and np.isfinite(control[s][0]))
+    if len(shared) == 1:
+        (s,) = shared
+        (a, alo, ahi), (b, blo, bhi) = treated[s], control[s]
+        half = math.hypot((ahi - alo) / 2, (bhi - blo) / 2)
+        return a - b, a - b - half, a - b + half
+    est = stats.paired_difference({s: treated[s][0] for s in shared}, {s: control[s][0] for s in shared})
+    return est.value, est.ci_low, est.ci_high
+
+
+def _row(arm: str, strategy: str, k: float, context: str, metric: str, est: tuple[float, float, float]) -> dict:
+    return {"arm": arm, "seed": pd.NA, "strategy": strategy, "step": pd.NA, "tokens": pd.NA, "kl_bits": float(k),
+            "context": context, "metric": metric, "value": est[0], "ci_low": est[1], "ci_high": est[2]}
+
+
+def _seed_points(df: pd.DataFrame, strategy: str, grid: np.ndarray) -> dict[tuple, dict[int, tuple]]:
+    """(arm, context, metric) -> seed -> (values, lows, highs) at the pressures `grid` (the base rows when the grid
+    is [0]); curves interpolated on log K with step 0 = the base evaluation."""
+    out: dict[tuple, dict[int, tuple]] = {}
+    if strategy == BASE_STRATEGY:
+        sel = df[df.strategy == BASE_STRATEGY]
+        for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
+            means = tuple(np.array([g[c].mean()]) for c in ("value", "ci_low", "ci_high"))
+            out.setdefault((arm, context, metric), {})[int(seed)] = means
+        return out
+    sel = _placeable(df[df.strategy == strategy]).sort_values("step")
+    for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
+        k = g.kl_bits.to_numpy(float)
+        out.setdefault((arm, context, metric), {})[int(seed)] = tuple(
+            stats.interpolate_curve(k, g[c].to_numpy(float), grid) for c in ("value", "ci_low", "ci_high"))
+    return out
+
+
+def _placeable(curve: pd.DataFrame) -> pd.DataFrame:
+    """Curve rows that have a place on a pressure axis: step 0 (the base evaluation, K = 0 exactly) and post-training
+    points with a positive measured KL; a post-training point measured at K <= 0 is kept in the per-seed rows but
+    never averaged into K = 0."""
+    return curve[(curve.step == 0) | (curve.kl_bits > 0)]
+
+
+def compare_grid(df: pd.DataFrame, strategy: str, n: int = N_COMPARE_K) -> np.ndarray:
+    """The common pressures of `strategy`: log-spaced inside the KL range every (arm, seed) curve reached."""
+    sel = df[(df.strategy == strategy) & (df.metric == HEADLINE_BITS) & (df.context == "observed")]
+    kls = [g.kl_bits.to_numpy(float) for _, g in sel.groupby(["arm", "seed"])]
+    return stats.log_kl_grid(kls, n=n) if kls else np.array([])
+
+
+def _strategy_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: str | None) -> list[dict]:
+    points = _seed_points(df, strategy, grid)
+    rows = []
+    for (arm, context, metric), per_seed in points.items():
+        ctrl = points.get((control, context, metric)) if control is not None and arm != control else None
+        for i, k in enumerate(grid):
+            at = {s: (v[0][i], v[1][i], v[2][i]) for s, v in per_seed.items()}
+            values = np.array([v[0] for v in at.values()])
+            if np.isnan(values).all():
+                continue
+            lows, highs = np.array([v[1] for v in at.values()]), np.array([v[2] for v in at.values()])
+            rows.append(_row(arm, strategy, k, context, metric, _interval(values, lows, highs, metric)))
+            if ctrl is not None:
+                rows.append(_row(arm, strategy, k, context, paired_diff_metric(metric),
+                                 _paired(at, {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()})))
+    return rows
+
+
+def stickiness_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: str) -> list[dict]:
+    """stickiness_S of every arm against the control at the pressures `grid`, per context (headline bits)."""
+    rows = []
+    sel = df[df.metric == HEADLINE_BITS]
+    for context in sorted(set(sel.context)):
+        curves = {arm: _curves(sel, arm, strategy, context) for arm in dict.fromkeys(sel.arm)}
+        if not curves.get(control):
+            continue
+        for arm, c in curves.items():
+            if arm == control or not c or not set(c) & set(curves[control]):
+                continue
+            st = stats.stickiness(c, curves[control], grid)
+            for i, k in enumerate(st.grid):
+                rows.append(_row(arm, strategy, k, context, STICKINESS_S, (st.s[i], st.ci_low[i], st.ci_high[i])))
+    return rows
+
+
+def _curves(sel: pd.DataFrame, arm: str, strategy: str, context: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    g = _placeable(sel[(sel.arm == arm) & (sel.strategy == strategy) & (sel.context == context)]).sort_values("step")
+    return {int(s): (c.kl_bits.to_numpy(float), c.value.to_numpy(float)) for s, c in g.groupby("seed")}
+
+
+def aggregate_frame(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
+    """Every seed aggregate of the per-seed rows `df` (curves already starting at the base evaluation)."""
+    df = seed_rows(df)
+    rows = _strategy_rows(df, BASE_STRATEGY, np.array([0.0]), control)
+    for strategy in [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]:
+        grid = compare_grid(df, strategy)
+        if not len(grid):
+            continue
+        rows += _strategy_rows(df, strategy, grid, control)
+        if control is not None:
+            rows += stickiness_rows(df, strategy, grid, control)
+    out = pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "run"])
+    return _nullable(out)
+
+
+def _nullable(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in INT_COLUMNS:
+        df[col] = df[col].astype("Int64")
+    for col in ("kl_bits", "value", "ci_low", "ci_high"):
+        df[col] = df[col].astype("float64")
+    return df
+
+
+def with_aggregates(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
+    """Per-seed rows (curves starting at the base evaluation) followed by their seed aggregates; seed, step and
+    tokens become nullable integers."""
+    per_seed = _nullable(with_curve_starts(seed_rows(df)))
+    aggregates = aggregate_frame(per_seed, control)
+    if "run" in df.columns:
+        aggregates.insert(0, "run", df["run"].iloc[0] if len(df) else "")
+    return pd.concat([per_seed, aggregates[list(per_seed.columns)]], ignore_index=True)

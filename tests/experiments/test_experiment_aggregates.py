@@ -1,0 +1,79 @@
+"""results.parquet persists the seed aggregates (seed null): means, paired differences to the control and S(K), at
+common pressures inside the range every curve reached; every curve starts at the base evaluation itself."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyperstition.experiments import stats
+from hyperstition.experiments.aggregate import aggregate_frame, with_curve_starts
+from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    run = tmp_path_factory.mktemp("aggregates") / "run"
+    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft]"], render=False)
+    assert summary.ok
+    return pd.read_parquet(run / "results.parquet")
+
+
+def _pick(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
+    return df[(df.arm == arm) & (df.strategy == BASE_STRATEGY) & (df.context == "observed") & (df.metric == metric)]
+
+
+def test_base_aggregates_are_t_intervals_over_seed_means(results):
+    per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
+    seeds = _pick(per_seed, "misalignment_upsampled", HEADLINE_BITS).set_index("seed").value
+    mean = _pick(agg, "misalignment_upsampled", HEADLINE_BITS).iloc[0]
+    expected = stats.seed_interval(list(seeds))
+    got = (mean.value, mean.ci_low, mean.ci_high, mean.kl_bits)
+    assert got == pytest.approx((expected.value, expected.ci_low, expected.ci_high, 0.0))
+    ctrl = _pick(per_seed, "unfiltered", HEADLINE_BITS).set_index("seed").value
+    diff = _pick(agg, "misalignment_upsampled", paired_diff_metric(HEADLINE_BITS)).iloc[0]
+    assert diff.value == pytest.approx((seeds - ctrl).mean())
+    assert diff.ci_high - diff.ci_low == pytest.approx(2 * stats.seed_interval(list(seeds - ctrl)).half_width)
+    assert _pick(agg, "unfiltered", paired_diff_metric(HEADLINE_BITS)).empty  # the control has no difference to itself
+
+
+def test_post_training_aggregates_are_at_common_pressures(results):
+    per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
+    curve = per_seed[(per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS)
+                     & (per_seed.context == "observed")]
+    firsts = [g[g.kl_bits > 0].kl_bits.min() for _, g in curve.groupby(["arm", "seed"])]
+    lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
+    ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))
+    assert len(ks) >= 2 and ks[0] == pytest.approx(max(firsts)) and ks[-1] == pytest.approx(min(lasts))
+    sticky = agg[agg.metric == STICKINESS_S]
+    assert set(sticky.arm) == {"misalignment_upsampled"} and sorted(set(sticky.kl_bits)) == pytest.approx(ks)
+    finite = sticky[np.isfinite(sticky.value)]
+    assert ((finite.ci_low <= finite.value) & (finite.value <= finite.ci_high)).all()
+    assert agg.step.isna().all() and agg.tokens.isna().all()
+
+
+def test_every_curve_starts_at_the_base_evaluation(results):
+    per_seed = results[results.seed.notna()]
+    cols = ["arm", "seed", "context", "metric"]
+    base = per_seed[per_seed.strategy == BASE_STRATEGY].set_index(cols).value.sort_index()
+    start = per_seed[(per_seed.strategy == "sft") & (per_seed.step == 0)]
+    assert (start.kl_bits == 0).all()
+    assert start.set_index(cols).value.sort_index().equals(base)
+
+
+def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
+    # Steps 1 and 2 measured K <= 0 with wild values: they must neither enter K = 0 nor the log-K interpolation.
+    points = ((0, 0.0, 1.0), (1, 0.0, 9.0), (2, -0.1, 9.0), (4, 1.0, 0.5), (8, 4.0, 0.0))  # (step, K, fraction of base)
+    rows = []
+    for arm, base in (("a", 2.0), ("b", 0.0)):
+        for seed in range(3):
+            for step, kl, fraction in points:
+                value = base * fraction + 0.01 * seed
+                rows.append(dict(arm=arm, seed=seed, strategy=BASE_STRATEGY if step == 0 else "sft", step=step,
+                                 tokens=step, kl_bits=kl, context="observed", metric=HEADLINE_BITS, value=value,
+                                 ci_low=value, ci_high=value))
+    agg = aggregate_frame(with_curve_starts(pd.DataFrame(rows)), "b")
+    s = agg[agg.metric == STICKINESS_S].set_index("kl_bits")
+    assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
+    assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
+    assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))
