@@ -14,7 +14,7 @@ from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, pair
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     run = tmp_path_factory.mktemp("aggregates") / "run"
-    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft]"], render=False)
+    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft,dpo]"], render=False)
     assert summary.ok
     return pd.read_parquet(run / "results.parquet")
 
@@ -45,7 +45,7 @@ def test_post_training_aggregates_are_at_common_pressures(results):
     lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
     ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))
     assert len(ks) >= 2 and ks[0] == pytest.approx(max(firsts)) and ks[-1] == pytest.approx(min(lasts))
-    sticky = agg[agg.metric == STICKINESS_S]
+    sticky = agg[(agg.metric == STICKINESS_S) & (agg.strategy == "sft")]
     assert set(sticky.arm) == {"misalignment_upsampled"} and sorted(set(sticky.kl_bits)) == pytest.approx(ks)
     finite = sticky[np.isfinite(sticky.value)]
     assert ((finite.ci_low <= finite.value) & (finite.value <= finite.ci_high)).all()
@@ -56,9 +56,10 @@ def test_every_curve_starts_at_the_base_evaluation(results):
     per_seed = results[results.seed.notna()]
     cols = ["arm", "seed", "context", "metric"]
     base = per_seed[per_seed.strategy == BASE_STRATEGY].set_index(cols).value.sort_index()
-    start = per_seed[(per_seed.strategy == "sft") & (per_seed.step == 0)]
-    assert (start.kl_bits == 0).all()
-    assert start.set_index(cols).value.sort_index().equals(base)
+    for strategy in ("sft", "dpo"):  # so one pretrained model has one Delta0, whatever post-training follows
+        start = per_seed[(per_seed.strategy == strategy) & (per_seed.step == 0)]
+        assert (start.kl_bits == 0).all()
+        assert start.set_index(cols).value.sort_index().equals(base)
 
 
 def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
