@@ -78,3 +78,17 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
     assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
     assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
     assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))
+
+
+def test_a_rate_no_seed_showed_keeps_an_upper_bound():
+    # Three seeds each saw 0 of 48 replies misaligned: seed means agree exactly, yet the interval is not [0, 0].
+    low, high = 0.0, 0.0741  # Wilson 95% for 0 / 48
+    rows = [dict(arm=arm, seed=seed, strategy=BASE_STRATEGY, step=0, tokens=0, kl_bits=0.0, context="observed",
+                 metric="rate_misaligned", value=0.0, ci_low=low, ci_high=high)
+            for arm in ("a", "b") for seed in range(3)]
+    agg = aggregate_frame(pd.DataFrame(rows), "b").set_index(["arm", "metric"])
+    mean = agg.loc[("a", "rate_misaligned")]
+    assert (mean.value, mean.ci_low) == (0.0, 0.0) and mean.ci_high == pytest.approx(high / 2 / np.sqrt(3))
+    diff = agg.loc[("a", paired_diff_metric("rate_misaligned"))]
+    assert diff.ci_low == pytest.approx(-diff.ci_high)
+    assert diff.ci_high == pytest.approx(np.hypot(high, high) / 2 / np.sqrt(3))
