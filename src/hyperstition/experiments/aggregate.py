@@ -51,7 +51,7 @@ def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(df.columns)]
 
 
-def _interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float]:
+def seed_estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float]:
     """Seed mean with its t interval (floored by the seeds' own intervals for proportions); one seed keeps its
     within-seed interval (the only one it has)."""
     ok = ~np.isnan(values)
@@ -65,8 +65,8 @@ def _interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: s
     return float(mean), max(float(lo), 0.0), min(float(hi), 1.0)  # the truth is a proportion: clipping keeps coverage
 
 
-def _paired(treated: dict[int, tuple], control: dict[int, tuple], metric: str) -> tuple[float, float, float]:
-    """Paired difference over shared seeds (t interval, floored for proportions like `_interval`); one seed:
+def paired_estimate(treated: dict[int, tuple], control: dict[int, tuple], metric: str) -> tuple[float, float, float]:
+    """Paired difference over shared seeds (t interval, floored for proportions like `seed_estimate`); one seed:
     within-seed intervals combined in quadrature."""
     shared = sorted(s for s in set(treated) & set(control) if np.isfinite(treated[s][0]) and np.isfinite(control[s][0]))
     if len(shared) == 1:
@@ -131,10 +131,10 @@ def _strategy_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: s
             if np.isnan(values).all():
                 continue
             lows, highs = np.array([v[1] for v in at.values()]), np.array([v[2] for v in at.values()])
-            rows.append(_row(arm, strategy, k, context, metric, _interval(values, lows, highs, metric)))
+            rows.append(_row(arm, strategy, k, context, metric, seed_estimate(values, lows, highs, metric)))
             if ctrl is not None:
                 rows.append(_row(arm, strategy, k, context, paired_diff_metric(metric),
-                                 _paired(at, {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}, metric)))
+                                 paired_estimate(at, {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}, metric)))
     return rows
 
 
