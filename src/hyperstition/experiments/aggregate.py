@@ -133,8 +133,9 @@ def _strategy_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: s
             lows, highs = np.array([v[1] for v in at.values()]), np.array([v[2] for v in at.values()])
             rows.append(_row(arm, strategy, k, context, metric, seed_estimate(values, lows, highs, metric)))
             if ctrl is not None:
+                control_at = {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}
                 rows.append(_row(arm, strategy, k, context, paired_diff_metric(metric),
-                                 paired_estimate(at, {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}, metric)))
+                                 paired_estimate(at, control_at, metric)))
     return rows
 
 
