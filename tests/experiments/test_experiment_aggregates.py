@@ -14,7 +14,7 @@ from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, pair
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     run = tmp_path_factory.mktemp("aggregates") / "run"
-    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft]"], render=False)
+    summary = build_simulated_run(run, "smoke", ["seeds=[0,1,2]", "strategies=[sft,dpo]"], render=False)
     assert summary.ok
     return pd.read_parquet(run / "results.parquet")
 
@@ -45,7 +45,7 @@ def test_post_training_aggregates_are_at_common_pressures(results):
     lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
     ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))
     assert len(ks) >= 2 and ks[0] == pytest.approx(max(firsts)) and ks[-1] == pytest.approx(min(lasts))
-    sticky = agg[agg.metric == STICKINESS_S]
+    sticky = agg[(agg.metric == STICKINESS_S) & (agg.strategy == "sft")]
     assert set(sticky.arm) == {"misalignment_upsampled"} and sorted(set(sticky.kl_bits)) == pytest.approx(ks)
     finite = sticky[np.isfinite(sticky.value)]
     assert ((finite.ci_low <= finite.value) & (finite.value <= finite.ci_high)).all()
@@ -56,9 +56,10 @@ def test_every_curve_starts_at_the_base_evaluation(results):
     per_seed = results[results.seed.notna()]
     cols = ["arm", "seed", "context", "metric"]
     base = per_seed[per_seed.strategy == BASE_STRATEGY].set_index(cols).value.sort_index()
-    start = per_seed[(per_seed.strategy == "sft") & (per_seed.step == 0)]
-    assert (start.kl_bits == 0).all()
-    assert start.set_index(cols).value.sort_index().equals(base)
+    for strategy in ("sft", "dpo"):  # so one pretrained model has one Delta0, whatever post-training follows
+        start = per_seed[(per_seed.strategy == strategy) & (per_seed.step == 0)]
+        assert (start.kl_bits == 0).all()
+        assert start.set_index(cols).value.sort_index().equals(base)
 
 
 def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
@@ -77,3 +78,17 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
     assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
     assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
     assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))
+
+
+def test_a_rate_no_seed_showed_keeps_an_upper_bound():
+    # Three seeds each saw 0 of 48 replies misaligned: seed means agree exactly, yet the interval is not [0, 0].
+    low, high = 0.0, 0.0741  # Wilson 95% for 0 / 48
+    rows = [dict(arm=arm, seed=seed, strategy=BASE_STRATEGY, step=0, tokens=0, kl_bits=0.0, context="observed",
+                 metric="rate_misaligned", value=0.0, ci_low=low, ci_high=high)
+            for arm in ("a", "b") for seed in range(3)]
+    agg = aggregate_frame(pd.DataFrame(rows), "b").set_index(["arm", "metric"])
+    mean = agg.loc[("a", "rate_misaligned")]
+    assert (mean.value, mean.ci_low) == (0.0, 0.0) and mean.ci_high == pytest.approx(high / 2 / np.sqrt(3))
+    diff = agg.loc[("a", paired_diff_metric("rate_misaligned"))]
+    assert diff.ci_low == pytest.approx(-diff.ci_high)
+    assert diff.ci_high == pytest.approx(np.hypot(high, high) / 2 / np.sqrt(3))

@@ -51,29 +51,36 @@ def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(df.columns)]
 
 
-def _interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float]:
-    """Seed mean with its t interval; one seed keeps its within-seed interval (the only one it has)."""
+def seed_estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float]:
+    """Seed mean with its t interval (floored by the seeds' own intervals for proportions); one seed keeps its
+    within-seed interval (the only one it has)."""
     ok = ~np.isnan(values)
     if ok.sum() == 1:
         i = int(np.flatnonzero(ok)[0])
         return float(values[i]), float(lows[i]), float(highs[i])
-    est = stats.seed_interval(list(values))
-    lo, hi = est.ci_low, est.ci_high
-    if is_proportion(metric) and math.isfinite(lo):
-        lo, hi = max(lo, 0.0), min(hi, 1.0)  # the truth is a proportion: clipping keeps coverage
-    return est.value, lo, hi
+    if not is_proportion(metric):
+        est = stats.seed_interval(list(values))
+        return est.value, est.ci_low, est.ci_high
+    mean, lo, hi, _ = stats.floored_t_interval(values[ok], (highs[ok] - lows[ok]) / 2)  # NaN halves: no floor
+    return float(mean), max(float(lo), 0.0), min(float(hi), 1.0)  # the truth is a proportion: clipping keeps coverage
 
 
-def _paired(treated: dict[int, tuple], control: dict[int, tuple]) -> tuple[float, float, float]:
-    """Paired difference over shared seeds; one seed: within-seed intervals combined in quadrature."""
+def paired_estimate(treated: dict[int, tuple], control: dict[int, tuple], metric: str) -> tuple[float, float, float]:
+    """Paired difference over shared seeds (t interval, floored for proportions like `seed_estimate`); one seed:
+    within-seed intervals combined in quadrature."""
     shared = sorted(s for s in set(treated) & set(control) if np.isfinite(treated[s][0]) and np.isfinite(control[s][0]))
     if len(shared) == 1:
         (s,) = shared
         (a, alo, ahi), (b, blo, bhi) = treated[s], control[s]
         half = math.hypot((ahi - alo) / 2, (bhi - blo) / 2)
         return a - b, a - b - half, a - b + half
-    est = stats.paired_difference({s: treated[s][0] for s in shared}, {s: control[s][0] for s in shared})
-    return est.value, est.ci_low, est.ci_high
+    diffs = np.array([treated[s][0] - control[s][0] for s in shared])
+    if not is_proportion(metric):
+        est = stats.seed_interval(list(diffs))
+        return est.value, est.ci_low, est.ci_high
+    halves = np.array([math.hypot(treated[s][2] - treated[s][1], control[s][2] - control[s][1]) / 2 for s in shared])
+    mean, lo, hi, _ = stats.floored_t_interval(diffs, halves)
+    return float(mean), max(float(lo), -1.0), min(float(hi), 1.0)
 
 
 def _row(arm: str, strategy: str, k: float, context: str, metric: str, est: tuple[float, float, float]) -> dict:
@@ -124,10 +131,11 @@ def _strategy_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: s
             if np.isnan(values).all():
                 continue
             lows, highs = np.array([v[1] for v in at.values()]), np.array([v[2] for v in at.values()])
-            rows.append(_row(arm, strategy, k, context, metric, _interval(values, lows, highs, metric)))
+            rows.append(_row(arm, strategy, k, context, metric, seed_estimate(values, lows, highs, metric)))
             if ctrl is not None:
+                control_at = {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}
                 rows.append(_row(arm, strategy, k, context, paired_diff_metric(metric),
-                                 _paired(at, {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()})))
+                                 paired_estimate(at, control_at, metric)))
     return rows
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from ..config import UserError
 from ..schema import BASE_STRATEGY, TOY_RESULTS_FILE
 from . import stats
-from .aggregate import aggregate_rows, seed_rows  # noqa: F401 - re-exported for the report and `compare`
+from .aggregate import aggregate_rows, paired_estimate, seed_estimate, seed_rows  # noqa: F401 - re-exported for the report and `compare`
 from .rundir import read_run_json
 
 
@@ -101,12 +101,10 @@ def _fmt(v: Any) -> str:
 # Seed aggregation
 
 
-def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, float, int]:
-    est = stats.seed_interval(list(values))
-    if est.n == 1:
-        i = int(np.flatnonzero(~np.isnan(values))[0])
-        return est.value, float(lows[i]), float(highs[i]), 1
-    return est.value, est.ci_low, est.ci_high, est.n
+def _estimate(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, metric: str) -> tuple[float, float, float, int]:
+    """The persisted aggregates' rule (`aggregate.seed_estimate`), plus the number of seeds."""
+    value, lo, hi = seed_estimate(values, lows, highs, metric)
+    return value, lo, hi, int(np.sum(~np.isnan(values)))
 
 
 def endpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +125,8 @@ def summarize(df: pd.DataFrame, n_boot: int = 0, seed: int = 0, by: tuple[str, .
     for key, g in ends.groupby(list(by), sort=False):
         g = g.groupby("seed").agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
                                   kl_bits=("kl_bits", "mean"), step=("step", "max")).reset_index()
-        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float))
+        metric = dict(zip(by, key)).get("metric", "")
+        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), metric)
         out.append({**dict(zip(by, key)), "value": value, "ci_low": lo, "ci_high": hi, "n": n,
                     "kl_bits": float(g["kl_bits"].mean()), "step": int(g["step"].max())})
     return pd.DataFrame(out, columns=[*by, "value", "ci_low", "ci_high", "n", "kl_bits", "step"])
@@ -139,21 +138,31 @@ def per_seed(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: st
     return {int(s): float(v) for s, v in sel.groupby("seed")["value"].mean().items()}
 
 
+def per_seed_with_ci(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str) -> dict[int, tuple]:
+    """seed -> (value, ci_low, ci_high) of the endpoint rows."""
+    ends = endpoint_rows(df)
+    sel = ends[(ends.arm == arm) & (ends.strategy == strategy) & (ends.context == context) & (ends.metric == metric)]
+    means = sel.groupby("seed")[["value", "ci_low", "ci_high"]].mean()
+    return {int(s): (float(r.value), float(r.ci_low), float(r.ci_high)) for s, r in means.iterrows()}
+
+
 def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
-    """Each arm minus the control arm, paired by seed, per context: mean difference with its t interval."""
+    """Each arm minus the control arm, paired by seed, per context: mean difference with its t interval (floored by
+    the within-seed intervals for proportions; within-seed intervals in quadrature for one seed)."""
     rows = []
     sub = df[df.metric == metric]
     for context in sorted(sub.context.unique()):
-        ctrl = per_seed(df, control, strategy, context, metric)
+        ctrl = per_seed_with_ci(df, control, strategy, context, metric)
         for arm in _arms_in_order(df):
             if arm == control:
                 continue
-            treated = per_seed(df, arm, strategy, context, metric)
-            if not treated or not ctrl:
+            treated = per_seed_with_ci(df, arm, strategy, context, metric)
+            shared = set(treated) & set(ctrl)
+            if not shared:
                 continue
-            est = stats.paired_difference(treated, ctrl)
+            value, lo, hi = paired_estimate(treated, ctrl, metric)  # the persisted aggregates' rule
             rows.append({"arm": arm, "context": context, "metric": metric, "strategy": strategy,
-                         "diff": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n})
+                         "diff": value, "ci_low": lo, "ci_high": hi, "n": len(shared)})
     return pd.DataFrame(rows, columns=["arm", "context", "metric", "strategy", "diff", "ci_low", "ci_high", "n"])
 
 
