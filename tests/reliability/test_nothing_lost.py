@@ -77,7 +77,7 @@ def test_damaged_cell_is_rerun_and_the_summary_says_why(case, run_copy, finished
 
 
 def _row_keys(df):
-    return sorted(map(tuple, df[["arm", "seed", "strategy", "step", "context", "metric"]].astype(str).values.tolist()))
+    return sorted(map(tuple, df[["arm", "seed", "strategy", "step", "context", "metric"]].astype(object).fillna("NA").astype(str).values.tolist()))
 
 
 def test_damaged_results_file_is_rebuilt_from_the_cells(run_copy, finished_run):
