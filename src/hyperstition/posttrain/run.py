@@ -172,12 +172,11 @@ class TokenizedData:
     reply ends with <|end|>)."""
 
     def __init__(self, data: StrategyData, tokenizer: Any, algorithm: str, max_len: int, max_new_tokens: int) -> None:
-        from ..evals.scoring import bos_id
+        from ..evals.scoring import encode_prompts
 
         items = data.items
         enc = lambda texts: [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # noqa: E731
-        bos = bos_id(tokenizer)
-        self.prompts: list[list[int]] = [[bos, *ids] for ids in enc([it.prompt for it in items])]
+        self.prompts: list[list[int]] = encode_prompts(tokenizer, [it.prompt for it in items])
         self.chosen: list[list[int]] = enc([data.chosen(it) + END for it in items]) if algorithm != "rl" else []
         self.rejected: list[list[int]] = enc([data.rejected(it) + END for it in items]) if algorithm == "dpo" else []
         longest = max(len(p) for p in self.prompts) + (
