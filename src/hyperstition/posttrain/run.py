@@ -42,6 +42,7 @@ import torch
 
 from ..config import ConfigError, WorldConfig, load_yaml
 from ..io import append_jsonl, read_jsonl, sha256_file, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..model.card import write_run_card
 from ..model.checkpoint import (
     CHECKSUMS,
     intact_checkpoint_info,
@@ -600,6 +601,9 @@ def run_posttrain(
         "curve_eval_seconds": round(eval_seconds, 3),
     }
     final = save_posttrain_checkpoint(out_dir / FINAL, policy, tokenizer, world_cfg, info=info)
+    last_measured = max((int(r["step"]) for r in curve_rows), default=-1)
+    last_rows = [r for r in curve_rows if int(r["step"]) == last_measured]
+    write_run_card(final, last_rows, base_dir, strategy=spec.name, seed=cfg.seed)
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return final
 

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..config import PipelineConfig
+    from ..model.card import write_run_card
     from ..model.checkpoint import CheckpointError
     from .data import DataError
     from .pretrain import RunLockedError, run_pretrain
@@ -57,5 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     except (CheckpointError, DataError, RunLockedError) as err:
         print(f"hyperstition pretrain: {err}", file=sys.stderr)
         return 1
+    # A stand-alone run's card (not evaluated yet); an experiment's runner writes its cards after evaluating.
+    write_run_card(final, seed=cfg.pretrain.seed, keep_existing=True)
     print(f"final checkpoint: {final}")
     return 0
