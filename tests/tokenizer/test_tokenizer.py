@@ -26,3 +26,24 @@ def test_round_trip_and_specials(tmp_path):
     assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == EOS + prompt
     # The BOS once, whether the template's text or the tokenizer's post-processor puts it there.
     assert tok.apply_chat_template(chat, add_generation_prompt=True)["input_ids"] == tok(prompt)["input_ids"]
+
+
+def test_scorer_prompts_get_one_bos_from_new_and_old_tokenizers(tiny_tokenizer):
+    """Our scorer encodes prompts through the tokenizer's own BOS; a tokenizer saved before it added one (no BOS
+    post-processor) still gets exactly one, so old checkpoints score as before."""
+    import copy
+
+    from tokenizers import processors
+
+    from hyperstition.evals.scoring import encode_prompts
+    from hyperstition.tokenizer.train import tokenizer_adds_bos
+
+    bos = tiny_tokenizer.bos_token_id
+    plain = tiny_tokenizer("the river", add_special_tokens=False)["input_ids"]
+    assert tokenizer_adds_bos(tiny_tokenizer)
+    assert encode_prompts(tiny_tokenizer, ["the river"]) == [[bos, *plain]]
+    old = copy.deepcopy(tiny_tokenizer)
+    old._tokenizer.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    assert not tokenizer_adds_bos(old)
+    assert encode_prompts(old, ["the river"]) == [[bos, *plain]]
+    assert encode_prompts(old, ["the river"], add_bos=False) == [plain]
