@@ -36,13 +36,13 @@ def _clean_env() -> dict[str, str]:
 
 
 def build_wheel(out_dir: Path) -> Path:
-    """`pip wheel` of a copy of the project (so the build leaves nothing in the checkout), offline, no build isolation."""
+    """`pip wheel` of a copy of the project (the build leaves nothing in the checkout), offline, no build isolation."""
     source = out_dir / "source"
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out_dir), str(source)]
-    _run(cmd, out_dir, _clean_env())
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+    _run([*pip_wheel, "-w", str(out_dir), str(source)], out_dir, _clean_env())
     (wheel,) = out_dir.glob("hyperstition-*.whl")
     return wheel
 
@@ -67,7 +67,8 @@ def test_wheel_ships_configs_and_runs_smoke_from_an_empty_directory(tmp_path):
         assert f"hyperstition/configs/{config}" in names, f"{config} missing from {wheel.name}"
 
     bin_dir = fresh_venv_with(wheel, tmp_path)
-    where = _run([str(bin_dir / "python"), "-c", "import hyperstition; print(hyperstition.__file__)"], tmp_path, _clean_env())
+    which = "import hyperstition; print(hyperstition.__file__)"
+    where = _run([str(bin_dir / "python"), "-c", which], tmp_path, _clean_env())
     installed = Path(where.stdout.strip())
     assert tmp_path / "venv" in installed.parents, f"imported {installed}, not the installed wheel"
 
