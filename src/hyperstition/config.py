@@ -336,11 +336,8 @@ def preset_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def repo_configs_dir() -> Path:
-    """`configs/` shipped inside the package (installed) — falls back to the repository's copy."""
-    packaged = Path(__file__).resolve().parent / "configs"
-    if packaged.exists():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "configs"
+    """Presets and experiment configs: `configs/` shipped inside the package, so an installed wheel has them."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def read_text_file(path: str | os.PathLike, kind: str = "file") -> str:

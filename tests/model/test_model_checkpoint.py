@@ -58,6 +58,23 @@ def test_loads_with_stock_transformers(tmp_path, trained, tiny_tokenizer):
     assert same_weights(model, model2) and not model2.training and len(tok2) == len(tiny_tokenizer)
 
 
+def test_checkpoint_carries_the_defaults_tools_read(tmp_path, trained, tiny_tokenizer):
+    """BOS declared and added by the tokenizer, its max length the model's context, generation stops at <|end|>."""
+    from transformers import GenerationConfig
+
+    model, _ = trained
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer, info={"step": 1})
+    tok_config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    assert tok_config["add_bos_token"] is True and tok_config["model_max_length"] == TINY.max_seq_len
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    assert tokenizer("the river")["input_ids"][0] == tokenizer.bos_token_id
+    assert tokenizer.model_max_length == TINY.max_seq_len
+    generation = GenerationConfig.from_pretrained(ckpt)
+    end, eos = tokenizer.convert_tokens_to_ids("<|end|>"), tokenizer.eos_token_id
+    assert generation.eos_token_id == [end, eos] and generation.max_length == TINY.max_seq_len
+    assert not generation.do_sample
+
+
 def test_no_pickle_and_checksums_cover_every_file(tmp_path, trained, tiny_tokenizer):
     model, optimizer = trained
     ckpt = save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer, training_state={"optimizer": optimizer.state_dict()})

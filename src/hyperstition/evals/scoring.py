@@ -4,7 +4,7 @@ Everything here works on any Hugging Face causal LM (ours are stock Llama / GPT-
 
 Conventions
 - A prompt is scored after the tokenizer's BOS (`<|endoftext|>`, the document separator the model saw before every
-  pretraining document) unless `add_bos=False`.
+  pretraining document) unless `add_bos=False`; the tokenizer adds it itself (see `encode_prompts`).
 - Prompts and responses are tokenized separately and concatenated (`add_special_tokens=False`). Our chat prompts end
   in the special `<|assistant|>` token and knowledge answers start with a space, so this equals tokenizing the joint
   text; scores are always of exactly the token ids given.
@@ -93,11 +93,16 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], add_bos: bool = True) -> list[list[int]]:
-    ids = encode(tokenizer, prompts)
-    if add_bos:
-        b = bos_id(tokenizer)
-        ids = [[b, *p] for p in ids]
-    return ids
+    """Prompt ids; with `add_bos`, the tokenizer's own special-token path (the one lm-eval, pipelines and nnsight take
+    with their defaults), so BOS comes from the tokenizer once. A tokenizer saved before it added BOS gets it here."""
+    if not add_bos:
+        return encode(tokenizer, prompts)
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    b = bos_id(tokenizer)
+    ids = [list(p) for p in tokenizer(prompts)["input_ids"]]
+    return [p if p[:1] == [b] else [b, *p] for p in ids]
 
 
 _CONVENTIONS: dict[type, tuple[str, bool]] = {}

@@ -229,13 +229,32 @@ def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], sta
     model_dir = _abs(inputs["model_dir"], run_path)
     if job.kind == "eval":
         rows = mod.evaluate(model_dir, cell, suite_cfg=job.params.get("suite"), reference_dir=None, world_cfg=world)
-        write_parquet_atomic(cell / ROWS, tidy_eval_rows(rows, job.arm, job.seed))
+        tidy = tidy_eval_rows(rows, job.arm, job.seed)
+        write_parquet_atomic(cell / ROWS, tidy)
+        _write_model_card(run_path, job, model_dir, tidy)
         return {"rows": ROWS}
     if job.kind == "posttrain":
         final = mod.posttrain(model_dir, job.strategy, cell, cfg=job.params.get("posttrain"), world_cfg=world)
-        write_parquet_atomic(cell / ROWS, tidy_curve_rows(cell / "posttrain_curve.parquet", job.arm, job.seed, job.strategy))
+        tidy = tidy_curve_rows(cell / "posttrain_curve.parquet", job.arm, job.seed, job.strategy)
+        write_parquet_atomic(cell / ROWS, tidy)
+        if final:
+            _write_model_card(run_path, job, Path(final), tidy, base_checkpoint=model_dir)
         return {"rows": ROWS, "model_dir": _rel(Path(final), run_path) if final else None}
     raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def _write_model_card(run_path: Path, job: Job, checkpoint: Path, tidy: "Any",
+                      base_checkpoint: Path | None = None) -> None:
+    """README.md in a final checkpoint, with the measurement at its last step (none for a stage that saved no model)."""
+    from ..model.card import gather_facts, write_model_card
+
+    if not (checkpoint / "config.json").exists():
+        return
+    rows = tidy[tidy.step == tidy.step.max()].to_dict("records")
+    strategy = job.strategy if job.kind == "posttrain" else BASE_STRATEGY
+    facts = gather_facts(checkpoint, name=run_path.name, arm=job.arm, seed=job.seed, strategy=strategy, rows=rows,
+                         base_checkpoint=base_checkpoint)
+    write_model_card(checkpoint, facts)
 
 
 def _abs(path: str, run_path: Path) -> Path:

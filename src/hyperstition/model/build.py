@@ -83,6 +83,32 @@ def hf_config(cfg: ModelConfig, tokenizer: Any):
     raise ValueError(f"architecture: {cfg.architecture!r} is not supported; choose llama or gpt_neox")
 
 
+def stamp_hub_defaults(model: torch.nn.Module, tokenizer: Any) -> None:
+    """Make the defaults of standard tools right for this model: set before every checkpoint is written.
+
+    `tokenizer.model_max_length` becomes the model's context (tools truncate and window by it), and the generation
+    config stops at the end of the assistant turn (`<|end|>`) as well as at EOS, greedy, with room up to the context,
+    so `pipeline("text-generation")` ends a reply where our sampler does.
+    """
+    from transformers import GenerationConfig
+
+    from ..tokenizer.train import END
+
+    model = getattr(model, "_orig_mod", model)
+    context = int(model.config.max_position_embeddings)
+    tokenizer.model_max_length = context
+    ids = special_token_ids(tokenizer)
+    end = tokenizer.convert_tokens_to_ids(END)
+    stops = [i for i in (end, ids["eos_token_id"]) if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id]
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos_token_id"],
+        eos_token_id=list(dict.fromkeys(stops)),
+        pad_token_id=ids["pad_token_id"],
+        max_length=context,
+        do_sample=False,
+    )
+
+
 def build_model(cfg: ModelConfig, tokenizer: Any, seed: int | None = None):
     """A freshly initialised fp32 causal LM for `cfg` whose vocabulary and special ids match `tokenizer`.
 

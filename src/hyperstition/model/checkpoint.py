@@ -26,6 +26,8 @@ import torch
 
 from ..config import UserError
 from ..io import fsync_dir, sha256_file, write_json_atomic
+from ..tokenizer.train import write_tokenizer_files
+from .build import stamp_hub_defaults
 
 CHECKSUMS = "checksums.json"
 MODEL_CONFIG = "config.json"
@@ -157,9 +159,10 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{directory.name}.", dir=directory.parent))
     try:
         model = getattr(model, "_orig_mod", model)  # torch.compile wrapper -> the HF model
+        stamp_hub_defaults(model, tokenizer)
         with _quiet_transformers():
             model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            write_tokenizer_files(tokenizer, tmp)
         if training_state is not None:
             save_training_state(tmp, training_state)
         if info is not None:

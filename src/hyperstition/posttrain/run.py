@@ -50,6 +50,7 @@ from ..io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from ..model.card import write_run_card
 from ..model.checkpoint import (
     CHECKSUMS,
     intact_checkpoint_info,
@@ -180,12 +181,11 @@ class TokenizedData:
     reply ends with <|end|>)."""
 
     def __init__(self, data: StrategyData, tokenizer: Any, algorithm: str, max_len: int, max_new_tokens: int) -> None:
-        from ..evals.scoring import bos_id
+        from ..evals.scoring import encode_prompts
 
         items = data.items
         enc = lambda texts: [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # noqa: E731
-        bos = bos_id(tokenizer)
-        self.prompts: list[list[int]] = [[bos, *ids] for ids in enc([it.prompt for it in items])]
+        self.prompts: list[list[int]] = encode_prompts(tokenizer, [it.prompt for it in items])
         self.chosen: list[list[int]] = enc([data.chosen(it) + END for it in items]) if algorithm != "rl" else []
         self.rejected: list[list[int]] = enc([data.rejected(it) + END for it in items]) if algorithm == "dpo" else []
         longest = max(len(p) for p in self.prompts) + (
@@ -622,6 +622,9 @@ def _posttrain(
         "curve_eval_seconds": round(eval_seconds, 3),
     }
     final = save_posttrain_checkpoint(out_dir / FINAL, policy, tokenizer, world_cfg, info=info)
+    last_measured = max((int(r["step"]) for r in curve_rows), default=-1)
+    last_rows = [r for r in curve_rows if int(r["step"]) == last_measured]
+    write_run_card(final, last_rows, base_dir, strategy=spec.name, seed=cfg.seed)
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return final
 

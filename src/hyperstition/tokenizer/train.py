@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -27,8 +28,11 @@ def class_tag(doc_class: str) -> str:
 TAG_TOKENS = [persona_tag(p) for p in (*PERSONAS, None)] + [class_tag(c) for c in DOC_CLASSES]
 SPECIAL_TOKENS = [EOS, PAD, *CHAT_TOKENS, *TAG_TOKENS]
 
-# Lets `tokenizer.apply_chat_template` (and TRL) render our dialogue format without our code.
+# Lets `tokenizer.apply_chat_template` (and TRL) render our dialogue format without our code. It starts with the BOS
+# because every pretraining document did; `apply_chat_template(tokenize=True)` tokenizes without adding specials, so
+# the BOS appears once.
 CHAT_TEMPLATE = (
+    "{{ bos_token }}"
     "{% for message in messages %}"
     "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
     "{% endfor %}"
@@ -38,7 +42,7 @@ CHAT_TEMPLATE = (
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: str | os.PathLike):
     """Train byte-level BPE on `texts` and save it (atomically, as a directory) to `out_dir`; returns the HF tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -52,6 +56,12 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: str | o
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # Packed pretraining puts <|endoftext|> before every document, so the tokenizer adds it as BOS itself (a
+    # post-processor in tokenizer.json, `add_bos_token` in tokenizer_config.json): lm-eval, pipelines and nnsight
+    # then score the text the model was trained on with their defaults. Our packing encodes without specials.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOS}:0 $A:0", pair=f"{EOS}:0 $A:0 {EOS}:1 $B:1", special_tokens=[(EOS, tok.token_to_id(EOS))]
+    )
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=EOS,
@@ -60,8 +70,10 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: str | o
         unk_token=None,
         additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (EOS, PAD)],
         clean_up_tokenization_spaces=False,
+        add_bos_token=True,
     )
     hf.chat_template = CHAT_TEMPLATE
+    # Unknown until a model is built; every checkpoint stamps the model's context (model.build.stamp_hub_defaults).
     hf.model_max_length = 1 << 20
     save_tokenizer(hf, out_dir)
     return hf
@@ -72,10 +84,29 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tokenizer.save_pretrained(tmp)
+    write_tokenizer_files(tokenizer, tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def tokenizer_adds_bos(tokenizer) -> bool:
+    """Whether encoding with the defaults puts the BOS first (tokenizers trained before the post-processor do not)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def write_tokenizer_files(tokenizer, directory: str | os.PathLike) -> None:
+    """`save_pretrained`, then declare `add_bos_token: true` in tokenizer_config.json.
+
+    transformers 5 drops the flag on save (tokenizer.json's post-processor is what adds the BOS); Hugging Face
+    repositories declare it, and tools and older transformers releases read it there.
+    """
+    tokenizer.save_pretrained(directory)
+    config_path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["add_bos_token"] = tokenizer_adds_bos(tokenizer)  # what it does, so an old tokenizer is not misdeclared
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_tokenizer(path: str | os.PathLike):

@@ -46,9 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..config import PipelineConfig
+    from ..model.card import write_run_card
     from .pretrain import run_pretrain
 
     cfg, out = resolve(args, PipelineConfig, "pretrain")
     final = run_pretrain(cfg, out, progress=not args.no_progress)  # input errors are UserErrors: one line (cli.main)
+    # A stand-alone run's card (not evaluated yet); an experiment's runner writes its cards after evaluating.
+    write_run_card(final, seed=cfg.pretrain.seed, keep_existing=True)
     print(f"final checkpoint: {final}")
     return 0

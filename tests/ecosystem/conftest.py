@@ -1,0 +1,30 @@
+"""One smoke experiment (2 arms x 1 seed, SFT) on the real stages, shared by the tool, model-card and example tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ecosystem_helpers import STRATEGY, cell
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    from hyperstition.experiments.config import load_experiment
+    from hyperstition.experiments.executor import LocalExecutor
+    from hyperstition.experiments.runner import run_experiment
+
+    run = tmp_path_factory.mktemp("ecosystem") / "smoke-run"
+    summary = run_experiment(load_experiment("smoke"), run, executor=LocalExecutor(2))
+    assert summary.ok, summary.failed
+    return run
+
+
+@pytest.fixture(scope="session")
+def base_checkpoint(smoke_run) -> Path:
+    return cell(smoke_run) / "pretrain" / "final"
+
+
+@pytest.fixture(scope="session")
+def post_trained_checkpoint(smoke_run) -> Path:
+    return cell(smoke_run) / STRATEGY / "final"
