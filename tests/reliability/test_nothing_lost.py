@@ -41,7 +41,7 @@ DAMAGE = {
     "rows changed, same size": (BASE, lambda cell: _flip_last_byte(cell / "rows.parquet"), "sha256 differs"),
     "DONE.json binary": (SFT, lambda cell: (cell / "DONE.json").write_bytes(b"\xff\x00"), "DONE.json is unreadable"),
     "DONE.json a list": (BASE, lambda cell: (cell / "DONE.json").write_text("[]"), "DONE.json is unreadable"),
-    "model file deleted": (PRETRAIN, lambda cell: next((cell / "final").iterdir()).unlink(), "is missing"),
+    "model file deleted": (PRETRAIN, lambda cell: (cell / "final" / "config.json").unlink(), "is missing"),
 }
 
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import sha256_file
+from ..model.card import CARD
+from ..model.checkpoint import CHECKSUMS
+
+# Files of a model directory that later cells rewrite on purpose: the model card (filled in after each evaluation)
+# and the checksum list that gains the card's entry. Every other file of the checkpoint is promised as written.
+REWRITTEN_LATER = frozenset({CARD, CHECKSUMS})
 
 DONE = "DONE.json"
 
@@ -47,7 +53,7 @@ def promised_files(run_dir: Path, cell: Path, outputs: dict) -> dict[str, dict]:
         paths.append(cell / outputs["rows"])
     if outputs.get("model_dir"):
         model_dir = _resolve(run_dir, outputs["model_dir"])
-        paths += sorted(p for p in model_dir.rglob("*") if p.is_file())
+        paths += sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name not in REWRITTEN_LATER)
     return {_relative(p, run_dir): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths}
 
 
