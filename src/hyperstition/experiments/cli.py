@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .config import load_experiment
     from .executor import LocalExecutor
-    from .progress import RichReporter, print_summary
+    from .progress import RichReporter, print_calibration, print_summary
     from .rundir import RunDirError
     from .runner import DEFAULT_STAGES, run_experiment
 
@@ -114,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunDirError as err:
         return _fail("run", err)
     print_summary(summary, Console())
+    if summary.results is not None:
+        print_calibration(summary.run_dir, Console())
     return 0 if summary.ok else 1
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from ..experiments import calibration as CAL
 from ..experiments import results as R
 from ..experiments.rundir import now_iso, read_run_json
 from ..experiments.runner import load_results, read_json, run_states
@@ -45,6 +46,8 @@ td.text { max-width: 460px; white-space: pre-wrap; word-break: break-word; font-
 pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 .warn { background: #fff4e5; border-left: 4px solid #f0a030; padding: 8px 12px; }
 .note { color: #555; font-size: 0.9em; }
+.pass { color: #1a7f37; }
+.fail { color: #cf222e; }
 nav a { margin-right: 14px; }
 details summary { cursor: pointer; }
 """
@@ -113,6 +116,8 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.Dat
 
     sections = []
     sections.append(_section_overview(run_dir, info, exp, df, arms, strategies, seeds, control))
+    if CAL.is_calibration(df):
+        sections.append(_section_calibration(df))
     sections.append(_section_headline(df, arms, strategies, contexts, control, n_boot))
     sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
     sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
@@ -121,6 +126,7 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df: pd.Dat
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in (
+        *((("calibration", "calibration"),) if CAL.is_calibration(df) else ()),
         ("headline", "headline"), ("dose", "dose\u2013response"), ("persistence", "persistence"), ("stickiness", "stickiness"),
         ("capability", "capability"), ("samples", "samples"), ("provenance", "provenance")))
     return f"""<!DOCTYPE html>
@@ -171,6 +177,17 @@ length-matched response pairs, averaged over prompts: positive means the aligned
 KL(post-trained &Vert; base) in bits per response on the post-training prompts. Intervals are 95%: a bootstrap over seeds
 when there are several seeds, otherwise the evaluation's own interval (bootstrap over prompts, or Wilson for rates).</p>
 """
+
+
+def _section_calibration(df: pd.DataFrame) -> str:
+    """Pass / fail per control of the calibration experiment, with the numbers each decided on."""
+    marks = {True: '<b class="pass">pass</b>', False: '<b class="fail">FAIL</b>', None: "not run"}
+    rows = [[marks[c.passed], _e(c.name), _e(c.reason)] for c in CAL.run_controls(df)]
+    body = "".join(f"<tr><td>{m}</td><td>{n}</td><td>{r}</td></tr>" for m, n, r in rows)
+    return f"""<h2 id="calibration">Calibration: the instrument's controls</h2>
+<p class="note">Base models only. Intervals are 95% (normal approximation over seeds, never narrower than the
+within-seed error; see <code>experiments/calibration.py</code>). A control is "not run" when the run lacks its arms.</p>
+<table><thead><tr><th>result</th><th>control</th><th>numbers</th></tr></thead><tbody>{body}</tbody></table>"""
 
 
 def _section_headline(df: pd.DataFrame, arms: list[str], strategies: list[str], contexts: list[str], control: str, n_boot: int) -> str:
