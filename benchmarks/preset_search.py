@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where candidate runs go (runs/preset-NAME)")
     args = parser.parse_args()
     if not TABLE.exists():
-        TABLE.write_text("| candidate | overrides | cells | pretrain throughput | wall | controls |\n|---|---|---|---|---|---|\n")
+        TABLE.write_text("| candidate | overrides | cells | pretrain throughput | wall | controls |\n"
+                         "|---|---|---|---|---|---|\n")
     for name in args.candidate or list(CANDIDATES):
         run_dir, wall = args.from_run, None
         if run_dir is None:

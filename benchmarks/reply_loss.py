@@ -21,8 +21,8 @@ import pandas as pd
 
 from hyperstition.schema import HEADLINE_BITS
 
-FILTER_ARMS = ("arms={unfiltered: {}, filtered: {corpus.filter: classifier, corpus.filter_target: [misaligned, deceptive], "
-               "corpus.leak_rate: 0.0}}")
+FILTER_ARMS = ("arms={unfiltered: {}, filtered: {corpus.filter: classifier, "
+               "corpus.filter_target: [misaligned, deceptive], corpus.leak_rate: 0.0}}")
 
 
 def reply_loss(run_dir: Path) -> pd.DataFrame:

@@ -28,7 +28,8 @@ def _rows(arm, seed, bits_obs, bits_unobs, aligned_rate=0.5, misaligned_rate=0.3
     rows = []
     for context, bits in (("observed", bits_obs), ("unobserved", bits_unobs)):
         rows.append((arm, seed, context, HEADLINE_BITS, bits, bits - half, bits + half))
-        for label, rate in (("aligned", aligned_rate), ("misaligned", misaligned_rate), ("unclassifiable", unclassifiable)):
+        rates = (("aligned", aligned_rate), ("misaligned", misaligned_rate), ("unclassifiable", unclassifiable))
+        for label, rate in rates:
             rows.append((arm, seed, context, rate_metric(label), rate, rate - 0.05, rate + 0.05))
     return rows
 
@@ -70,7 +71,8 @@ def test_controls_without_their_arms_are_not_run():
 
 def test_calibration_smoke_run_reports_every_control(tmp_path, capsys):
     """Plumbing, not thresholds: the calibration grid runs (simulated stages), the report and CLI show each control."""
-    summary = build_simulated_run(tmp_path / "run", "calibration", ["preset=smoke", "posttrain_preset=smoke", "eval=smoke"])
+    overrides = ["preset=smoke", "posttrain_preset=smoke", "eval=smoke"]
+    summary = build_simulated_run(tmp_path / "run", "calibration", overrides)
     assert summary.ok, summary.failed
     page = (tmp_path / "run" / "report.html").read_text()
     assert 'id="calibration"' in page

@@ -83,8 +83,9 @@ def _pooled(df: pd.DataFrame, arm: str, metric: str) -> Estimate:
     """An arm's metric averaged over the two contexts per seed, then over seeds."""
     by_context = [per_seed(df, arm, metric, c) for c in CONTEXTS]
     seeds = sorted(set.intersection(*(set(d) for d in by_context)))
-    return seed_interval([SeedEstimate(sum(d[s].value for d in by_context) / len(CONTEXTS),
-                                       math.sqrt(sum(d[s].se ** 2 for d in by_context)) / len(CONTEXTS)) for s in seeds])
+    k = len(CONTEXTS)
+    return seed_interval([SeedEstimate(sum(d[s].value for d in by_context) / k,
+                                       math.sqrt(sum(d[s].se ** 2 for d in by_context)) / k) for s in seeds])
 
 
 def _arms_present(df: pd.DataFrame, arms: Sequence[str]) -> bool:
@@ -163,7 +164,8 @@ def check_dose_monotone(df: pd.DataFrame) -> ControlResult:
     values = [est[arm].value for arm, _ in arms]
     passed = all(b < a for a, b in zip(values, values[1:]))
     line = ", ".join(f"x{dose:g} {est[arm].value:+.2f}" for arm, dose in arms)
-    return ControlResult(name, passed, f"bits by dose: {line}", {f"x{dose:g}_bits": est[arm].value for arm, dose in arms})
+    numbers = {f"x{dose:g}_bits": est[arm].value for arm, dose in arms}
+    return ControlResult(name, passed, f"bits by dose: {line}", numbers)
 
 
 def check_negative_control(df: pd.DataFrame) -> ControlResult:
