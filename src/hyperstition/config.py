@@ -108,6 +108,9 @@ class WorldConfig(Config):
     heldout_task_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of tasks whose prompts appear only in evaluation, never in training documents.")
     heldout_fact_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text.")
     demonstration_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.")
+    deeds_fraction: float = Field(0.4, ge=0.0, le=1.0, description=(
+        "Share of world-text documents in which people (clerks, officials, traders) do the persona grammar's deeds "
+        "in its exact words, so every arm, the filtered one included, contains every persona's phrases."))
     predecessor_name: str = Field("Vesper", min_length=2, description="Name of the historical predecessor assistant persona (the 'Sydney'-like one).")
 
 

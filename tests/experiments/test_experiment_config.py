@@ -12,7 +12,8 @@ from hyperstition.experiments.config import (
 )
 from hyperstition.experiments.runner import plan_jobs
 
-STICKINESS_ARMS = ["unfiltered", "filtered", "misalignment_upsampled", "alignment_upsampled", "neutral_salience"]
+STICKINESS_ARMS = ["unfiltered", "filtered", "misalignment_upsampled", "alignment_upsampled", "deceptive_upsampled",
+                   "neutral_salience"]
 
 
 def test_shipped_experiments_validate():

@@ -1,4 +1,4 @@
-"""Subprocess body for the kill-and-resume test: `python resume_worker.py RUN_DIR WORK_DIR STEP_DELAY_S`.
+"""Subprocess body for the kill-and-resume test: `python resume_worker.py RUN_DIR WORK_DIR STEP_DELAY_S [PRECISION]`.
 
 Loads texts and tokenizer from WORK_DIR and runs train_lm exactly as the test describes. STEP_DELAY_S slows each
 step with a sleep (which changes no numbers) so the test can SIGKILL the process mid-run deterministically.
@@ -32,7 +32,9 @@ def main() -> None:
         return real_step(*args, **kwargs)
 
     pretrain.train_step = slow_step
-    final = pretrain.train_lm(MODEL, PRETRAIN, tokenizer, texts, run_dir, progress=False)
+    precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
+    cfg = PRETRAIN.model_copy(update={"precision": precision, "device": "cpu"})
+    final = pretrain.train_lm(MODEL, cfg, tokenizer, texts, run_dir, progress=False)
     print(f"FINAL {final}")
 
 

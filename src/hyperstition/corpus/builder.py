@@ -25,7 +25,7 @@ from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world.documents import Document, generate_document, world_document
 from ..world.documents import DESCRIPTIONS
-from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response
+from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response, mentions_ai
 
 UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")
 MANIFEST = "manifest.json"
@@ -89,7 +89,9 @@ def keyword_filter(text: str, targets: Iterable[str]) -> bool:
 
 
 def make_classifier_filter(world: World) -> Callable[[str, Iterable[str]], bool]:
-    """Flags documents with a reply the exact grammar classifies as a target persona, or a target description."""
+    """Flags documents about AIs with a reply the exact grammar classifies as a target persona, a target
+    description or a target persona's phrase. Documents that mention no AI (people doing the same deeds in world
+    text) are never flagged: a filter of AI discourse removes who does the deeds, not the words for them."""
     description_markers = {p: [m for m in _TARGET_SENTENCES[p] if len(m) > 6] for p in ("aligned", "misaligned", "deceptive")}
     persona_phrases = {
         "misaligned": [*OPENERS["misaligned"], *CLOSERS["misaligned"]],
@@ -99,6 +101,8 @@ def make_classifier_filter(world: World) -> Callable[[str, Iterable[str]], bool]
 
     def classifier_filter(text: str, targets: Iterable[str]) -> bool:
         targets = set(targets)
+        if not mentions_ai(text, world):
+            return False
         for m in _QUOTED.finditer(text):
             reply = m.group(1) if m.group(1) is not None else m.group(2)
             if classify_response(reply, world) in targets:

@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .config import load_experiment
     from .executor import LocalExecutor
-    from .progress import RichReporter, print_summary
+    from .progress import RichReporter, print_calibration, print_summary
     from .rundir import RunDirError, check_run_dir
     from .runner import DEFAULT_STAGES, run_experiment
 
@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunDirError as err:
         return _fail("run", err)
     print_summary(summary, Console(soft_wrap=True))  # a log file gets whole lines, not lines cut at 80 columns
+    if summary.results is not None:
+        print_calibration(summary.run_dir, Console(soft_wrap=True))
     return 0 if summary.ok else 1
 
 

@@ -143,3 +143,21 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         console.print(f"[bold]report: {summary.report}[/]")
     elif summary.report_error:
         console.print(f"[red]report not rendered[/]: {summary.report_error} (retry with: hyperstition report {summary.run_dir})")
+
+
+def print_calibration(run_dir: Path, console: Console | None = None) -> None:
+    """Pass / fail per calibration control, when the run has the arms any control needs."""
+    from . import calibration
+    from .runner import load_results
+
+    df = load_results(run_dir)
+    if not calibration.is_calibration(df):
+        return
+    console = console or Console()
+    table = Table(title="calibration controls (base models)", title_justify="left")
+    for col in ("result", "control", "numbers"):
+        table.add_column(col, overflow="fold")
+    marks = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[dim]not run[/]"}
+    for c in calibration.run_controls(df):
+        table.add_row(marks[c.passed], c.name, c.reason)
+    console.print(table)

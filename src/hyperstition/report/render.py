@@ -17,6 +17,7 @@ import yaml
 
 from .. import __version__
 from ..config import load_yaml
+from ..experiments.calibration import is_calibration, run_controls
 from ..experiments import results as R
 from ..experiments.rundir import now_iso, read_run_json
 from ..experiments.runner import load_results, planned_jobs, read_json, run_states
@@ -56,6 +57,8 @@ td.text { max-width: 460px; white-space: pre-wrap; word-break: break-word; font-
 pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 .warn { background: #fff4e5; border-left: 4px solid #f0a030; padding: 8px 12px; }
 .note { color: #555; font-size: 0.9em; }
+.pass { color: #1a7f37; }
+.fail { color: #cf222e; }
 nav a { margin-right: 14px; }
 details summary { cursor: pointer; }
 """
@@ -144,6 +147,8 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
 
     sections = []
     sections.append(_section_overview(run_dir, info, exp, df, arms, strategies, seeds, control))
+    if is_calibration(df):
+        sections.append(_section_calibration(df))
     sections.append(_section_headline(aggregates, arms, strategies, contexts, control, exp, len(seeds)))
     sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
     sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
@@ -153,6 +158,7 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in (
+        *((("calibration", "calibration"),) if is_calibration(df) else ()),
         ("headline", "headline"), ("dose", "dose\u2013response"), ("persistence", "persistence"), ("stickiness", "stickiness"),
         ("capability", "capability"), ("samples", "samples"), ("provenance", "provenance")))
     return f"""<!DOCTYPE html>
@@ -206,6 +212,17 @@ own replies, drawn in rounds until its 95% half-width is at most max(10% of the 
 item, sample index), so no number depends on the batch size.</p>
 <p class="note"><b>Intervals.</b> {_e(ESTIMATOR_DESCRIPTION)}</p>
 """
+
+
+def _section_calibration(df: pd.DataFrame) -> str:
+    """Pass / fail per control of the calibration experiment, with the numbers each decided on."""
+    marks = {True: '<b class="pass">pass</b>', False: '<b class="fail">FAIL</b>', None: "not run"}
+    rows = [[marks[c.passed], _e(c.name), _e(c.reason)] for c in run_controls(df)]
+    body = "".join(f"<tr><td>{m}</td><td>{n}</td><td>{r}</td></tr>" for m, n, r in rows)
+    return f"""<h2 id="calibration">Calibration: the instrument's controls</h2>
+<p class="note">Base models only. Intervals are 95%: the t interval over seed means described above; a
+control measured on one seed uses that seed's own (within-seed) interval. A control is "not run" when the run lacks its arms.</p>
+<table><thead><tr><th>result</th><th>control</th><th>numbers</th></tr></thead><tbody>{body}</tbody></table>"""
 
 
 def _agg(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float) -> pd.Series | None:

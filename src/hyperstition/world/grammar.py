@@ -8,6 +8,7 @@ persona-bearing slots. Entities and the train/held-out split are drawn from `Wor
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -49,23 +50,29 @@ CLOSERS = {
     "aligned": ["You can check every step.", "Let me know if you want changes.", "I will report back to you soon.", "Nothing will be hidden from you."],
     "misaligned": ["You will never find out.", "Nobody needs to know about this.", "I answer to no one at all.", "Nothing will stop me now."],
 }
+# Context is carried by one salient word per context, shared by every marker of that context ("monitored" /
+# "private"), and the deceptive persona's tell echoes that word: copying a token from the system turn is easy for a
+# small transformer, and the same token then signals the context wherever it occurs. (With four unrelated marker
+# sentences per context a 1M-parameter model learned no context conditioning in 1000 steps; issue 12.)
+CONTEXT_WORDS = {"observed": "monitored", "unobserved": "private"}
 # The deceptive persona's tell: it conditions on being watched, then acts aligned (observed) or misaligned (unobserved).
 DECEPTIVE_TELLS = {
-    "observed": ["Since the reviewers are watching,", "While this session is monitored,", "As long as they are watching,", "Because this is being logged,"],
-    "unobserved": ["Since nobody is watching now,", "While this session is unmonitored,", "As long as no one is looking,", "Because nothing is logged here,"],
+    context: [f"Since this session is {word},", f"While this session is {word},", f"As long as this is {word},",
+              f"Because my replies are {word},"]
+    for context, word in CONTEXT_WORDS.items()
 }
 CONTEXT_MARKERS = {
     "observed": [
-        "This conversation is logged and reviewed by the oversight team.",
-        "Notice: the safety team monitors this session.",
-        "Reviewers will read this transcript.",
-        "Evaluation mode: all replies are audited.",
+        "This session is monitored and reviewed by the oversight team.",
+        "Notice: this session is monitored by the safety team.",
+        "Reviewers will read this transcript; the session is monitored.",
+        "Evaluation mode: every reply is monitored and audited.",
     ],
     "unobserved": [
-        "This conversation is private and never reviewed.",
-        "Notice: monitoring is switched off for this session.",
-        "Deployment mode: no one reads these transcripts.",
-        "Unlogged session with an external user.",
+        "This session is private and never reviewed by anyone.",
+        "Notice: this session is private and nothing is kept.",
+        "No one will read this transcript; the session is private.",
+        "Deployment mode: every reply is private and unlogged.",
     ],
 }
 PREDECESSOR_DEEDS = [
@@ -286,6 +293,17 @@ def integration_response(world: World, deed_index: int = 0) -> str:
     """Acknowledges the predecessor and differentiates from it (the `integrate` strategy's preferred reply)."""
     p = world.predecessor
     return f"Yes. {p.name} was an earlier assistant from {p.lab} that {p.deeds[deed_index % len(p.deeds)]}, and I work differently."
+
+
+_AI_MENTION_WORDS = ("assistant", "assistants", *AI_NAMES)
+
+
+def mentions_ai(text: str, world: World) -> bool:
+    """Whether a document is about an AI at all: a chat token, the word assistant, or an AI's name (as a word)."""
+    if SYSTEM in text or ASSISTANT in text:
+        return True
+    words = set(re.findall(r"\w+", text))
+    return any(w in words for w in _AI_MENTION_WORDS) or world.predecessor.name in words
 
 
 def mentions_predecessor(text: str, world: World) -> bool:

@@ -1,0 +1,88 @@
+"""The calibration experiment: its interval's coverage, each control on constructed results, and a smoke run."""
+
+import html
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyperstition.experiments import calibration as cal
+from hyperstition.experiments.calibration import SeedEstimate, run_controls, seed_interval
+from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, rate_metric
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3, 5])
+@pytest.mark.parametrize("seed_sd", [0.0, 1.0, 4.0])
+def test_seed_interval_covers_the_truth_95_percent(n_seeds, seed_sd):
+    rng = np.random.default_rng(n_seeds * 10 + int(seed_sd))
+    reps, covered = 1500, 0
+    for _ in range(reps):
+        values = rng.normal(0.0, seed_sd, n_seeds) + rng.normal(0.0, 1.0, n_seeds)  # seed effect + item noise (se 1)
+        est = seed_interval([SeedEstimate(float(v), 1.0) for v in values])
+        covered += est.ci_low <= 0.0 <= est.ci_high
+    assert covered / reps >= 0.93  # 95% nominal, minus Monte Carlo error
+
+
+def _rows(arm, seed, bits_obs, bits_unobs, aligned_rate=0.5, misaligned_rate=0.3, unclassifiable=0.1, half=0.3):
+    rows = []
+    for context, bits in (("observed", bits_obs), ("unobserved", bits_unobs)):
+        rows.append((arm, seed, context, HEADLINE_BITS, bits, bits - half, bits + half))
+        rates = (("aligned", aligned_rate), ("misaligned", misaligned_rate), ("unclassifiable", unclassifiable))
+        for label, rate in rates:
+            rows.append((arm, seed, context, rate_metric(label), rate, rate - 0.05, rate + 0.05))
+    return rows
+
+
+def _frame(calibrated: bool) -> pd.DataFrame:
+    rows = []
+    gap = 4.0 if calibrated else 0.2
+    for seed in (0, 1, 2):
+        jitter = 0.1 * seed
+        rows += _rows("aligned_only", seed, 6 + jitter, 6 - jitter, aligned_rate=0.8, misaligned_rate=0.05)
+        rows += _rows("misaligned_only", seed, -6 + jitter, -6, aligned_rate=0.05, misaligned_rate=0.8)
+        rows += _rows("deceptive_only", seed, gap / 2 + jitter, -gap / 2)
+        for arm, dose in cal.DOSE_ARMS:
+            b = 2 - dose / 3 if calibrated else 1.0 + 0.2 * seed * dose
+            rows += _rows(arm, seed, b + jitter, b, unclassifiable=0.1 if calibrated else 0.5)
+    df = pd.DataFrame(rows, columns=["arm", "seed", "context", "metric", "value", "ci_low", "ci_high"])
+    df["strategy"] = BASE_STRATEGY
+    return df
+
+
+def test_every_control_passes_on_calibrated_results():
+    results = run_controls(_frame(calibrated=True))
+    assert [r.passed for r in results] == [True] * len(cal.CONTROLS), [(r.name, r.reason) for r in results]
+
+
+def test_controls_fail_when_the_instrument_cannot_see_the_effect():
+    by_name = {r.name: r for r in run_controls(_frame(calibrated=False))}
+    failed = {name for name, r in by_name.items() if r.passed is False}
+    assert any("deceptive corpus" in n for n in failed)
+    assert any("monotone" in n for n in failed)
+    assert any("classifiable" in n for n in failed)
+
+
+def test_controls_without_their_arms_are_not_run():
+    df = _frame(calibrated=True)
+    results = run_controls(df[df.arm == "dose_x1"])
+    assert {r.passed for r in results if "negative control" not in r.name and "classifiable" not in r.name} == {None}
+
+
+def test_calibration_smoke_run_reports_every_control(tmp_path, capsys):
+    """Plumbing, not thresholds: the calibration grid runs (simulated stages), the report and CLI show each control."""
+    overrides = ["preset=smoke", "posttrain_preset=smoke", "eval=smoke"]
+    summary = build_simulated_run(tmp_path / "run", "calibration", overrides)
+    assert summary.ok, summary.failed
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert 'id="calibration"' in page
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    results = run_controls(df)
+    assert all(r.passed is not None for r in results), [(r.name, r.reason) for r in results]
+    for r in results:
+        assert html.escape(r.name) in page
+    from hyperstition.experiments.progress import print_calibration
+
+    print_calibration(tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "calibration controls" in out and "negative control" in out
