@@ -290,7 +290,8 @@ def prepare_tokenizer(cfg: TokenizerConfig, texts: Sequence[str], directory: Pat
 
 
 def run_pretrain(cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool = True) -> Path:
-    """Corpus -> tokenizer -> pretrained model in `run_dir`; resumable at every stage. Returns the final checkpoint dir."""
+    """Corpus -> tokenizer -> pretrained model in `run_dir`; resumable at every stage. Returns the final checkpoint
+    directory."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ensure_run_config(cfg, run_dir)

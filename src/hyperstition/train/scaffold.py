@@ -112,7 +112,11 @@ def finished(final_dir: Path, run_fingerprint: str) -> bool:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -182,8 +186,8 @@ class FiniteGuard:
         self.names, self.on_diverged = names, on_diverged
         self.first_bad = torch.zeros(1 + len(names), dtype=torch.float64, device=device)  # step 0 = none yet
 
-    def observe(self, step: int, values: dict[str, torch.Tensor]) -> None:
-        watched = [values[name].double() if name in values else None for name in self.names]
+    def observe(self, step: int, values: dict[str, torch.Tensor | None]) -> None:
+        watched = [values[name].double() if values.get(name) is not None else None for name in self.names]
         like = next(v for v in watched if v is not None)
         watched = [torch.zeros_like(like) if v is None else v for v in watched]
         now = torch.stack([torch.full_like(like, step), *watched])
