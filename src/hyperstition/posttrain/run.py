@@ -11,8 +11,8 @@ Layout of a post-training run directory:
 
 Our own loop on the resumable-run scaffold (train/scaffold.py), not TRL's trainers: each algorithm defines one
 step, and the curve and the divergence stop are hooks. It evaluates at log-spaced steps, resumes bit for bit on
-CPU, and keeps every piece of state in safetensors + JSON. Its SFT, DPO and RLOO losses equal TRL 1.16's on the same batch (see
-`losses.py` and tests/posttrain/test_trl_equivalence.py).
+CPU, and keeps every piece of state in safetensors + JSON. Its SFT, DPO and RLOO losses equal TRL 1.16's on the
+same batch (see `losses.py` and tests/posttrain/test_trl_equivalence.py).
 
 A run killed at any moment and started again with the same arguments resumes from `checkpoints/latest` and ends
 with bit-identical weights (CPU, fp32): data order is a pure function of (seed, position), RL samples are seeded by

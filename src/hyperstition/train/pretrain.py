@@ -18,7 +18,6 @@ Measured speeds (fp32 / bf16, eager / compiled) are in benchmarks/README.md.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
