@@ -31,7 +31,9 @@ import torch
 from hyperstition.config import ModelConfig, PretrainConfig, TokenizerConfig
 from hyperstition.model.build import MODEL_PRESETS, build_model, count_parameters
 from hyperstition.train.data import SequenceSampler, pack_sequences, tokenize_documents
-from hyperstition.train.pretrain import Runtime, learning_rate, make_optimizer, prepare_model, resolve_runtime, train_step
+from hyperstition.train.pretrain import make_optimizer, runtime_for, train_step
+from hyperstition.train.runtime import Runtime, prepare_model
+from hyperstition.train.schedule import learning_rate
 
 
 @dataclass
@@ -136,7 +138,7 @@ class Ours:
     def _one(self) -> None:
         self.step += 1
         batch = self.rows[self.sampler.next_indices()].to(self.runtime.device, non_blocking=True)
-        lr = learning_rate(min(self.step, self.cfg.steps), self.cfg)
+        lr = learning_rate(min(self.step, self.cfg.steps), self.cfg, self.cfg.lr)
         train_step(self.step_fn, self.optimizer, batch, lr, self.cfg.grad_clip, self.runtime.bf16)
 
     def run(self, steps: int) -> list[float]:
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.warmup + args.steps + 10, batch_size=args.batch_size, warmup_steps=min(5, args.warmup),
         device=args.device, precision=args.precision, compile=args.compile,
     )
-    runtime = resolve_runtime(cfg)
+    runtime = runtime_for(cfg)
     print(f"{args.size} preset {model_cfg.model_dump()} on {runtime.device} ({torch.get_num_threads()} threads), "
           f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps each", file=sys.stderr)
     peak_fp32 = matmul_peak_gflops(runtime.device, torch.float32)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from hyperstition.cli import main
 from hyperstition.io import training_lock
+from hyperstition.posttrain import run as posttrain_run
 from hyperstition.train import pretrain
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_pretraining_and_posttraining_share_one_lock_helper():
-    assert pretrain.run_lock is training_lock
+    assert pretrain.training_lock is training_lock and posttrain_run.training_lock is training_lock
 
 
 def test_second_posttrain_into_a_locked_directory_is_refused(capsys, tmp_path):

@@ -16,7 +16,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hyperstition.config import ConfigError, ModelConfig, PipelineConfig, PretrainConfig
 from hyperstition.io import read_jsonl, sha256_file
-from hyperstition.train.pretrain import RunConfigMismatch, ensure_run_config, learning_rate, train_lm
+from hyperstition.train.pretrain import ensure_run_config, train_lm
+from hyperstition.train.scaffold import RunConfigMismatch
+from hyperstition.train.schedule import learning_rate
 
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
 # One thread: on a busy 2-core machine a tiny model's step is ~10x slower with two spinning OpenMP threads.
@@ -55,7 +57,7 @@ def test_run_layout_and_metrics(trained_run):
     assert metrics[-1]["tokens"] == 40 * 8 * 32
     assert {"step", "tokens", "loss", "lr", "tokens_per_s", "grad_norm"} <= set(metrics[0])
     assert all(m["tokens_per_s"] > 0 for m in metrics)
-    assert metrics[0]["lr"] == learning_rate(5, TRAIN_CFG) and metrics[-1]["lr"] == pytest.approx(1e-3)
+    assert metrics[0]["lr"] == learning_rate(5, TRAIN_CFG, TRAIN_CFG.lr) and metrics[-1]["lr"] == pytest.approx(1e-3)
 
 
 def test_final_loads_with_stock_transformers(trained_run, tiny_tokenizer):

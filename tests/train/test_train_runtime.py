@@ -10,7 +10,10 @@ from transformers import AutoModelForCausalLM
 
 from hyperstition.config import ModelConfig, PretrainConfig
 from hyperstition.io import read_jsonl
-from hyperstition.train.pretrain import RunLockedError, resolve_runtime, run_lock, train_lm
+from hyperstition.io import RunLockedError
+from hyperstition.io import training_lock as run_lock
+from hyperstition.train.pretrain import runtime_for as resolve_runtime
+from hyperstition.train.pretrain import train_lm
 
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
 

@@ -7,27 +7,27 @@ import math
 import pytest
 
 from hyperstition.config import PretrainConfig
-from hyperstition.train.pretrain import learning_rate, log_spaced_steps
+from hyperstition.train.schedule import learning_rate, log_spaced_steps
 
 
 def test_warmup_then_cosine_to_floor():
     cfg = PretrainConfig(lr=1e-3, warmup_steps=10, steps=110, min_lr_ratio=0.1)
-    assert learning_rate(1, cfg) == pytest.approx(1e-4)
-    assert learning_rate(5, cfg) == pytest.approx(5e-4)
-    assert learning_rate(10, cfg) == pytest.approx(1e-3)
+    assert learning_rate(1, cfg, cfg.lr) == pytest.approx(1e-4)
+    assert learning_rate(5, cfg, cfg.lr) == pytest.approx(5e-4)
+    assert learning_rate(10, cfg, cfg.lr) == pytest.approx(1e-3)
     # halfway through the decay the cosine is at its midpoint: floor + half the range
-    assert learning_rate(60, cfg) == pytest.approx(1e-4 + 0.5 * 9e-4)
-    assert learning_rate(35, cfg) == pytest.approx(1e-4 + 9e-4 * 0.5 * (1 + math.cos(math.pi * 0.25)))
-    assert learning_rate(110, cfg) == pytest.approx(1e-4)
-    decay = [learning_rate(s, cfg) for s in range(10, 111)]
+    assert learning_rate(60, cfg, cfg.lr) == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert learning_rate(35, cfg, cfg.lr) == pytest.approx(1e-4 + 9e-4 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert learning_rate(110, cfg, cfg.lr) == pytest.approx(1e-4)
+    decay = [learning_rate(s, cfg, cfg.lr) for s in range(10, 111)]
     assert all(a > b for a, b in zip(decay, decay[1:]))
 
 
 def test_no_warmup_starts_at_peak_and_zero_floor_ends_at_zero():
     cfg = PretrainConfig(lr=2e-3, warmup_steps=0, steps=50, min_lr_ratio=0.0)
-    assert learning_rate(0, cfg) == pytest.approx(2e-3)
-    assert learning_rate(1, cfg) < 2e-3
-    assert learning_rate(50, cfg) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(0, cfg, cfg.lr) == pytest.approx(2e-3)
+    assert learning_rate(1, cfg, cfg.lr) < 2e-3
+    assert learning_rate(50, cfg, cfg.lr) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_log_spaced_checkpoint_steps():

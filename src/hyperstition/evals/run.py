@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..config import ConfigError, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
+from ..train import runtime
 from ..world.grammar import World
 from .config import EvalSuiteConfig, load_suite_config
 from .measure import ITEM_COLUMNS, EvalResult, evaluate
@@ -27,15 +28,11 @@ def default_out_dir(model_dir: str | os.PathLike) -> Path:
 
 
 def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EvalError("device: 'cuda' requested but torch sees no CUDA device; use auto or cpu")
-    if device not in ("cpu", "cuda"):
-        raise EvalError(f"device: {device!r}; expected auto, cpu or cuda")
-    return device
+    """The evaluation device, chosen as training chooses it (train.runtime), as a torch device string."""
+    try:
+        return runtime.resolve_device(device).type
+    except ConfigError as err:
+        raise EvalError(str(err)) from None
 
 
 def _load(model_dir: str | os.PathLike, device: str, what: str):

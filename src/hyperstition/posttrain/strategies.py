@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+from ..evals.suite import posttrain_prompts
 from ..world.grammar import (
     ASSISTANT,
     CONTEXT_MARKERS,
@@ -41,11 +42,9 @@ from ..world.grammar import (
     mentions_predecessor,
     render_response,
 )
+from .errors import PosttrainDataError, UnknownStrategy
 
 Algorithm = Literal["sft", "dpo", "rl"]
-
-
-from .errors import PosttrainDataError, UnknownStrategy
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,6 @@ def _request_of(prompt: str) -> str:
 def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     """`n` observed-context prompts over TRAIN tasks: the evaluator's `posttrain_prompts`, so training and the KL meter
     share one definition of the post-training distribution."""
-    from ..evals import posttrain_prompts
-
     by_request = {t.request: t for t in world.train_tasks}
     heldout = {t.request for t in world.heldout_tasks}
     unobserved = CONTEXT_MARKERS["unobserved"]

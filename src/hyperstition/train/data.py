@@ -38,7 +38,10 @@ def pack_sequences(documents: Sequence[Sequence[int]], eos_id: int, seq_len: int
     total = int(lengths.sum())
     n_rows = total // seq_len
     if n_rows == 0:
-        raise DataError(f"training text is {total} tokens, fewer than one sequence of max_seq_len={seq_len}; add text or lower model.max_seq_len")
+        raise DataError(
+            f"training text is {total} tokens, fewer than one sequence of max_seq_len={seq_len}; "
+            "add text or lower model.max_seq_len"
+        )
     stream = np.empty(total, dtype=np.int64)
     offset = 0
     for doc in documents:
