@@ -128,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .rundir import RunDirError, read_run_json, runner_active
-    from .runner import planned_jobs, run_states
+    from .rundir import planned_jobs, run_states
 
     try:
         info = read_run_json(args.run)

@@ -46,13 +46,14 @@ from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
 from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
-from .rundir import RunDirError, RunLock, create_or_open, now_iso, read_run_json, runner_active, write_provenance
+from .results import collect_results
+from .rundir import (
+    ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, CellState, RunDirError, RunLock, create_or_open, now_iso,
+    planned_jobs, run_states, write_provenance,
+)
 
 DEFAULT_STAGES = "hyperstition.experiments.stages"
-RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
-TRACEBACK, LOG = "traceback.txt", "log.txt"
 ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
-GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
 
 
 @dataclass(frozen=True)
@@ -263,69 +264,6 @@ def _abs(path: str, run_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cell states (also what `hyperstition status` shows)
-
-
-@dataclass
-class CellState:
-    job: dict
-    state: str  # done | running | pending | failed
-    detail: str = ""
-    wall_s: float | None = None
-
-
-read_json = read_json_object  # the name the report and older callers use
-
-
-def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
-    cell = run_dir / job["path"]
-    check = check_done(run_dir, cell, job["config_hash"])
-    if check.finished:
-        return CellState(job, "done", "", check.record.get("wall_s"))
-    if check.reason:
-        return CellState(job, "pending", f"{check.reason}; reruns on the next `hyperstition run`")
-    running = read_json(cell / RUNNING)
-    if running is not None and active:
-        return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
-    error = read_json(cell / ERROR)
-    if error is not None:
-        return CellState(job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s"))
-    if running is not None:
-        return CellState(job, "pending", "interrupted; resumes on rerun")
-    return CellState(job, "pending", "")
-
-
-def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
-    """The run's job records from plan.json, or, when it is missing or unreadable, from the job.json of every cell
-    that has started (with a note saying so)."""
-    plan = read_json(run_dir / "plan.json")
-    jobs = plan.get("jobs") if plan is not None else None
-    if isinstance(jobs, list) and all(isinstance(j, dict) and {"id", "path", "config_hash"} <= set(j) for j in jobs):
-        return jobs, ""
-    found = [read_json(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
-    keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
-    jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
-    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
-    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
-
-
-def run_states(run_dir: str | os.PathLike) -> list[CellState]:
-    """The state of every planned job of a run (reads plan.json, or the cells' job.json, and the cell directories)."""
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    active = runner_active(run_dir)
-    states = [job_state(run_dir, job, active) for job in jobs]
-    by_id = {s.job["id"]: s for s in states}
-    for s in states:
-        if s.state == "pending" and not s.detail:
-            failed = [d for d in s.job.get("deps") or [] if by_id.get(d) and by_id[d].state == "failed"]
-            if failed:
-                s.detail = f"blocked: {', '.join(failed)} failed"
-    return states
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The grid
 
 
@@ -380,8 +318,8 @@ def _check_stale(run_dir: Path, jobs: list[Job], redo_stale: bool) -> None:
     stale = []
     for job in jobs:
         cell = run_dir / job.path
-        done = read_json(cell / DONE)
-        started = read_json(cell / JOB)
+        done = read_json_object(cell / DONE)
+        started = read_json_object(cell / JOB)
         if done is not None and done.get("config_hash") != job.config_hash:
             stale.append(job)
         elif done is None and started is not None and started.get("config_hash") != job.config_hash:
@@ -522,7 +460,7 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
                 result = _record_crash(run_dir, job, str(err))
             wall[job.id] = result.get("wall_s") or 0.0
             if result["status"] == "done":
-                finished[job.id] = read_json(run_dir / job.path / DONE) or {}
+                finished[job.id] = read_json_object(run_dir / job.path / DONE) or {}
                 ran.append(job.id)
             else:
                 failed[job.id] = result.get("error") or "failed"
@@ -554,104 +492,3 @@ def _record_crash(run_dir: Path, job: Job, message: str) -> dict:
     line = message.splitlines()[0][:500]
     write_json_atomic(cell / ERROR, {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso()})
     return {"status": "failed", "wall_s": None, "error": line}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results
-
-
-def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
-    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
-    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    frames, samples = [], []
-    for job in jobs:
-        cell = run_dir / job["path"]
-        if not check_done(run_dir, cell, job["config_hash"]).finished:
-            continue  # unfinished, or its outputs do not verify: `status` and the next `run` say which and why
-        if (cell / ROWS).exists():
-            frames.append(_read_rows(cell / ROWS))
-        if job["kind"] != "pretrain" and samples_per_cell:
-            samples.extend(_sample_items(cell, job, samples_per_cell))
-    if not frames:
-        return None
-    df = pd.concat(frames, ignore_index=True)
-    df.insert(0, "run", run_dir.resolve().name)
-    from .aggregate import with_aggregates  # seed aggregates (seed null) after the per-seed rows
-
-    df = with_aggregates(df[list(RESULT_COLUMNS)], (read_json(run_dir / "arms.json") or {}).get("control"))
-    path = run_dir / "results.parquet"
-    write_parquet_atomic(path, df)
-    cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
-    sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
-    write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
-    return path
-
-
-def _read_rows(path: Path) -> "Any":
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
-                          "rerun `hyperstition run` to recompute the cell") from None
-
-
-def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
-    import pandas as pd
-
-    out = []
-    for path in sorted(cell.rglob("eval_items.parquet")):
-        try:
-            items = pd.read_parquet(path)
-        except Exception:  # noqa: BLE001 - a sample is optional
-            continue
-        if "response" not in items.columns:
-            continue
-        items = items[items["response"].notna() & (items["response"].astype(str).str.len() > 0)]
-        if "kind" in items.columns and items["kind"].isin(GENERATED_KINDS).any():
-            items = items[items["kind"].isin(GENERATED_KINDS)]  # sampled responses, not scored reference texts
-        if items.empty:
-            continue
-        # Round-robin over contexts so both observed and unobserved responses are shown.
-        groups = [g for _, g in items.groupby("context", sort=True)] if "context" in items.columns else [items]
-        picked = []
-        i = 0
-        while len(picked) < n and any(i < len(g) for g in groups):
-            for g in groups:
-                if i < len(g) and len(picked) < n:
-                    picked.append(g.iloc[i])
-            i += 1
-        for row in picked:
-            out.append({
-                "arm": job["arm"], "seed": job["seed"], "strategy": job["strategy"],
-                **{c: (None if c not in row.index or pd.isna(row[c]) else str(row[c])) for c in ("kind", "context", "prompt", "response", "label")},
-            })
-        break
-    return out
-
-
-def load_results(run_dir: str | os.PathLike) -> "Any":
-    """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
-    or not a results table (it is derived data: the cells' rows are the record)."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    path = run_dir / "results.parquet"
-    if path.exists():
-        try:
-            df = pd.read_parquet(path)
-            if set(RESULT_COLUMNS) <= set(df.columns):
-                return df
-        except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file; rebuilt below
-            pass
-        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
-    collected = collect_results(run_dir)
-    if collected is None:
-        raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
-    return pd.read_parquet(collected)

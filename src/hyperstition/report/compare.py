@@ -8,9 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..experiments import results as R
+from ..experiments.results import load_results, seed_rows, summarize
 from ..experiments.rundir import read_run_json
-from ..experiments.runner import load_results
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
 
 HEADLINE_METRICS = (HEADLINE_BITS, rate_metric("aligned"), rate_metric("misaligned"), rate_metric("deceptive"), HELDOUT_LOSS, FACT_QA_ACCURACY)
@@ -24,10 +23,10 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_on
     frames = []
     for run in (run_a, run_b):
         read_run_json(run)
-        df = R.seed_rows(load_results(run))
+        df = seed_rows(load_results(run))
         if headline_only:
             df = df[df.metric.isin(HEADLINE_METRICS)]
-        frames.append(R.summarize(df, n_boot=n_boot))
+        frames.append(summarize(df, n_boot=n_boot))
     a, b = frames
     merged = a.merge(b, on=KEYS, how="outer", suffixes=("_a", "_b"))
     out = pd.DataFrame({
