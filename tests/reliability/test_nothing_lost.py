@@ -15,7 +15,7 @@ from hyperstition.experiments.progress import print_summary
 from hyperstition.experiments.results import load_results
 from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
-from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.report.render import render_report
 
 SIM = "hyperstition.experiments.simulate"

@@ -19,17 +19,14 @@ Because DONE.json is the last write of a finished job and every write is atomic,
 moment loses no finished job; a rerun skips jobs whose DONE.json carries the same config hash and calls the
 (resumable) stage functions again for the rest.
 
-The stage functions are looked up by module name (`stages`), so tests and dry runs can inject fakes: the module
-must define `pretrain(cfg, out_dir) -> Path`, `evaluate(model_dir, out_dir, *, suite_cfg, reference_dir,
-world_cfg) -> list[dict]` and `posttrain(base_dir, strategy, out_dir, *, cfg, world_cfg) -> Path`
-(see `hyperstition.experiments.stages` for the real ones and `...simulate` for fakes).
+The stage functions come from a registry of stage sets (`stageset.py`), named by `stages`, so tests and dry runs
+can run the simulated ones (`hyperstition.experiments.simulate`) through the same machinery.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import socket
@@ -47,12 +44,13 @@ from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipe
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
 from .results import collect_results
+from .stageset import REAL_STAGES, stage_set
 from .rundir import (
     ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, CellState, RunDirError, RunLock, create_or_open, now_iso,
     planned_jobs, run_states, write_provenance,
 )
 
-DEFAULT_STAGES = "hyperstition.experiments.stages"
+DEFAULT_STAGES = REAL_STAGES
 ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
 
 
@@ -206,7 +204,7 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
             "files": promised_files(run_path, cell, outputs),
         })
         return {"status": "done", "wall_s": wall, "error": None}
-    except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
+    except Exception as err:  # a failed cell must not stop the grid
         wall = time.time() - t0
         tb = traceback.format_exc()
         write_text_atomic(cell / TRACEBACK, tb)
@@ -218,7 +216,7 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
 
 
 def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], stages: str) -> dict:
-    mod = importlib.import_module(stages)
+    mod = stage_set(stages)
     threads = int(os.environ.get("HYPERSTITION_THREADS", "0") or 0)
     if threads and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -354,6 +352,7 @@ def run_experiment(
 ) -> RunSummary:
     """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others."""
     run_dir = Path(run_dir)
+    stage_set(stages)  # an unknown name fails here, not in every job
     reporter = reporter or NullReporter()
     t_start = time.time()
     if not (run_dir / "run.json").exists() and run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -362,12 +361,7 @@ def run_experiment(
     lock.acquire()
     own_executor = executor is None
     try:
-        create_or_open(run_dir, exp.name)
-        jobs = plan_jobs(exp)
-        _check_stale(run_dir, jobs, redo_stale)
-        write_text_atomic(run_dir / "experiment.yaml", exp.to_yaml())
-        write_json_atomic(run_dir / "plan.json", {"experiment": exp.name, "jobs": [job_record(j) for j in jobs]})
-        write_json_atomic(run_dir / "arms.json", _arms_info(exp))
+        jobs = _write_plan(run_dir, exp, redo_stale)
         if executor is None:
             executor = LocalExecutor(exp.workers)
         workers, threads = (executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]))
@@ -385,23 +379,39 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        try:
-            summary.results = collect_results(run_dir, exp.samples_per_cell)
-        finally:  # logged before the report is rendered, so the report's provenance counts this invocation
-            summary.wall_s = time.time() - t_start
-            append_jsonl(run_dir / "runlog.jsonl", {
-                "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
-        if render and summary.results is not None:
-            from ..report import render_report
-
-            try:
-                summary.report = render_report(run_dir)
-            except Exception as err:  # noqa: BLE001 - the results are safe; `hyperstition report` can retry
-                summary.report_error = f"{type(err).__name__}: {err}"
+        _finish(run_dir, exp, summary, t_start, render)
     finally:
         lock.release()
     return summary
+
+
+def _write_plan(run_dir: Path, exp: ExperimentConfig, redo_stale: bool) -> list[Job]:
+    """Open the run directory, refuse stale cells, and record what this invocation will run."""
+    create_or_open(run_dir, exp.name)
+    jobs = plan_jobs(exp)
+    _check_stale(run_dir, jobs, redo_stale)
+    write_text_atomic(run_dir / "experiment.yaml", exp.to_yaml())
+    write_json_atomic(run_dir / "plan.json", {"experiment": exp.name, "jobs": [job_record(j) for j in jobs]})
+    write_json_atomic(run_dir / "arms.json", _arms_info(exp))
+    return jobs
+
+
+def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float, render: bool) -> None:
+    """Collect results.parquet, log the invocation's end, then render the report (a failed render is reported)."""
+    try:
+        summary.results = collect_results(run_dir, exp.samples_per_cell)
+    finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+        summary.wall_s = time.time() - t_start
+        append_jsonl(run_dir / "runlog.jsonl", {
+            "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+            "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
+    if render and summary.results is not None:
+        from ..report import render_report  # the report sits above the runner's results store; loaded only here
+
+        try:
+            summary.report = render_report(run_dir)
+        except Exception as err:  # the results are safe; `hyperstition report` can retry
+            summary.report_error = f"{type(err).__name__}: {err}"
 
 
 def _arms_info(exp: ExperimentConfig) -> dict:
