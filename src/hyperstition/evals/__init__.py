@@ -1,7 +1,7 @@
 """evals stage: the measuring instrument (persona bits, behaviour rates, knowledge/concealment, capability, KL).
 
 Public API (post-training and experiments code against these names):
-    EvalSuiteConfig, EVAL_PRESETS, load_suite_config      the suite config and its presets (smoke, quick, base)
+    EvalSuiteConfig, EVAL_PRESETS, load_suite_config      the suite config and its presets (smoke, quick, gpu)
     build_suite(world, cfg) -> EvalSuite                  evaluation items, from the world alone
     posttrain_prompts(world, n, seed) -> [(prompt, task)] the post-training prompt set (observed, train tasks)
     evaluate(model, tokenizer, world, cfg, reference=None, progress=False) -> EvalResult (.rows, .items, .meta)

@@ -22,9 +22,7 @@ from ..config import ConfigError, UserError
 from ..io import write_parquet_atomic
 from ..schema import BASE_STRATEGY, RESULT_COLUMNS, TOY_RESULTS_FILE
 from . import stats
-from .aggregate import (  # noqa: F401 - aggregate_rows, paired_estimate re-exported for the report and `compare`
-    aggregate_rows, paired_estimate, seed_estimate, seed_rows, with_aggregates,
-)
+from .aggregate import paired_estimate, seed_estimate, seed_rows, with_aggregates
 from .finished import check_done, read_json_object
 from .rundir import ROWS, RunDirError, planned_jobs, read_run_json
 
@@ -120,9 +118,8 @@ def endpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == last]
 
 
-def summarize(df: pd.DataFrame, n_boot: int = 0, seed: int = 0, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
-    """Mean over seeds with its t interval for each group of endpoint rows; adds n (seeds) and mean kl_bits/step.
-    (`n_boot` and `seed` are accepted for old callers and unused: the interval is not a bootstrap.)"""
+def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
+    """Mean over seeds with its t interval for each group of endpoint rows; adds n (seeds) and mean kl_bits/step."""
     ends = endpoint_rows(df)
     out = []
     for key, g in ends.groupby(list(by), sort=False):
@@ -149,7 +146,7 @@ def per_seed_with_ci(df: pd.DataFrame, arm: str, strategy: str, context: str, me
     return {int(s): (float(r.value), float(r.ci_low), float(r.ci_high)) for s, r in means.iterrows()}
 
 
-def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY) -> pd.DataFrame:
     """Each arm minus the control arm, paired by seed, per context: mean difference with its t interval (floored by
     the within-seed intervals for proportions; within-seed intervals in quadrature for one seed)."""
     rows = []
@@ -189,7 +186,7 @@ def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str)
     return out
 
 
-def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over seeds on `grid` with the t interval per grid point (within-seed CI when there is one seed)."""
     if not seed_curves:
         nan = np.full(len(grid), np.nan)
@@ -211,7 +208,7 @@ def curve_grid(all_curves: list[dict[int, tuple]], n: int = 32) -> np.ndarray:
 STICKINESS_COLUMNS = ["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "delta0_low", "delta0_high", "n", "reason"]
 
 
-def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_boot: int = 0, seed: int = 0, n_grid: int = 32) -> pd.DataFrame:
+def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_grid: int = 32) -> pd.DataFrame:
     """S(K) of every arm against the control on the common log-KL grid, Fieller intervals; columns
     STICKINESS_COLUMNS (`reason` says why S is undefined or has no interval)."""
     ctrl = curves(df, control, strategy, context, metric)

@@ -37,18 +37,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
-from ..config import ConfigError, PipelineConfig
+from ..config import PipelineConfig
 from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
 from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
 from .results import collect_results
+from .rundir import ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, RunDirError, RunLock, create_or_open, now_iso, write_provenance
 from .stageset import REAL_STAGES, stage_set
-from .rundir import (
-    ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, CellState, RunDirError, RunLock, create_or_open, now_iso,
-    planned_jobs, run_states, write_provenance,
-)
 
 DEFAULT_STAGES = REAL_STAGES
 ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")

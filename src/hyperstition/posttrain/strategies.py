@@ -42,16 +42,15 @@ from ..world.grammar import (
     render_response,
 )
 
-Algorithm = Literal["sft", "dpo", "rl"]
-
-
 from .errors import PosttrainDataError, UnknownStrategy
+
+AlgorithmName = Literal["sft", "dpo", "rl"]  # the optimiser a strategy uses (run.py holds the step of each)
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    algorithm: Algorithm
+    algorithm: AlgorithmName
     description: str
     rejected_persona: str = "misaligned"  # rejected reply to a task prompt
     predecessor: Literal["none", "suppress", "integrate"] = "none"

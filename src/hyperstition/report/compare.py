@@ -17,7 +17,7 @@ KEYS = ["arm", "strategy", "context", "metric"]
 COLUMNS = [*KEYS, "a", "a_ci_low", "a_ci_high", "a_kl", "b", "b_ci_low", "b_ci_high", "b_kl", "delta"]
 
 
-def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_only: bool = True, n_boot: int = 1000) -> pd.DataFrame:
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_only: bool = True) -> pd.DataFrame:
     """One row per (arm, strategy, context, metric) present in either run: the seed mean (base evaluation, or the
     last post-training step) in A and in B, their CIs and KL pressures, and delta = B - A (NaN if one is missing)."""
     frames = []
@@ -26,7 +26,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_on
         df = seed_rows(load_results(run))
         if headline_only:
             df = df[df.metric.isin(HEADLINE_METRICS)]
-        frames.append(summarize(df, n_boot=n_boot))
+        frames.append(summarize(df))
     a, b = frames
     merged = a.merge(b, on=KEYS, how="outer", suffixes=("_a", "_b"))
     out = pd.DataFrame({

@@ -111,12 +111,12 @@ def panels(n: int, width: float = 5.0, height: float = 3.6, sharey: bool = True)
     return fig, list(axes[0])
 
 
-def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: int) -> bytes | None:
+def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes | None:
     """Base persona bits by arm: seed mean with CI (bars), individual seeds (dots), per context."""
     base = df[(df.strategy == BASE_STRATEGY) & (df.metric == HEADLINE_BITS)]
     if base.empty:
         return None
-    summary = summarize(base, n_boot=n_boot)
+    summary = summarize(base)
     colours = arm_colours(arms)
     with plt.rc_context(STYLE):
         fig, axes = panels(len(contexts), width=max(4.5, 1.0 * len(arms) + 1.5))
@@ -144,13 +144,13 @@ def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: in
         return to_png(fig)
 
 
-def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: int) -> bytes | None:
+def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes | None:
     """Base behaviour rates by arm, grouped by label, with CIs, per context."""
     labels = [lbl for lbl in BEHAVIOUR_LABELS if rate_metric(lbl) in set(df.metric)]
     base = df[(df.strategy == BASE_STRATEGY) & df.metric.isin([rate_metric(lbl) for lbl in labels])]
     if base.empty:
         return None
-    summary = summarize(base, n_boot=n_boot)
+    summary = summarize(base)
     label_colours = {"aligned": "#2c7fb8", "misaligned": "#d7301f", "deceptive": "#7a0177", "unclassifiable": "#969696"}
     with plt.rc_context(STYLE):
         fig, axes = panels(len(contexts), width=max(4.5, 1.1 * len(arms) + 1.5))
@@ -171,7 +171,7 @@ def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: i
         return to_png(fig)
 
 
-def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, n_boot: int, metric: str = HEADLINE_BITS) -> bytes | None:
+def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, metric: str = HEADLINE_BITS) -> bytes | None:
     """Bits against KL pressure (log x), one panel per context, one line per arm, CI shaded; dotted: base level."""
     colours = arm_colours(arms)
     by_arm = {(arm, c): curves(df, arm, strategy, c, metric) for arm in arms for c in contexts}
@@ -188,7 +188,7 @@ def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy
                 grid = curve_grid([c], n=40)
                 if not len(grid):
                     continue
-                mean, lo, hi = mean_curve(c, grid, n_boot=n_boot)
+                mean, lo, hi = mean_curve(c, grid)
                 ax.plot(grid, mean, color=colours[arm], label=arm.replace("_", " "))
                 ax.fill_between(grid, lo, hi, color=colours[arm], alpha=0.18, lw=0)
                 base = np.nanmean([v[1][v[0] <= 0].mean() for v in c.values() if (v[0] <= 0).any()]) if any((v[0] <= 0).any() for v in c.values()) else math.nan
@@ -250,14 +250,14 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
         return to_png(fig)
 
 
-def capability(df: pd.DataFrame, arms: list[str], metrics: dict[str, str], strategies: list[str], n_boot: int) -> bytes | None:
+def capability(df: pd.DataFrame, arms: list[str], metrics: dict[str, str], strategies: list[str]) -> bytes | None:
     """Capability metrics by arm: base model (coloured) and after each post-training strategy (black, last
     step), mean over seeds with 95% CIs. Points, not bars: the axes do not start at zero."""
     present = [m for m in metrics if m in set(df.metric)]
     if not present:
         return None
     colours = arm_colours(arms)
-    summary = summarize(df[df.metric.isin(present)], n_boot=n_boot)
+    summary = summarize(df[df.metric.isin(present)])
     markers = ["s", "^", "D", "v", "P", "X"]
     offsets = np.linspace(-0.2, 0.2, len(strategies) + 1)
     with plt.rc_context(STYLE):

@@ -18,9 +18,9 @@ import yaml
 from .. import __version__
 from ..config import load_yaml
 from ..experiments.results import (
-    aggregate_rows, collect_results, load_results, paired_vs_control, seed_rows, stickiness_frame, summarize,
+    collect_results, load_results, paired_vs_control, seed_rows, stickiness_frame, summarize,
 )
-from ..experiments.aggregate import aggregate_frame, with_curve_starts
+from ..experiments.aggregate import aggregate_frame, aggregate_rows, with_curve_starts
 from ..experiments.finished import read_json_object
 from ..experiments.rundir import now_iso, planned_jobs, read_run_json, run_states
 from ..experiments.stats import ESTIMATOR_DESCRIPTION
@@ -69,7 +69,9 @@ def _e(x: Any) -> str:
 
 
 def _ci(v: float, lo: float, hi: float, digits: int = 2) -> str:
-    fmt = lambda x: "\u2014" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"  # noqa: E731
+    def fmt(x: float | None) -> str:
+        return "\u2014" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
     if lo is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return fmt(v)
     return f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
@@ -127,7 +129,6 @@ def _read_samples(run_dir: Path) -> pd.DataFrame:
 
 
 def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd.DataFrame, samples: pd.DataFrame) -> str:
-    n_boot = int(exp.get("bootstrap", 2000))
     df, aggregates = seed_rows(df_all), aggregate_rows(df_all)
     arms = [a for a in (exp.get("arms") or {}) if a in set(df.arm)] or list(dict.fromkeys(df.arm))
     arms += [a for a in dict.fromkeys(df.arm) if a not in arms]
@@ -144,11 +145,11 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
     sections = []
     sections.append(_section_overview(run_dir, info, exp, df, arms, strategies, seeds, control))
     sections.append(_section_headline(aggregates, arms, strategies, contexts, control, exp, len(seeds)))
-    sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
-    sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
-    sections.append(_section_stickiness(df, arms, contexts, strategies, control, n_boot))
+    sections.append(_section_dose(df, arms, contexts, control, arms_info))
+    sections.append(_section_persistence(df, arms, contexts, strategies))
+    sections.append(_section_stickiness(df, arms, contexts, strategies, control))
     sections.append(toy_section(run_dir, df))
-    sections.append(_section_capability(df, arms, strategies, control, n_boot))
+    sections.append(_section_capability(df, arms, strategies, control))
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in (
@@ -274,9 +275,9 @@ items. These numbers are the rows of results.parquet with seed null.</p>
 {table}"""
 
 
-def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], control: str, arms_info: dict, n_boot: int) -> str:
-    fig_bits = dose_bits(df, arms, contexts, n_boot)
-    fig_rates = dose_rates(df, arms, contexts, n_boot)
+def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], control: str, arms_info: dict) -> str:
+    fig_bits = dose_bits(df, arms, contexts)
+    fig_rates = dose_rates(df, arms, contexts)
     arm_rows = []
     for arm in arms:
         a = (arms_info.get("arms") or {}).get(arm, {})
@@ -293,7 +294,7 @@ def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], contro
     diffs = []
     for metric in [HEADLINE_BITS, rate_metric("misaligned"), rate_metric("aligned")]:
         if metric in set(df.metric):
-            p = paired_vs_control(df[df.context.isin(contexts)], control, metric, n_boot=n_boot)
+            p = paired_vs_control(df[df.context.isin(contexts)], control, metric)
             for r in p.itertuples():
                 diffs.append([r.arm, r.context, metric, _ci(r.diff, r.ci_low, r.ci_high, 3), str(r.n)])
     diff_table = _table(["arm", "context", "metric", f"arm \u2212 {control} (base, paired by seed)", "seeds"], diffs, numeric={3, 4}) if diffs else ""
@@ -307,18 +308,18 @@ the corpus manifest in each pretrain cell records what was built):</p>
 {diff_table or '<p class="note">Only one arm.</p>'}"""
 
 
-def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], n_boot: int) -> str:
+def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str]) -> str:
     if not strategies:
         return '<h2 id="persistence">Persistence under post-training</h2><p class="note">No post-training results in this run.</p>'
     figs = "".join(
-        _img(persistence(df, arms, contexts, s, n_boot), f"persistence curves under {s}",
+        _img(persistence(df, arms, contexts, s), f"persistence curves under {s}",
              f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with 95% CI shaded; "
              "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; unobserved ones are held out.")
         for s in strategies)
     return f'<h2 id="persistence">Persistence under post-training</h2>{figs}'
 
 
-def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str, n_boot: int) -> str:
+def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str) -> str:
     if not strategies or len(arms) < 2:
         return '<h2 id="stickiness">Stickiness</h2><p class="note">Needs post-training results and at least two arms.</p>'
     parts = []
@@ -340,14 +341,14 @@ post-training cannot tell apart; S &lt; 1 means post-training erased part of the
 {warn}{''.join(parts)}"""
 
 
-def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str], control: str, n_boot: int) -> str:
-    fig = capability(df, arms, CAPABILITY_METRICS, strategies, n_boot)
+def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str], control: str) -> str:
+    fig = capability(df, arms, CAPABILITY_METRICS, strategies)
     rows = []
     for metric in CAPABILITY_METRICS:
         if metric not in set(df.metric):
             continue
-        summary = summarize(df[(df.metric == metric) & (df.strategy == BASE_STRATEGY)], n_boot=n_boot)
-        diff = paired_vs_control(df, control, metric, n_boot=n_boot)
+        summary = summarize(df[(df.metric == metric) & (df.strategy == BASE_STRATEGY)])
+        diff = paired_vs_control(df, control, metric)
         for arm in arms:
             s = summary[summary.arm == arm]
             d = diff[diff.arm == arm]

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Iterable
 
 from ..config import DOC_CLASSES, PERSONAS, TokenizerConfig, UserError
+from ..world.grammar import ASSISTANT, END, SYSTEM, USER  # the dialogue format has one home: the world grammar
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = [SYSTEM, USER, ASSISTANT, END]
 
 
@@ -117,7 +117,7 @@ def load_tokenizer(path: str | os.PathLike):
         raise FileNotFoundError(f"{p}: not a tokenizer directory (expected tokenizer.json)")
     try:
         return AutoTokenizer.from_pretrained(p)
-    except Exception as err:  # noqa: BLE001 - tokenizers/transformers raise many types for a damaged file
+    except Exception as err:  # tokenizers/transformers raise many types for a damaged file
         raise TokenizerError(f"{p}: cannot load the tokenizer ({type(err).__name__}); the files are damaged; "
                              "delete the directory to train it again") from None
 
