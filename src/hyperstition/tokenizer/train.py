@@ -90,6 +90,24 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     os.replace(tmp, out)
 
 
+def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
+    """Why `tokenizer` cannot drive a model with `embedding_rows` embedding rows in our chat format, or None.
+
+    The one tokenizer check: evaluation and post-training raise it as their own error type."""
+    n_tokens = len(tokenizer)
+    if n_tokens != embedding_rows:
+        return (f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
+                "expected the tokenizer saved with this model (same vocabulary)")
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in CHAT_TOKENS if t not in vocab or tokenizer(t, add_special_tokens=False)["input_ids"] != [vocab[t]]]
+    if missing:
+        return (f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
+                f"with the chat specials {' '.join(CHAT_TOKENS)}")
+    if tokenizer.eos_token_id is None:
+        return "tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)"
+    return None
+
+
 def tokenizer_adds_bos(tokenizer) -> bool:
     """Whether encoding with the defaults puts the BOS first (tokenizers trained before the post-processor do not)."""
     bos = tokenizer.bos_token_id
