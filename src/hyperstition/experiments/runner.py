@@ -44,7 +44,9 @@ from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipe
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
 from .results import collect_results
-from .rundir import ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, RunDirError, RunLock, create_or_open, now_iso, write_provenance
+from .rundir import (
+    ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, RunDirError, RunLock, create_or_open, now_iso, write_provenance,
+)
 from .stageset import REAL_STAGES, stage_set
 
 DEFAULT_STAGES = REAL_STAGES

@@ -31,7 +31,7 @@ class PosttrainStage(Protocol):
 
 @dataclass(frozen=True)
 class StageSet:
-    """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (one per strategy)."""
+    """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy)."""
 
     pretrain: PretrainStage
     evaluate: EvaluateStage

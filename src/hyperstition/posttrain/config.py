@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..config import (
-    PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, merge_dotted, named_yaml, repo_configs_dir, validate,
+    PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, merge_dotted, named_yaml, repo_configs_dir,
+    validate,
 )
 
 DEFAULT_PRESET = "quick"

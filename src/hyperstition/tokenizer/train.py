@@ -99,7 +99,8 @@ def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
         return (f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
                 "expected the tokenizer saved with this model (same vocabulary)")
     vocab = tokenizer.get_vocab()
-    missing = [t for t in CHAT_TOKENS if t not in vocab or tokenizer(t, add_special_tokens=False)["input_ids"] != [vocab[t]]]
+    one_piece = {t: tokenizer(t, add_special_tokens=False)["input_ids"] == [vocab.get(t)] for t in CHAT_TOKENS}
+    missing = [t for t in CHAT_TOKENS if t not in vocab or not one_piece[t]]
     if missing:
         return (f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
                 f"with the chat specials {' '.join(CHAT_TOKENS)}")
