@@ -429,7 +429,7 @@ def run_posttrain(
 ) -> Path:
     """Post-train the checkpoint in `base_dir` with `strategy` into `out_dir`; returns `out_dir/final`.
 
-    `cfg` is a PosttrainConfig, a preset name (smoke, quick, gpu) or YAML path, a mapping of overrides on the quick
+    `cfg` is a PosttrainConfig, a preset name (smoke, quick, base) or YAML path, a mapping of overrides on the quick
     preset, or None (quick). `world_cfg` defaults to the world the base was trained in. Resumes an interrupted run;
     returns at once if `out_dir` already holds this run's result. Raises PosttrainError (bad input, one line),
     CheckpointError (bad base) or PosttrainDiverged (NaN/inf; last good weights saved in `out_dir/last_good`).
