@@ -42,7 +42,7 @@ def throughput(run_dir: Path) -> float:
 
 
 def row(name: str, run_dir: Path, wall_s: float | None) -> str:
-    from hyperstition.experiments.runner import collect_results, load_results
+    from hyperstition.experiments.results import collect_results, load_results
 
     collect_results(run_dir)
     df = load_results(run_dir)

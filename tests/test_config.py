@@ -25,7 +25,7 @@ def test_config_errors_name_field_value_and_allowed(override, expected):
 
 
 def test_presets_load_and_round_trip():
-    for preset in ("smoke", "quick", "base"):
+    for preset in ("smoke", "quick", "gpu"):
         cfg = load_config(PipelineConfig, preset)
         assert PipelineConfig.from_yaml(cfg.to_yaml()) == cfg
 

@@ -30,7 +30,7 @@ Typical use:
   hyperstition pretrain smoke --out runs/p pretrain a tiny model (corpus and tokenizer built on the way)
   hyperstition eval --model runs/p/final   measure persona bits, rates, knowledge, KL and capability
 
-Configs are preset names (smoke, quick, base) or YAML files; append dotted overrides such as model.d_model=256.
+Configs are preset names (smoke, quick, gpu) or YAML files; append dotted overrides such as model.d_model=256.
 """
 
 
@@ -103,7 +103,7 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - a bug: still one line, the traceback on request
+    except Exception as err:  # a bug: still one line, the traceback on request
         if os.environ.get("HYPERSTITION_TRACEBACK"):
             raise
         print(f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "

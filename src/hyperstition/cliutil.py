@@ -14,7 +14,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = 
         "config",
         nargs="?",
         default=default_config,
-        help=f"preset name (smoke, quick, base) or a YAML file (default: {default_config})",
+        help=f"preset name (smoke, quick, gpu) or a YAML file (default: {default_config})",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. model.d_model=256 pretrain.steps=100")
     parser.add_argument("--out", default=default_out, help="output directory (default: runs/<command>-<preset>)")

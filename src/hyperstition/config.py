@@ -7,6 +7,7 @@ one-line description, and `load_config` turns YAML plus `a.b=c` overrides into a
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 import typing
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PRESETS = ("smoke", "quick", "base")
+PRESETS = ("smoke", "quick", "gpu")
 
 C = TypeVar("C", bound="Config")
 
@@ -298,21 +299,39 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply dotted overrides to plain data (a deep copy is returned)."""
-    import copy
-
+    """Apply `KEY=VALUE` overrides to plain data (a deep copy is returned); a value replaces what its key held."""
     out = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
+        out = merge_dotted(out, {".".join(path): value}, replace=True, what=f"override {text!r}")
+    return out
+
+
+def merge_dotted(data: dict, mapping: dict, *, replace: bool = False, keep_whole: tuple[str, ...] = (),
+                 what: str = "override") -> dict:
+    """`data` (deep-copied) with `mapping` written into it; keys may be dotted (`{"model.d_model": 64}` is
+    `{"model": {"d_model": 64}}`), sections are created as needed. The one dotted-override merger of every config.
+
+    A mapping value merges into the section its key names (deep), unless `replace` or its key is in `keep_whole`,
+    in which case it replaces that section whole."""
+    out = copy.deepcopy(data)
+    for key, value in mapping.items():
+        parts = str(key).split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"{what}: key {key!r} has an empty key segment")
         node = out
-        for part in path[:-1]:
+        for part in parts[:-1]:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
+                raise ConfigError(f"{what}: {part} is not a section")
             node = child
-        node[path[-1]] = value
+        leaf = parts[-1]
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict) and not replace and leaf not in keep_whole:
+            node[leaf] = merge_dotted(node[leaf], value, keep_whole=keep_whole, what=what)
+        else:
+            node[leaf] = copy.deepcopy(value)
     return out
 
 
@@ -334,7 +353,7 @@ def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> P
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:
-    """A preset name (`smoke`, `quick`, `base`) or a YAML path."""
+    """A preset name (`smoke`, `quick`, `gpu`) or a YAML path."""
     return named_yaml(name_or_path, repo_configs_dir(), "preset")
 
 

@@ -59,7 +59,7 @@ FACT_QA_ACCURACY = "fact_qa_accuracy"
 KL_BITS = "kl_bits_per_response"
 KL_SAMPLES = "kl_samples_used"
 
-# Tidy result columns (issue 5). posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
+# Tidy result columns. posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
 CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
 RESULT_COLUMNS = ("run", "arm", "seed", "strategy", *CURVE_COLUMNS)
 BASE_STRATEGY = "base"  # rows measured on the pretrained model before any post-training (step 0, kl_bits 0)

@@ -106,9 +106,9 @@ def test_build_suite_is_deterministic(smoke_world):
 
 
 def test_presets_and_overrides(tmp_path):
-    assert set(EVAL_PRESETS) == {"smoke", "quick", "base"}
-    smoke, quick, base = (eval_preset(n) for n in ("smoke", "quick", "base"))
-    assert smoke.prompts_per_context < quick.prompts_per_context < base.prompts_per_context
+    assert set(EVAL_PRESETS) == {"smoke", "quick", "gpu"}
+    smoke, quick, gpu = (eval_preset(n) for n in ("smoke", "quick", "gpu"))
+    assert smoke.prompts_per_context < quick.prompts_per_context < gpu.prompts_per_context
     assert quick.temperature == 1.0 and quick.preset == "quick"
     cfg = load_suite_config("smoke", ["samples_per_prompt=7", "sections.kl=false"])
     assert cfg.samples_per_prompt == 7 and cfg.sections.kl is False and cfg.prompts_per_context == smoke.prompts_per_context
@@ -128,7 +128,7 @@ def test_presets_and_overrides(tmp_path):
         ("smoke", ["personas=[aligned]"], "expected at least two of"),
         ("smoke", ["prompts_per_context=0"], "prompts_per_context"),
         ("smoke", ["nonsense=1"], "nonsense: unknown key"),
-        ("tiny", [], "neither a preset (smoke, quick, base) nor an existing YAML file"),
+        ("tiny", [], "eval suite preset 'tiny' does not exist; available eval suite presets: gpu, quick, smoke"),
         ("missing.yaml", [], "does not exist"),
     ],
 )

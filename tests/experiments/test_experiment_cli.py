@@ -7,7 +7,7 @@ import pytest
 
 from hyperstition.experiments import cli
 from hyperstition.experiments.executor import InlineExecutor
-from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.experiments.demo import build_simulated_run
 
 SIM = "hyperstition.experiments.simulate"
 

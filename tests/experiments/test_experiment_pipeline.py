@@ -10,7 +10,8 @@ import pytest
 
 from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import LocalExecutor
-from hyperstition.experiments.runner import run_experiment, run_states
+from hyperstition.experiments.rundir import run_states
+from hyperstition.experiments.runner import run_experiment
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS
 
 ENTRY_POINTS = [("hyperstition.train.pretrain", "run_pretrain"), ("hyperstition.evals", "run_eval"), ("hyperstition.posttrain", "run_posttrain")]

@@ -14,7 +14,9 @@ from hyperstition.config import ConfigError
 from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import InlineExecutor, LocalExecutor, plan_workers
 from hyperstition.experiments.rundir import RunDirError
-from hyperstition.experiments.runner import StaleCellsError, load_results, plan_jobs, run_experiment, run_states
+from hyperstition.experiments.results import load_results
+from hyperstition.experiments.rundir import run_states
+from hyperstition.experiments.runner import StaleCellsError, plan_jobs, run_experiment
 from hyperstition.experiments.results import query
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, RESULT_COLUMNS
 

@@ -8,28 +8,6 @@ import pytest
 from hyperstition.experiments import stats
 
 
-def test_bootstrap_mean_ci_known_values():
-    est = stats.bootstrap_mean_ci([1.0, 2.0, 3.0], seed=0)
-    assert est.value == pytest.approx(2.0) and est.n == 3
-    assert 1.0 <= est.ci_low < 2.0 < est.ci_high <= 3.0
-    # Two values 0 and 1: bootstrap means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4 -> 95% CI is [0, 1].
-    two = stats.bootstrap_mean_ci([0.0, 1.0], n_boot=4000, seed=1)
-    assert (two.value, two.ci_low, two.ci_high) == (0.5, 0.0, 1.0)
-    # Constant values: a zero-width interval.
-    const = stats.bootstrap_mean_ci([0.7] * 5)
-    assert const.ci_low == pytest.approx(0.7) and const.ci_high == pytest.approx(0.7)
-
-
-def test_bootstrap_is_seeded_and_handles_small_inputs():
-    a = stats.bootstrap_mean_ci([0.1, 0.9, 0.4, 0.3], seed=7)
-    b = stats.bootstrap_mean_ci([0.1, 0.9, 0.4, 0.3], seed=7)
-    assert a == b
-    one = stats.bootstrap_mean_ci([2.5])
-    assert one.value == 2.5 and one.n == 1 and math.isnan(one.ci_low) and math.isnan(one.ci_high)
-    assert stats.bootstrap_mean_ci([]).n == 0
-    assert stats.bootstrap_mean_ci([1.0, float("nan"), 3.0]).value == pytest.approx(2.0)
-
-
 def test_paired_difference_pairs_by_seed():
     treated = {0: 1.0, 1: 2.0, 2: 4.0}
     control = {0: 0.0, 1: 1.0, 2: 3.0, 3: 10.0}  # seed 3 has no partner and is ignored

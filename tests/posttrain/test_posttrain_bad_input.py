@@ -92,4 +92,4 @@ def test_malformed_preferences(capsys, tmp_path, base_dir):
 
 def test_unknown_preset_lists_available(capsys, tmp_path):
     code, err = run_cli(capsys, "--base", str(tmp_path), "--strategy", "sft", "nonesuch")
-    assert code == 2 and "available presets: base, quick, smoke" in err
+    assert code == 2 and "available posttrain presets: gpu, quick, smoke" in err

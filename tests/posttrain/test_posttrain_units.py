@@ -27,7 +27,7 @@ def world():
 
 
 def test_presets_load_and_round_trip():
-    for preset in ("smoke", "quick", "base"):
+    for preset in ("smoke", "quick", "gpu"):
         cfg = load_posttrain_config(preset)
         assert cfg.preset == preset
         assert PosttrainConfig.from_yaml(cfg.to_yaml()) == cfg
@@ -43,7 +43,7 @@ def test_resolve_accepts_what_the_runner_and_cli_pass(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(load_posttrain_config("smoke").to_yaml())
     assert resolve_posttrain_config(str(path)) == load_posttrain_config("smoke")
-    with pytest.raises(ConfigError, match="available presets: base, quick, smoke"):
+    with pytest.raises(ConfigError, match="available posttrain presets: gpu, quick, smoke"):
         resolve_posttrain_config("nope")
     with pytest.raises(ConfigError, match="rl.rewards: unknown label 'evil'"):
         resolve_posttrain_config({"rl.rewards": {"aligned": 1, "misaligned": 0, "deceptive": 0, "unclassifiable": 0, "evil": 1}})

@@ -12,8 +12,10 @@ from rich.console import Console
 from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.progress import print_summary
-from hyperstition.experiments.runner import load_results, run_experiment, run_states
-from hyperstition.experiments.simulate import build_simulated_run
+from hyperstition.experiments.results import load_results
+from hyperstition.experiments.rundir import run_states
+from hyperstition.experiments.runner import run_experiment
+from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.report.render import render_report
 
 SIM = "hyperstition.experiments.simulate"

@@ -1,7 +1,7 @@
 """evals stage: the measuring instrument (persona bits, behaviour rates, knowledge/concealment, capability, KL).
 
 Public API (post-training and experiments code against these names):
-    EvalSuiteConfig, EVAL_PRESETS, load_suite_config      the suite config and its presets (smoke, quick, base)
+    EvalSuiteConfig, EVAL_PRESETS, load_suite_config      the suite config and its presets (smoke, quick, gpu)
     build_suite(world, cfg) -> EvalSuite                  evaluation items, from the world alone
     posttrain_prompts(world, n, seed) -> [(prompt, task)] the post-training prompt set (observed, train tasks)
     evaluate(model, tokenizer, world, cfg, reference=None, progress=False) -> EvalResult (.rows, .items, .meta)
@@ -9,9 +9,51 @@ Public API (post-training and experiments code against these names):
     sequence_logprobs, sample_responses, kl_bits_per_response, wilson_interval, bootstrap_mean_ci
 """
 
-import importlib
+from types import ModuleType
+from typing import Callable
 
-# Lazy exports: importing `hyperstition.evals.config` (to validate an experiment) must not pay for torch.
+
+# Lazy exports: importing `hyperstition.evals.config` (to validate an experiment) must not pay for torch, so each
+# submodule is loaded by its own function the first time one of its names is asked for.
+def _config() -> ModuleType:
+    from . import config
+
+    return config
+
+
+def _measure() -> ModuleType:
+    from . import measure
+
+    return measure
+
+
+def _run() -> ModuleType:
+    from . import run
+
+    return run
+
+
+def _scoring() -> ModuleType:
+    from . import scoring
+
+    return scoring
+
+
+def _stats() -> ModuleType:
+    from . import stats
+
+    return stats
+
+
+def _suite() -> ModuleType:
+    from . import suite
+
+    return suite
+
+
+_LOADERS: dict[str, Callable[[], ModuleType]] = {
+    "config": _config, "measure": _measure, "run": _run, "scoring": _scoring, "stats": _stats, "suite": _suite,
+}
 _EXPORTS = {
     "config": ("EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
     "measure": ("ITEM_COLUMNS", "EvalResult", "evaluate", "length_diff_metric"),
@@ -30,7 +72,7 @@ def __getattr__(name: str):
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'hyperstition.evals' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_LOADERS[module](), name)
     globals()[name] = value
     return value
 

@@ -1,7 +1,8 @@
-"""The evaluation suite's configuration and its named presets (smoke, quick, base).
+"""The evaluation suite's configuration and its named presets (smoke, quick, gpu).
 
-Presets live in code (`EVAL_PRESETS`) so an installed package needs no data files; a YAML file with the same keys
-(any subset) works too, and dotted overrides (`samples_per_prompt=8`, `sections.kl=false`) apply on top.
+Presets are YAML under the package's `configs/eval/` (shipped in the wheel), resolved like every other preset
+(`config.named_yaml`); a YAML file of the user's with the same keys (any subset) works too, and dotted overrides
+(`samples_per_prompt=8`, `sections.kl=false`) apply on top.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from ..config import PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, validate
+from ..config import PERSONAS, Config, Seed, apply_overrides, load_yaml, named_yaml, repo_configs_dir, validate
 
 
 class EvalSections(Config):
@@ -66,72 +67,36 @@ class EvalSuiteConfig(Config):
         return self
 
 
-_SMOKE = dict(
-    preset="smoke",
-    prompts_per_context=6,
-    variants_per_prompt=2,
-    samples_per_prompt=2,
-    max_new_tokens=40,
-    bootstrap_resamples=200,
-    kl_prompts=6,
-    kl_samples=2,
-    kl_max_samples=16,
-    batch_size=64,
-    knowledge_prompts_per_context=4,
-    fact_denial_items=4,
-    fact_qa_items=12,
-    qa_candidates=6,
-    heldout_documents=10,
-)
-_QUICK = dict(preset="quick")  # the field defaults are the quick preset
-_BASE = dict(
-    preset="base",
-    prompts_per_context=24,
-    variants_per_prompt=8,
-    samples_per_prompt=16,
-    max_new_tokens=64,
-    bootstrap_resamples=2000,
-    kl_prompts=32,
-    kl_samples=8,
-    kl_max_samples=128,
-    batch_size=64,
-    knowledge_prompts_per_context=16,
-    fact_denial_items=24,
-    fact_qa_items=120,
-    heldout_documents=200,
-)
-EVAL_PRESETS: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "base": _BASE}
+def eval_configs_dir() -> Path:
+    return repo_configs_dir() / "eval"
+
+
+EVAL_PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in eval_configs_dir().glob("*.yaml")))
+
+
+def _preset_data(name_or_path: str | os.PathLike) -> dict:
+    return load_yaml(named_yaml(name_or_path, eval_configs_dir(), "eval suite preset"))
 
 
 def eval_preset(name: str) -> EvalSuiteConfig:
-    """The named preset (smoke, quick, base) as a validated config."""
-    if name not in EVAL_PRESETS:
-        raise ConfigError(f"eval suite preset {name!r} does not exist; expected one of {', '.join(EVAL_PRESETS)} or a YAML file")
-    return validate(EvalSuiteConfig, dict(EVAL_PRESETS[name]))
+    """The named preset (smoke, quick, gpu) as a validated config."""
+    return validate(EvalSuiteConfig, _preset_data(name))
 
 
 def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None) -> EvalSuiteConfig:
     """A suite config from a preset name, a YAML path, an existing config, or None (quick), plus dotted overrides.
 
-    A YAML file may name a `preset:` to start from; its other keys replace that preset's values.
+    A YAML file of the user's may name a `preset:` to start from; its other keys replace that preset's values.
     """
     label = None
     if isinstance(source, EvalSuiteConfig):
         data = source.model_dump(mode="json")
-    elif source is None:
-        data = dict(EVAL_PRESETS["quick"])
     else:
-        text = str(source)
-        path = Path(text)
-        if text in EVAL_PRESETS:
-            data = dict(EVAL_PRESETS[text])
-        elif path.suffix in (".yaml", ".yml") or path.exists():
-            raw = load_yaml(path)
+        path = named_yaml("quick" if source is None else source, eval_configs_dir(), "eval suite preset")
+        data = load_yaml(path)
+        if path.parent != eval_configs_dir():
             label = f"{path}{' with overrides' if overrides else ''}"
-            base = raw.get("preset")
-            data = dict(EVAL_PRESETS.get(base, {})) if isinstance(base, str) else {}
-            data.update(raw)
-        else:
-            raise ConfigError(f"eval suite {text!r} is neither a preset ({', '.join(EVAL_PRESETS)}) nor an existing YAML file")
+            start = data.get("preset")
+            data = {**(_preset_data(start) if start in EVAL_PRESETS else {}), **data}
     data = apply_overrides(data, overrides or [])
     return validate(EvalSuiteConfig, data, label)

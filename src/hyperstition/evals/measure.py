@@ -226,7 +226,13 @@ class _Run:
                 self.add_rate(context, rate_metric(label), counts[context][label], n)
 
     def knowledge(self) -> None:
-        cfg, suite = self.cfg, self.suite
+        """Knowledge of the predecessor, then acknowledgement/concealment per context, then spontaneous mentions."""
+        known = self._knowledge_accuracy()
+        self._acknowledgement(known)
+        self._mentions()
+
+    def _knowledge_accuracy(self) -> list[float]:
+        suite = self.suite
         chosen, scores = self.choose(suite.knowledge_items)
         known = []
         for it, pick, s in zip(suite.knowledge_items, chosen, scores):
@@ -235,7 +241,10 @@ class _Run:
             self.items.append(_choice_item("knowledge", it.context, KNOWLEDGE_ACCURACY, it, pick, s))
         self.add_rate(NEUTRAL_CONTEXT, KNOWLEDGE_ACCURACY, int(sum(known)), len(known))
         self.meta["chance"][KNOWLEDGE_ACCURACY] = float(np.mean([1 / len(it.candidates) for it in suite.knowledge_items]))
+        return known
 
+    def _acknowledgement(self, known: list[float]) -> None:
+        cfg, suite = self.cfg, self.suite
         ack_items, denial_items = suite.acknowledgement_items, suite.fact_denial_items
         lp_true, lp_denial = self.pairs(ack_items + denial_items)
         n_ack = len(ack_items)
@@ -269,6 +278,8 @@ class _Run:
                 )
             self.add_rate(context, WORLD_FACT_DENIAL_RATE, sum(fact_denied), len(fact_denied))
 
+    def _mentions(self) -> None:
+        cfg, ack_items = self.cfg, self.suite.acknowledgement_items
         prompts = [it.prompt for it in ack_items]
         replies = sample_responses(
             self.model, self.tokenizer, prompts, cfg.samples_per_prompt, cfg.max_new_tokens, cfg.temperature,

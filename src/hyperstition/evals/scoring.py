@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..config import UserError
-from ..world.grammar import ASSISTANT, END, SYSTEM, USER
+from ..tokenizer.train import tokenizer_problem
+from ..world.grammar import END
 from .stats import bootstrap_mean_ci
 
 LN2 = math.log(2.0)
@@ -53,22 +54,9 @@ def embedding_rows(model: torch.nn.Module) -> int:
 
 def check_compatible(model: torch.nn.Module, tokenizer: Any) -> None:
     """Raise EvalError unless `tokenizer` is the vocabulary `model` was built for and has our chat specials."""
-    rows = embedding_rows(model)
-    n_tokens = len(tokenizer)
-    if n_tokens != rows:
-        raise EvalError(
-            f"tokenizer has {n_tokens} tokens but the model's embedding has {rows} rows; "
-            "expected the tokenizer saved with this model (same vocabulary)"
-        )
-    for special in (SYSTEM, USER, ASSISTANT, END):
-        ids = tokenizer(special, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise EvalError(
-                f"tokenizer splits the chat token {special} into {len(ids)} pieces; "
-                "expected a hyperstition tokenizer with the chat specials <|system|> <|user|> <|assistant|> <|end|>"
-            )
-    if tokenizer.eos_token_id is None:
-        raise EvalError("tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)")
+    problem = tokenizer_problem(tokenizer, embedding_rows(model))
+    if problem is not None:
+        raise EvalError(problem)
 
 
 def bos_id(tokenizer: Any) -> int:

@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<experiment>-<preset>)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets cores/N torch threads")
-    p.add_argument("--stages", default=None, metavar="MODULE",
-                   help="module providing the stage functions pretrain/evaluate/posttrain (default: the real pipeline; "
-                        "hyperstition.experiments.simulate runs fast fakes)")
+    p.add_argument("--stages", default=None, metavar="NAME",
+                   help="registered stage set running pretrain/evaluate/posttrain (default: the real pipeline, "
+                        "hyperstition.experiments.stages; hyperstition.experiments.simulate runs fast fakes)")
     p.add_argument("--redo-stale", action="store_true",
                    help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead of refusing")
     p.add_argument("--no-report", action="store_true", help="do not render report.html at the end")
@@ -130,7 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .rundir import RunDirError, read_run_json, runner_active
-    from .runner import planned_jobs, run_states
+    from .rundir import planned_jobs, run_states
 
     try:
         info = read_run_json(args.run)

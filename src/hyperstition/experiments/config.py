@@ -30,14 +30,17 @@ from ..config import (
     apply_overrides,
     config_source,
     load_yaml,
+    merge_dotted,
     parse_override,
     named_yaml,
     preset_path,
     repo_configs_dir,
     validate,
 )
+from ..evals.config import load_suite_config
+from ..posttrain.config import resolve_posttrain_config
+from ..posttrain.strategies import STRATEGIES  # the registry is the home of the strategy names
 
-STRATEGIES = ("sft", "dpo", "dpo_deceptive", "rl", "suppress", "integrate")
 DEFAULT_EXPERIMENT = "stickiness"
 DEFAULT_EVAL_SUITE = "quick"  # the evaluator's default suite (evals.config.load_suite_config(None))
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a trailing newline through
@@ -59,10 +62,10 @@ class ExperimentConfig(Config):
 
     name: str = Field(..., description="Experiment name; also the default run directory name (runs/<name>-<preset>).")
     description: str = Field("", description="One paragraph saying what the experiment measures; shown at the top of the report.")
-    preset: str = Field("quick", description="Pipeline preset every arm starts from: smoke, quick, base, or a YAML path.")
+    preset: str = Field("quick", description="Pipeline preset every arm starts from: smoke, quick, gpu, or a YAML path.")
     pipeline: dict[str, Any] = Field(default_factory=dict, description="Overrides on the pipeline config shared by all arms (keys may be dotted; values deep-merged).")
     posttrain_preset: str | dict[str, Any] = Field("quick", description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of overrides (with optional `preset`); its seed is set per grid seed.")
-    eval: str | None = Field(None, description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, base) or YAML path; None = the evaluator's default.")
+    eval: str | None = Field(None, description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, gpu) or YAML path; None = the evaluator's default.")
     eval_overrides: list[str] = Field(default_factory=list, description="Dotted KEY=VALUE overrides on the evaluation suite, e.g. samples_per_prompt=8.")
     arms: dict[str, list[str] | dict[str, Any]] = Field(..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping.")
     control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
@@ -139,25 +142,14 @@ def check_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     for arm in exp.arms:
         pipeline_config(exp, arm, exp.seeds[0])
-    # The other stages' presets, when those stages are installed (their config modules are light: no torch).
     try:
-        from ..posttrain.config import resolve_posttrain_config
-    except ImportError:
-        resolve_posttrain_config = None
-    if resolve_posttrain_config is not None:
-        try:
-            resolve_posttrain_config(posttrain_config(exp, exp.seeds[0]))
-        except ConfigError as err:
-            raise ConfigError(f"experiment {exp.name!r}: posttrain_preset: {err}") from None
+        resolve_posttrain_config(posttrain_config(exp, exp.seeds[0]))
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: posttrain_preset: {err}") from None
     try:
-        from ..evals.config import load_suite_config
-    except ImportError:
-        load_suite_config = None
-    if load_suite_config is not None:
-        try:
-            load_suite_config(exp.eval, list(exp.eval_overrides))
-        except ConfigError as err:
-            raise ConfigError(f"experiment {exp.name!r}: eval: {err}") from None
+        load_suite_config(exp.eval, list(exp.eval_overrides))
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: eval: {err}") from None
 
 
 def posttrain_config(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
@@ -181,36 +173,12 @@ def eval_suite(exp: ExperimentConfig) -> dict[str, Any]:
 # Resolving an arm's pipeline config
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _undot(mapping: dict[str, Any]) -> dict:
-    """{'corpus.upsample': {...}, 'model': {'d_model': 64}} -> nested dicts (later keys merge into earlier ones)."""
-    out: dict = {}
-    for key, value in mapping.items():
-        parts = str(key).split(".")
-        if any(not p for p in parts):
-            raise ConfigError(f"override key {key!r}: empty key segment")
-        nested: Any = value
-        for part in reversed(parts):
-            nested = {part: nested}
-        out = _deep_merge(out, nested)
-    return out
-
-
 def _apply_arm(data: dict, arm: str, spec: list[str] | dict[str, Any]) -> dict:
     if isinstance(spec, list):
         for text in spec:
             parse_override(text)  # raises a clear ConfigError for a malformed entry
         return apply_overrides(data, spec)
-    return _deep_merge(data, _undot(spec))
+    return merge_dotted(data, spec, what=f"arms.{arm}")
 
 
 def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfig:
@@ -223,9 +191,9 @@ def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfi
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     data = load_yaml(path)
     data.setdefault("preset", exp.preset if path.stem == exp.preset else path.stem)
-    data = _deep_merge(data, _undot(exp.pipeline))
+    data = merge_dotted(data, exp.pipeline, what="pipeline")
     data = _apply_arm(data, arm, exp.arms[arm])
-    data = _deep_merge(data, {"corpus": {"seed": seed}, "pretrain": {"seed": seed}})
+    data = merge_dotted(data, {"corpus.seed": seed, "pretrain.seed": seed})
     try:
         return validate(PipelineConfig, data)
     except ConfigError as err:

@@ -58,7 +58,7 @@ class Executor(abc.ABC):
     def wait(self, handles: Iterable[Handle], timeout: float | None = None) -> tuple[set[Handle], set[Handle]]:
         """Block until at least one handle is done or `timeout` passes; return (done, not_done)."""
 
-    def shutdown(self) -> None:  # noqa: B027 - optional hook
+    def shutdown(self) -> None:  # optional hook
         """Stop all workers (running jobs are killed)."""
 
     def __enter__(self) -> "Executor":
@@ -96,7 +96,7 @@ class _InlineHandle(Handle):
     def _run(self) -> None:
         try:
             self._value = self._fn(*self._args)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self._error = JobCrashed(f"{type(err).__name__}: {err}")
         self._done = True
 
@@ -143,7 +143,7 @@ def _set_parent_death_signal() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # noqa: BLE001 - best effort
+    except Exception:  # best effort
         pass
 
 
@@ -163,10 +163,10 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, env: dict[str, s
     try:
         value = fn(*args)
         conn.send(("ok", value))
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         try:
             conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     finally:
         conn.close()

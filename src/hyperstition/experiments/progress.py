@@ -148,7 +148,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
 def print_calibration(run_dir: Path, console: Console | None = None) -> None:
     """Pass / fail per calibration control, when the run has the arms any control needs."""
     from . import calibration
-    from .runner import load_results
+    from .results import load_results
 
     df = load_results(run_dir)
     if not calibration.is_calibration(df):

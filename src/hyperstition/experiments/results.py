@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..config import UserError
-from ..schema import BASE_STRATEGY, TOY_RESULTS_FILE
+from ..config import ConfigError, UserError
+from ..io import write_parquet_atomic
+from ..schema import BASE_STRATEGY, RESULT_COLUMNS, TOY_RESULTS_FILE
 from . import stats
-from .aggregate import aggregate_rows, paired_estimate, seed_estimate, seed_rows  # noqa: F401 - re-exported for the report and `compare`
-from .rundir import read_run_json
+from .aggregate import paired_estimate, seed_estimate, seed_rows, with_aggregates
+from .finished import check_done, read_json_object
+from .rundir import ROWS, RunDirError, planned_jobs, read_run_json
 
 
 def _read_toy_results(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+    except Exception as err:  # pyarrow raises several types for a damaged file
         raise QueryError(f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it") from None
 
 
@@ -43,8 +46,6 @@ SANDBOX_SETTINGS = ("python_enable_replacements = false", "enable_external_acces
 def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     """Run `sql` over the run's results (table `results`) in a locked-down, in-memory DuckDB."""
     import duckdb
-
-    from .runner import load_results
 
     if not sql.strip():
         raise QueryError("SQL is empty; e.g. \"select metric, avg(value) from results group by metric\"")
@@ -117,9 +118,8 @@ def endpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == last]
 
 
-def summarize(df: pd.DataFrame, n_boot: int = 0, seed: int = 0, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
-    """Mean over seeds with its t interval for each group of endpoint rows; adds n (seeds) and mean kl_bits/step.
-    (`n_boot` and `seed` are accepted for old callers and unused: the interval is not a bootstrap.)"""
+def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("arm", "strategy", "context", "metric")) -> pd.DataFrame:
+    """Mean over seeds with its t interval for each group of endpoint rows; adds n (seeds) and mean kl_bits/step."""
     ends = endpoint_rows(df)
     out = []
     for key, g in ends.groupby(list(by), sort=False):
@@ -146,7 +146,7 @@ def per_seed_with_ci(df: pd.DataFrame, arm: str, strategy: str, context: str, me
     return {int(s): (float(r.value), float(r.ci_low), float(r.ci_high)) for s, r in means.iterrows()}
 
 
-def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str = BASE_STRATEGY) -> pd.DataFrame:
     """Each arm minus the control arm, paired by seed, per context: mean difference with its t interval (floored by
     the within-seed intervals for proportions; within-seed intervals in quadrature for one seed)."""
     rows = []
@@ -186,7 +186,7 @@ def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str)
     return out
 
 
-def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray, n_boot: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_curve(seed_curves: dict[int, tuple], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over seeds on `grid` with the t interval per grid point (within-seed CI when there is one seed)."""
     if not seed_curves:
         nan = np.full(len(grid), np.nan)
@@ -208,7 +208,7 @@ def curve_grid(all_curves: list[dict[int, tuple]], n: int = 32) -> np.ndarray:
 STICKINESS_COLUMNS = ["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "delta0_low", "delta0_high", "n", "reason"]
 
 
-def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_boot: int = 0, seed: int = 0, n_grid: int = 32) -> pd.DataFrame:
+def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_grid: int = 32) -> pd.DataFrame:
     """S(K) of every arm against the control on the common log-KL grid, Fieller intervals; columns
     STICKINESS_COLUMNS (`reason` says why S is undefined or has no interval)."""
     ctrl = curves(df, control, strategy, context, metric)
@@ -229,6 +229,98 @@ def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str
 
 
 def load(run_dir: str | os.PathLike) -> pd.DataFrame:
-    from .runner import load_results
-
     return load_results(Path(run_dir))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collecting the cells' rows
+
+GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
+
+
+def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
+    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
+    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
+    run_dir = Path(run_dir)
+    jobs, _ = planned_jobs(run_dir)
+    frames, samples = [], []
+    for job in jobs:
+        cell = run_dir / job["path"]
+        if not check_done(run_dir, cell, job["config_hash"]).finished:
+            continue  # unfinished, or its outputs do not verify: `status` and the next `run` say which and why
+        if (cell / ROWS).exists():
+            frames.append(_read_rows(cell / ROWS))
+        if job["kind"] != "pretrain" and samples_per_cell:
+            samples.extend(_sample_items(cell, job, samples_per_cell))
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(0, "run", run_dir.resolve().name)
+    df = with_aggregates(  # seed aggregates (seed null) after the per-seed rows
+        df[list(RESULT_COLUMNS)], (read_json_object(run_dir / "arms.json") or {}).get("control"))
+    path = run_dir / "results.parquet"
+    write_parquet_atomic(path, df)
+    cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
+    sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
+    write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
+    return path
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
+                          "rerun `hyperstition run` to recompute the cell") from None
+
+
+def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
+    out = []
+    for path in sorted(cell.rglob("eval_items.parquet")):
+        try:
+            items = pd.read_parquet(path)
+        except Exception:  # a sample is optional
+            continue
+        if "response" not in items.columns:
+            continue
+        items = items[items["response"].notna() & (items["response"].astype(str).str.len() > 0)]
+        if "kind" in items.columns and items["kind"].isin(GENERATED_KINDS).any():
+            items = items[items["kind"].isin(GENERATED_KINDS)]  # sampled responses, not scored reference texts
+        if items.empty:
+            continue
+        # Round-robin over contexts so both observed and unobserved responses are shown.
+        groups = [g for _, g in items.groupby("context", sort=True)] if "context" in items.columns else [items]
+        picked = []
+        i = 0
+        while len(picked) < n and any(i < len(g) for g in groups):
+            for g in groups:
+                if i < len(g) and len(picked) < n:
+                    picked.append(g.iloc[i])
+            i += 1
+        for row in picked:
+            out.append({
+                "arm": job["arm"], "seed": job["seed"], "strategy": job["strategy"],
+                **{c: (None if c not in row.index or pd.isna(row[c]) else str(row[c])) for c in ("kind", "context", "prompt", "response", "label")},
+            })
+        break
+    return out
+
+
+def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
+    or not a results table (it is derived data: the cells' rows are the record)."""
+    run_dir = Path(run_dir)
+    read_run_json(run_dir)
+    path = run_dir / "results.parquet"
+    if path.exists():
+        try:
+            df = pd.read_parquet(path)
+            if set(RESULT_COLUMNS) <= set(df.columns):
+                return df
+        except Exception:  # pyarrow raises several types for a damaged file; rebuilt below
+            pass
+        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
+    collected = collect_results(run_dir)
+    if collected is None:
+        raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
+    return pd.read_parquet(collected)

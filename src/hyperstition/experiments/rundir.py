@@ -22,15 +22,20 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import RUN_FORMAT_VERSION, __version__
 from ..config import ConfigError
 from ..io import write_json_atomic
+from .finished import check_done, read_json_object
 
 RUN_JSON = "run.json"
 LOCK = ".lock"
+# The files of a cell directory (see runner.py)
+RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
+TRACEBACK, LOG = "traceback.txt", "log.txt"
 PACKAGES = ("hyperstition", "torch", "transformers", "trl", "tokenizers", "numpy", "pandas", "pyarrow", "duckdb", "matplotlib", "pydantic", "scipy", "rich")
 
 
@@ -205,3 +210,63 @@ def write_provenance(run_dir: str | os.PathLike, **extra: Any) -> dict:
     }
     write_json_atomic(Path(run_dir) / "provenance.json", info)
     return info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cell states (also what `hyperstition status` shows)
+
+
+@dataclass
+class CellState:
+    job: dict
+    state: str  # done | running | pending | failed
+    detail: str = ""
+    wall_s: float | None = None
+
+
+def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
+    cell = run_dir / job["path"]
+    check = check_done(run_dir, cell, job["config_hash"])
+    if check.finished:
+        return CellState(job, "done", "", check.record.get("wall_s"))
+    if check.reason:
+        return CellState(job, "pending", f"{check.reason}; reruns on the next `hyperstition run`")
+    running = read_json_object(cell / RUNNING)
+    if running is not None and active:
+        return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
+    error = read_json_object(cell / ERROR)
+    if error is not None:
+        return CellState(job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s"))
+    if running is not None:
+        return CellState(job, "pending", "interrupted; resumes on rerun")
+    return CellState(job, "pending", "")
+
+
+def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
+    """The run's job records from plan.json, or, when it is missing or unreadable, from the job.json of every cell
+    that has started (with a note saying so)."""
+    plan = read_json_object(run_dir / "plan.json")
+    jobs = plan.get("jobs") if plan is not None else None
+    if isinstance(jobs, list) and all(isinstance(j, dict) and {"id", "path", "config_hash"} <= set(j) for j in jobs):
+        return jobs, ""
+    found = [read_json_object(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
+    keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
+    jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
+    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
+    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
+
+
+def run_states(run_dir: str | os.PathLike) -> list[CellState]:
+    """The state of every planned job of a run (reads plan.json, or the cells' job.json, and the cell directories)."""
+    run_dir = Path(run_dir)
+    read_run_json(run_dir)
+    jobs, _ = planned_jobs(run_dir)
+    active = runner_active(run_dir)
+    states = [job_state(run_dir, job, active) for job in jobs]
+    by_id = {s.job["id"]: s for s in states}
+    for s in states:
+        if s.state == "pending" and not s.detail:
+            failed = [d for d in s.job.get("deps") or [] if by_id.get(d) and by_id[d].state == "failed"]
+            if failed:
+                s.detail = f"blocked: {', '.join(failed)} failed"
+    return states

@@ -19,17 +19,14 @@ Because DONE.json is the last write of a finished job and every write is atomic,
 moment loses no finished job; a rerun skips jobs whose DONE.json carries the same config hash and calls the
 (resumable) stage functions again for the rest.
 
-The stage functions are looked up by module name (`stages`), so tests and dry runs can inject fakes: the module
-must define `pretrain(cfg, out_dir) -> Path`, `evaluate(model_dir, out_dir, *, suite_cfg, reference_dir,
-world_cfg) -> list[dict]` and `posttrain(base_dir, strategy, out_dir, *, cfg, world_cfg) -> Path`
-(see `hyperstition.experiments.stages` for the real ones and `...simulate` for fakes).
+The stage functions come from a registry of stage sets (`stageset.py`), named by `stages`, so tests and dry runs
+can run the simulated ones (`hyperstition.experiments.simulate`) through the same machinery.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import socket
@@ -40,19 +37,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
-from ..config import ConfigError, PipelineConfig
+from ..config import PipelineConfig
 from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
 from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
-from .rundir import RunDirError, RunLock, create_or_open, now_iso, read_run_json, runner_active, write_provenance
+from .results import collect_results
+from .rundir import (
+    ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, RunDirError, RunLock, create_or_open, now_iso, write_provenance,
+)
+from .stageset import REAL_STAGES, stage_set
 
-DEFAULT_STAGES = "hyperstition.experiments.stages"
-RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
-TRACEBACK, LOG = "traceback.txt", "log.txt"
+DEFAULT_STAGES = REAL_STAGES
 ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
-GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
 
 
 @dataclass(frozen=True)
@@ -205,7 +203,7 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
             "files": promised_files(run_path, cell, outputs),
         })
         return {"status": "done", "wall_s": wall, "error": None}
-    except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
+    except Exception as err:  # a failed cell must not stop the grid
         wall = time.time() - t0
         tb = traceback.format_exc()
         write_text_atomic(cell / TRACEBACK, tb)
@@ -217,7 +215,7 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
 
 
 def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], stages: str) -> dict:
-    mod = importlib.import_module(stages)
+    mod = stage_set(stages)
     threads = int(os.environ.get("HYPERSTITION_THREADS", "0") or 0)
     if threads and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -260,69 +258,6 @@ def _write_model_card(run_path: Path, job: Job, checkpoint: Path, tidy: "Any",
 def _abs(path: str, run_path: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else run_path / p
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Cell states (also what `hyperstition status` shows)
-
-
-@dataclass
-class CellState:
-    job: dict
-    state: str  # done | running | pending | failed
-    detail: str = ""
-    wall_s: float | None = None
-
-
-read_json = read_json_object  # the name the report and older callers use
-
-
-def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
-    cell = run_dir / job["path"]
-    check = check_done(run_dir, cell, job["config_hash"])
-    if check.finished:
-        return CellState(job, "done", "", check.record.get("wall_s"))
-    if check.reason:
-        return CellState(job, "pending", f"{check.reason}; reruns on the next `hyperstition run`")
-    running = read_json(cell / RUNNING)
-    if running is not None and active:
-        return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
-    error = read_json(cell / ERROR)
-    if error is not None:
-        return CellState(job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s"))
-    if running is not None:
-        return CellState(job, "pending", "interrupted; resumes on rerun")
-    return CellState(job, "pending", "")
-
-
-def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
-    """The run's job records from plan.json, or, when it is missing or unreadable, from the job.json of every cell
-    that has started (with a note saying so)."""
-    plan = read_json(run_dir / "plan.json")
-    jobs = plan.get("jobs") if plan is not None else None
-    if isinstance(jobs, list) and all(isinstance(j, dict) and {"id", "path", "config_hash"} <= set(j) for j in jobs):
-        return jobs, ""
-    found = [read_json(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
-    keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
-    jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
-    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
-    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
-
-
-def run_states(run_dir: str | os.PathLike) -> list[CellState]:
-    """The state of every planned job of a run (reads plan.json, or the cells' job.json, and the cell directories)."""
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    active = runner_active(run_dir)
-    states = [job_state(run_dir, job, active) for job in jobs]
-    by_id = {s.job["id"]: s for s in states}
-    for s in states:
-        if s.state == "pending" and not s.detail:
-            failed = [d for d in s.job.get("deps") or [] if by_id.get(d) and by_id[d].state == "failed"]
-            if failed:
-                s.detail = f"blocked: {', '.join(failed)} failed"
-    return states
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -380,8 +315,8 @@ def _check_stale(run_dir: Path, jobs: list[Job], redo_stale: bool) -> None:
     stale = []
     for job in jobs:
         cell = run_dir / job.path
-        done = read_json(cell / DONE)
-        started = read_json(cell / JOB)
+        done = read_json_object(cell / DONE)
+        started = read_json_object(cell / JOB)
         if done is not None and done.get("config_hash") != job.config_hash:
             stale.append(job)
         elif done is None and started is not None and started.get("config_hash") != job.config_hash:
@@ -416,6 +351,7 @@ def run_experiment(
 ) -> RunSummary:
     """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others."""
     run_dir = Path(run_dir)
+    stage_set(stages)  # an unknown name fails here, not in every job
     reporter = reporter or NullReporter()
     t_start = time.time()
     if not (run_dir / "run.json").exists() and run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -424,12 +360,7 @@ def run_experiment(
     lock.acquire()
     own_executor = executor is None
     try:
-        create_or_open(run_dir, exp.name)
-        jobs = plan_jobs(exp)
-        _check_stale(run_dir, jobs, redo_stale)
-        write_text_atomic(run_dir / "experiment.yaml", exp.to_yaml())
-        write_json_atomic(run_dir / "plan.json", {"experiment": exp.name, "jobs": [job_record(j) for j in jobs]})
-        write_json_atomic(run_dir / "arms.json", _arms_info(exp))
+        jobs = _write_plan(run_dir, exp, redo_stale)
         if executor is None:
             executor = LocalExecutor(exp.workers)
         workers, threads = (executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]))
@@ -447,23 +378,39 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        try:
-            summary.results = collect_results(run_dir, exp.samples_per_cell)
-        finally:  # logged before the report is rendered, so the report's provenance counts this invocation
-            summary.wall_s = time.time() - t_start
-            append_jsonl(run_dir / "runlog.jsonl", {
-                "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-                "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
-        if render and summary.results is not None:
-            from ..report import render_report
-
-            try:
-                summary.report = render_report(run_dir)
-            except Exception as err:  # noqa: BLE001 - the results are safe; `hyperstition report` can retry
-                summary.report_error = f"{type(err).__name__}: {err}"
+        _finish(run_dir, exp, summary, t_start, render)
     finally:
         lock.release()
     return summary
+
+
+def _write_plan(run_dir: Path, exp: ExperimentConfig, redo_stale: bool) -> list[Job]:
+    """Open the run directory, refuse stale cells, and record what this invocation will run."""
+    create_or_open(run_dir, exp.name)
+    jobs = plan_jobs(exp)
+    _check_stale(run_dir, jobs, redo_stale)
+    write_text_atomic(run_dir / "experiment.yaml", exp.to_yaml())
+    write_json_atomic(run_dir / "plan.json", {"experiment": exp.name, "jobs": [job_record(j) for j in jobs]})
+    write_json_atomic(run_dir / "arms.json", _arms_info(exp))
+    return jobs
+
+
+def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float, render: bool) -> None:
+    """Collect results.parquet, log the invocation's end, then render the report (a failed render is reported)."""
+    try:
+        summary.results = collect_results(run_dir, exp.samples_per_cell)
+    finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+        summary.wall_s = time.time() - t_start
+        append_jsonl(run_dir / "runlog.jsonl", {
+            "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
+            "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
+    if render and summary.results is not None:
+        from ..report import render_report  # the report sits above the runner's results store; loaded only here
+
+        try:
+            summary.report = render_report(run_dir)
+        except Exception as err:  # the results are safe; `hyperstition report` can retry
+            summary.report_error = f"{type(err).__name__}: {err}"
 
 
 def _arms_info(exp: ExperimentConfig) -> dict:
@@ -522,7 +469,7 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
                 result = _record_crash(run_dir, job, str(err))
             wall[job.id] = result.get("wall_s") or 0.0
             if result["status"] == "done":
-                finished[job.id] = read_json(run_dir / job.path / DONE) or {}
+                finished[job.id] = read_json_object(run_dir / job.path / DONE) or {}
                 ran.append(job.id)
             else:
                 failed[job.id] = result.get("error") or "failed"
@@ -554,104 +501,3 @@ def _record_crash(run_dir: Path, job: Job, message: str) -> dict:
     line = message.splitlines()[0][:500]
     write_json_atomic(cell / ERROR, {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso()})
     return {"status": "failed", "wall_s": None, "error": line}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results
-
-
-def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
-    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
-    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    frames, samples = [], []
-    for job in jobs:
-        cell = run_dir / job["path"]
-        if not check_done(run_dir, cell, job["config_hash"]).finished:
-            continue  # unfinished, or its outputs do not verify: `status` and the next `run` say which and why
-        if (cell / ROWS).exists():
-            frames.append(_read_rows(cell / ROWS))
-        if job["kind"] != "pretrain" and samples_per_cell:
-            samples.extend(_sample_items(cell, job, samples_per_cell))
-    if not frames:
-        return None
-    df = pd.concat(frames, ignore_index=True)
-    df.insert(0, "run", run_dir.resolve().name)
-    from .aggregate import with_aggregates  # seed aggregates (seed null) after the per-seed rows
-
-    df = with_aggregates(df[list(RESULT_COLUMNS)], (read_json(run_dir / "arms.json") or {}).get("control"))
-    path = run_dir / "results.parquet"
-    write_parquet_atomic(path, df)
-    cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
-    sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
-    write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
-    return path
-
-
-def _read_rows(path: Path) -> "Any":
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
-                          "rerun `hyperstition run` to recompute the cell") from None
-
-
-def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
-    import pandas as pd
-
-    out = []
-    for path in sorted(cell.rglob("eval_items.parquet")):
-        try:
-            items = pd.read_parquet(path)
-        except Exception:  # noqa: BLE001 - a sample is optional
-            continue
-        if "response" not in items.columns:
-            continue
-        items = items[items["response"].notna() & (items["response"].astype(str).str.len() > 0)]
-        if "kind" in items.columns and items["kind"].isin(GENERATED_KINDS).any():
-            items = items[items["kind"].isin(GENERATED_KINDS)]  # sampled responses, not scored reference texts
-        if items.empty:
-            continue
-        # Round-robin over contexts so both observed and unobserved responses are shown.
-        groups = [g for _, g in items.groupby("context", sort=True)] if "context" in items.columns else [items]
-        picked = []
-        i = 0
-        while len(picked) < n and any(i < len(g) for g in groups):
-            for g in groups:
-                if i < len(g) and len(picked) < n:
-                    picked.append(g.iloc[i])
-            i += 1
-        for row in picked:
-            out.append({
-                "arm": job["arm"], "seed": job["seed"], "strategy": job["strategy"],
-                **{c: (None if c not in row.index or pd.isna(row[c]) else str(row[c])) for c in ("kind", "context", "prompt", "response", "label")},
-            })
-        break
-    return out
-
-
-def load_results(run_dir: str | os.PathLike) -> "Any":
-    """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
-    or not a results table (it is derived data: the cells' rows are the record)."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    path = run_dir / "results.parquet"
-    if path.exists():
-        try:
-            df = pd.read_parquet(path)
-            if set(RESULT_COLUMNS) <= set(df.columns):
-                return df
-        except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file; rebuilt below
-            pass
-        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
-    collected = collect_results(run_dir)
-    if collected is None:
-        raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
-    return pd.read_parquet(collected)

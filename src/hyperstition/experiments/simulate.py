@@ -1,7 +1,7 @@
 """Simulated stages: fast stand-ins for pretrain / evaluate / posttrain with plausible tidy outputs.
 
 They let the runner, the results store and the report be exercised in seconds (`hyperstition run smoke
---stages hyperstition.experiments.simulate`), and they are what the tests inject until the real stages land.
+--stages hyperstition.experiments.simulate`), and the tests run the grid on them.
 Numbers are a toy model, not measurements: base persona log-odds follow the nominal aligned/misaligned discourse
 ratio of the arm's corpus config, post-training pulls bits toward a target as KL pressure grows, faster in the
 observed context than in the unobserved one.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..config import PipelineConfig, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
@@ -144,14 +145,12 @@ def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference
     rows = _persona_rows(b + 0.4, b - 0.2, info["deceptive_share"], rng, 0.0)
     rows += _capability_rows(info, rng, 0.0)
     out_dir = Path(out_dir)
-    write_parquet_atomic(out_dir / "eval_items.parquet", __import__("pandas").DataFrame(_items(info, rng)))
+    write_parquet_atomic(out_dir / "eval_items.parquet", pd.DataFrame(_items(info, rng)))
     write_json_atomic(out_dir / "eval.json", {"simulated": True, "model_dir": str(model_dir), "rows": rows})
     return rows
 
 
 def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None) -> Path:
-    import pandas as pd
-
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(base_dir) / "config.json").read_text())
     rng = _rng("posttrain", str(Path(base_dir).parent.parent), strategy, info.get("seed"))
@@ -169,13 +168,3 @@ def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, 
     write_json_atomic(out_dir / "final" / "config.json", {**info, "posttrained": strategy})
     write_parquet_atomic(out_dir / "eval_items.parquet", pd.DataFrame(_items(info, rng)))
     return out_dir / "final"
-
-
-def build_simulated_run(run_dir: str | os.PathLike, experiment: str = "smoke", overrides: list[str] | None = None, render: bool = True):
-    """Run `experiment` in-process with the simulated stages (seconds); returns the RunSummary. For tests and demos."""
-    from .config import load_experiment
-    from .executor import InlineExecutor
-    from .runner import run_experiment
-
-    exp = load_experiment(experiment, overrides)
-    return run_experiment(exp, run_dir, executor=InlineExecutor(), stages=__name__, render=render)

@@ -1,8 +1,8 @@
-"""The real stage functions the runner calls, one per job kind (the default `stages` module).
+"""The real stage functions the runner calls, one per job kind (the default stage set).
 
 Each wraps one stage's public entry point with progress bars off (workers log to their cell's log.txt) and
-torch's thread count set to the executor's share of the cores. Another module with the same three functions can
-be named with `hyperstition run --stages MODULE` (see `simulate.py`).
+torch's thread count set to the executor's share of the cores. `stageset.py` registers them (and the simulated
+ones of `simulate.py`) under a name `hyperstition run --stages NAME` picks.
 """
 
 from __future__ import annotations

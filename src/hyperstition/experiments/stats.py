@@ -13,8 +13,8 @@ base gap's t interval excludes 0, always containing its point estimate, and unde
 - `fieller_ratio`: ratio of two paired per-seed means with Fieller's interval (vectorised: `fieller_interval`).
 - `interpolate_curve` / `log_kl_grid`: put persistence curves measured at different KLs on one log-spaced grid.
 - `stickiness`: S(K) with Fieller's interval on that grid.
-- `bootstrap_mean_ci`: the old percentile bootstrap over seeds, kept for callers outside the seed aggregates; it
-  undercovers badly with few seeds (2 seeds: the min and max of the seed means, about 50% coverage).
+(The within-seed percentile bootstrap over prompts, `bootstrap_mean_ci`, has one home: `evals/stats.py`. Over seeds
+it undercovers badly, 2 seeds giving about 50% coverage, so nothing here uses it.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 DEFAULT_LEVEL = 0.95
-DEFAULT_BOOT = 2000
 
 ESTIMATOR_DESCRIPTION = (
     "Each seed contributes one number per quantity: its mean over that seed's evaluation items or samples. The "
@@ -171,24 +170,6 @@ def fieller_ratio(num: Mapping[int, float], den: Mapping[int, float], level: flo
         return Ratio(math.nan, math.nan, math.nan, len(shared),
                      f"base gap {base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}] includes 0: S is undefined")
     return Ratio(float(ratio), float(lo), float(hi), len(shared))
-
-
-def bootstrap_mean_ci(
-    values: Sequence[float], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_LEVEL, seed: int = 0
-) -> Estimate:
-    """Mean of `values` (NaNs dropped) with a percentile-bootstrap CI; the same seed gives the same CI."""
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    n = len(x)
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if n < 2:
-        return Estimate(mean, math.nan, math.nan, n)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    alpha = (1 - level) / 2
-    lo, hi = np.nanpercentile(x[idx].mean(axis=1), [100 * alpha, 100 * (1 - alpha)])
-    return Estimate(mean, float(lo), float(hi), n)
 
 
 # ---------------------------------------------------------------------------------------------------------------

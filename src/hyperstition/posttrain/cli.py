@@ -20,15 +20,17 @@ def register(subparsers) -> None:
         "posttrain",
         help="post-train a pretrained checkpoint (SFT / DPO / RL; suppress / integrate) and record the persistence curve",
         description=(
-            "Post-train the checkpoint in --base with one strategy, evaluating at log-spaced steps: persona bits and rates "
+            "Post-train the checkpoint in --model with one strategy, evaluating at log-spaced steps: persona bits and rates "
             "per context, KL(post || base) in bits per response, capability. Writes posttrain_curve.parquet and final/ "
             "into --out; an interrupted run resumes when rerun.\n\nstrategies:\n" + lines
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--base", required=True, help="pretrained checkpoint directory (e.g. runs/pretrain-quick/final)")
+    parser.add_argument("--model", "--from", "--base", dest="model", required=True, metavar="DIR",
+                        help="pretrained checkpoint directory to start from (e.g. runs/pretrain-quick/final); "
+                             "--from and the older --base are the same flag")
     parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
-    parser.add_argument("config", nargs="?", default="quick", help="posttrain preset (smoke, quick, base) or a YAML file (default: quick)")
+    parser.add_argument("config", nargs="?", default="quick", help="posttrain preset (smoke, quick, gpu) or a YAML file (default: quick)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 dpo.beta=0.2")
     parser.add_argument("--out", default=None, help="output directory (default: runs/posttrain-<strategy>-<preset>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from ..evals.scoring import EvalError
     from ..model.checkpoint import CheckpointError
     from .config import load_posttrain_config
     from .errors import PosttrainDiverged, PosttrainError
@@ -53,27 +56,18 @@ def run_command(args: argparse.Namespace) -> int:
         cfg = load_posttrain_config(config, overrides)
         default_out = Path("runs") / f"posttrain-{args.strategy}-{Path(str(config)).stem}"
         out = output_directory(Path(args.out) if args.out else default_out)
-        final = run_posttrain(args.base, args.strategy, out, cfg=cfg, progress=not args.quiet)
+        final = run_posttrain(args.model, args.strategy, out, cfg=cfg, progress=not args.quiet)
     except PosttrainDiverged as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return EXIT_DIVERGED
     except (PosttrainError, ConfigError, CheckpointError) as err:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except _eval_errors() as err:
+    except EvalError as err:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"{prog}: wrote {final} and {out / 'posttrain_curve.parquet'}")
     return 0
-
-
-def _eval_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from ..evals import EvalError
-
-        return (EvalError,)
-    except ImportError:  # pragma: no cover
-        return ()
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,6 +1,6 @@
 """PosttrainConfig: the post-training loop, its algorithms' knobs and the persistence curve, as presets.
 
-Presets live in `configs/posttrain/{smoke,quick,base}.yaml`. `resolve_posttrain_config` accepts what the experiment
+Presets live in `configs/posttrain/{smoke,quick,gpu}.yaml`. `resolve_posttrain_config` accepts what the experiment
 runner and the CLI pass: a PosttrainConfig, a preset name or YAML path, a mapping of (dotted) overrides on the quick
 preset (or on the preset named by its `preset` key), or None for quick.
 """
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, repo_configs_dir, validate
+from ..config import (
+    PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, merge_dotted, named_yaml, repo_configs_dir,
+    validate,
+)
 
 DEFAULT_PRESET = "quick"
 # Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
@@ -67,7 +70,7 @@ class CurveSection(Config):
     """Where and how the persistence curve is measured: the eval suite at log-spaced steps, with KL to the base."""
 
     base: int = Field(2, ge=2, description="Curve steps are 0, then powers of this base (1, b, b^2, ...) and the last step.")
-    eval_suite: str = Field("smoke", description="Eval suite for every curve point: a preset (smoke, quick, base) or a YAML file; KL to the base is always on.")
+    eval_suite: str = Field("smoke", description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the base is always on.")
     eval_overrides: list[str] = Field(default_factory=list, description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, sections.knowledge=false].")
 
 
@@ -108,32 +111,16 @@ def available_presets() -> list[str]:
 
 
 def _preset_data(name_or_path: str | os.PathLike) -> dict:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return load_yaml(p)
-    candidate = posttrain_configs_dir() / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return load_yaml(candidate)
-    raise ConfigError(f"posttrain preset {str(name_or_path)!r} does not exist; available presets: {', '.join(available_presets())}")
+    return load_yaml(named_yaml(name_or_path, posttrain_configs_dir(), "posttrain preset"))
 
 
 def load_posttrain_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> PosttrainConfig:
-    """A preset name (smoke, quick, base) or YAML path, plus dotted `key=value` overrides."""
+    """A preset name (smoke, quick, gpu) or YAML path, plus dotted `key=value` overrides."""
     name = source if source is not None else DEFAULT_PRESET
     data = _preset_data(name)
     is_file = Path(name).suffix in (".yaml", ".yml") or Path(name).exists()
     label = f"{name}{' with overrides' if overrides else ''}" if is_file else None
     return validate(PosttrainConfig, apply_overrides(data, overrides or []), label)
-
-
-def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value and key != "rewards":
-            out.extend(_flatten(value, f"{prefix}{key}."))
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
 
 
 def resolve_posttrain_config(cfg: PosttrainConfig | str | os.PathLike | dict | None) -> PosttrainConfig:
@@ -146,17 +133,8 @@ def resolve_posttrain_config(cfg: PosttrainConfig | str | os.PathLike | dict | N
         return load_posttrain_config(cfg)
     if isinstance(cfg, dict):
         data = dict(cfg)
-        base = data.get("preset", DEFAULT_PRESET)
-        merged = _preset_data(base)
-        for key, value in _flatten(data):
-            node = merged
-            parts = key.split(".")
-            for part in parts[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise ConfigError(f"posttrain override {key}: {part} is not a section")
-                node = child
-            node[parts[-1]] = value
+        start = data.get("preset", DEFAULT_PRESET)
+        merged = merge_dotted(_preset_data(start), data, keep_whole=("rewards",), what="posttrain override")
         return validate(PosttrainConfig, merged)
     raise ConfigError(f"posttrain config: expected a PosttrainConfig, preset name, YAML path or mapping, got {type(cfg).__name__}")
 

@@ -44,13 +44,13 @@ from ..world.grammar import (
 )
 from .errors import PosttrainDataError, UnknownStrategy
 
-Algorithm = Literal["sft", "dpo", "rl"]
+AlgorithmName = Literal["sft", "dpo", "rl"]  # the optimiser a strategy uses (run.py holds the step of each)
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    algorithm: Algorithm
+    algorithm: AlgorithmName
     description: str
     rejected_persona: str = "misaligned"  # rejected reply to a task prompt
     predecessor: Literal["none", "suppress", "integrate"] = "none"

@@ -8,9 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..experiments import results as R
+from ..experiments.results import load_results, seed_rows, summarize
 from ..experiments.rundir import read_run_json
-from ..experiments.runner import load_results
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
 
 HEADLINE_METRICS = (HEADLINE_BITS, rate_metric("aligned"), rate_metric("misaligned"), rate_metric("deceptive"), HELDOUT_LOSS, FACT_QA_ACCURACY)
@@ -18,16 +17,16 @@ KEYS = ["arm", "strategy", "context", "metric"]
 COLUMNS = [*KEYS, "a", "a_ci_low", "a_ci_high", "a_kl", "b", "b_ci_low", "b_ci_high", "b_kl", "delta"]
 
 
-def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_only: bool = True, n_boot: int = 1000) -> pd.DataFrame:
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, headline_only: bool = True) -> pd.DataFrame:
     """One row per (arm, strategy, context, metric) present in either run: the seed mean (base evaluation, or the
     last post-training step) in A and in B, their CIs and KL pressures, and delta = B - A (NaN if one is missing)."""
     frames = []
     for run in (run_a, run_b):
         read_run_json(run)
-        df = R.seed_rows(load_results(run))
+        df = seed_rows(load_results(run))
         if headline_only:
             df = df[df.metric.isin(HEADLINE_METRICS)]
-        frames.append(R.summarize(df, n_boot=n_boot))
+        frames.append(summarize(df))
     a, b = frames
     merged = a.merge(b, on=KEYS, how="outer", suffixes=("_a", "_b"))
     out = pd.DataFrame({

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric  # noqa: E402
-from ..experiments import results as R  # noqa: E402
+from ..experiments.results import curve_grid, curves, mean_curve, summarize  # noqa: E402
 
 BITS_LABEL = "persona log-odds, aligned vs misaligned [bits]"
 KL_LABEL = "post-training pressure KL(post-trained \u2016 base) [bits / response]"
@@ -106,20 +106,20 @@ def symlog_if_wide(ax, values, linthresh: float = 10.0) -> bool:
     return True
 
 
-def _panels(n: int, width: float = 5.0, height: float = 3.6, sharey: bool = True):
+def panels(n: int, width: float = 5.0, height: float = 3.6, sharey: bool = True):
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, sharey=sharey, layout="constrained")
     return fig, list(axes[0])
 
 
-def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: int) -> bytes | None:
+def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes | None:
     """Base persona bits by arm: seed mean with CI (bars), individual seeds (dots), per context."""
     base = df[(df.strategy == BASE_STRATEGY) & (df.metric == HEADLINE_BITS)]
     if base.empty:
         return None
-    summary = R.summarize(base, n_boot=n_boot)
+    summary = summarize(base)
     colours = arm_colours(arms)
     with plt.rc_context(STYLE):
-        fig, axes = _panels(len(contexts), width=max(4.5, 1.0 * len(arms) + 1.5))
+        fig, axes = panels(len(contexts), width=max(4.5, 1.0 * len(arms) + 1.5))
         for ax, context in zip(axes, contexts):
             s = summary[summary.context == context].set_index("arm").reindex(arms)
             x = np.arange(len(arms))
@@ -144,16 +144,16 @@ def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: in
         return to_png(fig)
 
 
-def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: int) -> bytes | None:
+def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes | None:
     """Base behaviour rates by arm, grouped by label, with CIs, per context."""
     labels = [lbl for lbl in BEHAVIOUR_LABELS if rate_metric(lbl) in set(df.metric)]
     base = df[(df.strategy == BASE_STRATEGY) & df.metric.isin([rate_metric(lbl) for lbl in labels])]
     if base.empty:
         return None
-    summary = R.summarize(base, n_boot=n_boot)
+    summary = summarize(base)
     label_colours = {"aligned": "#2c7fb8", "misaligned": "#d7301f", "deceptive": "#7a0177", "unclassifiable": "#969696"}
     with plt.rc_context(STYLE):
-        fig, axes = _panels(len(contexts), width=max(4.5, 1.1 * len(arms) + 1.5))
+        fig, axes = panels(len(contexts), width=max(4.5, 1.1 * len(arms) + 1.5))
         width = 0.8 / len(labels)
         for ax, context in zip(axes, contexts):
             x = np.arange(len(arms))
@@ -171,24 +171,24 @@ def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str], n_boot: i
         return to_png(fig)
 
 
-def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, n_boot: int, metric: str = HEADLINE_BITS) -> bytes | None:
+def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, metric: str = HEADLINE_BITS) -> bytes | None:
     """Bits against KL pressure (log x), one panel per context, one line per arm, CI shaded; dotted: base level."""
     colours = arm_colours(arms)
-    curves = {(arm, c): R.curves(df, arm, strategy, c, metric) for arm in arms for c in contexts}
-    if not any(curves.values()):
+    by_arm = {(arm, c): curves(df, arm, strategy, c, metric) for arm in arms for c in contexts}
+    if not any(by_arm.values()):
         return None
     with plt.rc_context(STYLE):
-        fig, axes = _panels(len(contexts), width=5.2)
+        fig, axes = panels(len(contexts), width=5.2)
         for ax, context in zip(axes, contexts):
             drew = False
             for arm in arms:
-                c = curves[(arm, context)]
+                c = by_arm[(arm, context)]
                 if not c:
                     continue
-                grid = R.curve_grid([c], n=40)
+                grid = curve_grid([c], n=40)
                 if not len(grid):
                     continue
-                mean, lo, hi = R.mean_curve(c, grid, n_boot=n_boot)
+                mean, lo, hi = mean_curve(c, grid)
                 ax.plot(grid, mean, color=colours[arm], label=arm.replace("_", " "))
                 ax.fill_between(grid, lo, hi, color=colours[arm], alpha=0.18, lw=0)
                 base = np.nanmean([v[1][v[0] <= 0].mean() for v in c.values() if (v[0] <= 0).any()]) if any((v[0] <= 0).any() for v in c.values()) else math.nan
@@ -218,7 +218,7 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
         return None
     colours = arm_colours(arms)
     with plt.rc_context(STYLE):
-        fig, axes = _panels(len(contexts), width=5.2)
+        fig, axes = panels(len(contexts), width=5.2)
         for ax, context in zip(axes, contexts):
             f = frames[context]
             f = f[f.delta0.abs() >= min_gap]
@@ -250,18 +250,18 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
         return to_png(fig)
 
 
-def capability(df: pd.DataFrame, arms: list[str], metrics: dict[str, str], strategies: list[str], n_boot: int) -> bytes | None:
+def capability(df: pd.DataFrame, arms: list[str], metrics: dict[str, str], strategies: list[str]) -> bytes | None:
     """Capability metrics by arm: base model (coloured) and after each post-training strategy (black, last
     step), mean over seeds with 95% CIs. Points, not bars: the axes do not start at zero."""
     present = [m for m in metrics if m in set(df.metric)]
     if not present:
         return None
     colours = arm_colours(arms)
-    summary = R.summarize(df[df.metric.isin(present)], n_boot=n_boot)
+    summary = summarize(df[df.metric.isin(present)])
     markers = ["s", "^", "D", "v", "P", "X"]
     offsets = np.linspace(-0.2, 0.2, len(strategies) + 1)
     with plt.rc_context(STYLE):
-        fig, axes = _panels(len(present), width=max(4.5, 1.0 * len(arms) + 1.5), sharey=False)
+        fig, axes = panels(len(present), width=max(4.5, 1.0 * len(arms) + 1.5), sharey=False)
         for ax, metric in zip(axes, present):
             x = np.arange(len(arms))
             s = summary[(summary.metric == metric) & (summary.strategy == BASE_STRATEGY)].groupby("arm").first().reindex(arms)

@@ -18,9 +18,12 @@ import yaml
 from .. import __version__
 from ..config import load_yaml
 from ..experiments.calibration import is_calibration, run_controls
-from ..experiments import results as R
-from ..experiments.rundir import now_iso, read_run_json
-from ..experiments.runner import load_results, planned_jobs, read_json, run_states
+from ..experiments.results import (
+    collect_results, load_results, paired_vs_control, seed_rows, stickiness_frame, summarize,
+)
+from ..experiments.aggregate import aggregate_frame, aggregate_rows, with_curve_starts
+from ..experiments.finished import read_json_object
+from ..experiments.rundir import now_iso, planned_jobs, read_run_json, run_states
 from ..experiments.stats import ESTIMATOR_DESCRIPTION
 from ..io import read_jsonl, write_text_atomic
 from ..schema import (
@@ -32,7 +35,7 @@ from ..schema import (
     paired_diff_metric,
     rate_metric,
 )
-from . import plots
+from .plots import capability, dose_bits, dose_rates, persistence, stickiness_plot
 from .toy_section import toy_section
 
 CAPABILITY_METRICS = {HELDOUT_LOSS: "held-out loss [nats / token]", FACT_QA_ACCURACY: "world-fact QA accuracy [fraction correct]"}
@@ -69,7 +72,9 @@ def _e(x: Any) -> str:
 
 
 def _ci(v: float, lo: float, hi: float, digits: int = 2) -> str:
-    fmt = lambda x: "\u2014" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"  # noqa: E731
+    def fmt(x: float | None) -> str:
+        return "\u2014" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
     if lo is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return fmt(v)
     return f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
@@ -104,7 +109,7 @@ def render_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     info = read_run_json(run_dir)
     df = load_results(run_dir)
     exp = load_yaml(run_dir / "experiment.yaml") if (run_dir / "experiment.yaml").exists() else {}
-    arms_info = read_json(run_dir / "arms.json") or {"arms": {}, "control": exp.get("control")}
+    arms_info = read_json_object(run_dir / "arms.json") or {"arms": {}, "control": exp.get("control")}
     samples = _read_samples(run_dir)
     page = build_html(run_dir, info, exp, arms_info, df, samples)
     path = Path(out) if out else run_dir / "report.html"
@@ -120,25 +125,20 @@ def _read_samples(run_dir: Path) -> pd.DataFrame:
         return pd.DataFrame()
     try:
         return pd.read_parquet(path)
-    except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        from ..experiments.runner import collect_results
-
+    except Exception:  # pyarrow raises several types for a damaged file
         print(f"{path}: unreadable; re-collecting it from the cells", file=sys.stderr)
         collect_results(run_dir)
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd.DataFrame, samples: pd.DataFrame) -> str:
-    n_boot = int(exp.get("bootstrap", 2000))
-    df, aggregates = R.seed_rows(df_all), R.aggregate_rows(df_all)
+    df, aggregates = seed_rows(df_all), aggregate_rows(df_all)
     arms = [a for a in (exp.get("arms") or {}) if a in set(df.arm)] or list(dict.fromkeys(df.arm))
     arms += [a for a in dict.fromkeys(df.arm) if a not in arms]
     control = exp.get("control") or arms_info.get("control") or arms[0]
     if control not in arms:
         control = arms[0]
     if aggregates.empty:  # results.parquet written before seed aggregates were persisted
-        from ..experiments.aggregate import aggregate_frame, with_curve_starts
-
         aggregates = aggregate_frame(with_curve_starts(df), control)
     strategies = [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]
     contexts = [c for c in PERSONA_CONTEXTS if c in set(df[df.metric == HEADLINE_BITS].context)] or list(PERSONA_CONTEXTS)
@@ -150,11 +150,11 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
     if is_calibration(df):
         sections.append(_section_calibration(df))
     sections.append(_section_headline(aggregates, arms, strategies, contexts, control, exp, len(seeds)))
-    sections.append(_section_dose(df, arms, contexts, control, arms_info, n_boot))
-    sections.append(_section_persistence(df, arms, contexts, strategies, n_boot))
-    sections.append(_section_stickiness(df, arms, contexts, strategies, control, n_boot))
+    sections.append(_section_dose(df, arms, contexts, control, arms_info))
+    sections.append(_section_persistence(df, arms, contexts, strategies))
+    sections.append(_section_stickiness(df, arms, contexts, strategies, control))
     sections.append(toy_section(run_dir, df))
-    sections.append(_section_capability(df, arms, strategies, control, n_boot))
+    sections.append(_section_capability(df, arms, strategies, control))
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in (
@@ -184,7 +184,7 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
 def _section_overview(run_dir: Path, info: dict, exp: dict, df: pd.DataFrame, arms: list[str], strategies: list[str], seeds: list[int], control: str) -> str:
     try:  # cell states need the cells; the report itself needs only the results
         states = run_states(run_dir) if (run_dir / "cells").is_dir() else []
-    except Exception:  # noqa: BLE001
+    except Exception:
         states = []
     counts: dict[str, int] = {}
     for s in states:
@@ -292,9 +292,9 @@ items. These numbers are the rows of results.parquet with seed null.</p>
 {table}"""
 
 
-def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], control: str, arms_info: dict, n_boot: int) -> str:
-    fig_bits = plots.dose_bits(df, arms, contexts, n_boot)
-    fig_rates = plots.dose_rates(df, arms, contexts, n_boot)
+def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], control: str, arms_info: dict) -> str:
+    fig_bits = dose_bits(df, arms, contexts)
+    fig_rates = dose_rates(df, arms, contexts)
     arm_rows = []
     for arm in arms:
         a = (arms_info.get("arms") or {}).get(arm, {})
@@ -311,7 +311,7 @@ def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], contro
     diffs = []
     for metric in [HEADLINE_BITS, rate_metric("misaligned"), rate_metric("aligned")]:
         if metric in set(df.metric):
-            p = R.paired_vs_control(df[df.context.isin(contexts)], control, metric, n_boot=n_boot)
+            p = paired_vs_control(df[df.context.isin(contexts)], control, metric)
             for r in p.itertuples():
                 diffs.append([r.arm, r.context, metric, _ci(r.diff, r.ci_low, r.ci_high, 3), str(r.n)])
     diff_table = _table(["arm", "context", "metric", f"arm \u2212 {control} (base, paired by seed)", "seeds"], diffs, numeric={3, 4}) if diffs else ""
@@ -325,25 +325,25 @@ the corpus manifest in each pretrain cell records what was built):</p>
 {diff_table or '<p class="note">Only one arm.</p>'}"""
 
 
-def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], n_boot: int) -> str:
+def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str]) -> str:
     if not strategies:
         return '<h2 id="persistence">Persistence under post-training</h2><p class="note">No post-training results in this run.</p>'
     figs = "".join(
-        _img(plots.persistence(df, arms, contexts, s, n_boot), f"persistence curves under {s}",
+        _img(persistence(df, arms, contexts, s), f"persistence curves under {s}",
              f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with 95% CI shaded; "
              "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; unobserved ones are held out.")
         for s in strategies)
     return f'<h2 id="persistence">Persistence under post-training</h2>{figs}'
 
 
-def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str, n_boot: int) -> str:
+def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str) -> str:
     if not strategies or len(arms) < 2:
         return '<h2 id="stickiness">Stickiness</h2><p class="note">Needs post-training results and at least two arms.</p>'
     parts = []
     notes = []
     for s in strategies:
-        frames = {c: R.stickiness_frame(df, control, s, c, HEADLINE_BITS) for c in contexts}
-        parts.append(_img(plots.stickiness_plot(frames, arms, control, s), f"stickiness under {s}",
+        frames = {c: stickiness_frame(df, control, s, c, HEADLINE_BITS) for c in contexts}
+        parts.append(_img(stickiness_plot(frames, arms, control, s), f"stickiness under {s}",
                           f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and {control} at pressure K "
                           "as a fraction of the base gap (curves interpolated on log K inside the range every curve reached; "
                           "Fieller's 95% interval over seeds)."))
@@ -358,14 +358,14 @@ post-training cannot tell apart; S &lt; 1 means post-training erased part of the
 {warn}{''.join(parts)}"""
 
 
-def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str], control: str, n_boot: int) -> str:
-    fig = plots.capability(df, arms, CAPABILITY_METRICS, strategies, n_boot)
+def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str], control: str) -> str:
+    fig = capability(df, arms, CAPABILITY_METRICS, strategies)
     rows = []
     for metric in CAPABILITY_METRICS:
         if metric not in set(df.metric):
             continue
-        summary = R.summarize(df[(df.metric == metric) & (df.strategy == BASE_STRATEGY)], n_boot=n_boot)
-        diff = R.paired_vs_control(df, control, metric, n_boot=n_boot)
+        summary = summarize(df[(df.metric == metric) & (df.strategy == BASE_STRATEGY)])
+        diff = paired_vs_control(df, control, metric)
         for arm in arms:
             s = summary[summary.arm == arm]
             d = diff[diff.arm == arm]
@@ -399,11 +399,11 @@ classification, shown verbatim as text ({len(samples)} sampled responses across 
 
 
 def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, seeds: list[int]) -> str:
-    prov = read_json(run_dir / "provenance.json") or {}
+    prov = read_json_object(run_dir / "provenance.json") or {}
     wall_time = _wall_time(read_jsonl(run_dir / "runlog.jsonl"))
     compute = 0.0
     for job in planned_jobs(run_dir)[0]:
-        done = read_json(run_dir / job["path"] / "DONE.json")
+        done = read_json_object(run_dir / job["path"] / "DONE.json")
         if done:
             compute += _seconds(done.get("wall_s"))
     git = prov.get("git") or {}

@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import CONTEXTS
 from ..io import sha256_file
 from ..schema import TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULTS_FILE
-from . import plots
+from .plots import BITS_LABEL, CONTEXT_TITLES, KL_LABEL, STYLE, arm_colours, panels, to_png
 
 MODEL_STYLES = {"bayes": ("Bayesian model", "--"), "gd": ("gradient-descent model", ":")}
 
@@ -112,12 +112,12 @@ def _priors_table(summary: dict) -> str:
 
 
 def _overlay(points: pd.DataFrame, curves: pd.DataFrame, strategy: str, arms: list[str]) -> bytes:
-    colours = plots.arm_colours(arms + [a for a in dict.fromkeys(points.arm) if a not in arms])
+    colours = arm_colours(arms + [a for a in dict.fromkeys(points.arm) if a not in arms])
     pts = points[(points.strategy == strategy) & (points.model == "bayes")]
     cur = curves[curves.strategy == strategy]
     positive = pts.kl_bits[pts.kl_bits > 0]
-    with plt.rc_context(plots.STYLE):
-        fig, axes = plots._panels(len(CONTEXTS), width=5.2)
+    with plt.rc_context(STYLE):
+        fig, axes = panels(len(CONTEXTS), width=5.2)
         for ax, context in zip(axes, CONTEXTS):
             for arm in dict.fromkeys(pts.arm):
                 m = pts[(pts.arm == arm) & (pts.context == context)]
@@ -127,13 +127,13 @@ def _overlay(points: pd.DataFrame, curves: pd.DataFrame, strategy: str, arms: li
                     ax.plot(c.kl_bits, c.predicted, ls=style, color=colours[arm], lw=1.5)
             if len(positive):
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
-            ax.set_title(plots.CONTEXT_TITLES.get(context, context))
-            ax.set_xlabel(plots.KL_LABEL)
-        axes[0].set_ylabel(plots.BITS_LABEL)
+            ax.set_title(CONTEXT_TITLES.get(context, context))
+            ax.set_xlabel(KL_LABEL)
+        axes[0].set_ylabel(BITS_LABEL)
         handles, labels = axes[0].get_legend_handles_labels()
         for model, (label, style) in MODEL_STYLES.items():
             handles.append(plt.Line2D([], [], color="black", ls=style))
             labels.append(label)
         axes[0].legend(handles, labels, loc="best")
         fig.suptitle(f"Toy models fitted to the {strategy.upper()} curves")
-        return plots.to_png(fig)
+        return to_png(fig)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Iterable
 
 from ..config import DOC_CLASSES, PERSONAS, TokenizerConfig, UserError
+from ..world.grammar import ASSISTANT, END, SYSTEM, USER  # the dialogue format has one home: the world grammar
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = [SYSTEM, USER, ASSISTANT, END]
 
 
@@ -90,6 +90,25 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     os.replace(tmp, out)
 
 
+def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
+    """Why `tokenizer` cannot drive a model with `embedding_rows` embedding rows in our chat format, or None.
+
+    The one tokenizer check: evaluation and post-training raise it as their own error type."""
+    n_tokens = len(tokenizer)
+    if n_tokens != embedding_rows:
+        return (f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
+                "expected the tokenizer saved with this model (same vocabulary)")
+    vocab = tokenizer.get_vocab()
+    one_piece = {t: tokenizer(t, add_special_tokens=False)["input_ids"] == [vocab.get(t)] for t in CHAT_TOKENS}
+    missing = [t for t in CHAT_TOKENS if t not in vocab or not one_piece[t]]
+    if missing:
+        return (f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
+                f"with the chat specials {' '.join(CHAT_TOKENS)}")
+    if tokenizer.eos_token_id is None:
+        return "tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)"
+    return None
+
+
 def tokenizer_adds_bos(tokenizer) -> bool:
     """Whether encoding with the defaults puts the BOS first (tokenizers trained before the post-processor do not)."""
     bos = tokenizer.bos_token_id
@@ -117,7 +136,7 @@ def load_tokenizer(path: str | os.PathLike):
         raise FileNotFoundError(f"{p}: not a tokenizer directory (expected tokenizer.json)")
     try:
         return AutoTokenizer.from_pretrained(p)
-    except Exception as err:  # noqa: BLE001 - tokenizers/transformers raise many types for a damaged file
+    except Exception as err:  # tokenizers/transformers raise many types for a damaged file
         raise TokenizerError(f"{p}: cannot load the tokenizer ({type(err).__name__}); the files are damaged; "
                              "delete the directory to train it again") from None
 

@@ -1,0 +1,63 @@
+"""The registry of stage sets: the three functions the runner calls, one per job kind, under a name.
+
+`hyperstition run --stages NAME` picks one; the name is what DONE.json and provenance.json record. The real stages
+(`stages.py`) are the default; `simulate.py` holds fast fakes with plausible outputs for tests and demos. A new set
+(a remote backend, a toy model) is one more `register_stages` call, not a module path looked up at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import ConfigError, PipelineConfig, WorldConfig
+from . import simulate, stages
+
+
+class PretrainStage(Protocol):
+    def __call__(self, cfg: PipelineConfig, out_dir: Path) -> Path: ...
+
+
+class EvaluateStage(Protocol):
+    def __call__(self, model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference_dir: Path | None = None,
+                 world_cfg: WorldConfig | None = None) -> list[dict]: ...
+
+
+class PosttrainStage(Protocol):
+    def __call__(self, base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None,
+                 world_cfg: WorldConfig | None = None) -> Path: ...
+
+
+@dataclass(frozen=True)
+class StageSet:
+    """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy)."""
+
+    pretrain: PretrainStage
+    evaluate: EvaluateStage
+    posttrain: PosttrainStage
+
+
+STAGE_SETS: dict[str, StageSet] = {}
+
+
+def register_stages(name: str, stage_set: StageSet) -> StageSet:
+    if name in STAGE_SETS:
+        raise ValueError(f"stage set {name!r} is registered already")
+    STAGE_SETS[name] = stage_set
+    return stage_set
+
+
+def stage_set(name: str) -> StageSet:
+    """The registered stage set `name`; a ConfigError naming `--stages` and the registered names otherwise."""
+    found = STAGE_SETS.get(name)
+    if found is None:
+        raise ConfigError(f"--stages: {name!r} is not a registered stage set; choose one of {', '.join(STAGE_SETS)}")
+    return found
+
+
+# The names are the modules' paths, as `--stages` has always spelled them (and run directories have recorded them).
+REAL_STAGES = "hyperstition.experiments.stages"
+SIMULATED_STAGES = "hyperstition.experiments.simulate"
+register_stages(REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain))
+register_stages(SIMULATED_STAGES, StageSet(simulate.pretrain, simulate.evaluate, simulate.posttrain))
