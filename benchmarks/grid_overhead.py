@@ -21,7 +21,8 @@ from pathlib import Path
 
 from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import LocalExecutor
-from hyperstition.experiments.runner import collect_results, run_experiment
+from hyperstition.experiments.results import collect_results
+from hyperstition.experiments.runner import run_experiment
 from hyperstition.report import render_report
 
 
