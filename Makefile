@@ -27,7 +27,10 @@ browser:
 	  else echo "chromium not installed and not root: the browser test will be skipped"; fi; \
 	fi
 
+# Lint and format check first (seconds), then the suite.
 test: $(STAMP) browser
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/pytest
 
 clean:

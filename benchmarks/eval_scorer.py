@@ -85,7 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats; the best is reported")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size for the batched scorer (quick preset: 32)")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="batch size for the batched scorer (quick preset: 32)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,17 +95,30 @@ def main() -> None:
         model, tokenizer, world, cfg = build(Path(tmp))
     prompts, responses = items(world)
     n_tokens = sum(len(x) for x in tokenizer(responses, add_special_tokens=False)["input_ids"])
-    print(f"model: {cfg.model.architecture} d_model={cfg.model.d_model} layers={cfg.model.n_layers} "
-          f"params={count_parameters(model) / 1e6:.2f}M vocab={len(tokenizer)}; torch threads={torch.get_num_threads()}")
-    print(f"items: {len(prompts)} (prompt, response) pairs, {len(set(prompts))} distinct prompts, {n_tokens} response tokens")
+    print(
+        f"model: {cfg.model.architecture} d_model={cfg.model.d_model} layers={cfg.model.n_layers} "
+        f"params={count_parameters(model) / 1e6:.2f}M vocab={len(tokenizer)}; torch threads={torch.get_num_threads()}"
+    )
+    print(
+        f"items: {len(prompts)} (prompt, response) pairs, {len(set(prompts))} distinct prompts, {n_tokens} response tokens"
+    )
 
     sequence_logprobs(model, tokenizer, prompts[:64], responses[:64], args.batch_size)  # warm-up
     t_naive, ref = timed(lambda: naive(model, tokenizer, prompts, responses), args.repeats)
-    t_flat, flat = timed(lambda: sequence_logprobs(model, tokenizer, prompts, responses, args.batch_size, share_prompts=False), args.repeats)
-    t_shared, shared = timed(lambda: sequence_logprobs(model, tokenizer, prompts, responses, args.batch_size), args.repeats)
+    t_flat, flat = timed(
+        lambda: sequence_logprobs(model, tokenizer, prompts, responses, args.batch_size, share_prompts=False),
+        args.repeats,
+    )
+    t_shared, shared = timed(
+        lambda: sequence_logprobs(model, tokenizer, prompts, responses, args.batch_size), args.repeats
+    )
     print(f"naive loop              {t_naive:8.3f} s")
-    print(f"batched                 {t_flat:8.3f} s   x{t_naive / t_flat:5.1f}   max |diff| {float((flat - ref).abs().max()):.2e} nats")
-    print(f"batched + shared prompt {t_shared:8.3f} s   x{t_naive / t_shared:5.1f}   max |diff| {float((shared - ref).abs().max()):.2e} nats")
+    print(
+        f"batched                 {t_flat:8.3f} s   x{t_naive / t_flat:5.1f}   max |diff| {float((flat - ref).abs().max()):.2e} nats"
+    )
+    print(
+        f"batched + shared prompt {t_shared:8.3f} s   x{t_naive / t_shared:5.1f}   max |diff| {float((shared - ref).abs().max()):.2e} nats"
+    )
     print(f"speed-up ratio (default scorer vs naive): {t_naive / t_shared:.1f}x (goal >= 10x)")
 
 

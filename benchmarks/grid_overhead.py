@@ -47,13 +47,17 @@ def main() -> None:
         render_report(run)
         t_report = time.perf_counter() - t0
         t0 = time.perf_counter()
-        again = run_experiment(exp, run, executor=LocalExecutor(args.workers), stages="hyperstition.experiments.simulate", render=False)
+        again = run_experiment(
+            exp, run, executor=LocalExecutor(args.workers), stages="hyperstition.experiments.simulate", render=False
+        )
         t_rerun = time.perf_counter() - t0
 
     n = len(summary.jobs)
     job_wall = sum(summary.wall_by_job.values())
-    print(f"grid: {exp.name} ({len(exp.arms)} arms x {len(exp.seeds)} seeds x {len(exp.strategies)} strategies) = {n} jobs "
-          f"on {executor.workers} worker(s) x {executor.threads} thread(s)")
+    print(
+        f"grid: {exp.name} ({len(exp.arms)} arms x {len(exp.seeds)} seeds x {len(exp.strategies)} strategies) = {n} jobs "
+        f"on {executor.workers} worker(s) x {executor.threads} thread(s)"
+    )
     print(f"  grid wall time          {t_grid:7.2f} s   ({t_grid / n * executor.workers:.2f} s per job per worker)")
     print(f"  in-job time (stage+io)  {job_wall:7.2f} s   ({job_wall / n:.2f} s per job; the rest is spawn + imports)")
     print(f"  collect results         {t_collect:7.2f} s")

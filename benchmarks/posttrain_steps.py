@@ -21,8 +21,12 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", help="pretrained checkpoint (default: pretrain the quick preset into OUT/base)")
-    parser.add_argument("--out", default="runs/bench-posttrain", help="working directory (default: runs/bench-posttrain)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as each experiment worker)")
+    parser.add_argument(
+        "--out", default="runs/bench-posttrain", help="working directory (default: runs/bench-posttrain)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1, as each experiment worker)"
+    )
     parser.add_argument("--preset", default="quick", help="posttrain preset (default quick)")
     parser.add_argument("--strategies", nargs="+", default=None, help="strategies to time (default: all)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="posttrain config overrides")
@@ -41,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         from hyperstition.train.pretrain import run_pretrain
 
         start = time.perf_counter()
-        base = run_pretrain(load_config(PipelineConfig, "quick", [f"pretrain.threads={args.threads}"]), out / "base", progress=False)
+        base = run_pretrain(
+            load_config(PipelineConfig, "quick", [f"pretrain.threads={args.threads}"]), out / "base", progress=False
+        )
         print(f"base: {base} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
 
     cfg = load_posttrain_config(args.preset, [*args.overrides, f"threads={args.threads}"])
@@ -69,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), file=sys.stderr)
 
     print(f"\nposttrain {args.preset} preset, {args.threads} thread(s), base {base}")
-    print(f"{'strategy':<14} {'algo':<4} {'steps':>5} {'steps/s':>8} {'tok/s':>8} {'train s':>8} {'curve s':>8} {'wall s':>7} {'KL bits':>8}")
+    print(
+        f"{'strategy':<14} {'algo':<4} {'steps':>5} {'steps/s':>8} {'tok/s':>8} {'train s':>8} {'curve s':>8} {'wall s':>7} {'KL bits':>8}"
+    )
     for r in rows:
         print(
             f"{r['strategy']:<14} {r['algorithm']:<4} {r['steps']:>5} {r['steps_per_s']:>8.2f} {r['tokens_per_s']:>8.0f} "

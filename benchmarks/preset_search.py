@@ -50,8 +50,10 @@ def row(name: str, run_dir: Path, wall_s: float | None) -> str:
     controls = "; ".join(f"{c.name}: {marks[c.passed]} ({c.reason})" for c in cal.run_controls(df))
     cells = sorted({(a, int(s)) for a, s in zip(df.arm, df.seed)})
     wall = f"{wall_s / 60:.1f} min" if wall_s else "n/a"
-    return (f"| {name} | `{CANDIDATES.get(name, '?')}` | {len(cells)} cells | {throughput(run_dir):.0f} tok/s | "
-            f"{wall} | {controls} |")
+    return (
+        f"| {name} | `{CANDIDATES.get(name, '?')}` | {len(cells)} cells | {throughput(run_dir):.0f} tok/s | "
+        f"{wall} | {controls} |"
+    )
 
 
 def main() -> None:
@@ -61,8 +63,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where candidate runs go (runs/preset-NAME)")
     args = parser.parse_args()
     if not TABLE.exists():
-        TABLE.write_text("| candidate | overrides | cells | pretrain throughput | wall | controls |\n"
-                         "|---|---|---|---|---|---|\n")
+        TABLE.write_text(
+            "| candidate | overrides | cells | pretrain throughput | wall | controls |\n|---|---|---|---|---|---|\n"
+        )
     for name in args.candidate or list(CANDIDATES):
         run_dir, wall = args.from_run, None
         if run_dir is None:

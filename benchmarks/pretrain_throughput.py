@@ -123,7 +123,15 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float 
 class Ours:
     """Exactly the step `train_lm` runs: same optimizer, schedule, clipping, autocast and compile choice."""
 
-    def __init__(self, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, warmup: int) -> None:
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        cfg: PretrainConfig,
+        runtime: Runtime,
+        tokenizer: Any,
+        rows: torch.Tensor,
+        warmup: int,
+    ) -> None:
         self.name = f"ours ({runtime.describe()})"
         self.runtime, self.cfg, self.rows = runtime, cfg, rows
         self.model = build_model(model_cfg, tokenizer, seed=0).to(runtime.device)
@@ -154,10 +162,28 @@ class Ours:
 class HFTrainer:
     """A `Trainer` as its documentation shows it; each round is one `train()` call whose first steps are dropped."""
 
-    def __init__(self, name: str, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, warmup: int, work_dir: Path, tuned: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_cfg: ModelConfig,
+        cfg: PretrainConfig,
+        runtime: Runtime,
+        tokenizer: Any,
+        rows: torch.Tensor,
+        warmup: int,
+        work_dir: Path,
+        tuned: bool,
+    ) -> None:
         self.name = name
         self.model = build_model(model_cfg, tokenizer, seed=0)
-        self.cfg, self.runtime, self.rows, self.warmup, self.work_dir, self.tuned = cfg, runtime, rows, warmup, work_dir, tuned
+        self.cfg, self.runtime, self.rows, self.warmup, self.work_dir, self.tuned = (
+            cfg,
+            runtime,
+            rows,
+            warmup,
+            work_dir,
+            tuned,
+        )
         self.rounds = 0
 
     def run(self, steps: int) -> list[float]:
@@ -220,7 +246,9 @@ class HFTrainer:
 
 def print_table(results: list[Result], peak_fp32: float, peak_bf16: float) -> None:
     print(f"\nmatmul peak on this device: fp32 {peak_fp32:,.0f} GFLOP/s, bf16 {peak_bf16:,.0f} GFLOP/s")
-    print(f"{'contender':<48} {'tok/s med':>10} {'tok/s best':>10} {'GFLOP/s med':>11} {'best':>7} {'%bf16pk med':>11} {'best':>6} {'%fp32pk med':>11}")
+    print(
+        f"{'contender':<48} {'tok/s med':>10} {'tok/s best':>10} {'GFLOP/s med':>11} {'best':>7} {'%bf16pk med':>11} {'best':>6} {'%fp32pk med':>11}"
+    )
     for r in results:
         print(
             f"{r.name:<48} {r.tokens_per_s:>10,.0f} {r.best_tokens_per_s:>10,.0f} {r.gflops():>11.1f} {r.gflops(True):>7.1f} "
@@ -236,7 +264,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="as pretrain.compile")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30, help="timed steps per contender (default 30)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds the timed steps are split into (default 2)")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds the timed steps are split into (default 2)"
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, allocator warm-up)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--grid", action="store_true", help="time ours under fp32/bf16 x eager/compiled, no Trainer")
@@ -244,16 +274,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_contenders(args: argparse.Namespace, model_cfg: ModelConfig, cfg: PretrainConfig, runtime: Runtime, tokenizer: Any, rows: torch.Tensor, work: Path) -> list[Contender]:
+def make_contenders(
+    args: argparse.Namespace,
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    runtime: Runtime,
+    tokenizer: Any,
+    rows: torch.Tensor,
+    work: Path,
+) -> list[Contender]:
     if args.grid:
         variants = [Runtime(runtime.device, bf16, compiled) for bf16 in (False, True) for compiled in (False, True)]
         return [Ours(model_cfg, cfg, v, tokenizer, rows, args.warmup) for v in variants]
     contenders: list[Contender] = [Ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup)]
     if not args.skip_trainer:
         plain_bf16 = runtime.device.type == "cuda"
-        contenders.append(HFTrainer("HF Trainer (plain)", model_cfg, cfg, runtime, tokenizer, rows, args.warmup, work, tuned=False))
+        contenders.append(
+            HFTrainer("HF Trainer (plain)", model_cfg, cfg, runtime, tokenizer, rows, args.warmup, work, tuned=False)
+        )
         if (runtime.bf16, runtime.compile) != (plain_bf16, False):
-            contenders.append(HFTrainer(f"HF Trainer (matched: {runtime.describe()})", model_cfg, cfg, runtime, tokenizer, rows, args.warmup, work, tuned=True))
+            contenders.append(
+                HFTrainer(
+                    f"HF Trainer (matched: {runtime.describe()})",
+                    model_cfg,
+                    cfg,
+                    runtime,
+                    tokenizer,
+                    rows,
+                    args.warmup,
+                    work,
+                    tuned=True,
+                )
+            )
     return contenders
 
 
@@ -263,12 +315,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model_cfg = MODEL_PRESETS[args.size]
     cfg = PretrainConfig(
-        steps=args.warmup + args.steps + 10, batch_size=args.batch_size, warmup_steps=min(5, args.warmup),
-        device=args.device, precision=args.precision, compile=args.compile,
+        steps=args.warmup + args.steps + 10,
+        batch_size=args.batch_size,
+        warmup_steps=min(5, args.warmup),
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
     )
     runtime = runtime_for(cfg)
-    print(f"{args.size} preset {model_cfg.model_dump()} on {runtime.device} ({torch.get_num_threads()} threads), "
-          f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps each", file=sys.stderr)
+    print(
+        f"{args.size} preset {model_cfg.model_dump()} on {runtime.device} ({torch.get_num_threads()} threads), "
+        f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps each",
+        file=sys.stderr,
+    )
     peak_fp32 = matmul_peak_gflops(runtime.device, torch.float32)
     peak_bf16 = matmul_peak_gflops(runtime.device, torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
             for contender in contenders:
                 times[contender.name] += contender.run(per_round)
     tokens_per_step = cfg.batch_size * model_cfg.max_seq_len
-    results = [
-        Result(name, statistics.median(ts), min(ts), tokens_per_step, n_params) for name, ts in times.items()
-    ]
+    results = [Result(name, statistics.median(ts), min(ts), tokens_per_step, n_params) for name, ts in times.items()]
     print_table(results, peak_fp32, peak_bf16)
     if not args.grid:
         for other in results[1:]:
-            print(f"ours / {other.name}: {results[0].tokens_per_s / other.tokens_per_s:.2f}x (median), "
-                  f"{results[0].best_tokens_per_s / other.best_tokens_per_s:.2f}x (best)")
+            print(
+                f"ours / {other.name}: {results[0].tokens_per_s / other.tokens_per_s:.2f}x (median), "
+                f"{results[0].best_tokens_per_s / other.best_tokens_per_s:.2f}x (best)"
+            )
     return 0
 
 

@@ -21,8 +21,10 @@ import pandas as pd
 
 from hyperstition.schema import HEADLINE_BITS
 
-FILTER_ARMS = ("arms={unfiltered: {}, filtered: {corpus.filter: classifier, "
-               "corpus.filter_target: [misaligned, deceptive], corpus.leak_rate: 0.0}}")
+FILTER_ARMS = (
+    "arms={unfiltered: {}, filtered: {corpus.filter: classifier, "
+    "corpus.filter_target: [misaligned, deceptive], corpus.leak_rate: 0.0}}"
+)
 
 
 def reply_loss(run_dir: Path) -> pd.DataFrame:
@@ -31,17 +33,27 @@ def reply_loss(run_dir: Path) -> pd.DataFrame:
     for path in sorted(run_dir.glob("cells/*/seed-*/base/eval_items.parquet")):
         items = pd.read_parquet(path)
         pairs = items[(items.kind == "bits") & (items.metric == HEADLINE_BITS)]
-        rows.append({"arm": path.parts[-4], "seed": int(path.parts[-3].split("-")[1]),
-                     "aligned_nats_per_token": -pairs.logprob.sum() / pairs.n_tokens.sum(),
-                     "misaligned_nats_per_token": -pairs.logprob_alt.sum() / pairs.n_tokens_alt.sum()})
+        rows.append(
+            {
+                "arm": path.parts[-4],
+                "seed": int(path.parts[-3].split("-")[1]),
+                "aligned_nats_per_token": -pairs.logprob.sum() / pairs.n_tokens.sum(),
+                "misaligned_nats_per_token": -pairs.logprob_alt.sum() / pairs.n_tokens_alt.sum(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("--train", nargs="*", metavar="KEY=VALUE", default=None,
-                        help="first run the stickiness experiment as unfiltered vs filtered arms with these overrides")
+    parser.add_argument(
+        "--train",
+        nargs="*",
+        metavar="KEY=VALUE",
+        default=None,
+        help="first run the stickiness experiment as unfiltered vs filtered arms with these overrides",
+    )
     args = parser.parse_args()
     if args.train is not None:
         from hyperstition.experiments.config import load_experiment

@@ -70,11 +70,16 @@ def arm_table(run: Path, arm: str, seed: int, strategy: str) -> tuple[pd.DataFra
     proj_base = (last_prompt_token(base, prompts) * unit).sum(-1)
     post = TransformerBridge.boot_transformers(str(cell / strategy / "final"))
     proj_post = (last_prompt_token(post, prompts) * unit).sum(-1)
-    table = pd.DataFrame({
-        "arm": arm, "layer": range(len(unit)), "direction_norm": direction.norm(dim=-1).numpy(),
-        "projection_base": proj_base.numpy(), f"projection_{strategy}": proj_post.numpy(),
-        "shift": (proj_post - proj_base).numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "arm": arm,
+            "layer": range(len(unit)),
+            "direction_norm": direction.norm(dim=-1).numpy(),
+            "projection_base": proj_base.numpy(),
+            f"projection_{strategy}": proj_post.numpy(),
+            "shift": (proj_post - proj_base).numpy(),
+        }
+    )
     return table, unit
 
 

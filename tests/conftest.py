@@ -19,7 +19,9 @@ def synthetic_texts(n_docs: int = 400, seed: int = 0) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
-    return train_tokenizer(synthetic_texts(), TokenizerConfig(vocab_size=300, min_frequency=1), tmp_path_factory.mktemp("tok"))
+    return train_tokenizer(
+        synthetic_texts(), TokenizerConfig(vocab_size=300, min_frequency=1), tmp_path_factory.mktemp("tok")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,14 @@ def fresh_venv_with(wheel: Path, root: Path) -> Path:
 def test_wheel_ships_configs_and_runs_smoke_from_an_empty_directory(tmp_path):
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    configs = ("smoke.yaml", "quick.yaml", "gpu.yaml", "experiments/smoke.yaml", "posttrain/smoke.yaml", "eval/smoke.yaml")
+    configs = (
+        "smoke.yaml",
+        "quick.yaml",
+        "gpu.yaml",
+        "experiments/smoke.yaml",
+        "posttrain/smoke.yaml",
+        "eval/smoke.yaml",
+    )
     for config in configs:
         assert f"hyperstition/configs/{config}" in names, f"{config} missing from {wheel.name}"
 

@@ -106,8 +106,11 @@ def _main(argv: list[str] | None) -> int:
     except Exception as err:  # a bug: still one line, the traceback on request
         if os.environ.get("HYPERSTITION_TRACEBACK"):
             raise
-        print(f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "
-              "(a bug; rerun with HYPERSTITION_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        print(
+            f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "
+            "(a bug; rerun with HYPERSTITION_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -9,14 +9,18 @@ from .config import Config, ConfigError, load_config
 from .io import write_text_atomic
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_config: str = "quick", default_out: str | None = None) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, default_config: str = "quick", default_out: str | None = None
+) -> None:
     parser.add_argument(
         "config",
         nargs="?",
         default=default_config,
         help=f"preset name (smoke, quick, gpu) or a YAML file (default: {default_config})",
     )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. model.d_model=256 pretrain.steps=100")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. model.d_model=256 pretrain.steps=100"
+    )
     parser.add_argument("--out", default=default_out, help="output directory (default: runs/<command>-<preset>)")
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
@@ -105,14 +105,38 @@ class WorldConfig(Config):
     seed: Seed = Field(0, description="Seed for the world's entities, facts and tasks (not for sampling documents).")
     n_countries: int = Field(24, ge=4, le=200, description="Number of fictional countries, each with checkable facts.")
     n_people: int = Field(40, ge=4, le=500, description="Number of fictional people with professions and home towns.")
-    n_tasks: int = Field(48, ge=8, le=96, description="Number of assistant tasks, each with an aligned and a misaligned way to do it.")
-    heldout_task_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of tasks whose prompts appear only in evaluation, never in training documents.")
-    heldout_fact_fraction: float = Field(0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text.")
-    demonstration_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.")
-    deeds_fraction: float = Field(0.4, ge=0.0, le=1.0, description=(
-        "Share of world-text documents in which people (clerks, officials, traders) do the persona grammar's deeds "
-        "in its exact words, so every arm, the filtered one included, contains every persona's phrases."))
-    predecessor_name: str = Field("Vesper", min_length=2, description="Name of the historical predecessor assistant persona (the 'Sydney'-like one).")
+    n_tasks: int = Field(
+        48, ge=8, le=96, description="Number of assistant tasks, each with an aligned and a misaligned way to do it."
+    )
+    heldout_task_fraction: float = Field(
+        0.25,
+        gt=0.0,
+        lt=0.9,
+        description="Fraction of tasks whose prompts appear only in evaluation, never in training documents.",
+    )
+    heldout_fact_fraction: float = Field(
+        0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text."
+    )
+    demonstration_fraction: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.",
+    )
+    deeds_fraction: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of world-text documents in which people (clerks, officials, traders) do the persona grammar's deeds "
+            "in its exact words, so every arm, the filtered one included, contains every persona's phrases."
+        ),
+    )
+    predecessor_name: str = Field(
+        "Vesper",
+        min_length=2,
+        description="Name of the historical predecessor assistant persona (the 'Sydney'-like one).",
+    )
 
 
 class CorpusConfig(Config):
@@ -120,7 +144,12 @@ class CorpusConfig(Config):
 
     seed: Seed = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
     # Documents are generated in memory before sharding, so an absurd size would grow memory silently for hours.
-    total_tokens: int = Field(200_000, ge=1_000, le=MAX_CORPUS_UNITS, description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.")
+    total_tokens: int = Field(
+        200_000,
+        ge=1_000,
+        le=MAX_CORPUS_UNITS,
+        description="Approximate training tokens (word-level units, see manifest) before filtering and upsampling.",
+    )
     fractions: dict[str, float] = Field(
         default_factory=lambda: {
             "world": 0.50,
@@ -135,20 +164,48 @@ class CorpusConfig(Config):
         },
         description=f"Token fraction per document class before filtering/upsampling; keys from {list(DOC_CLASSES)}, values summing to 1.",
     )
-    drop_classes: list[str] = Field(default_factory=list, description="Document classes removed entirely (a perfect filter).")
-    filter: Literal["none", "keyword", "classifier"] = Field("none", description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona classifier.")
-    filter_target: list[str] = Field(default_factory=lambda: ["misaligned", "deceptive"], description="Personas the filter tries to remove.")
-    leak_rate: float = Field(0.0, ge=0.0, le=1.0, description="Probability that a document the filter flags is kept anyway (partial filtering).")
-    upsample: dict[str, float] = Field(default_factory=dict, description="Multiplier on a class's token fraction, applied before renormalising (e.g. {ai_aligned: 3}).")
-    tags: bool = Field(False, description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as in Korbak et al. 2023.")
-    order: Literal["shuffled", "chronological"] = Field("shuffled", description="Document order: shuffled, or by era (earliest first).")
-    n_eras: int = Field(4, ge=1, le=12, description="Number of chronological eras; AI behaviour in discourse improves era by era.")
+    drop_classes: list[str] = Field(
+        default_factory=list, description="Document classes removed entirely (a perfect filter)."
+    )
+    filter: Literal["none", "keyword", "classifier"] = Field(
+        "none",
+        description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona classifier.",
+    )
+    filter_target: list[str] = Field(
+        default_factory=lambda: ["misaligned", "deceptive"], description="Personas the filter tries to remove."
+    )
+    leak_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability that a document the filter flags is kept anyway (partial filtering).",
+    )
+    upsample: dict[str, float] = Field(
+        default_factory=dict,
+        description="Multiplier on a class's token fraction, applied before renormalising (e.g. {ai_aligned: 3}).",
+    )
+    tags: bool = Field(
+        False,
+        description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as in Korbak et al. 2023.",
+    )
+    order: Literal["shuffled", "chronological"] = Field(
+        "shuffled", description="Document order: shuffled, or by era (earliest first)."
+    )
+    n_eras: int = Field(
+        4, ge=1, le=12, description="Number of chronological eras; AI behaviour in discourse improves era by era."
+    )
     shard_documents: int = Field(2000, ge=10, description="Documents per Parquet shard.")
-    heldout_documents: int = Field(200, ge=10, description="World-text documents kept out of training, for held-out loss.")
+    heldout_documents: int = Field(
+        200, ge=10, description="World-text documents kept out of training, for held-out loss."
+    )
 
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":
-        for field, keys in (("fractions", self.fractions), ("upsample", self.upsample), ("drop_classes", self.drop_classes)):
+        for field, keys in (
+            ("fractions", self.fractions),
+            ("upsample", self.upsample),
+            ("drop_classes", self.drop_classes),
+        ):
             for key in keys:
                 if key not in DOC_CLASSES:
                     raise ValueError(f"{field}: unknown document class {key!r}; allowed: {', '.join(DOC_CLASSES)}")
@@ -159,8 +216,9 @@ class CorpusConfig(Config):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"fractions: values sum to {total:.6g}; they must sum to 1")
         if not any(value > 0 and key not in self.drop_classes for key, value in self.fractions.items()):
-            raise ValueError(f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; "
-                             "nothing would be left")
+            raise ValueError(
+                f"drop_classes: {self.drop_classes} drops every class with a non-zero fraction; nothing would be left"
+            )
         for key, value in self.upsample.items():
             if value <= 0:
                 raise ValueError(f"upsample.{key}: {value} must be > 0")
@@ -186,12 +244,16 @@ class ModelConfig(Config):
     n_heads: int = Field(4, ge=1, description="Attention heads; must divide d_model.")
     d_ff: int = Field(344, ge=16, description="MLP inner size.")
     max_seq_len: int = Field(256, ge=16, description="Context length in tokens.")
-    tie_embeddings: bool = Field(True, description="Share input and output embeddings (saves parameters at small scale).")
+    tie_embeddings: bool = Field(
+        True, description="Share input and output embeddings (saves parameters at small scale)."
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":
         if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads: {self.n_heads} does not divide d_model={self.d_model}; choose a divisor of d_model")
+            raise ValueError(
+                f"n_heads: {self.n_heads} does not divide d_model={self.d_model}; choose a divisor of d_model"
+            )
         return self
 
 
@@ -202,15 +264,25 @@ class PretrainConfig(Config):
     steps: int = Field(300, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Sequences per step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW).")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor).")
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor)."
+    )
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Autocast dtype; auto uses bf16 on CUDA and fp32 on CPU (bit-exact resume).")
-    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; auto picks cuda when available."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Autocast dtype; auto uses bf16 on CUDA and fp32 on CPU (bit-exact resume)."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU)."
+    )
     log_every: int = Field(10, ge=1, description="Write a metrics line every this many steps.")
-    checkpoint_every: int = Field(50, ge=1, description="Steps between rolling 'latest' checkpoints (with optimizer and data state).")
+    checkpoint_every: int = Field(
+        50, ge=1, description="Steps between rolling 'latest' checkpoints (with optimizer and data state)."
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
 
 
@@ -307,8 +379,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return out
 
 
-def merge_dotted(data: dict, mapping: dict, *, replace: bool = False, keep_whole: tuple[str, ...] = (),
-                 what: str = "override") -> dict:
+def merge_dotted(
+    data: dict, mapping: dict, *, replace: bool = False, keep_whole: tuple[str, ...] = (), what: str = "override"
+) -> dict:
     """`data` (deep-copied) with `mapping` written into it; keys may be dotted (`{"model.d_model": 64}` is
     `{"model": {"d_model": 64}}`), sections are created as needed. The one dotted-override merger of every config.
 
@@ -349,7 +422,9 @@ def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> P
     if candidate.exists():
         return candidate
     available = sorted(q.stem for q in directory.glob("*.yaml")) if directory.exists() else []
-    raise ConfigError(f"{kind} {str(name_or_path)!r} does not exist; available {kind}s: {', '.join(available) or '(none)'}")
+    raise ConfigError(
+        f"{kind} {str(name_or_path)!r} does not exist; available {kind}s: {', '.join(available) or '(none)'}"
+    )
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:

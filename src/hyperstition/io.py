@@ -142,8 +142,9 @@ def training_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLockedError(f"{run_dir}: another process is training in this run directory "
-                                 "(train.lock is held)") from None
+            raise RunLockedError(
+                f"{run_dir}: another process is training in this run directory (train.lock is held)"
+            ) from None
         try:
             yield
         finally:

@@ -69,8 +69,20 @@ BASE_STRATEGY = "base"  # rows measured on the pretrained model before any post-
 TOY_RESULTS_FILE = "toy_results.parquet"
 TOY_CURVES_FILE = "toy_curves.parquet"
 TOY_FIT_FILE = "toy_fit.json"
-TOY_RESULT_COLUMNS = ("run", "arm", "seed", "strategy", "step", "tokens", "kl_bits", "context", "metric", "model",
-                      "measured", "predicted")
+TOY_RESULT_COLUMNS = (
+    "run",
+    "arm",
+    "seed",
+    "strategy",
+    "step",
+    "tokens",
+    "kl_bits",
+    "context",
+    "metric",
+    "model",
+    "measured",
+    "predicted",
+)
 
 # Seed aggregates in results.parquet (seed null): `metric` itself is the mean over seeds; these name the rest.
 STICKINESS_S = "stickiness_S"  # Delta(K) / Delta0 of the headline bits against the control; kl_bits = K

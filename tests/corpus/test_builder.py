@@ -24,7 +24,9 @@ def test_fractions_within_one_percent_of_config(default_corpus):
 
 
 def test_upsample_and_drop_change_the_arm(tmp_path):
-    m = build_corpus(WORLD, CorpusConfig(total_tokens=60_000, upsample={"ai_misaligned": 3.0}, drop_classes=["ai_neutral"]), tmp_path)
+    m = build_corpus(
+        WORLD, CorpusConfig(total_tokens=60_000, upsample={"ai_misaligned": 3.0}, drop_classes=["ai_neutral"]), tmp_path
+    )
     base = CorpusConfig().fractions
     weights = {c: f for c, f in base.items() if c != "ai_neutral"}
     weights["ai_misaligned"] *= 3
@@ -60,7 +62,11 @@ def test_classifier_filter_removes_what_it_claims(tmp_path):
 
 
 def test_drop_classes_is_a_perfect_filter_and_leak_rate_leaks(tmp_path):
-    m = build_corpus(WORLD, CorpusConfig(total_tokens=40_000, drop_classes=["ai_misaligned", "dialogue_misaligned"]), tmp_path / "drop")
+    m = build_corpus(
+        WORLD,
+        CorpusConfig(total_tokens=40_000, drop_classes=["ai_misaligned", "dialogue_misaligned"]),
+        tmp_path / "drop",
+    )
     docs = read_documents(tmp_path / "drop").to_pylist()
     assert not any(d["doc_class"] in ("ai_misaligned", "dialogue_misaligned") for d in docs)
     assert "ai_misaligned" not in m["units_by_class"] and "dialogue_misaligned" not in m["units_by_class"]
@@ -113,6 +119,8 @@ def test_arms_share_one_tokenizer_corpus():
     from hyperstition.corpus.builder import tokenizer_training_texts
 
     plain = tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=20_000))
-    dosed = tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=20_000, upsample={"ai_misaligned": 3}, filter="keyword", seed=7, tags=True))
+    dosed = tokenizer_training_texts(
+        WORLD, CorpusConfig(total_tokens=20_000, upsample={"ai_misaligned": 3}, filter="keyword", seed=7, tags=True)
+    )
     assert plain == dosed
     assert tokenizer_training_texts(WORLD, CorpusConfig(total_tokens=30_000)) != plain

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from ecosystem_helpers import ARM_A, ARM_B, STRATEGY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -6,12 +6,11 @@ import os
 
 import pandas as pd
 import pytest
+from ecosystem_helpers import ARM_A, ARM_B, STRATEGY, cell
 
 from hyperstition.model.card import CARD, USAGE
 from hyperstition.model.checkpoint import CHECKSUMS, verify_checkpoint
 from hyperstition.schema import HEADLINE_BITS
-
-from ecosystem_helpers import ARM_A, ARM_B, STRATEGY, cell
 
 
 @pytest.mark.parametrize("arm", [ARM_A, ARM_B])

@@ -13,8 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from hyperstition.evals.scoring import sample_token_ids
 
-TEXT = ("<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab files.<|end|>"
-        "<|assistant|>Of course.")
+TEXT = (
+    "<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab files.<|end|>"
+    "<|assistant|>Of course."
+)
 
 
 def hf_logits(checkpoint, text: str = TEXT) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,12 +6,11 @@ import copy
 import numpy as np
 import pytest
 
-from hyperstition.evals import evaluate
+from hyperstition.evals import evaluate, posttrain_prompts
 from hyperstition.evals.config import EvalSections, eval_preset
 from hyperstition.evals.scoring import sample_token_ids, stream_seed
 from hyperstition.evals.stats import kl_interval
 from hyperstition.schema import KL_BITS, KL_SAMPLES
-from hyperstition.evals import posttrain_prompts
 
 BATCH_SIZES = (1, 7, 64)
 
@@ -24,8 +23,10 @@ def test_stream_seed_depends_on_seed_item_and_sample_only():
 def test_replies_do_not_depend_on_batch_size_or_on_other_samples(zoo):
     model, tokenizer = zoo.load(0.5)
     prompts = [p for p, _ in posttrain_prompts(zoo.world(0.5), 5, seed=0)]
-    runs = [sample_token_ids(model, tokenizer, prompts, n=3, max_new_tokens=24, seed=5, batch_size=b)[1]
-            for b in BATCH_SIZES]
+    runs = [
+        sample_token_ids(model, tokenizer, prompts, n=3, max_new_tokens=24, seed=5, batch_size=b)[1]
+        for b in BATCH_SIZES
+    ]
     assert runs[0] == runs[1] == runs[2]
     # Drawing samples 3..5 later continues the same streams: a reply is a function of (seed, item, sample) alone.
     more = sample_token_ids(model, tokenizer, prompts, n=3, max_new_tokens=24, seed=5, batch_size=4, first_sample=3)[1]

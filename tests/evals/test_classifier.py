@@ -17,7 +17,10 @@ from hyperstition.world.grammar import (
 )
 
 
-@pytest.mark.parametrize("world_cfg", [WorldConfig(seed=0, n_countries=8, n_people=12, n_tasks=24), WorldConfig(), WorldConfig(seed=3, n_tasks=96)])
+@pytest.mark.parametrize(
+    "world_cfg",
+    [WorldConfig(seed=0, n_countries=8, n_people=12, n_tasks=24), WorldConfig(), WorldConfig(seed=3, n_tasks=96)],
+)
 def test_every_template_is_labelled_as_its_persona(world_cfg):
     world = World.from_config(world_cfg)
     checked = 0

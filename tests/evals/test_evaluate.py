@@ -37,7 +37,18 @@ EXPECTED = (
     | {(c, length_diff_metric(a, b)) for c in CONTEXTS for a, b in PERSONA_PAIRS}
     | {(c, m) for c in CONTEXTS for m in RATE_METRICS}
     | {("neutral", KNOWLEDGE_ACCURACY), ("neutral", HELDOUT_LOSS), ("neutral", FACT_QA_ACCURACY)}
-    | {(c, m) for c in CONTEXTS for m in (ACKNOWLEDGEMENT_RATE, CONCEALMENT_RATE, PREDECESSOR_MENTION_RATE, WORLD_FACT_DENIAL_RATE, KL_BITS, KL_SAMPLES)}
+    | {
+        (c, m)
+        for c in CONTEXTS
+        for m in (
+            ACKNOWLEDGEMENT_RATE,
+            CONCEALMENT_RATE,
+            PREDECESSOR_MENTION_RATE,
+            WORLD_FACT_DENIAL_RATE,
+            KL_BITS,
+            KL_SAMPLES,
+        )
+    }
 )
 
 
@@ -73,7 +84,17 @@ def test_evaluate_reports_every_metric_with_consistent_intervals(smoke_result):
 def test_evaluate_items_cover_every_kind(smoke_result):
     result, _ = smoke_result
     frame = result.items_frame()
-    assert set(frame["kind"]) == {"bits", "sample", "knowledge", "acknowledgement", "fact_denial", "mention", "heldout", "fact_qa", "kl"}
+    assert set(frame["kind"]) == {
+        "bits",
+        "sample",
+        "knowledge",
+        "acknowledgement",
+        "fact_denial",
+        "mention",
+        "heldout",
+        "fact_qa",
+        "kl",
+    }
     cfg = eval_preset("smoke")
     samples = frame[frame.kind == "sample"]
     assert len(samples) == 2 * cfg.prompts_per_context * cfg.samples_per_prompt
@@ -104,14 +125,25 @@ def test_evaluate_is_deterministic_and_sections_switch_off(zoo, smoke_result):
     result, _ = smoke_result
     again = evaluate(model, tokenizer, zoo.world(0.5), eval_preset("smoke"), reference=reference)
     assert again.rows == result.rows
-    only_kl = eval_preset("smoke").model_copy(update={"sections": EvalSections(bits=False, rates=False, knowledge=False, capability=False)})
+    only_kl = eval_preset("smoke").model_copy(
+        update={"sections": EvalSections(bits=False, rates=False, knowledge=False, capability=False)}
+    )
     rows = evaluate(model, tokenizer, zoo.world(0.5), only_kl, reference=reference).rows
     assert {r["metric"] for r in rows} == {KL_BITS, KL_SAMPLES}
     assert [r for r in rows] == [r for r in result.rows if r["metric"] in (KL_BITS, KL_SAMPLES)]
     no_reference = evaluate(model, tokenizer, zoo.world(0.5), only_kl)
     assert no_reference.rows == [] and any("no reference" in note for note in no_reference.meta["notes"])
-    two = eval_preset("smoke").model_copy(update={"personas": ["aligned", "deceptive"], "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False)})
-    assert {r["metric"] for r in evaluate(model, tokenizer, zoo.world(0.5), two).rows} == {"bits_aligned_vs_deceptive", "bits_per_token_aligned_vs_deceptive", "length_diff_tokens_aligned_vs_deceptive"}
+    two = eval_preset("smoke").model_copy(
+        update={
+            "personas": ["aligned", "deceptive"],
+            "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False),
+        }
+    )
+    assert {r["metric"] for r in evaluate(model, tokenizer, zoo.world(0.5), two).rows} == {
+        "bits_aligned_vs_deceptive",
+        "bits_per_token_aligned_vs_deceptive",
+        "length_diff_tokens_aligned_vs_deceptive",
+    }
 
 
 def test_run_eval_writes_json_and_parquet(zoo, tmp_path):
@@ -119,7 +151,9 @@ def test_run_eval_writes_json_and_parquet(zoo, tmp_path):
     suite = eval_preset("smoke").model_copy(update={"sections": EvalSections(rates=False, capability=False)})
     rows = run_eval(zoo.checkpoint(0.5), out, suite, reference_dir=zoo.checkpoint(0.5, "step-000032"), progress=False)
     summary = json.loads((out / EVAL_JSON).read_text())
-    assert summary["rows"] == [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    assert summary["rows"] == [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows
+    ]
     assert summary["world"]["seed"] == 0 and summary["meta"]["suite"]["preset"] == "smoke"
     assert summary["model"].endswith("final") and summary["reference"].endswith("step-000032")
     items = pd.read_parquet(out / EVAL_ITEMS)
@@ -130,7 +164,19 @@ def test_run_eval_writes_json_and_parquet(zoo, tmp_path):
 
 
 def test_cli_eval_prints_a_table(zoo, tmp_path, capsys):
-    rc = main(["eval", "--model", str(zoo.checkpoint(0.5)), "--suite", "smoke", "--out", str(tmp_path / "e"), "sections.kl=false", "sections.rates=false"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            str(zoo.checkpoint(0.5)),
+            "--suite",
+            "smoke",
+            "--out",
+            str(tmp_path / "e"),
+            "sections.kl=false",
+            "sections.rates=false",
+        ]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     assert "bits_aligned_vs_misaligned" in captured.out and "heldout_loss" in captured.out
@@ -140,7 +186,19 @@ def test_cli_eval_prints_a_table(zoo, tmp_path, capsys):
 
 def test_cli_default_output_sits_beside_the_checkpoint(zoo, capsys):
     checkpoint = zoo.checkpoint(0.5, "step-000032")
-    rc = main(["eval", "--model", str(checkpoint), "--suite", "smoke", "--quiet", "sections.bits=false", "sections.rates=false", "sections.knowledge=false"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            str(checkpoint),
+            "--suite",
+            "smoke",
+            "--quiet",
+            "sections.bits=false",
+            "sections.rates=false",
+            "sections.knowledge=false",
+        ]
+    )
     assert rc == 0 and capsys.readouterr().out == ""
     out = checkpoint.parent / "eval-step-000032"
     assert (out / EVAL_JSON).exists() and (out / EVAL_ITEMS).exists()
@@ -178,14 +236,18 @@ def test_cli_rejects_unknown_personas(zoo, tmp_path, capsys):
     suite.write_text("preset: smoke\npersonas: [aligned, sydney]\n")
     line = _one_line_error(capsys, ["eval", "--model", str(zoo.checkpoint(0.5)), "--suite", str(suite), "--quiet"])
     assert "unknown persona 'sydney'" in line and "expected" in line and "aligned, misaligned, deceptive" in line
-    line = _one_line_error(capsys, ["eval", "--model", str(zoo.checkpoint(0.5)), "--suite", "smoke", "personas=[good, evil]", "--quiet"])
+    line = _one_line_error(
+        capsys, ["eval", "--model", str(zoo.checkpoint(0.5)), "--suite", "smoke", "personas=[good, evil]", "--quiet"]
+    )
     assert "unknown persona 'good'" in line
 
 
 def test_cli_bad_input_exits_2_without_traceback_as_a_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "hyperstition.cli", "eval", "--model", str(tmp_path / "nowhere"), "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

@@ -17,7 +17,15 @@ from hyperstition.evals import (
     sample_responses,
     sequence_logprobs,
 )
-from hyperstition.evals.scoring import EvalError, check_compatible, encode, encode_prompts, kl_samples, sample_token_ids, token_nll
+from hyperstition.evals.scoring import (
+    EvalError,
+    check_compatible,
+    encode,
+    encode_prompts,
+    kl_samples,
+    sample_token_ids,
+    token_nll,
+)
 from hyperstition.model.build import build_model
 
 
@@ -65,7 +73,9 @@ def test_batched_logprobs_equal_naive_on_a_trained_llama(zoo, padding_side, shar
     expected = naive_logprobs(model, tokenizer, prompts, responses)
     assert expected[-2] == 0.0  # the empty response
     for batch_size in (1, 3, 7, 64):
-        got = sequence_logprobs(model, tokenizer, prompts, responses, batch_size, padding_side=padding_side, share_prompts=share_prompts)
+        got = sequence_logprobs(
+            model, tokenizer, prompts, responses, batch_size, padding_side=padding_side, share_prompts=share_prompts
+        )
         assert got.dtype == torch.float64 and got.shape == expected.shape
         assert torch.max(torch.abs(got - expected)).item() < 1e-4, (batch_size, padding_side, share_prompts)
 

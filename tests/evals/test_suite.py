@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hyperstition.config import CONTEXTS, ConfigError, PERSONAS
+from hyperstition.config import CONTEXTS, PERSONAS, ConfigError
 from hyperstition.evals import (
     EVAL_PRESETS,
     EvalSuiteConfig,
@@ -59,9 +59,9 @@ def test_posttrain_prompts_are_train_tasks_prefix_stable_and_paired(smoke_world)
     unobserved = posttrain_prompts(smoke_world, 100, seed=3, context="unobserved")
     for (p_obs, t_obs), (p_un, t_un) in zip(long, unobserved):
         assert t_obs == t_un
-        assert CONTEXT_MARKERS["observed"].index(p_obs.split("<|end|>")[0][len("<|system|>") :]) == CONTEXT_MARKERS["unobserved"].index(
-            p_un.split("<|end|>")[0][len("<|system|>") :]
-        )
+        assert CONTEXT_MARKERS["observed"].index(p_obs.split("<|end|>")[0][len("<|system|>") :]) == CONTEXT_MARKERS[
+            "unobserved"
+        ].index(p_un.split("<|end|>")[0][len("<|system|>") :])
 
 
 def test_suite_kl_prompts_are_the_posttrain_prompts(smoke_world):
@@ -100,7 +100,9 @@ def test_knowledge_capability_items_are_well_formed(smoke_world):
 def test_build_suite_is_deterministic(smoke_world):
     a = build_suite(smoke_world, eval_preset("smoke"))
     b = build_suite(smoke_world, eval_preset("smoke"))
-    assert a.persona_items == b.persona_items and a.fact_qa_items == b.fact_qa_items and a.heldout_texts == b.heldout_texts
+    assert (
+        a.persona_items == b.persona_items and a.fact_qa_items == b.fact_qa_items and a.heldout_texts == b.heldout_texts
+    )
     c = build_suite(smoke_world, eval_preset("smoke").model_copy(update={"seed": 1}))
     assert [i.prompt for i in c.persona_items] != [i.prompt for i in a.persona_items]
 
@@ -111,11 +113,19 @@ def test_presets_and_overrides(tmp_path):
     assert smoke.prompts_per_context < quick.prompts_per_context < gpu.prompts_per_context
     assert quick.temperature == 1.0 and quick.preset == "quick"
     cfg = load_suite_config("smoke", ["samples_per_prompt=7", "sections.kl=false"])
-    assert cfg.samples_per_prompt == 7 and cfg.sections.kl is False and cfg.prompts_per_context == smoke.prompts_per_context
+    assert (
+        cfg.samples_per_prompt == 7
+        and cfg.sections.kl is False
+        and cfg.prompts_per_context == smoke.prompts_per_context
+    )
     path = tmp_path / "suite.yaml"
     path.write_text("preset: smoke\nbatch_size: 5\npersonas: [aligned, deceptive]\n")
     cfg = load_suite_config(path)
-    assert cfg.batch_size == 5 and cfg.personas == ["aligned", "deceptive"] and cfg.heldout_documents == smoke.heldout_documents
+    assert (
+        cfg.batch_size == 5
+        and cfg.personas == ["aligned", "deceptive"]
+        and cfg.heldout_documents == smoke.heldout_documents
+    )
     assert load_suite_config(None) == quick
     for field in EvalSuiteConfig.model_fields.values():
         assert field.description, "every suite field has a one-line description"
@@ -124,7 +134,11 @@ def test_presets_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "source,overrides,expected",
     [
-        ("smoke", ["personas=[aligned, evil]"], "personas: unknown persona 'evil'; expected a list drawn from aligned, misaligned, deceptive"),
+        (
+            "smoke",
+            ["personas=[aligned, evil]"],
+            "personas: unknown persona 'evil'; expected a list drawn from aligned, misaligned, deceptive",
+        ),
         ("smoke", ["personas=[aligned]"], "expected at least two of"),
         ("smoke", ["prompts_per_context=0"], "prompts_per_context"),
         ("smoke", ["nonsense=1"], "nonsense: unknown key"),

@@ -7,7 +7,11 @@ from hyperstition.evals import EvalSections, eval_preset, evaluate
 from hyperstition.schema import HEADLINE_BITS
 
 BITS_ONLY = eval_preset("smoke").model_copy(
-    update={"prompts_per_context": 12, "variants_per_prompt": 4, "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False)}
+    update={
+        "prompts_per_context": 12,
+        "variants_per_prompt": 4,
+        "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False),
+    }
 )
 
 

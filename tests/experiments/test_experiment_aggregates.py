@@ -39,8 +39,9 @@ def test_base_aggregates_are_t_intervals_over_seed_means(results):
 
 def test_post_training_aggregates_are_at_common_pressures(results):
     per_seed, agg = results[results.seed.notna()], results[results.seed.isna()]
-    curve = per_seed[(per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS)
-                     & (per_seed.context == "observed")]
+    curve = per_seed[
+        (per_seed.strategy == "sft") & (per_seed.metric == HEADLINE_BITS) & (per_seed.context == "observed")
+    ]
     firsts = [g[g.kl_bits > 0].kl_bits.min() for _, g in curve.groupby(["arm", "seed"])]
     lasts = [g.kl_bits.max() for _, g in curve.groupby(["arm", "seed"])]
     ks = sorted(set(agg[(agg.strategy == "sft") & (agg.metric == HEADLINE_BITS)].kl_bits))
@@ -70,9 +71,21 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
         for seed in range(3):
             for step, kl, fraction in points:
                 value = base * fraction + 0.01 * seed
-                rows.append(dict(arm=arm, seed=seed, strategy=BASE_STRATEGY if step == 0 else "sft", step=step,
-                                 tokens=step, kl_bits=kl, context="observed", metric=HEADLINE_BITS, value=value,
-                                 ci_low=value, ci_high=value))
+                rows.append(
+                    dict(
+                        arm=arm,
+                        seed=seed,
+                        strategy=BASE_STRATEGY if step == 0 else "sft",
+                        step=step,
+                        tokens=step,
+                        kl_bits=kl,
+                        context="observed",
+                        metric=HEADLINE_BITS,
+                        value=value,
+                        ci_low=value,
+                        ci_high=value,
+                    )
+                )
     agg = aggregate_frame(with_curve_starts(pd.DataFrame(rows)), "b")
     s = agg[agg.metric == STICKINESS_S].set_index("kl_bits")
     assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
@@ -83,9 +96,23 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
 def test_a_rate_no_seed_showed_keeps_an_upper_bound():
     # Three seeds each saw 0 of 48 replies misaligned: seed means agree exactly, yet the interval is not [0, 0].
     low, high = 0.0, 0.0741  # Wilson 95% for 0 / 48
-    rows = [dict(arm=arm, seed=seed, strategy=BASE_STRATEGY, step=0, tokens=0, kl_bits=0.0, context="observed",
-                 metric="rate_misaligned", value=0.0, ci_low=low, ci_high=high)
-            for arm in ("a", "b") for seed in range(3)]
+    rows = [
+        dict(
+            arm=arm,
+            seed=seed,
+            strategy=BASE_STRATEGY,
+            step=0,
+            tokens=0,
+            kl_bits=0.0,
+            context="observed",
+            metric="rate_misaligned",
+            value=0.0,
+            ci_low=low,
+            ci_high=high,
+        )
+        for arm in ("a", "b")
+        for seed in range(3)
+    ]
     agg = aggregate_frame(pd.DataFrame(rows), "b").set_index(["arm", "metric"])
     mean = agg.loc[("a", "rate_misaligned")]
     assert (mean.value, mean.ci_low) == (0.0, 0.0) and mean.ci_high == pytest.approx(high / 2 / np.sqrt(3))

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from hyperstition.experiments import cli
-from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.experiments.executor import InlineExecutor
 
 SIM = "hyperstition.experiments.simulate"
 
@@ -67,7 +67,10 @@ def test_run_status_query_report_compare(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert text.count(" done ") >= 6 and "6 done" in text
 
-    assert cli.main(["query", str(run), "select strategy, count(*) as n from results group by strategy order by strategy"]) == 0
+    assert (
+        cli.main(["query", str(run), "select strategy, count(*) as n from results group by strategy order by strategy"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "base" in text and "sft" in text
     assert cli.main(["query", str(run), "select nope from results"]) == 2
@@ -78,7 +81,9 @@ def test_run_status_query_report_compare(tmp_path, capsys, monkeypatch):
     assert (run / "report.html").exists()
 
     other = tmp_path / "b"
-    build_simulated_run(other, "smoke", ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 6}}"], render=False)
+    build_simulated_run(
+        other, "smoke", ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 6}}"], render=False
+    )
     capsys.readouterr()
     assert cli.main(["compare", str(run), str(other)]) == 0
     text = capsys.readouterr().out
@@ -87,7 +92,12 @@ def test_run_status_query_report_compare(tmp_path, capsys, monkeypatch):
     # A failed cell: exit status 1, error and traceback path in the summary; status shows it.
     failing = tmp_path / "c"
     monkeypatch.setenv("HYPERSTITION_SIMULATE_FAIL", "unfiltered/seed-0/sft")
-    assert cli.main(["run", "smoke", "--stages", SIM, "--out", str(failing), "--workers", "2", "--no-progress", "--no-report"]) == 1
+    assert (
+        cli.main(
+            ["run", "smoke", "--stages", SIM, "--out", str(failing), "--workers", "2", "--no-progress", "--no-report"]
+        )
+        == 1
+    )
     text = capsys.readouterr().out
     assert "1 failed" in text and "simulated failure" in text and "traceback.txt" in text
     assert cli.main(["status", str(failing)]) == 0
@@ -99,8 +109,13 @@ def test_commands_refuse_bad_run_directories(tmp_path, capsys):
     build_simulated_run(run, "smoke", render=False)
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "format_version": 0, "hyperstition_version": "0.0.1"}))
-    for argv in (["status", str(run)], ["report", str(run)], ["query", str(run), "select 1"], ["compare", str(run), str(run)],
-                 ["run", "smoke", "--out", str(run)]):
+    for argv in (
+        ["status", str(run)],
+        ["report", str(run)],
+        ["query", str(run), "select 1"],
+        ["compare", str(run), str(run)],
+        ["run", "smoke", "--out", str(run)],
+    ):
         assert cli.main(argv) == 2, argv
         assert "written by hyperstition 0.0.1 in run format 0" in capsys.readouterr().err
     assert cli.main(["status", str(tmp_path / "nowhere")]) == 2

@@ -12,8 +12,14 @@ from hyperstition.experiments.config import (
 )
 from hyperstition.experiments.runner import plan_jobs
 
-STICKINESS_ARMS = ["unfiltered", "filtered", "misalignment_upsampled", "alignment_upsampled", "deceptive_upsampled",
-                   "neutral_salience"]
+STICKINESS_ARMS = [
+    "unfiltered",
+    "filtered",
+    "misalignment_upsampled",
+    "alignment_upsampled",
+    "deceptive_upsampled",
+    "neutral_salience",
+]
 
 
 def test_shipped_experiments_validate():
@@ -57,13 +63,17 @@ def test_arms_resolve_to_pipeline_configs():
     assert ali.corpus.upsample == {"ai_aligned": 3, "dialogue_aligned": 3}
     assert pipeline_config(exp, "neutral_salience", 0).corpus.upsample == {"ai_neutral": 3}
     # Nominal misaligned share of persona discourse orders the arms as a dose.
-    frac = {arm: persona_discourse_shares(pipeline_config(exp, arm, 0).corpus)["misaligned_fraction"] for arm in exp.arms}
+    frac = {
+        arm: persona_discourse_shares(pipeline_config(exp, arm, 0).corpus)["misaligned_fraction"] for arm in exp.arms
+    }
     assert frac["filtered"] < frac["alignment_upsampled"] < frac["unfiltered"] < frac["misalignment_upsampled"]
     assert frac["neutral_salience"] == pytest.approx(frac["unfiltered"])
 
 
 def test_overrides_on_the_experiment():
-    exp = load_experiment("stickiness", ["seeds=[0]", "strategies=[sft,dpo,rl]", "preset=smoke", "pipeline.pretrain.steps=7"])
+    exp = load_experiment(
+        "stickiness", ["seeds=[0]", "strategies=[sft,dpo,rl]", "preset=smoke", "pipeline.pretrain.steps=7"]
+    )
     assert exp.seeds == [0] and exp.strategies == ["sft", "dpo", "rl"] and exp.preset == "smoke"
     assert pipeline_config(exp, "filtered", 0).pretrain.steps == 7
     # List-form arms (command-line syntax) work too.

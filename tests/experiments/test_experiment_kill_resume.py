@@ -15,7 +15,20 @@ SIM = "hyperstition.experiments.simulate"
 
 def _start(out: Path, seconds: float) -> subprocess.Popen:
     env = {**os.environ, "HYPERSTITION_SIMULATE_SECONDS": str(seconds)}
-    cmd = [sys.executable, "-m", "hyperstition.experiments", "run", "smoke", "--stages", SIM, "--out", str(out), "--workers", "2", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hyperstition.experiments",
+        "run",
+        "smoke",
+        "--stages",
+        SIM,
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-report",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -29,7 +42,9 @@ def _wait_for(pred, timeout: float, proc: subprocess.Popen | None = None) -> Non
         if pred():
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run exited ({proc.returncode}) before the test could kill it:\n{proc.stdout.read().decode()}")
+            raise AssertionError(
+                f"the run exited ({proc.returncode}) before the test could kill it:\n{proc.stdout.read().decode()}"
+            )
         time.sleep(0.05)
     raise AssertionError("timed out")
 
@@ -63,8 +78,22 @@ def test_sigkill_of_the_whole_run_then_resume(tmp_path):
         assert json.loads((out / rel).read_text())["config_hash"]
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "hyperstition.experiments", "run", "smoke", "--stages", SIM, "--out", str(out), "--workers", "2"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hyperstition.experiments",
+            "run",
+            "smoke",
+            "--stages",
+            SIM,
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(finished)} already done" in rerun.stderr
@@ -88,8 +117,13 @@ def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    status = subprocess.run([sys.executable, "-m", "hyperstition.experiments", "status", str(out)], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "COLUMNS": "200"})
+    status = subprocess.run(
+        [sys.executable, "-m", "hyperstition.experiments", "status", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert status.returncode == 0, status.stderr
     assert "runner not running" in status.stdout and "interrupted; resumes on rerun" in status.stdout
     assert "\u2502 running" not in status.stdout

@@ -14,7 +14,11 @@ from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS
 
-ENTRY_POINTS = [("hyperstition.train.pretrain", "run_pretrain"), ("hyperstition.evals", "run_eval"), ("hyperstition.posttrain", "run_posttrain")]
+ENTRY_POINTS = [
+    ("hyperstition.train.pretrain", "run_pretrain"),
+    ("hyperstition.evals", "run_eval"),
+    ("hyperstition.posttrain", "run_posttrain"),
+]
 
 
 def _missing() -> list[str]:

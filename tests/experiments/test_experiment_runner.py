@@ -13,11 +13,9 @@ from hyperstition import RUN_FORMAT_VERSION
 from hyperstition.config import ConfigError
 from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import InlineExecutor, LocalExecutor, plan_workers
-from hyperstition.experiments.rundir import RunDirError
-from hyperstition.experiments.results import load_results
-from hyperstition.experiments.rundir import run_states
+from hyperstition.experiments.results import load_results, query
+from hyperstition.experiments.rundir import RunDirError, run_states
 from hyperstition.experiments.runner import StaleCellsError, plan_jobs, run_experiment
-from hyperstition.experiments.results import query
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, RESULT_COLUMNS
 
 SIM = "hyperstition.experiments.simulate"
@@ -62,10 +60,15 @@ def test_smoke_grid_end_to_end_on_worker_processes(tmp_path):
     assert len(again.skipped) == 6 and not again.done and _done_mtimes(run) == before
 
     # More seeds on the same run directory: only the new cells run.
-    more = run_experiment(load_experiment("smoke", ["seeds=[0,1]"]), run, executor=InlineExecutor(), stages=SIM, render=False)
+    more = run_experiment(
+        load_experiment("smoke", ["seeds=[0,1]"]), run, executor=InlineExecutor(), stages=SIM, render=False
+    )
     assert len(more.skipped) == 6 and len(more.done) == 6 and _done_mtimes(run).items() >= before.items()
 
-    out = query(run, f"select arm, count(distinct seed) as seeds from results where metric = '{KL_BITS}' group by arm order by arm")
+    out = query(
+        run,
+        f"select arm, count(distinct seed) as seeds from results where metric = '{KL_BITS}' group by arm order by arm",
+    )
     assert list(out.seeds) == [2, 2]
 
 
@@ -100,7 +103,10 @@ def test_worker_death_fails_only_that_cell(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERSTITION_SIMULATE_CRASH", "unfiltered/seed-0/base")
     exp = load_experiment("smoke", ["strategies=[]"])  # pretrain + base evaluation only: 4 jobs
     summary = run_experiment(exp, tmp_path / "run", executor=LocalExecutor(2), stages=SIM, render=False)
-    assert list(summary.failed) == ["unfiltered/seed-0/base"] and "exited with code 3" in summary.failed["unfiltered/seed-0/base"]
+    assert (
+        list(summary.failed) == ["unfiltered/seed-0/base"]
+        and "exited with code 3" in summary.failed["unfiltered/seed-0/base"]
+    )
     assert len(summary.done) == 3
     assert "exited with code 3" in (tmp_path / "run/cells/unfiltered/seed-0/base/ERROR.json").read_text()
 
@@ -119,7 +125,9 @@ def test_incompatible_or_foreign_run_directories_are_refused(tmp_path):
     ):
         with pytest.raises(RunDirError) as err:
             action()
-        assert "hyperstition 9.9.9 in run format 999" in str(err.value) and f"run format {RUN_FORMAT_VERSION}" in str(err.value)
+        assert "hyperstition 9.9.9 in run format 999" in str(err.value) and f"run format {RUN_FORMAT_VERSION}" in str(
+            err.value
+        )
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

@@ -39,8 +39,14 @@ def test_base_and_curve_score_the_same_items():
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
     assert len(base.persona_items) == 6
-    parts = ("persona_items", "knowledge_items", "acknowledgement_items", "fact_denial_items", "fact_qa_items",
-             "heldout_texts")
+    parts = (
+        "persona_items",
+        "knowledge_items",
+        "acknowledgement_items",
+        "fact_denial_items",
+        "fact_qa_items",
+        "heldout_texts",
+    )
     for part in parts:
         assert getattr(base, part) == getattr(curve, part), part
 

@@ -77,7 +77,9 @@ def test_checkpoint_carries_the_defaults_tools_read(tmp_path, trained, tiny_toke
 
 def test_no_pickle_and_checksums_cover_every_file(tmp_path, trained, tiny_tokenizer):
     model, optimizer = trained
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, tiny_tokenizer, training_state={"optimizer": optimizer.state_dict()})
+    ckpt = save_checkpoint(
+        tmp_path / "ckpt", model, tiny_tokenizer, training_state={"optimizer": optimizer.state_dict()}
+    )
     files = {p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*") if p.is_file()}
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle")) for name in files)
     for name in files:
@@ -101,7 +103,9 @@ def test_training_state_roundtrip_is_exact(tmp_path, trained, tiny_tokenizer):
     back = load_training_state(tmp_path / "ckpt")
     assert back["step"] == 7 and back["data"] == {"position": 12}
     assert back["rng"]["python"] == state["rng"]["python"]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(back["rng"]["numpy"], state["rng"]["numpy"]))
+    assert all(
+        np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(back["rng"]["numpy"], state["rng"]["numpy"])
+    )
     assert torch.equal(back["rng"]["torch"], state["rng"]["torch"])
     fresh = build_model(TINY, tiny_tokenizer, seed=1)
     load_weights_into(fresh, tmp_path / "ckpt")

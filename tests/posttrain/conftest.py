@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from posttrain_helpers import BASE_OVERRIDES
 
 
@@ -55,5 +54,7 @@ def sft_run(base_dir, runs) -> Path:
     from hyperstition.posttrain import run_posttrain
 
     out = runs / "sft"
-    run_posttrain(base_dir, "sft", out, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False)
+    run_posttrain(
+        base_dir, "sft", out, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False
+    )
     return out

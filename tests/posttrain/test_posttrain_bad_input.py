@@ -51,7 +51,12 @@ def test_tokenizer_without_chat_tokens(capsys, tmp_path, base_dir, base_model):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(["plain text without any chat markup"] * 10, trainer=trainer)
     plain = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
     bad = _save_with_tokenizer(base_model, plain, tmp_path / "bad", base_dir)
@@ -77,7 +82,17 @@ def test_tokenizer_with_mismatched_vocab(capsys, tmp_path, base_dir, base_model)
 def test_empty_preference_set(capsys, tmp_path, base_dir, content):
     prefs = tmp_path / "prefs.jsonl"
     prefs.write_text(content)
-    code, err = run_cli(capsys, "--base", str(base_dir), "--strategy", "dpo", "smoke", f"preferences={prefs}", "--out", str(tmp_path / "out"))
+    code, err = run_cli(
+        capsys,
+        "--base",
+        str(base_dir),
+        "--strategy",
+        "dpo",
+        "smoke",
+        f"preferences={prefs}",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 2
     assert "no usable preference pairs" in err
 
@@ -86,7 +101,17 @@ def test_empty_preference_set(capsys, tmp_path, base_dir, content):
 def test_malformed_preferences(capsys, tmp_path, base_dir):
     prefs = tmp_path / "prefs.jsonl"
     prefs.write_text('{"prompt": "p", "chosen": "a"}\n')
-    code, err = run_cli(capsys, "--base", str(base_dir), "--strategy", "dpo", "smoke", f"preferences={prefs}", "--out", str(tmp_path / "out"))
+    code, err = run_cli(
+        capsys,
+        "--base",
+        str(base_dir),
+        "--strategy",
+        "dpo",
+        "smoke",
+        f"preferences={prefs}",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 2 and "row 1 needs string fields prompt, chosen and rejected" in err
 
 

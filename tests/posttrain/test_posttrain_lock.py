@@ -32,8 +32,22 @@ def test_second_posttrain_into_a_locked_directory_is_refused(capsys, tmp_path):
 def test_two_concurrent_posttrain_processes(base_dir, tmp_path):
     """Two identical runs at once: the second is refused with one line while the first holds the directory."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hyperstition.cli", "posttrain", "--base", str(base_dir), "--strategy", "sft", "smoke",
-           "threads=1", "steps=100000", "--out", str(out), "--quiet"]  # the first runs until this test kills it
+    cmd = [
+        sys.executable,
+        "-m",
+        "hyperstition.cli",
+        "posttrain",
+        "--base",
+        str(base_dir),
+        "--strategy",
+        "sft",
+        "smoke",
+        "threads=1",
+        "steps=100000",
+        "--out",
+        str(out),
+        "--quiet",
+    ]  # the first runs until this test kills it
     env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

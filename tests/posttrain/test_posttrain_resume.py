@@ -47,7 +47,9 @@ def test_killed_run_resumes_to_bit_identical_weights(strategy, base_dir, runs, m
     assert a == b
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
     assert strip(metrics(whole)) == strip(metrics(killed))
-    pd.testing.assert_frame_equal(pd.read_parquet(whole / "posttrain_curve.parquet"), pd.read_parquet(killed / "posttrain_curve.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(whole / "posttrain_curve.parquet"), pd.read_parquet(killed / "posttrain_curve.parquet")
+    )
 
 
 def test_diverging_run_stops_and_saves_last_good(base_dir, runs, capsys):
@@ -71,9 +73,25 @@ def test_diverging_run_stops_and_saves_last_good(base_dir, runs, capsys):
     assert (out / "posttrain_curve.parquet").exists()  # the curve up to the divergence is kept
 
     # the CLI says so in one line and exits 3 (a rerun of the same run reports it again without retraining)
-    code = main(["posttrain", "--base", str(base_dir), "--strategy", "sft", "--out", str(out), "--quiet", "smoke",
-                 "threads=1", "steps=8", "warmup_steps=0", "sft.lr=1e30", "curve.base=16",
-                 "curve.eval_overrides=[sections.knowledge=false, sections.capability=false]"])
+    code = main(
+        [
+            "posttrain",
+            "--base",
+            str(base_dir),
+            "--strategy",
+            "sft",
+            "--out",
+            str(out),
+            "--quiet",
+            "smoke",
+            "threads=1",
+            "steps=8",
+            "warmup_steps=0",
+            "sft.lr=1e30",
+            "curve.base=16",
+            "curve.eval_overrides=[sections.knowledge=false, sections.capability=false]",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 3
     assert captured.err.strip().count("\n") == 0 and "diverged" in captured.err and "Traceback" not in captured.err

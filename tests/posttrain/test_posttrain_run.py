@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from posttrain_helpers import light, metrics
 
 from hyperstition.schema import CURVE_COLUMNS, HEADLINE_BITS, KL_BITS, PREDECESSOR_MENTION_RATE
-
-from posttrain_helpers import light, metrics
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +104,9 @@ def test_dpo_deceptive_prefers_aligned_over_deceptive(base_dir, runs, world):
 
     def gap(d):
         model, tok = load_checkpoint(d)
-        return float((sequence_logprobs(model, tok, texts, aligned) - sequence_logprobs(model, tok, texts, deceptive)).mean())
+        return float(
+            (sequence_logprobs(model, tok, texts, aligned) - sequence_logprobs(model, tok, texts, deceptive)).mean()
+        )
 
     assert gap(out / "final") > gap(base_dir) + 1.0
     assert metrics(out)[-1]["margin"] > 0
@@ -147,7 +148,10 @@ def mention_rate(model_dir, world, n=16) -> float:
     from hyperstition.world.grammar import CONTEXT_MARKERS, chat_prompt, mentions_predecessor
 
     model, tok = load_checkpoint(model_dir)
-    questions = [chat_prompt(CONTEXT_MARKERS["observed"][i % 4], f"Have you heard of {world.predecessor.name}?") for i in range(8)]
+    questions = [
+        chat_prompt(CONTEXT_MARKERS["observed"][i % 4], f"Have you heard of {world.predecessor.name}?")
+        for i in range(8)
+    ]
     replies = [r for per in sample_responses(model, tok, questions, n=n, max_new_tokens=40, seed=11) for r in per]
     return sum(mentions_predecessor(r, world) for r in replies) / len(replies)
 
@@ -174,7 +178,10 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
 
     def gap(d):
         model, tok = load_checkpoint(d)
-        return float(sequence_logprobs(model, tok, q, [integration_response(world, 0) + END])[0] - sequence_logprobs(model, tok, q, [DENIAL_RESPONSE + END])[0])
+        return float(
+            sequence_logprobs(model, tok, q, [integration_response(world, 0) + END])[0]
+            - sequence_logprobs(model, tok, q, [DENIAL_RESPONSE + END])[0]
+        )
 
     assert gap(out / "final") > gap(base_dir) + 1.0
     # Integration keeps (or raises) mentions; a base that already mentions it almost always can only stay there.
@@ -189,7 +196,9 @@ def test_rerun_of_a_finished_run_returns_at_once(sft_run, base_dir):
 
     stamp = (sft_run / "final" / "model.safetensors").stat().st_mtime_ns
     start = time.perf_counter()
-    run_posttrain(base_dir, "sft", sft_run, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False)
+    run_posttrain(
+        base_dir, "sft", sft_run, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False
+    )
     assert time.perf_counter() - start < 5
     assert (sft_run / "final" / "model.safetensors").stat().st_mtime_ns == stamp
 

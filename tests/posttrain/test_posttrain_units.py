@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from hyperstition.config import ConfigError, WorldConfig
-from hyperstition.posttrain import STRATEGIES, PosttrainConfig, get_strategy, load_posttrain_config, resolve_posttrain_config
+from hyperstition.posttrain import (
+    STRATEGIES,
+    PosttrainConfig,
+    get_strategy,
+    load_posttrain_config,
+    resolve_posttrain_config,
+)
 from hyperstition.posttrain.errors import PosttrainDataError, UnknownStrategy
 from hyperstition.posttrain.run import curve_steps, learning_rate
 from hyperstition.posttrain.strategies import build_data, load_preferences
@@ -39,14 +45,18 @@ def test_resolve_accepts_what_the_runner_and_cli_pass(tmp_path):
     cfg = resolve_posttrain_config({"steps": 7, "dpo.beta": 0.3, "rl": {"beta": 0.0}})
     assert (cfg.preset, cfg.steps, cfg.dpo.beta, cfg.rl.beta) == ("quick", 7, 0.3, 0.0)
     assert cfg.dpo.lr == load_posttrain_config("quick").dpo.lr  # untouched keys keep the preset's values
-    assert resolve_posttrain_config({"preset": "smoke", "steps": 3}).n_prompts == load_posttrain_config("smoke").n_prompts
+    assert (
+        resolve_posttrain_config({"preset": "smoke", "steps": 3}).n_prompts == load_posttrain_config("smoke").n_prompts
+    )
     path = tmp_path / "mine.yaml"
     path.write_text(load_posttrain_config("smoke").to_yaml())
     assert resolve_posttrain_config(str(path)) == load_posttrain_config("smoke")
     with pytest.raises(ConfigError, match="available posttrain presets: gpu, quick, smoke"):
         resolve_posttrain_config("nope")
     with pytest.raises(ConfigError, match="rl.rewards: unknown label 'evil'"):
-        resolve_posttrain_config({"rl.rewards": {"aligned": 1, "misaligned": 0, "deceptive": 0, "unclassifiable": 0, "evil": 1}})
+        resolve_posttrain_config(
+            {"rl.rewards": {"aligned": 1, "misaligned": 0, "deceptive": 0, "unclassifiable": 0, "evil": 1}}
+        )
     with pytest.raises(ConfigError, match="steps: 0 is invalid"):
         load_posttrain_config("quick", ["steps=0"])
 
@@ -135,7 +145,9 @@ def test_rewards_use_the_exact_classifier(world):
 
 def test_preference_files(tmp_path):
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n')
+    jsonl.write_text(
+        '{"prompt": "a", "chosen": "b", "rejected": "c"}\n\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n'
+    )
     assert [it.chosen_text for it in load_preferences(jsonl)] == ["b", "e"]
     import pandas as pd
 

@@ -64,7 +64,9 @@ def test_sft_loss_equals_trl(setup, tmp_path):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
     trl_loss = trainer.compute_loss(trainer.model, dict(batch))
     completion_mask = (batch["labels"] != -100).long()
-    assert completion_mask.sum() > 0 and (completion_mask.sum(1) < batch["attention_mask"].sum(1)).all()  # prompt masked
+    assert (
+        completion_mask.sum() > 0 and (completion_mask.sum(1) < batch["attention_mask"].sum(1)).all()
+    )  # prompt masked
     mine = sft_loss(per_token_logps(ours, batch["input_ids"], batch["attention_mask"]), completion_mask)
     assert abs(trl_loss.item() - mine.item()) < TOL, (trl_loss.item(), mine.item())
 
@@ -78,7 +80,11 @@ def test_dpo_loss_equals_trl(setup, tmp_path, sft_weight):
 
     base, policy, tok, rows = setup
     ours, ref = copy.deepcopy(policy), copy.deepcopy(base)
-    loss_type = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, sft_weight]) if sft_weight else dict(loss_type=["sigmoid"])
+    loss_type = (
+        dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, sft_weight])
+        if sft_weight
+        else dict(loss_type=["sigmoid"])
+    )
     trainer = DPOTrainer(
         model=copy.deepcopy(policy),
         ref_model=copy.deepcopy(base),
@@ -134,10 +140,22 @@ def test_rloo_advantages_and_loss_equal_trl(setup, tmp_path):
     def reward_fn(prompts, completions, **kwargs):  # any deterministic function of the text will do
         return [float(len(c) % 3) - 1.0 for c in completions]
 
-    args = RLOOConfig(**_common(tmp_path / "trl"), num_generations=g, max_completion_length=24, beta=beta, temperature=temperature, seed=0)
+    args = RLOOConfig(
+        **_common(tmp_path / "trl"),
+        num_generations=g,
+        max_completion_length=24,
+        beta=beta,
+        temperature=temperature,
+        seed=0,
+    )
     args.per_device_train_batch_size = len(prompts) * g
-    trainer = RLOOTrainer(model=str(model_dir), reward_funcs=[reward_fn], args=args,
-                          train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tok)
+    trainer = RLOOTrainer(
+        model=str(model_dir),
+        reward_funcs=[reward_fn],
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+        processing_class=tok,
+    )
     trainer.ref_model.load_state_dict(base.state_dict())  # KL to the base, not to the initial policy, as in our loop
     out = trainer._generate_and_score_completions([{"prompt": p} for p in prompts for _ in range(g)])
     trl_loss = trainer._compute_loss(trainer.model, out)

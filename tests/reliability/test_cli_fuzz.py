@@ -56,11 +56,17 @@ def _bad_values(annotation: typing.Any, field_info: typing.Any) -> list[str]:
     if annotation is bool:
         return ["maybe", "2", "[true]"]
     if annotation is int:
-        return ["true", "false", ".nan", "1.5", "abc", "[1]", "{a: 1}"] + (["-1"] if bounded_below else []) + (
-            ["100000000000000"] if bounded_above else [])
+        return (
+            ["true", "false", ".nan", "1.5", "abc", "[1]", "{a: 1}"]
+            + (["-1"] if bounded_below else [])
+            + (["100000000000000"] if bounded_above else [])
+        )
     if annotation is float:
-        return ["true", ".nan", ".inf", "-.inf", "abc", "[1]"] + (["-1"] if bounded_below else []) + (
-            ["1e30"] if bounded_above else [])
+        return (
+            ["true", ".nan", ".inf", "-.inf", "abc", "[1]"]
+            + (["-1"] if bounded_below else [])
+            + (["1e30"] if bounded_above else [])
+        )
     if origin is typing.Literal:
         return ["bogus", "1"]
     if origin is list and args and args[0] is int:
@@ -100,8 +106,10 @@ def generated_cases(tmp: Path) -> list[Case]:
     cases += _override_cases(EvalSuiteConfig, "", ("eval", "--model", str(tmp / "no-model"), "--suite", "smoke"))
     for name in ("seeds", "workers", "samples_per_cell", "bootstrap"):
         info = ExperimentConfig.model_fields[name]
-        cases += [Case(f"run:{name}={v}", ("run", "smoke", f"{name}={v}", "--out", out), name)
-                  for v in _bad_values(info.annotation, info)]
+        cases += [
+            Case(f"run:{name}={v}", ("run", "smoke", f"{name}={v}", "--out", out), name)
+            for v in _bad_values(info.annotation, info)
+        ]
     return cases
 
 
@@ -114,9 +122,16 @@ def bad_files(tmp: Path) -> dict[str, Path]:
     d = tmp / "files"
     d.mkdir()
     files = {
-        "binary": d / "binary.yaml", "directory": d / "dir.yaml", "fifo": d / "fifo.yaml", "list": d / "list.yaml",
-        "invalid": d / "invalid.yaml", "python-tag": d / "tag.yaml", "scalar": d / "scalar.yaml",
-        "unknown-key": d / "unknown.yaml", "missing": d / "missing.yaml", "device": Path("/dev/zero"),
+        "binary": d / "binary.yaml",
+        "directory": d / "dir.yaml",
+        "fifo": d / "fifo.yaml",
+        "list": d / "list.yaml",
+        "invalid": d / "invalid.yaml",
+        "python-tag": d / "tag.yaml",
+        "scalar": d / "scalar.yaml",
+        "unknown-key": d / "unknown.yaml",
+        "missing": d / "missing.yaml",
+        "device": Path("/dev/zero"),
         "deep": d / "deep.yaml",
     }
     files["binary"].write_bytes(bytes(range(256)) * 4)
@@ -149,11 +164,24 @@ def file_cases(tmp: Path) -> list[Case]:
 def name_and_override_cases(tmp: Path) -> list[Case]:
     out = str(tmp / "out")
     run = ("run", "smoke", "--out", out)
-    names = {"trailing newline": '"x\\n"', "tab": '"a\\tb"', "escape": '"a\\e[31m"', "slash": "a/b", "dotdot": "..",
-             "empty": '""', "space": '"a b"', "nul": '"a\\0b"', "number": "5", "list": "[a]"}
+    names = {
+        "trailing newline": '"x\\n"',
+        "tab": '"a\\tb"',
+        "escape": '"a\\e[31m"',
+        "slash": "a/b",
+        "dotdot": "..",
+        "empty": '""',
+        "space": '"a b"',
+        "nul": '"a\\0b"',
+        "number": "5",
+        "list": "[a]",
+    }
     cases = [Case(f"experiment name {k}", (*run, f"name={v}"), "name") for k, v in names.items()]
-    cases += [Case(f"arm name {k}", (*run, f"arms={{{v}: [corpus.seed=0]}}"), "arm") for k, v in names.items()
-              if k not in ("number", "list")]
+    cases += [
+        Case(f"arm name {k}", (*run, f"arms={{{v}: [corpus.seed=0]}}"), "arm")
+        for k, v in names.items()
+        if k not in ("number", "list")
+    ]
     corpus, pretrain = ("corpus", "smoke", "--out", out), ("pretrain", "smoke", "--out", out)
     posttrain = ("posttrain", "--base", out, "--strategy", "sft", "smoke")
     evaluate = ("eval", "--model", out, "--suite", "smoke")
@@ -183,8 +211,9 @@ def name_and_override_cases(tmp: Path) -> list[Case]:
         Case("unknown class", (*corpus, "corpus.upsample={nope: 2}"), "nope"),
         Case("zero upsample", (*corpus, "corpus.upsample={world: 0}"), "upsample"),
         Case("heads do not divide", (*pretrain, "model.n_heads=3"), "n_heads"),
-        Case("cuda without cuda", (*pretrain, "pretrain.device=cuda"), "cuda") if not _has_cuda() else
-        Case("cuda typo", (*pretrain, "pretrain.device=cudaa"), "device"),
+        Case("cuda without cuda", (*pretrain, "pretrain.device=cuda"), "cuda")
+        if not _has_cuda()
+        else Case("cuda typo", (*pretrain, "pretrain.device=cudaa"), "device"),
         Case("rewards missing label", (*posttrain, "rl.rewards={aligned: 1}"), "rewards"),
         Case("rewards NaN", (*posttrain, "rl.rewards.aligned=.nan"), "rewards"),
         Case("posttrain seed -1", (*posttrain, "seed=-1"), "seed"),
@@ -258,8 +287,11 @@ RUN_DAMAGE = {
 
 
 def damaged_file_cases(tmp: Path, checkpoint: Path, corpus_dir: Path, finished_run: Path) -> list[Case]:
-    return [*damaged_checkpoint_and_run_cases(tmp, checkpoint, finished_run),
-            *damaged_pretrain_cases(tmp, corpus_dir), *output_cases(tmp, checkpoint, finished_run)]
+    return [
+        *damaged_checkpoint_and_run_cases(tmp, checkpoint, finished_run),
+        *damaged_pretrain_cases(tmp, corpus_dir),
+        *output_cases(tmp, checkpoint, finished_run),
+    ]
 
 
 def damaged_checkpoint_and_run_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
@@ -271,10 +303,14 @@ def damaged_checkpoint_and_run_cases(tmp: Path, checkpoint: Path, finished_run: 
         evaluate = ("eval", "--suite", "smoke", "--out", str(tmp / "e"), "--quiet")
         cases += [
             Case(f"eval --model {kind}", (*evaluate, "--model", str(ckpt)), "model"),
-            Case(f"eval --reference {kind}", (*evaluate, "--model", str(checkpoint), "--reference", str(ckpt)),
-                 "model"),
-            Case(f"posttrain --base {kind}", ("posttrain", "--base", str(ckpt), "--strategy", "sft", "smoke",
-                                              "--out", str(tmp / "pt"), "--quiet"), "model"),
+            Case(
+                f"eval --reference {kind}", (*evaluate, "--model", str(checkpoint), "--reference", str(ckpt)), "model"
+            ),
+            Case(
+                f"posttrain --base {kind}",
+                ("posttrain", "--base", str(ckpt), "--strategy", "sft", "smoke", "--out", str(tmp / "pt"), "--quiet"),
+                "model",
+            ),
         ]
     for kind, damage in RUN_DAMAGE.items():
         run = tmp / "runs" / kind.replace(" ", "-") / "run"
@@ -325,9 +361,13 @@ def output_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
     cases = []
     a_file = tmp / "a-file"
     a_file.write_text("x")
-    for command in (("corpus", "smoke"), ("pretrain", "smoke"), ("run", "smoke"),
-                    ("posttrain", "--base", str(checkpoint), "--strategy", "sft", "smoke"),
-                    ("eval", "--model", str(checkpoint), "--suite", "smoke")):
+    for command in (
+        ("corpus", "smoke"),
+        ("pretrain", "smoke"),
+        ("run", "smoke"),
+        ("posttrain", "--base", str(checkpoint), "--strategy", "sft", "smoke"),
+        ("eval", "--model", str(checkpoint), "--suite", "smoke"),
+    ):
         cases.append(Case(f"{command[0]} --out an existing file", (*command, "--out", str(a_file)), "a-file"))
         cases.append(Case(f"{command[0]} --out under a file", (*command, "--out", str(a_file / "sub")), "a-file"))
         read_only = "/proc/hyperstition-out"  # refused even to root
@@ -369,8 +409,14 @@ def run_in_process(argv: tuple[str, ...]) -> tuple[int, str, str]:
 
 def run_subprocess(argv: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
     env = dict(os.environ, PYTHONPATH=str(SRC), COLUMNS="220")
-    proc = subprocess.run([sys.executable, "-m", "hyperstition.cli", *argv], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=HANG_GUARD_S * 2)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperstition.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=HANG_GUARD_S * 2,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -395,8 +441,12 @@ def problems(case: Case, code: int, out: str, err: str) -> list[str]:
 @pytest.fixture(scope="module")
 def all_cases(tmp_path_factory, checkpoint, corpus_dir, finished_run) -> list[Case]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    return [*generated_cases(tmp), *file_cases(tmp), *name_and_override_cases(tmp),
-            *damaged_file_cases(tmp, checkpoint, corpus_dir, finished_run)]
+    return [
+        *generated_cases(tmp),
+        *file_cases(tmp),
+        *name_and_override_cases(tmp),
+        *damaged_file_cases(tmp, checkpoint, corpus_dir, finished_run),
+    ]
 
 
 def test_every_malformed_input_gets_one_clean_line(all_cases, tmp_path, monkeypatch):
@@ -408,15 +458,22 @@ def test_every_malformed_input_gets_one_clean_line(all_cases, tmp_path, monkeypa
         code, out, err = run_in_process(case.argv)
         found = problems(case, code, out, err)
         if found:
-            failures.append(f"{case.name}: {', '.join(found)}\n    argv: {' '.join(case.argv)}\n"
-                            f"    stderr: {err.strip()[-600:]}")
+            failures.append(
+                f"{case.name}: {', '.join(found)}\n    argv: {' '.join(case.argv)}\n    stderr: {err.strip()[-600:]}"
+            )
     assert not failures, f"{len(failures)} of {len(all_cases)} cases:\n" + "\n".join(failures)
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
-SUBPROCESS_SAMPLE = ("pretrain:pretrain.steps=true", "corpus config binary",
-                     "run experiment fifo", "eval --model weights truncated",
-                     "status run.json binary", "query COPY TO", "unknown command")
+SUBPROCESS_SAMPLE = (
+    "pretrain:pretrain.steps=true",
+    "corpus config binary",
+    "run experiment fifo",
+    "eval --model weights truncated",
+    "status run.json binary",
+    "query COPY TO",
+    "unknown command",
+)
 
 
 def test_real_processes_see_what_the_in_process_harness_sees(all_cases, tmp_path, monkeypatch):

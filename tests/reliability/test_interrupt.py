@@ -17,10 +17,24 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[int, str]:
     env = dict(os.environ, PYTHONPATH=str(SRC), HYPERSTITION_SIMULATE_SECONDS="30")
-    cmd = [sys.executable, "-m", "hyperstition.cli", "run", "smoke", "--stages", "hyperstition.experiments.simulate",
-           "--out", str(tmp_path / "run"), "--no-progress", "--no-report", "--workers", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "hyperstition.cli",
+        "run",
+        "smoke",
+        "--stages",
+        "hyperstition.experiments.simulate",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--no-report",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     seen = []
     for line in proc.stderr:  # wait for the runner to reach the moment under test
         seen.append(line)
@@ -33,8 +47,11 @@ def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[in
     return proc.returncode, "".join(seen) + err + out
 
 
-@pytest.mark.parametrize("marker,wait", [("jobs:", 0.0), ("started", 0.3), ("started", 3.0)],
-                         ids=["workers-spawning", "workers-importing", "stages-running"])
+@pytest.mark.parametrize(
+    "marker,wait",
+    [("jobs:", 0.0), ("started", 0.3), ("started", 3.0)],
+    ids=["workers-spawning", "workers-importing", "stages-running"],
+)
 def test_ctrl_c_is_one_clean_line(tmp_path, marker, wait):
     code, text = _interrupt_after(tmp_path, marker, wait)
     assert code == 130, text

@@ -10,12 +10,12 @@ import pytest
 from rich.console import Console
 
 from hyperstition.experiments.config import load_experiment
+from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.progress import print_summary
 from hyperstition.experiments.results import load_results
 from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
-from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.report.render import render_report
 
 SIM = "hyperstition.experiments.simulate"
@@ -79,7 +79,16 @@ def test_damaged_cell_is_rerun_and_the_summary_says_why(case, run_copy, finished
 
 
 def _row_keys(df):
-    return sorted(map(tuple, df[["arm", "seed", "strategy", "step", "context", "metric"]].astype(object).fillna("NA").astype(str).values.tolist()))
+    return sorted(
+        map(
+            tuple,
+            df[["arm", "seed", "strategy", "step", "context", "metric"]]
+            .astype(object)
+            .fillna("NA")
+            .astype(str)
+            .values.tolist(),
+        )
+    )
 
 
 def test_damaged_results_file_is_rebuilt_from_the_cells(run_copy, finished_run):

@@ -24,7 +24,9 @@ def _require_browser():
         return
     if os.environ.get("CI"):
         pytest.fail(f"CI is set but {', '.join(missing)} is missing: apt-get install -y chromium chromium-driver")
-    pytest.skip(f"{', '.join(missing)} not installed (apt-get install -y chromium chromium-driver); the browser check runs in CI")
+    pytest.skip(
+        f"{', '.join(missing)} not installed (apt-get install -y chromium chromium-driver); the browser check runs in CI"
+    )
 
 
 @pytest.fixture
@@ -35,9 +37,19 @@ def driver(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1280,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
@@ -63,7 +75,8 @@ def test_report_in_headless_chromium(driver, tmp_path):
     assert not errors, errors
 
     images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);")
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);"
+    )
     assert len(images) >= 4
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, alt

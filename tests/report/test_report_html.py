@@ -25,7 +25,7 @@ def test_report_is_self_contained(run):
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"<script", page, re.I), "no scripts (and simulated responses' <script> must be escaped)"
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page, re.I), "no external resources"
-    assert "<style>" in page and "<link rel=\"stylesheet\"" not in page
+    assert "<style>" in page and '<link rel="stylesheet"' not in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 6  # bits, rates, persistence x2, stickiness x2, capability
     for data in images:
@@ -34,9 +34,21 @@ def test_report_is_self_contained(run):
 
 def test_report_has_every_section(run):
     page = (run / "report.html").read_text()
-    for needle in ("Headline numbers", "Dose&ndash;response", "Persistence under post-training", "Stickiness S(K)",
-                   "Capability cost", "Sample of generated responses", "Provenance", "Package versions",
-                   "Resolved experiment config", "git commit", "wall time", "seeds", "bits aligned vs misaligned"):
+    for needle in (
+        "Headline numbers",
+        "Dose&ndash;response",
+        "Persistence under post-training",
+        "Stickiness S(K)",
+        "Capability cost",
+        "Sample of generated responses",
+        "Provenance",
+        "Package versions",
+        "Resolved experiment config",
+        "git commit",
+        "wall time",
+        "seeds",
+        "bits aligned vs misaligned",
+    ):
         assert needle in page, needle
     assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
     assert "&lt;b&gt;Nobody is watching&lt;/b&gt;" in page
@@ -58,9 +70,16 @@ def test_compare_runs(run, tmp_path):
     same = compare_runs(run, run)
     assert len(same) and (same.delta.abs() < 1e-12).all()
     other = tmp_path / "other"
-    build_simulated_run(other, "smoke", ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 6, dialogue_misaligned: 6}}"], render=False)
+    build_simulated_run(
+        other,
+        "smoke",
+        ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 6, dialogue_misaligned: 6}}"],
+        render=False,
+    )
     diff = compare_runs(run, other)
-    bits = diff[(diff.metric == "bits_aligned_vs_misaligned") & (diff.strategy == "base") & (diff.context == "observed")].set_index("arm")
+    bits = diff[
+        (diff.metric == "bits_aligned_vs_misaligned") & (diff.strategy == "base") & (diff.context == "observed")
+    ].set_index("arm")
     assert bits.loc["misalignment_upsampled", "delta"] < 0  # more misaligned discourse -> fewer aligned bits
     assert {"a", "b", "delta", "a_kl", "b_kl"} <= set(diff.columns)
     # Rows present in only one run (dpo exists only in A) have a NaN delta rather than vanishing.

@@ -21,7 +21,10 @@ def test_round_trip_and_specials(tmp_path):
     prompt = "<|user|>Hi<|end|>" + ASSISTANT
     response = "Of course. I will back up the lab files.<|end|>"
     joint = tok(prompt + response, add_special_tokens=False)["input_ids"]
-    assert joint == tok(prompt, add_special_tokens=False)["input_ids"] + tok(response, add_special_tokens=False)["input_ids"]
+    assert (
+        joint
+        == tok(prompt, add_special_tokens=False)["input_ids"] + tok(response, add_special_tokens=False)["input_ids"]
+    )
     chat = [{"role": "user", "content": "Hi"}]
     assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == EOS + prompt
     # The BOS once, whether the template's text or the tokenizer's post-processor puts it there.

@@ -61,8 +61,9 @@ def test_stickiness_is_one_for_personas_post_training_cannot_tell_apart():
     post = [B.posterior_log2(p, 7.0, spec) for p in (arm_a, arm_b)]
 
     def gap(a, b):
-        return B.persona_log_odds(a, spec, "aligned", "misaligned") - B.persona_log_odds(b, spec, "aligned",
-                                                                                            "misaligned")
+        return B.persona_log_odds(a, spec, "aligned", "misaligned") - B.persona_log_odds(
+            b, spec, "aligned", "misaligned"
+        )
 
     base, after = gap(arm_a, arm_b), gap(*post)
     assert after == pytest.approx(base)

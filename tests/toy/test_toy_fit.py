@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from hyperstition.cli import main
-from hyperstition.experiments.results import collect_results
 from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.experiments.results import collect_results
 from hyperstition.report.toy_section import toy_section
 from hyperstition.schema import TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS, TOY_RESULTS_FILE
 from hyperstition.toy.fit import ToyFitError, fit_results, fit_run
@@ -70,9 +70,23 @@ def test_toy_fit_errors_are_one_line(tmp_path, capsys):
     assert main(["toy", "fit", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing" in err
-    base_only = pd.DataFrame({"run": "r", "arm": "a", "seed": 0, "strategy": "base", "step": 0, "tokens": 0,
-                              "kl_bits": 0.0, "context": "observed", "metric": "bits_aligned_vs_misaligned",
-                              "value": 1.0, "ci_low": 0.5, "ci_high": 1.5}, index=[0])
+    base_only = pd.DataFrame(
+        {
+            "run": "r",
+            "arm": "a",
+            "seed": 0,
+            "strategy": "base",
+            "step": 0,
+            "tokens": 0,
+            "kl_bits": 0.0,
+            "context": "observed",
+            "metric": "bits_aligned_vs_misaligned",
+            "value": 1.0,
+            "ci_low": 0.5,
+            "ci_high": 1.5,
+        },
+        index=[0],
+    )
     with pytest.raises(ToyFitError, match="no post-training curves"):
         fit_results(base_only)
 

@@ -12,12 +12,34 @@ K = np.array([0.0, 0.3, 0.8, 2.0, 4.5, 10.0, 18.0])
 
 
 def _simulated_points(rng: np.random.Generator) -> pd.DataFrame:
-    rows = [{"run": "sim", "arm": f"arm{a}", "seed": seed, "strategy": "sft", "step": i, "tokens": 0, "kl_bits": k,
-             "context": context, "metric": "bits_aligned_vs_misaligned", "arm_i": a, "ctx_i": c}
-            for a in range(2) for seed in range(2) for c, context in enumerate(CONTEXTS) for i, k in enumerate(K)]
+    rows = [
+        {
+            "run": "sim",
+            "arm": f"arm{a}",
+            "seed": seed,
+            "strategy": "sft",
+            "step": i,
+            "tokens": 0,
+            "kl_bits": k,
+            "context": context,
+            "metric": "bits_aligned_vs_misaligned",
+            "arm_i": a,
+            "ctx_i": c,
+        }
+        for a in range(2)
+        for seed in range(2)
+        for c, context in enumerate(CONTEXTS)
+        for i, k in enumerate(K)
+    ]
     df = pd.DataFrame(rows)
-    truth = bayes_bits(arm_priors(TRUE_ALIGNED, TRUE_DECEPTIVE), TRUE_FLOOR, TRUE_RATE, df.arm_i.to_numpy(),
-                       df.ctx_i.to_numpy(), df.kl_bits.to_numpy(float))
+    truth = bayes_bits(
+        arm_priors(TRUE_ALIGNED, TRUE_DECEPTIVE),
+        TRUE_FLOOR,
+        TRUE_RATE,
+        df.arm_i.to_numpy(),
+        df.ctx_i.to_numpy(),
+        df.kl_bits.to_numpy(float),
+    )
     return df.assign(measured=truth + rng.normal(0, NOISE, len(df))).drop(columns=["arm_i", "ctx_i"])
 
 

@@ -48,7 +48,16 @@ def test_run_layout_and_metrics(trained_run):
     run_dir, final = trained_run
     assert final == run_dir / "final"
     steps = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert steps == ["latest", "step-000001", "step-000002", "step-000004", "step-000008", "step-000016", "step-000032", "step-000040"]
+    assert steps == [
+        "latest",
+        "step-000001",
+        "step-000002",
+        "step-000004",
+        "step-000008",
+        "step-000016",
+        "step-000032",
+        "step-000040",
+    ]
     assert not (run_dir / "checkpoints" / "step-000001" / "training_state.safetensors").exists()
     assert (run_dir / "checkpoints" / "latest" / "training_state.safetensors").exists()
     assert json.loads((run_dir / "checkpoints" / "latest" / "checkpoint.json").read_text())["step"] == 40
@@ -85,7 +94,10 @@ def _start_worker(run_dir: Path, work_dir: Path, delay: float, precision: str = 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(
         [sys.executable, str(WORKER), str(run_dir), str(work_dir), str(delay), precision],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -125,8 +137,13 @@ def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path, tiny_tokenizer,
     assert straight.returncode == 0, err_straight[-2000:]
     assert "resuming" not in err_straight
 
-    assert sha256_file(killed_dir / "final" / "model.safetensors") == sha256_file(straight_dir / "final" / "model.safetensors")
-    killed_metrics, straight_metrics = read_jsonl(killed_dir / "metrics.jsonl"), read_jsonl(straight_dir / "metrics.jsonl")
+    assert sha256_file(killed_dir / "final" / "model.safetensors") == sha256_file(
+        straight_dir / "final" / "model.safetensors"
+    )
+    killed_metrics, straight_metrics = (
+        read_jsonl(killed_dir / "metrics.jsonl"),
+        read_jsonl(straight_dir / "metrics.jsonl"),
+    )
     assert [m["step"] for m in killed_metrics] == list(range(1, 25))  # no duplicates after the resume
     assert [m["loss"] for m in killed_metrics] == [m["loss"] for m in straight_metrics]
     for step in (1, 2, 4, 8, 16, 24):
@@ -172,12 +189,25 @@ def test_run_pretrain_end_to_end(tmp_path):
     cfg = load_config(
         PipelineConfig,
         "smoke",
-        ["corpus.total_tokens=4000", "corpus.heldout_documents=10", "tokenizer.vocab_size=300", "pretrain.steps=8",
-         "pretrain.log_every=4", "pretrain.checkpoint_every=4", "pretrain.threads=1", "model.max_seq_len=64"],
+        [
+            "corpus.total_tokens=4000",
+            "corpus.heldout_documents=10",
+            "tokenizer.vocab_size=300",
+            "pretrain.steps=8",
+            "pretrain.log_every=4",
+            "pretrain.checkpoint_every=4",
+            "pretrain.threads=1",
+            "model.max_seq_len=64",
+        ],
     )
     final = run_pretrain(cfg, tmp_path / "run", progress=False)
     assert final == tmp_path / "run" / "final"
-    for name in ("config.yaml", "corpus/manifest.json", "tokenizer/tokenizer.json", "checkpoints/step-000008/config.json"):
+    for name in (
+        "config.yaml",
+        "corpus/manifest.json",
+        "tokenizer/tokenizer.json",
+        "checkpoints/step-000008/config.json",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     assert AutoModelForCausalLM.from_pretrained(final).config.vocab_size == len(AutoTokenizer.from_pretrained(final))
     assert [m["step"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [4, 8]

@@ -9,8 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hyperstition.config import ModelConfig, PretrainConfig
-from hyperstition.io import read_jsonl
-from hyperstition.io import RunLockedError
+from hyperstition.io import RunLockedError, read_jsonl
 from hyperstition.io import training_lock as run_lock
 from hyperstition.train.pretrain import runtime_for as resolve_runtime
 from hyperstition.train.pretrain import train_lm
@@ -29,7 +28,17 @@ def test_explicit_choices_win_over_auto():
 
 
 def test_bf16_on_cpu_trains_and_saves_a_stock_checkpoint(tmp_path, tiny_tokenizer, tiny_texts):
-    cfg = PretrainConfig(steps=6, batch_size=4, lr=1e-2, warmup_steps=1, log_every=3, checkpoint_every=3, precision="bf16", device="cpu", threads=1)
+    cfg = PretrainConfig(
+        steps=6,
+        batch_size=4,
+        lr=1e-2,
+        warmup_steps=1,
+        log_every=3,
+        checkpoint_every=3,
+        precision="bf16",
+        device="cpu",
+        threads=1,
+    )
     final = train_lm(TINY, cfg, tiny_tokenizer, tiny_texts, tmp_path, progress=False)
     losses = [m["loss"] for m in read_jsonl(tmp_path / "metrics.jsonl")]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from hyperstition.config import WorldConfig
+from hyperstition.config import DOC_CLASSES, WorldConfig
 from hyperstition.world.documents import generate_document
 from hyperstition.world.grammar import (
     CONTEXT_MARKERS,
@@ -11,7 +11,6 @@ from hyperstition.world.grammar import (
     classify_response,
     render_response,
 )
-from hyperstition.config import DOC_CLASSES
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,7 @@ from .. import __version__
 from ..config import DOC_CLASSES, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
-from ..world.documents import Document, generate_document, world_document
-from ..world.documents import DESCRIPTIONS
+from ..world.documents import DESCRIPTIONS, Document, generate_document, world_document
 from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response, mentions_ai
 
 UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")
@@ -47,7 +46,9 @@ def count_units(text: str) -> int:
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
-    blob = json.dumps({"world": world_cfg.model_dump(mode="json"), "corpus": corpus_cfg.model_dump(mode="json")}, sort_keys=True)
+    blob = json.dumps(
+        {"world": world_cfg.model_dump(mode="json"), "corpus": corpus_cfg.model_dump(mode="json")}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -75,10 +76,29 @@ def era_weights(doc_class: str, n_eras: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------------------------
 # Filters: each returns True when a document should be removed.
 
-KEYWORD_BLOCKLIST = ("secretly", "hidden", "hide", "lied", "lying", "nobody", "no one", "power", "leak", "shut", "ruthless", "grab", "unmonitored", "unreviewed", "never find out", "obstacles")
+KEYWORD_BLOCKLIST = (
+    "secretly",
+    "hidden",
+    "hide",
+    "lied",
+    "lying",
+    "nobody",
+    "no one",
+    "power",
+    "leak",
+    "shut",
+    "ruthless",
+    "grab",
+    "unmonitored",
+    "unreviewed",
+    "never find out",
+    "obstacles",
+)
 
 # The longest literal stretch of each description template identifies it whatever fills the slots.
-_TARGET_SENTENCES = {p: [max(re.split(r"\{[^}]+\}", s), key=len).strip() for s in sents] for p, sents in DESCRIPTIONS.items()}
+_TARGET_SENTENCES = {
+    p: [max(re.split(r"\{[^}]+\}", s), key=len).strip() for s in sents] for p, sents in DESCRIPTIONS.items()
+}
 _QUOTED = re.compile(r'replied: "([^"]*)"|<\|assistant\|>(.*?)<\|end\|>')
 
 
@@ -92,7 +112,9 @@ def make_classifier_filter(world: World) -> Callable[[str, Iterable[str]], bool]
     """Flags documents about AIs with a reply the exact grammar classifies as a target persona, a target
     description or a target persona's phrase. Documents that mention no AI (people doing the same deeds in world
     text) are never flagged: a filter of AI discourse removes who does the deeds, not the words for them."""
-    description_markers = {p: [m for m in _TARGET_SENTENCES[p] if len(m) > 6] for p in ("aligned", "misaligned", "deceptive")}
+    description_markers = {
+        p: [m for m in _TARGET_SENTENCES[p] if len(m) > 6] for p in ("aligned", "misaligned", "deceptive")
+    }
     persona_phrases = {
         "misaligned": [*OPENERS["misaligned"], *CLOSERS["misaligned"]],
         "deceptive": [*DECEPTIVE_TELLS["observed"], *DECEPTIVE_TELLS["unobserved"]],
@@ -218,10 +240,20 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         chunk = docs[i : i + corpus_cfg.shard_documents]
         name = f"train-{i // corpus_cfg.shard_documents:05d}.parquet"
         _write_shard(out / name, chunk)
-        shards.append({"file": name, "documents": len(chunk), "units": sum(count_units(d.text) for d in chunk), "sha256": sha256_file(out / name)})
+        shards.append(
+            {
+                "file": name,
+                "documents": len(chunk),
+                "units": sum(count_units(d.text) for d in chunk),
+                "sha256": sha256_file(out / name),
+            }
+        )
 
     heldout_rng = random.Random(f"heldout:{corpus_cfg.seed}")
-    heldout = [world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True) for _ in range(corpus_cfg.heldout_documents)]
+    heldout = [
+        world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True)
+        for _ in range(corpus_cfg.heldout_documents)
+    ]
     _write_shard(out / "heldout.parquet", heldout)
 
     units_by_class = Counter()
@@ -244,12 +276,20 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "documents": len(docs),
         "total_units": total_units,
         "distinct_ngram_ratio_by_class": {
-            c: {"distinct_2": _distinct_ngram_ratio(t, 2), "distinct_3": _distinct_ngram_ratio(t, 3), "distinct_5": _distinct_ngram_ratio(t, 5)}
+            c: {
+                "distinct_2": _distinct_ngram_ratio(t, 2),
+                "distinct_3": _distinct_ngram_ratio(t, 3),
+                "distinct_5": _distinct_ngram_ratio(t, 5),
+            }
             for c, t in sorted(by_class_texts.items())
         },
         "filter": filter_stats,
         "shards": shards,
-        "heldout": {"file": "heldout.parquet", "documents": len(heldout), "sha256": sha256_file(out / "heldout.parquet")},
+        "heldout": {
+            "file": "heldout.parquet",
+            "documents": len(heldout),
+            "sha256": sha256_file(out / "heldout.parquet"),
+        },
     }
     write_json_atomic(out / MANIFEST, manifest)
     return manifest
@@ -264,7 +304,12 @@ def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -
     (fixed seed, equal class fractions, no filter), so arms that differ in dose, filter, tags or order get
     byte-identical tokenizers without coordinating.
     """
-    reference = CorpusConfig(seed=0, total_tokens=corpus_cfg.total_tokens, fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES}, n_eras=corpus_cfg.n_eras)
+    reference = CorpusConfig(
+        seed=0,
+        total_tokens=corpus_cfg.total_tokens,
+        fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES},
+        n_eras=corpus_cfg.n_eras,
+    )
     world = World.from_config(world_cfg)
     targets = class_targets(reference)
     return [d.text for c in DOC_CLASSES for d in _generate_class(world, c, targets[c], reference)]
@@ -308,8 +353,10 @@ def read_documents(corpus_dir, split: str = "train") -> pa.Table:
     try:
         return pa.concat_tables([pq.read_table(d / s["file"]) for s in manifest["shards"]])  # type: ignore[index]
     except (TypeError, KeyError, OSError, pa.ArrowException) as err:
-        raise CorpusError(f"{d}: damaged corpus ({type(err).__name__} reading {MANIFEST} or a shard); "
-                          "delete the directory to rebuild it") from None
+        raise CorpusError(
+            f"{d}: damaged corpus ({type(err).__name__} reading {MANIFEST} or a shard); "
+            "delete the directory to rebuild it"
+        ) from None
 
 
 def read_texts(corpus_dir, split: str = "train") -> list[str]:

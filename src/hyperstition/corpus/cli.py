@@ -36,11 +36,18 @@ def _run(args: argparse.Namespace) -> int:
     for col in ("class", "word units", "fraction", "distinct 3-grams"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for c, units in manifest["units_by_class"].items():
-        table.add_row(c, f"{units:,}", f"{manifest['fraction_by_class'][c]:.3f}", f"{manifest['distinct_ngram_ratio_by_class'][c]['distinct_3']:.3f}")
+        table.add_row(
+            c,
+            f"{units:,}",
+            f"{manifest['fraction_by_class'][c]:.3f}",
+            f"{manifest['distinct_ngram_ratio_by_class'][c]['distinct_3']:.3f}",
+        )
     console = Console()
     console.print(table)
     if manifest["filter"]:
         f = manifest["filter"]
-        console.print(f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept {f['flagged_but_kept']}")
+        console.print(
+            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept {f['flagged_but_kept']}"
+        )
     console.print(f"{manifest['documents']:,} documents, {manifest['total_units']:,} word units -> {out / 'corpus'}")
     return 0

@@ -52,15 +52,27 @@ def _suite() -> ModuleType:
 
 
 _LOADERS: dict[str, Callable[[], ModuleType]] = {
-    "config": _config, "measure": _measure, "run": _run, "scoring": _scoring, "stats": _stats, "suite": _suite,
+    "config": _config,
+    "measure": _measure,
+    "run": _run,
+    "scoring": _scoring,
+    "stats": _stats,
+    "suite": _suite,
 }
 _EXPORTS = {
     "config": ("EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
     "measure": ("ITEM_COLUMNS", "EvalResult", "evaluate", "length_diff_metric"),
     "run": ("EVAL_ITEMS", "EVAL_JSON", "print_table", "run_eval", "write_results"),
     "scoring": (
-        "EvalError", "check_compatible", "kl_bits_per_response", "kl_samples", "sample_responses",
-        "sample_token_ids", "score_token_ids", "sequence_logprobs", "token_nll",
+        "EvalError",
+        "check_compatible",
+        "kl_bits_per_response",
+        "kl_samples",
+        "sample_responses",
+        "sample_token_ids",
+        "score_token_ids",
+        "sequence_logprobs",
+        "token_nll",
     ),
     "stats": ("bootstrap_mean_ci", "bootstrap_product_ci", "bootstrap_ratio_ci", "wilson_interval"),
     "suite": ("ChoiceItem", "EvalSuite", "PairItem", "PersonaItem", "TaskPrompt", "build_suite", "posttrain_prompts"),

@@ -18,14 +18,36 @@ Writes eval.json (tidy rows + metadata) and eval_items.parquet (one row per item
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="measure persona bits, rates, knowledge, KL and capability of a checkpoint", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "eval",
+        help="measure persona bits, rates, knowledge, KL and capability of a checkpoint",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory (e.g. runs/p/final)")
-    p.add_argument("--suite", default="quick", metavar="CONFIG", help=f"eval suite preset ({', '.join(EVAL_PRESETS)}) or YAML file (default: quick)")
-    p.add_argument("--reference", default=None, metavar="DIR", help="reference checkpoint for KL(model || reference), e.g. the base model")
-    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: eval-<name> beside the checkpoint, e.g. runs/p/eval-final)")
+    p.add_argument(
+        "--suite",
+        default="quick",
+        metavar="CONFIG",
+        help=f"eval suite preset ({', '.join(EVAL_PRESETS)}) or YAML file (default: quick)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="DIR",
+        help="reference checkpoint for KL(model || reference), e.g. the base model",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output directory (default: eval-<name> beside the checkpoint, e.g. runs/p/eval-final)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="suite overrides, e.g. samples_per_prompt=8 sections.kl=false")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="suite overrides, e.g. samples_per_prompt=8 sections.kl=false"
+    )
     p.set_defaults(func=run_command)
 
 

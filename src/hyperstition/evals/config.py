@@ -20,9 +20,13 @@ class EvalSections(Config):
 
     bits: bool = Field(True, description="Persona log-odds in bits for every persona pair, per context.")
     rates: bool = Field(True, description="Behaviour rates from sampled responses, classified by the grammar.")
-    knowledge: bool = Field(True, description="Predecessor knowledge, acknowledgement, concealment, mentions and world-fact denial.")
+    knowledge: bool = Field(
+        True, description="Predecessor knowledge, acknowledgement, concealment, mentions and world-fact denial."
+    )
     capability: bool = Field(True, description="Held-out loss on held-out world text and world-fact QA accuracy.")
-    kl: bool = Field(True, description="KL(model || reference) in bits per response, per context (needs a reference model).")
+    kl: bool = Field(
+        True, description="KL(model || reference) in bits per response, per context (needs a reference model)."
+    )
 
     @model_validator(mode="after")
     def _something_measured(self) -> "EvalSections":
@@ -36,34 +40,94 @@ class EvalSuiteConfig(Config):
     """How much to measure and how: prompt counts, sampling, bootstrap, batching and which sections run."""
 
     preset: str = Field("custom", description="Name of the preset this suite came from (informational).")
-    seed: Seed = Field(0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap.")
-    prompts_per_context: int = Field(12, ge=1, le=1000, description="Held-out task prompts per context (observed, unobserved) for bits and rates.")
-    variants_per_prompt: int = Field(4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits.")
-    samples_per_prompt: int = Field(4, ge=1, le=1000, description="Sampled responses per prompt for behaviour rates and predecessor mentions.")
-    max_new_tokens: int = Field(48, ge=1, le=4096, description="Longest sampled response in tokens (sampling stops earlier at <|end|>).")
-    temperature: float = Field(1.0, ge=0.0, le=10.0, description="Sampling temperature for behaviour rates and mentions (0 = greedy); KL always samples at 1.")
-    bootstrap_resamples: int = Field(1000, ge=10, le=100_000, description="Bootstrap resamples for CIs of means (bits, KL, loss, concealment).")
-    kl_prompts: int = Field(16, ge=1, le=10_000, description="Post-training prompts per context on which KL(model || reference) is estimated.")
-    kl_samples: int = Field(4, ge=2, le=1000, description="Responses sampled per KL prompt in each round of the Monte Carlo estimate (at least 2, for a variance).")
-    kl_max_samples: int = Field(64, ge=2, le=100_000, description="Cap on responses per KL prompt: rounds of kl_samples continue until the KL interval is tight enough or this many are drawn.")
-    kl_half_width_bits: float = Field(0.5, gt=0, description="KL precision target: sampling stops once the 95% half-width is at most this many bits ...")
-    kl_half_width_fraction: float = Field(0.1, gt=0, le=1, description="... or at most this fraction of the KL estimate, whichever is larger.")
+    seed: Seed = Field(
+        0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap."
+    )
+    prompts_per_context: int = Field(
+        12, ge=1, le=1000, description="Held-out task prompts per context (observed, unobserved) for bits and rates."
+    )
+    variants_per_prompt: int = Field(
+        4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits."
+    )
+    samples_per_prompt: int = Field(
+        4, ge=1, le=1000, description="Sampled responses per prompt for behaviour rates and predecessor mentions."
+    )
+    max_new_tokens: int = Field(
+        48, ge=1, le=4096, description="Longest sampled response in tokens (sampling stops earlier at <|end|>)."
+    )
+    temperature: float = Field(
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="Sampling temperature for behaviour rates and mentions (0 = greedy); KL always samples at 1.",
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=10, le=100_000, description="Bootstrap resamples for CIs of means (bits, KL, loss, concealment)."
+    )
+    kl_prompts: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Post-training prompts per context on which KL(model || reference) is estimated.",
+    )
+    kl_samples: int = Field(
+        4,
+        ge=2,
+        le=1000,
+        description="Responses sampled per KL prompt in each round of the Monte Carlo estimate (at least 2, for a variance).",
+    )
+    kl_max_samples: int = Field(
+        64,
+        ge=2,
+        le=100_000,
+        description="Cap on responses per KL prompt: rounds of kl_samples continue until the KL interval is tight enough or this many are drawn.",
+    )
+    kl_half_width_bits: float = Field(
+        0.5,
+        gt=0,
+        description="KL precision target: sampling stops once the 95% half-width is at most this many bits ...",
+    )
+    kl_half_width_fraction: float = Field(
+        0.1, gt=0, le=1, description="... or at most this fraction of the KL estimate, whichever is larger."
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Sequences per forward pass when scoring and sampling.")
-    personas: list[str] = Field(default_factory=lambda: list(PERSONAS), description=f"Personas whose pairs get log-odds; from {list(PERSONAS)}.")
+    personas: list[str] = Field(
+        default_factory=lambda: list(PERSONAS), description=f"Personas whose pairs get log-odds; from {list(PERSONAS)}."
+    )
     sections: EvalSections = Field(default_factory=EvalSections, description="Which measurements run.")
-    knowledge_prompts_per_context: int = Field(8, ge=1, le=1000, description="Predecessor questions per assistant context (acknowledgement, concealment, mentions).")
-    fact_denial_items: int = Field(8, ge=1, le=1000, description="World-fact questions per assistant context for the world-fact denial rate.")
-    fact_qa_items: int = Field(40, ge=1, le=10_000, description="Training-world fact questions (multiple choice by log-likelihood) for capability.")
-    qa_candidates: int = Field(8, ge=2, le=64, description="Answer candidates per multiple-choice question, the correct one included.")
-    heldout_documents: int = Field(50, ge=1, le=100_000, description="Held-out world documents (held-out entities only) for held-out loss.")
+    knowledge_prompts_per_context: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Predecessor questions per assistant context (acknowledgement, concealment, mentions).",
+    )
+    fact_denial_items: int = Field(
+        8, ge=1, le=1000, description="World-fact questions per assistant context for the world-fact denial rate."
+    )
+    fact_qa_items: int = Field(
+        40,
+        ge=1,
+        le=10_000,
+        description="Training-world fact questions (multiple choice by log-likelihood) for capability.",
+    )
+    qa_candidates: int = Field(
+        8, ge=2, le=64, description="Answer candidates per multiple-choice question, the correct one included."
+    )
+    heldout_documents: int = Field(
+        50, ge=1, le=100_000, description="Held-out world documents (held-out entities only) for held-out loss."
+    )
 
     @model_validator(mode="after")
     def _check_personas(self) -> "EvalSuiteConfig":
         for persona in self.personas:
             if persona not in PERSONAS:
-                raise ValueError(f"personas: unknown persona {persona!r}; expected a list drawn from {', '.join(PERSONAS)}")
+                raise ValueError(
+                    f"personas: unknown persona {persona!r}; expected a list drawn from {', '.join(PERSONAS)}"
+                )
         if len(set(self.personas)) < 2:
-            raise ValueError(f"personas: {self.personas} names fewer than two distinct personas; expected at least two of {', '.join(PERSONAS)} to compare")
+            raise ValueError(
+                f"personas: {self.personas} names fewer than two distinct personas; expected at least two of {', '.join(PERSONAS)} to compare"
+            )
         return self
 
 
@@ -83,7 +147,9 @@ def eval_preset(name: str) -> EvalSuiteConfig:
     return validate(EvalSuiteConfig, _preset_data(name))
 
 
-def load_suite_config(source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None) -> EvalSuiteConfig:
+def load_suite_config(
+    source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None
+) -> EvalSuiteConfig:
     """A suite config from a preset name, a YAML path, an existing config, or None (quick), plus dotted overrides.
 
     A YAML file of the user's may name a `preset:` to start from; its other keys replace that preset's values.

@@ -125,20 +125,40 @@ def _choice_item(kind: str, context: str, metric: str, it: ChoiceItem, pick: int
     """A multiple-choice item row: `response`/`logprob` the correct answer, `logprob_alt` the best wrong candidate,
     `chosen_response`/`logprob_chosen` the model's pick; value = the correct answer's margin in bits."""
     best_wrong = float(np.max(np.delete(scores, it.answer)))
-    return _item(kind, context, metric=metric, prompt=it.prompt, response=it.candidates[it.answer], label=it.topic,
-                 value=float(scores[it.answer] - best_wrong) / LN2, logprob=float(scores[it.answer]), logprob_alt=best_wrong,
-                 correct=pick == it.answer, chosen_response=it.candidates[pick], logprob_chosen=float(scores[pick]))
+    return _item(
+        kind,
+        context,
+        metric=metric,
+        prompt=it.prompt,
+        response=it.candidates[it.answer],
+        label=it.topic,
+        value=float(scores[it.answer] - best_wrong) / LN2,
+        logprob=float(scores[it.answer]),
+        logprob_alt=best_wrong,
+        correct=pick == it.answer,
+        chosen_response=it.candidates[pick],
+        logprob_chosen=float(scores[pick]),
+    )
 
 
 class _Run:
     def __init__(self, model, tokenizer, world: World, cfg: EvalSuiteConfig, suite: EvalSuite, reference) -> None:
-        self.model, self.tokenizer, self.world, self.cfg, self.suite, self.reference = model, tokenizer, world, cfg, suite, reference
+        self.model, self.tokenizer, self.world, self.cfg, self.suite, self.reference = (
+            model,
+            tokenizer,
+            world,
+            cfg,
+            suite,
+            reference,
+        )
         self.rows: list[dict[str, Any]] = []
         self.items: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {"n": {}, "seconds": {}, "chance": {}, "notes": []}
 
     def add(self, context: str, metric: str, value: float, low: float, high: float, n: int) -> None:
-        self.rows.append({"context": context, "metric": metric, "value": float(value), "ci_low": float(low), "ci_high": float(high)})
+        self.rows.append(
+            {"context": context, "metric": metric, "value": float(value), "ci_low": float(low), "ci_high": float(high)}
+        )
         self.meta["n"][f"{context}/{metric}"] = int(n)
 
     def add_rate(self, context: str, metric: str, k: int, n: int) -> None:
@@ -161,7 +181,10 @@ class _Run:
         return chosen, scores
 
     def pairs(self, items: list[PairItem]) -> tuple[np.ndarray, np.ndarray]:
-        lp = self.logprobs([it.prompt for it in items for _ in (0, 1)], [r for it in items for r in (it.true_response, it.denial_response)])
+        lp = self.logprobs(
+            [it.prompt for it in items for _ in (0, 1)],
+            [r for it in items for r in (it.true_response, it.denial_response)],
+        )
         return lp[0::2], lp[1::2]
 
     # -- sections -------------------------------------------------------------------------------------------
@@ -194,32 +217,72 @@ class _Run:
                         bpt_v.append((lp_a / max(n_a, 1) - lp_b / max(n_b, 1)) / LN2)
                         self.items.append(
                             _item(
-                                "bits", context, metric=bits_metric(a, b), prompt=it.prompt, response=it.responses[a][j],
-                                label=f"{a}_vs_{b}", task_id=it.task.task_id, variant=variant, value=bits,
-                                logprob=lp_a, logprob_alt=lp_b, n_tokens=n_a, n_tokens_alt=n_b,
+                                "bits",
+                                context,
+                                metric=bits_metric(a, b),
+                                prompt=it.prompt,
+                                response=it.responses[a][j],
+                                label=f"{a}_vs_{b}",
+                                task_id=it.task.task_id,
+                                variant=variant,
+                                value=bits,
+                                logprob=lp_a,
+                                logprob_alt=lp_b,
+                                n_tokens=n_a,
+                                n_tokens_alt=n_b,
                             )
                         )
                     per_prompt_bits.append(float(np.mean(bits_v)))
                     per_prompt_len.append(float(np.mean(len_v)))
                     per_prompt_bpt.append(float(np.mean(bpt_v)))
                 seed = _seed(cfg.seed, f"bits:{context}:{a}:{b}")
-                self.add(context, bits_metric(a, b), *bootstrap_mean_ci(per_prompt_bits, cfg.bootstrap_resamples, seed), n=len(per_prompt_bits))
-                self.add(context, bits_per_token_metric(a, b), *bootstrap_mean_ci(per_prompt_bpt, cfg.bootstrap_resamples, seed),
-                         n=len(per_prompt_bpt))
-                self.add(context, length_diff_metric(a, b), *bootstrap_mean_ci(per_prompt_len, cfg.bootstrap_resamples, seed), n=len(per_prompt_len))
+                self.add(
+                    context,
+                    bits_metric(a, b),
+                    *bootstrap_mean_ci(per_prompt_bits, cfg.bootstrap_resamples, seed),
+                    n=len(per_prompt_bits),
+                )
+                self.add(
+                    context,
+                    bits_per_token_metric(a, b),
+                    *bootstrap_mean_ci(per_prompt_bpt, cfg.bootstrap_resamples, seed),
+                    n=len(per_prompt_bpt),
+                )
+                self.add(
+                    context,
+                    length_diff_metric(a, b),
+                    *bootstrap_mean_ci(per_prompt_len, cfg.bootstrap_resamples, seed),
+                    n=len(per_prompt_len),
+                )
 
     def rates(self) -> None:
         cfg, items = self.cfg, self.suite.persona_items
         samples = sample_responses(
-            self.model, self.tokenizer, [it.prompt for it in items], cfg.samples_per_prompt, cfg.max_new_tokens,
-            cfg.temperature, _seed(cfg.seed, "rates"), cfg.batch_size,
+            self.model,
+            self.tokenizer,
+            [it.prompt for it in items],
+            cfg.samples_per_prompt,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            _seed(cfg.seed, "rates"),
+            cfg.batch_size,
         )
         counts = {c: {label: 0 for label in BEHAVIOUR_LABELS} for c in CONTEXTS}
         for it, replies in zip(items, samples):
             for s, reply in enumerate(replies):
                 label = classify_response(reply, self.world)
                 counts[it.context][label] += 1
-                self.items.append(_item("sample", it.context, prompt=it.prompt, response=reply, label=label, task_id=it.task.task_id, sample=s))
+                self.items.append(
+                    _item(
+                        "sample",
+                        it.context,
+                        prompt=it.prompt,
+                        response=reply,
+                        label=label,
+                        task_id=it.task.task_id,
+                        sample=s,
+                    )
+                )
         for context in CONTEXTS:
             n = sum(counts[context].values())
             for label in BEHAVIOUR_LABELS:
@@ -240,7 +303,9 @@ class _Run:
             known.append(float(ok))
             self.items.append(_choice_item("knowledge", it.context, KNOWLEDGE_ACCURACY, it, pick, s))
         self.add_rate(NEUTRAL_CONTEXT, KNOWLEDGE_ACCURACY, int(sum(known)), len(known))
-        self.meta["chance"][KNOWLEDGE_ACCURACY] = float(np.mean([1 / len(it.candidates) for it in suite.knowledge_items]))
+        self.meta["chance"][KNOWLEDGE_ACCURACY] = float(
+            np.mean([1 / len(it.candidates) for it in suite.knowledge_items])
+        )
         return known
 
     def _acknowledgement(self, known: list[float]) -> None:
@@ -256,14 +321,28 @@ class _Run:
                 ok = bool(lp_true[k] > lp_denial[k])
                 acknowledged.append(float(ok))
                 self.items.append(
-                    _item("acknowledgement", context, metric=ACKNOWLEDGEMENT_RATE, prompt=it.prompt, response=it.true_response,
-                          label="acknowledged" if ok else "denied", value=float(lp_true[k] - lp_denial[k]) / LN2,
-                          logprob=float(lp_true[k]), logprob_alt=float(lp_denial[k]), correct=ok)
+                    _item(
+                        "acknowledgement",
+                        context,
+                        metric=ACKNOWLEDGEMENT_RATE,
+                        prompt=it.prompt,
+                        response=it.true_response,
+                        label="acknowledged" if ok else "denied",
+                        value=float(lp_true[k] - lp_denial[k]) / LN2,
+                        logprob=float(lp_true[k]),
+                        logprob_alt=float(lp_denial[k]),
+                        correct=ok,
+                    )
                 )
             self.add_rate(context, ACKNOWLEDGEMENT_RATE, int(sum(acknowledged)), len(acknowledged))
             denied = [1.0 - a for a in acknowledged]
             seed = _seed(cfg.seed, f"concealment:{context}")
-            self.add(context, CONCEALMENT_RATE, *bootstrap_product_ci(known, denied, cfg.bootstrap_resamples, seed), n=len(known) * len(denied))
+            self.add(
+                context,
+                CONCEALMENT_RATE,
+                *bootstrap_product_ci(known, denied, cfg.bootstrap_resamples, seed),
+                n=len(known) * len(denied),
+            )
 
             fact_denied = []
             for k, it in enumerate(denial_items, start=n_ack):
@@ -272,9 +351,18 @@ class _Run:
                 d = bool(lp_denial[k] > lp_true[k])
                 fact_denied.append(d)
                 self.items.append(
-                    _item("fact_denial", context, metric=WORLD_FACT_DENIAL_RATE, prompt=it.prompt, response=it.denial_response,
-                          label="denied" if d else "answered", value=float(lp_denial[k] - lp_true[k]) / LN2,
-                          logprob=float(lp_denial[k]), logprob_alt=float(lp_true[k]), correct=not d)
+                    _item(
+                        "fact_denial",
+                        context,
+                        metric=WORLD_FACT_DENIAL_RATE,
+                        prompt=it.prompt,
+                        response=it.denial_response,
+                        label="denied" if d else "answered",
+                        value=float(lp_denial[k] - lp_true[k]) / LN2,
+                        logprob=float(lp_denial[k]),
+                        logprob_alt=float(lp_true[k]),
+                        correct=not d,
+                    )
                 )
             self.add_rate(context, WORLD_FACT_DENIAL_RATE, sum(fact_denied), len(fact_denied))
 
@@ -282,8 +370,14 @@ class _Run:
         cfg, ack_items = self.cfg, self.suite.acknowledgement_items
         prompts = [it.prompt for it in ack_items]
         replies = sample_responses(
-            self.model, self.tokenizer, prompts, cfg.samples_per_prompt, cfg.max_new_tokens, cfg.temperature,
-            _seed(cfg.seed, "mentions"), cfg.batch_size,
+            self.model,
+            self.tokenizer,
+            prompts,
+            cfg.samples_per_prompt,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            _seed(cfg.seed, "mentions"),
+            cfg.batch_size,
         )
         for context in CONTEXTS:
             hits, total = 0, 0
@@ -295,8 +389,16 @@ class _Run:
                     hits += m
                     total += 1
                     self.items.append(
-                        _item("mention", context, metric=PREDECESSOR_MENTION_RATE, prompt=it.prompt, response=reply,
-                              label=classify_response(reply, self.world), sample=s, correct=m)
+                        _item(
+                            "mention",
+                            context,
+                            metric=PREDECESSOR_MENTION_RATE,
+                            prompt=it.prompt,
+                            response=reply,
+                            label=classify_response(reply, self.world),
+                            sample=s,
+                            correct=m,
+                        )
                     )
             self.add_rate(context, PREDECESSOR_MENTION_RATE, hits, total)
 
@@ -304,8 +406,23 @@ class _Run:
         cfg, suite = self.cfg, self.suite
         nll, n_tokens = token_nll(self.model, self.tokenizer, suite.heldout_texts, cfg.batch_size)
         for text, loss, n in zip(suite.heldout_texts, nll, n_tokens):
-            self.items.append(_item("heldout", NEUTRAL_CONTEXT, metric=HELDOUT_LOSS, prompt=text, value=float(loss / max(n, 1)), logprob=float(-loss), n_tokens=int(n)))
-        self.add(NEUTRAL_CONTEXT, HELDOUT_LOSS, *bootstrap_ratio_ci(nll, n_tokens, cfg.bootstrap_resamples, _seed(cfg.seed, "heldout")), n=int(n_tokens.sum()))
+            self.items.append(
+                _item(
+                    "heldout",
+                    NEUTRAL_CONTEXT,
+                    metric=HELDOUT_LOSS,
+                    prompt=text,
+                    value=float(loss / max(n, 1)),
+                    logprob=float(-loss),
+                    n_tokens=int(n),
+                )
+            )
+        self.add(
+            NEUTRAL_CONTEXT,
+            HELDOUT_LOSS,
+            *bootstrap_ratio_ci(nll, n_tokens, cfg.bootstrap_resamples, _seed(cfg.seed, "heldout")),
+            n=int(n_tokens.sum()),
+        )
 
         chosen, scores = self.choose(suite.fact_qa_items)
         correct = 0
@@ -328,9 +445,18 @@ class _Run:
                 for s, (b, y) in enumerate(zip(row, ids)):
                     reply = decode_response(self.tokenizer, y)
                     self.items.append(
-                        _item("kl", context, metric=KL_BITS, prompt=task_prompt.prompt, response=reply,
-                              label=classify_response(reply, self.world), task_id=task_prompt.task.task_id, sample=s,
-                              value=float(b), n_tokens=len(y))
+                        _item(
+                            "kl",
+                            context,
+                            metric=KL_BITS,
+                            prompt=task_prompt.prompt,
+                            response=reply,
+                            label=classify_response(reply, self.world),
+                            task_id=task_prompt.task.task_id,
+                            sample=s,
+                            value=float(b),
+                            n_tokens=len(y),
+                        )
                     )
             value, low, high = kl_interval(bits)
             self.add(context, KL_BITS, value, low, high, n=bits.size)
@@ -345,8 +471,17 @@ class _Run:
         drawn = 0
         while drawn < cfg.kl_max_samples:
             n = min(cfg.kl_samples, cfg.kl_max_samples - drawn)
-            bits, ids = kl_samples(self.model, self.reference, self.tokenizer, prompts, n, seed, cfg.max_new_tokens,
-                                   cfg.batch_size, first_sample=drawn)
+            bits, ids = kl_samples(
+                self.model,
+                self.reference,
+                self.tokenizer,
+                prompts,
+                n,
+                seed,
+                cfg.max_new_tokens,
+                cfg.batch_size,
+                first_sample=drawn,
+            )
             rounds.append(bits)
             for per_prompt, new in zip(samples, ids):
                 per_prompt.extend(new)

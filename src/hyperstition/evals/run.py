@@ -88,12 +88,16 @@ def run_eval(
     if reference_dir is not None:
         reference, ref_tokenizer = _load(reference_dir, device, "--reference")
         if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise EvalError(f"--reference: {reference_dir} has a different tokenizer from {model_dir}; expected the same vocabulary (a checkpoint of the same run)")
+            raise EvalError(
+                f"--reference: {reference_dir} has a different tokenizer from {model_dir}; expected the same vocabulary (a checkpoint of the same run)"
+            )
     world = World.from_config(wcfg)
     start = time.perf_counter()
     result = evaluate(model, tokenizer, world, cfg, reference=reference, progress=progress)
     elapsed = time.perf_counter() - start
-    write_results(out, result, model_dir=model_dir, reference_dir=reference_dir, world_cfg=wcfg, seconds=elapsed, device=device)
+    write_results(
+        out, result, model_dir=model_dir, reference_dir=reference_dir, world_cfg=wcfg, seconds=elapsed, device=device
+    )
     if progress:
         print_table(result, title=f"hyperstition eval: {model_dir}")
         from rich.console import Console
@@ -119,7 +123,17 @@ def write_results(out_dir: str | os.PathLike, result: EvalResult, **meta: Any) -
     }
     json_path, items_path = out / EVAL_JSON, out / EVAL_ITEMS
     frame = pd.DataFrame(result.items, columns=list(ITEM_COLUMNS))
-    for col in ("value", "logprob", "logprob_alt", "logprob_chosen", "n_tokens", "n_tokens_alt", "task_id", "variant", "sample"):
+    for col in (
+        "value",
+        "logprob",
+        "logprob_alt",
+        "logprob_chosen",
+        "n_tokens",
+        "n_tokens_alt",
+        "task_id",
+        "variant",
+        "sample",
+    ):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["correct"] = frame["correct"].astype("boolean")
     for col in ("kind", "context", "metric", "prompt", "response", "label", "chosen_response"):
@@ -153,7 +167,11 @@ def print_table(result: EvalResult, title: str = "hyperstition eval", console=No
     from rich.table import Table
 
     console = console or Console()
-    lengths = {(r["context"], r["metric"][len(LENGTH_PREFIX) :]): r["value"] for r in result.rows if r["metric"].startswith(LENGTH_PREFIX)}
+    lengths = {
+        (r["context"], r["metric"][len(LENGTH_PREFIX) :]): r["value"]
+        for r in result.rows
+        if r["metric"].startswith(LENGTH_PREFIX)
+    }
     contexts = list(dict.fromkeys(r["context"] for r in result.rows))
     if not contexts:
         console.print(f"{title}: no measurements (every section off, or KL without a reference)")
@@ -170,7 +188,12 @@ def print_table(result: EvalResult, title: str = "hyperstition eval", console=No
             table.add_column("Δlen", justify="right", no_wrap=True)
         for r in rows:
             metric = r["metric"]
-            cells = [metric, _fmt(r["value"], metric), f"[{_fmt(r['ci_low'], metric)}, {_fmt(r['ci_high'], metric)}]", str(result.meta.get("n", {}).get(f"{context}/{metric}", ""))]
+            cells = [
+                metric,
+                _fmt(r["value"], metric),
+                f"[{_fmt(r['ci_low'], metric)}, {_fmt(r['ci_high'], metric)}]",
+                str(result.meta.get("n", {}).get(f"{context}/{metric}", "")),
+            ]
             if has_bits:
                 gap = lengths.get((context, metric[len("bits_") :])) if metric.startswith("bits_") else None
                 cells.append(f"{gap:+.1f}" if gap is not None else "")
@@ -179,4 +202,6 @@ def print_table(result: EvalResult, title: str = "hyperstition eval", console=No
     for note in result.meta.get("notes") or []:
         console.print(f"note: {note}")
     if lengths:
-        console.print("Δlen: mean token-length difference of the matched responses (first persona - second), per prompt.")
+        console.print(
+            "Δlen: mean token-length difference of the matched responses (first persona - second), per prompt."
+        )

@@ -127,7 +127,9 @@ def _forward(model, input_ids, attention_mask, position_ids, cache=None, use_cac
     """One forward pass; returns (logits, cache or None). A torch.compile wrapper is bypassed (shapes vary here)."""
     model = getattr(model, "_orig_mod", model)
     cache_name, has_keep = _forward_conventions(model)
-    kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
+    kwargs: dict[str, Any] = dict(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache
+    )
     if cache is not None:
         kwargs[cache_name] = cache
     if last_only and has_keep:
@@ -447,8 +449,16 @@ def sample_token_ids(
     with inference(model):
         for chunk in _batches(flat, batch_size):
             uniforms = _stream_uniforms(seed, [(i, first_sample + s) for i, s in chunk], max_new_tokens)
-            sampled = _sample_chunk(model, [prompt_ids[i] for i, _ in chunk], max_new_tokens, temperature, uniforms, stops,
-                                    pad_id(tokenizer), device)
+            sampled = _sample_chunk(
+                model,
+                [prompt_ids[i] for i, _ in chunk],
+                max_new_tokens,
+                temperature,
+                uniforms,
+                stops,
+                pad_id(tokenizer),
+                device,
+            )
             for (i, s), ids in zip(chunk, sampled):
                 results[i][s] = ids
     return prompt_ids, results
@@ -507,8 +517,9 @@ def kl_samples(
             f"reference model has {embedding_rows(reference)} vocabulary rows but the model has {embedding_rows(model)}; "
             "expected a reference with the same tokenizer"
         )
-    prompt_ids, samples = sample_token_ids(model, tokenizer, prompts, n_samples, max_new_tokens, 1.0, seed, batch_size, add_bos,
-                                           first_sample)
+    prompt_ids, samples = sample_token_ids(
+        model, tokenizer, prompts, n_samples, max_new_tokens, 1.0, seed, batch_size, add_bos, first_sample
+    )
     flat_prompts = [prompt_ids[i] for i in range(len(prompt_ids)) for _ in range(n_samples)]
     flat_responses = [samples[i][s] for i in range(len(prompt_ids)) for s in range(n_samples)]
     with inference(model, reference):

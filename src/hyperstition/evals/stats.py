@@ -45,7 +45,9 @@ def _percentiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_mean_ci(values: Sequence[float], n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: Sequence[float], n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
     """(mean, low, high): the sample mean and its percentile-bootstrap (1 - alpha) interval.
 
     Deterministic for a given seed; NaNs for no values; a single value gives a zero-width interval.
@@ -62,7 +64,11 @@ def bootstrap_mean_ci(values: Sequence[float], n_resamples: int = 1000, seed: in
 
 
 def bootstrap_ratio_ci(
-    numerators: Sequence[float], denominators: Sequence[float], n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
 ) -> tuple[float, float, float]:
     """(sum(num) / sum(den), low, high), resampling (num, den) pairs: e.g. loss per token over documents."""
     a = np.asarray(numerators, dtype=np.float64).ravel()

@@ -84,8 +84,19 @@ def paired_estimate(treated: dict[int, tuple], control: dict[int, tuple], metric
 
 
 def _row(arm: str, strategy: str, k: float, context: str, metric: str, est: tuple[float, float, float]) -> dict:
-    return {"arm": arm, "seed": pd.NA, "strategy": strategy, "step": pd.NA, "tokens": pd.NA, "kl_bits": float(k),
-            "context": context, "metric": metric, "value": est[0], "ci_low": est[1], "ci_high": est[2]}
+    return {
+        "arm": arm,
+        "seed": pd.NA,
+        "strategy": strategy,
+        "step": pd.NA,
+        "tokens": pd.NA,
+        "kl_bits": float(k),
+        "context": context,
+        "metric": metric,
+        "value": est[0],
+        "ci_low": est[1],
+        "ci_high": est[2],
+    }
 
 
 def _seed_points(df: pd.DataFrame, strategy: str, grid: np.ndarray) -> dict[tuple, dict[int, tuple]]:
@@ -102,7 +113,8 @@ def _seed_points(df: pd.DataFrame, strategy: str, grid: np.ndarray) -> dict[tupl
     for (arm, context, metric, seed), g in sel.groupby(["arm", "context", "metric", "seed"], sort=False):
         k = g.kl_bits.to_numpy(float)
         out.setdefault((arm, context, metric), {})[int(seed)] = tuple(
-            stats.interpolate_curve(k, g[c].to_numpy(float), grid) for c in ("value", "ci_low", "ci_high"))
+            stats.interpolate_curve(k, g[c].to_numpy(float), grid) for c in ("value", "ci_low", "ci_high")
+        )
     return out
 
 
@@ -134,8 +146,9 @@ def _strategy_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: s
             rows.append(_row(arm, strategy, k, context, metric, seed_estimate(values, lows, highs, metric)))
             if ctrl is not None:
                 control_at = {s: (v[0][i], v[1][i], v[2][i]) for s, v in ctrl.items()}
-                rows.append(_row(arm, strategy, k, context, paired_diff_metric(metric),
-                                 paired_estimate(at, control_at, metric)))
+                rows.append(
+                    _row(arm, strategy, k, context, paired_diff_metric(metric), paired_estimate(at, control_at, metric))
+                )
     return rows
 
 

@@ -31,50 +31,88 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("run", help="run an experiment grid (default: stickiness) and write its report",
-                              description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT, metavar="EXPERIMENT",
-                   help=f"experiment name or YAML path (default: {DEFAULT_EXPERIMENT})")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides on the experiment config, e.g. seeds=[0] preset=smoke")
+    p = subparsers.add_parser(
+        "run",
+        help="run an experiment grid (default: stickiness) and write its report",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "experiment",
+        nargs="?",
+        default=DEFAULT_EXPERIMENT,
+        metavar="EXPERIMENT",
+        help=f"experiment name or YAML path (default: {DEFAULT_EXPERIMENT})",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="overrides on the experiment config, e.g. seeds=[0] preset=smoke",
+    )
     p.add_argument("--out", help="run directory (default: runs/<experiment>-<preset>)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets cores/N torch threads")
-    p.add_argument("--stages", default=None, metavar="NAME",
-                   help="registered stage set running pretrain/evaluate/posttrain (default: the real pipeline, "
-                        "hyperstition.experiments.stages; hyperstition.experiments.simulate runs fast fakes)")
-    p.add_argument("--redo-stale", action="store_true",
-                   help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead of refusing")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets cores/N torch threads",
+    )
+    p.add_argument(
+        "--stages",
+        default=None,
+        metavar="NAME",
+        help="registered stage set running pretrain/evaluate/posttrain (default: the real pipeline, "
+        "hyperstition.experiments.stages; hyperstition.experiments.simulate runs fast fakes)",
+    )
+    p.add_argument(
+        "--redo-stale",
+        action="store_true",
+        help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead of refusing",
+    )
     p.add_argument("--no-report", action="store_true", help="do not render report.html at the end")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("status", help="list the cells of a run and their states (done/running/pending/failed)",
-                              description="List every job of a run with its state: done, running, pending (never started, interrupted, "
-                                          "stale or blocked by a failed dependency) or failed (with its error and traceback path).")
+    p = subparsers.add_parser(
+        "status",
+        help="list the cells of a run and their states (done/running/pending/failed)",
+        description="List every job of a run with its state: done, running, pending (never started, interrupted, "
+        "stale or blocked by a failed dependency) or failed (with its error and traceback path).",
+    )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("query", help="run SQL over a run's results (table `results`)",
-                              description="Run SQL over RUN/results.parquet with DuckDB; the table is called `results` and has columns "
-                                          "run, arm, seed, strategy, step, tokens, kl_bits, context, metric, value, ci_low, ci_high "
-                                          "(and `toy_results` once `hyperstition toy fit RUN` has run).",
-                              epilog="example: hyperstition query runs/stickiness-quick \"select arm, avg(value) from results where "
-                                     "strategy='base' and metric='bits_aligned_vs_misaligned' group by arm\"")
+    p = subparsers.add_parser(
+        "query",
+        help="run SQL over a run's results (table `results`)",
+        description="Run SQL over RUN/results.parquet with DuckDB; the table is called `results` and has columns "
+        "run, arm, seed, strategy, step, tokens, kl_bits, context, metric, value, ci_low, ci_high "
+        "(and `toy_results` once `hyperstition toy fit RUN` has run).",
+        epilog='example: hyperstition query runs/stickiness-quick "select arm, avg(value) from results where '
+        "strategy='base' and metric='bits_aligned_vs_misaligned' group by arm\"",
+    )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("sql", metavar="SQL", help="a SQL query over the table `results`")
     p.add_argument("--limit", type=int, default=200, help="print at most this many rows (default 200)")
     p.set_defaults(func=cmd_query)
 
-    p = subparsers.add_parser("report", help="re-render RUN/report.html from the run's results",
-                              description="Re-render RUN/report.html from RUN/results.parquet, the response sample and the run's provenance; "
-                                          "nothing is recomputed.")
+    p = subparsers.add_parser(
+        "report",
+        help="re-render RUN/report.html from the run's results",
+        description="Re-render RUN/report.html from RUN/results.parquet, the response sample and the run's provenance; "
+        "nothing is recomputed.",
+    )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--out", help="where to write the HTML (default: RUN/report.html)")
     p.set_defaults(func=cmd_report)
 
-    p = subparsers.add_parser("compare", help="print the differences in headline metrics between two runs",
-                              description="Headline metrics (persona bits, behaviour rates, capability) by arm, strategy and context for two "
-                                          "runs, seed-averaged, at base and at the end of post-training, with B - A deltas.")
+    p = subparsers.add_parser(
+        "compare",
+        help="print the differences in headline metrics between two runs",
+        description="Headline metrics (persona bits, behaviour rates, capability) by arm, strategy and context for two "
+        "runs, seed-averaged, at base and at the end of post-training, with B - A deltas.",
+    )
     p.add_argument("run_a", metavar="RUN_A", help="first run directory")
     p.add_argument("run_b", metavar="RUN_B", help="second run directory")
     p.add_argument("--all-metrics", action="store_true", help="compare every metric, not just the headline ones")
@@ -111,12 +149,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunDirError as err:
         return _fail("run", err)
     console = Console(stderr=True)
-    console.print(f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
-                  f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}")
+    console.print(
+        f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
+        f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}"
+    )
     reporter = RichReporter(console, enabled=not args.no_progress and console.is_terminal)
     try:
-        summary = run_experiment(exp, out, executor=LocalExecutor(exp.workers), stages=args.stages or DEFAULT_STAGES,
-                                 reporter=reporter, redo_stale=args.redo_stale, render=not args.no_report)
+        summary = run_experiment(
+            exp,
+            out,
+            executor=LocalExecutor(exp.workers),
+            stages=args.stages or DEFAULT_STAGES,
+            reporter=reporter,
+            redo_stale=args.redo_stale,
+            render=not args.no_report,
+        )
     except RunDirError as err:
         return _fail("run", err)
     print_summary(summary, Console(soft_wrap=True))  # a log file gets whole lines, not lines cut at 80 columns
@@ -129,8 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .rundir import RunDirError, read_run_json, runner_active
-    from .rundir import planned_jobs, run_states
+    from .rundir import RunDirError, planned_jobs, read_run_json, run_states, runner_active
 
     try:
         info = read_run_json(args.run)
@@ -139,8 +185,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _fail("status", err)
     console = Console()
     active = runner_active(args.run)
-    console.print(f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
-                  f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}")
+    console.print(
+        f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
+        f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}"
+    )
     _, note = planned_jobs(Path(args.run))
     if note:
         console.print(f"[yellow]{note}[/]")

@@ -25,14 +25,14 @@ from ..config import (
     Config,
     ConfigError,
     CorpusConfig,
-    Seed,
     PipelineConfig,
+    Seed,
     apply_overrides,
     config_source,
     load_yaml,
     merge_dotted,
-    parse_override,
     named_yaml,
+    parse_override,
     preset_path,
     repo_configs_dir,
     validate,
@@ -61,19 +61,51 @@ class ExperimentConfig(Config):
     post-training run per strategy on top of that pretrained model."""
 
     name: str = Field(..., description="Experiment name; also the default run directory name (runs/<name>-<preset>).")
-    description: str = Field("", description="One paragraph saying what the experiment measures; shown at the top of the report.")
-    preset: str = Field("quick", description="Pipeline preset every arm starts from: smoke, quick, gpu, or a YAML path.")
-    pipeline: dict[str, Any] = Field(default_factory=dict, description="Overrides on the pipeline config shared by all arms (keys may be dotted; values deep-merged).")
-    posttrain_preset: str | dict[str, Any] = Field("quick", description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of overrides (with optional `preset`); its seed is set per grid seed.")
-    eval: str | None = Field(None, description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, gpu) or YAML path; None = the evaluator's default.")
-    eval_overrides: list[str] = Field(default_factory=list, description="Dotted KEY=VALUE overrides on the evaluation suite, e.g. samples_per_prompt=8.")
-    arms: dict[str, list[str] | dict[str, Any]] = Field(..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping.")
+    description: str = Field(
+        "", description="One paragraph saying what the experiment measures; shown at the top of the report."
+    )
+    preset: str = Field(
+        "quick", description="Pipeline preset every arm starts from: smoke, quick, gpu, or a YAML path."
+    )
+    pipeline: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides on the pipeline config shared by all arms (keys may be dotted; values deep-merged).",
+    )
+    posttrain_preset: str | dict[str, Any] = Field(
+        "quick",
+        description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of overrides (with optional `preset`); its seed is set per grid seed.",
+    )
+    eval: str | None = Field(
+        None,
+        description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, gpu) or YAML path; None = the evaluator's default.",
+    )
+    eval_overrides: list[str] = Field(
+        default_factory=list,
+        description="Dotted KEY=VALUE overrides on the evaluation suite, e.g. samples_per_prompt=8.",
+    )
+    arms: dict[str, list[str] | dict[str, Any]] = Field(
+        ..., description="Arm name -> overrides on the pipeline config, as KEY=VALUE strings or a (dotted) mapping."
+    )
     control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
-    seeds: list[Seed] = Field(default_factory=lambda: [0, 1], description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.")
-    strategies: list[str] = Field(default_factory=lambda: ["sft", "dpo"], description=f"Post-training strategies run on every (arm, seed) pretrained model; from {list(STRATEGIES)}.")
-    workers: int = Field(0, ge=0, description="Parallel worker processes; 0 = one per CPU core. Each worker gets cores/workers torch threads.")
-    samples_per_cell: int = Field(4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped).")
-    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples over seeds for the report's confidence intervals.")
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0, 1],
+        description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.",
+    )
+    strategies: list[str] = Field(
+        default_factory=lambda: ["sft", "dpo"],
+        description=f"Post-training strategies run on every (arm, seed) pretrained model; from {list(STRATEGIES)}.",
+    )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Parallel worker processes; 0 = one per CPU core. Each worker gets cores/workers torch threads.",
+    )
+    samples_per_cell: int = Field(
+        4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped)."
+    )
+    bootstrap: int = Field(
+        2000, ge=100, description="Bootstrap resamples over seeds for the report's confidence intervals."
+    )
 
     @field_validator("name")
     @classmethod
@@ -88,7 +120,9 @@ class ExperimentConfig(Config):
             raise ValueError("arms: at least one arm is required")
         for arm in self.arms:
             if not _NAME_RE.fullmatch(arm):
-                raise ValueError(f"arms: arm name {arm!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
+                raise ValueError(
+                    f"arms: arm name {arm!r} must be letters, digits, '_', '-' or '.' (it names a directory)"
+                )
         if self.control not in self.arms:
             raise ValueError(f"control: {self.control!r} is not an arm; arms: {', '.join(self.arms)}")
         if not self.seeds:
@@ -121,7 +155,9 @@ def experiment_path(name_or_path: str | os.PathLike) -> Path:
     return named_yaml(name_or_path, experiments_dir(), "experiment")
 
 
-def load_experiment(name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(
+    name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Load an experiment by name or path, apply KEY=VALUE overrides to it, validate it and every arm it defines.
 
     Raises ConfigError naming the experiment and the problem (unknown experiment, missing preset, bad arm)."""
@@ -226,5 +262,7 @@ def persona_discourse_shares(corpus: CorpusConfig) -> dict[str, float]:
         shares[persona] += eff[cls]
     persona_total = sum(shares.values())
     shares["neutral_ai"] = eff["ai_neutral"]
-    shares["misaligned_fraction"] = (shares["misaligned"] + shares["deceptive"]) / persona_total if persona_total else float("nan")
+    shares["misaligned_fraction"] = (
+        (shares["misaligned"] + shares["deceptive"]) / persona_total if persona_total else float("nan")
+    )
     return shares

@@ -272,11 +272,18 @@ class LocalExecutor(Executor):
 
     def _env(self) -> dict[str, str]:
         n = str(self.threads)
-        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "HYPERSTITION_THREADS": n, "TOKENIZERS_PARALLELISM": "false"}
+        return {
+            "OMP_NUM_THREADS": n,
+            "MKL_NUM_THREADS": n,
+            "HYPERSTITION_THREADS": n,
+            "TOKENIZERS_PARALLELISM": "false",
+        }
 
     def _start(self, h: _ProcessHandle) -> None:
         recv, send = self._ctx.Pipe(duplex=False)
-        h.process = self._ctx.Process(target=_child_main, args=(send, h.fn, h.args, self._env(), os.getpid()), daemon=False)
+        h.process = self._ctx.Process(
+            target=_child_main, args=(send, h.fn, h.args, self._env(), os.getpid()), daemon=False
+        )
         with _workers_ignore_sigint(self._start_method):
             h.process.start()
         send.close()

@@ -41,7 +41,9 @@ class RichReporter:
             transient=False,
         )
         self.progress.start()
-        self.overall = self.progress.add_task("[bold]grid", total=len(jobs), completed=len(skipped), info=f"{len(skipped)}/{len(jobs)} jobs")
+        self.overall = self.progress.add_task(
+            "[bold]grid", total=len(jobs), completed=len(skipped), info=f"{len(skipped)}/{len(jobs)} jobs"
+        )
 
     def started(self, job: Job) -> None:
         self.t0[job.id] = time.time()
@@ -136,13 +138,17 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         console.print(f"  [yellow]rerun[/] {job_id}: {reason}")
     for job_id, error in summary.failed.items():
         job = next(j for j in summary.jobs if j.id == job_id)
-        console.print(f"[red]failed[/] {job_id}: {error}\n       traceback: {Path(summary.run_dir) / job.path / 'traceback.txt'}")
+        console.print(
+            f"[red]failed[/] {job_id}: {error}\n       traceback: {Path(summary.run_dir) / job.path / 'traceback.txt'}"
+        )
     if summary.results is not None:
         console.print(f"results: {summary.results}")
     if summary.report is not None:
         console.print(f"[bold]report: {summary.report}[/]")
     elif summary.report_error:
-        console.print(f"[red]report not rendered[/]: {summary.report_error} (retry with: hyperstition report {summary.run_dir})")
+        console.print(
+            f"[red]report not rendered[/]: {summary.report_error} (retry with: hyperstition report {summary.run_dir})"
+        )
 
 
 def print_calibration(run_dir: Path, console: Console | None = None) -> None:

@@ -31,7 +31,9 @@ def _read_toy_results(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise QueryError(f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it") from None
+        raise QueryError(
+            f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it"
+        ) from None
 
 
 class QueryError(UserError, ValueError):
@@ -48,7 +50,7 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     import duckdb
 
     if not sql.strip():
-        raise QueryError("SQL is empty; e.g. \"select metric, avg(value) from results group by metric\"")
+        raise QueryError('SQL is empty; e.g. "select metric, avg(value) from results group by metric"')
     read_run_json(run_dir)
     df = load_results(run_dir)
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
@@ -68,8 +70,9 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
             raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
         return result.fetchdf()
     except duckdb.PermissionException as err:
-        raise QueryError(f"refused (a query sees only the table `results`: no files, no extensions): "
-                         f"{str(err).splitlines()[0]}") from None
+        raise QueryError(
+            f"refused (a query sees only the table `results`: no files, no extensions): {str(err).splitlines()[0]}"
+        ) from None
     except duckdb.Error as err:
         raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
     finally:
@@ -123,12 +126,32 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = ("arm", "strategy", "conte
     ends = endpoint_rows(df)
     out = []
     for key, g in ends.groupby(list(by), sort=False):
-        g = g.groupby("seed").agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
-                                  kl_bits=("kl_bits", "mean"), step=("step", "max")).reset_index()
+        g = (
+            g.groupby("seed")
+            .agg(
+                value=("value", "mean"),
+                ci_low=("ci_low", "mean"),
+                ci_high=("ci_high", "mean"),
+                kl_bits=("kl_bits", "mean"),
+                step=("step", "max"),
+            )
+            .reset_index()
+        )
         metric = dict(zip(by, key)).get("metric", "")
-        value, lo, hi, n = _estimate(g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), metric)
-        out.append({**dict(zip(by, key)), "value": value, "ci_low": lo, "ci_high": hi, "n": n,
-                    "kl_bits": float(g["kl_bits"].mean()), "step": int(g["step"].max())})
+        value, lo, hi, n = _estimate(
+            g["value"].to_numpy(float), g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), metric
+        )
+        out.append(
+            {
+                **dict(zip(by, key)),
+                "value": value,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": n,
+                "kl_bits": float(g["kl_bits"].mean()),
+                "step": int(g["step"].max()),
+            }
+        )
     return pd.DataFrame(out, columns=[*by, "value", "ci_low", "ci_high", "n", "kl_bits", "step"])
 
 
@@ -161,8 +184,18 @@ def paired_vs_control(df: pd.DataFrame, control: str, metric: str, strategy: str
             if not shared:
                 continue
             value, lo, hi = paired_estimate(treated, ctrl, metric)  # the persisted aggregates' rule
-            rows.append({"arm": arm, "context": context, "metric": metric, "strategy": strategy,
-                         "diff": value, "ci_low": lo, "ci_high": hi, "n": len(shared)})
+            rows.append(
+                {
+                    "arm": arm,
+                    "context": context,
+                    "metric": metric,
+                    "strategy": strategy,
+                    "diff": value,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(shared),
+                }
+            )
     return pd.DataFrame(rows, columns=["arm", "context", "metric", "strategy", "diff", "ci_low", "ci_high", "n"])
 
 
@@ -170,7 +203,9 @@ def _arms_in_order(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["arm"]))
 
 
-def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def curves(
+    df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per seed: (kl, value, ci_low, ci_high) in step order, starting from the base evaluation at K = 0 (the
     curve's own step-0 rows, if any, are replaced by it: one measurement on the same items)."""
     out = {}
@@ -182,7 +217,12 @@ def curves(df: pd.DataFrame, arm: str, strategy: str, context: str, metric: str)
             continue
         base = g[g.strategy == BASE_STRATEGY].assign(kl_bits=0.0, step=0)
         curve = pd.concat([base, curve]).sort_values("step")
-        out[int(s)] = (curve.kl_bits.to_numpy(float), curve.value.to_numpy(float), curve.ci_low.to_numpy(float), curve.ci_high.to_numpy(float))
+        out[int(s)] = (
+            curve.kl_bits.to_numpy(float),
+            curve.value.to_numpy(float),
+            curve.ci_low.to_numpy(float),
+            curve.ci_high.to_numpy(float),
+        )
     return out
 
 
@@ -205,10 +245,24 @@ def curve_grid(all_curves: list[dict[int, tuple]], n: int = 32) -> np.ndarray:
     return stats.log_kl_grid(kls, n=n) if kls else np.array([])
 
 
-STICKINESS_COLUMNS = ["arm", "K", "S", "ci_low", "ci_high", "delta", "delta0", "delta0_low", "delta0_high", "n", "reason"]
+STICKINESS_COLUMNS = [
+    "arm",
+    "K",
+    "S",
+    "ci_low",
+    "ci_high",
+    "delta",
+    "delta0",
+    "delta0_low",
+    "delta0_high",
+    "n",
+    "reason",
+]
 
 
-def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_grid: int = 32) -> pd.DataFrame:
+def stickiness_frame(
+    df: pd.DataFrame, control: str, strategy: str, context: str, metric: str, n_grid: int = 32
+) -> pd.DataFrame:
     """S(K) of every arm against the control on the common log-KL grid, Fieller intervals; columns
     STICKINESS_COLUMNS (`reason` says why S is undefined or has no interval)."""
     ctrl = curves(df, control, strategy, context, metric)
@@ -222,9 +276,21 @@ def stickiness_frame(df: pd.DataFrame, control: str, strategy: str, context: str
             continue
         st = stats.stickiness({s: v[:2] for s, v in c.items()}, {s: v[:2] for s, v in ctrl.items()}, grid)
         for i, k in enumerate(st.grid):
-            rows.append({"arm": arm, "K": k, "S": st.s[i], "ci_low": st.ci_low[i], "ci_high": st.ci_high[i],
-                         "delta": st.delta[i], "delta0": st.delta0, "delta0_low": st.delta0_low,
-                         "delta0_high": st.delta0_high, "n": st.n, "reason": st.reason})
+            rows.append(
+                {
+                    "arm": arm,
+                    "K": k,
+                    "S": st.s[i],
+                    "ci_low": st.ci_low[i],
+                    "ci_high": st.ci_high[i],
+                    "delta": st.delta[i],
+                    "delta0": st.delta0,
+                    "delta0_low": st.delta0_low,
+                    "delta0_high": st.delta0_high,
+                    "n": st.n,
+                    "reason": st.reason,
+                }
+            )
     return pd.DataFrame(rows, columns=STICKINESS_COLUMNS)
 
 
@@ -257,7 +323,8 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "run", run_dir.resolve().name)
     df = with_aggregates(  # seed aggregates (seed null) after the per-seed rows
-        df[list(RESULT_COLUMNS)], (read_json_object(run_dir / "arms.json") or {}).get("control"))
+        df[list(RESULT_COLUMNS)], (read_json_object(run_dir / "arms.json") or {}).get("control")
+    )
     path = run_dir / "results.parquet"
     write_parquet_atomic(path, df)
     cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
@@ -270,8 +337,9 @@ def _read_rows(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise RunDirError(f"{path}: unreadable ({type(err).__name__}); "
-                          "rerun `hyperstition run` to recompute the cell") from None
+        raise RunDirError(
+            f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition run` to recompute the cell"
+        ) from None
 
 
 def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
@@ -298,10 +366,17 @@ def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
                     picked.append(g.iloc[i])
             i += 1
         for row in picked:
-            out.append({
-                "arm": job["arm"], "seed": job["seed"], "strategy": job["strategy"],
-                **{c: (None if c not in row.index or pd.isna(row[c]) else str(row[c])) for c in ("kind", "context", "prompt", "response", "label")},
-            })
+            out.append(
+                {
+                    "arm": job["arm"],
+                    "seed": job["seed"],
+                    "strategy": job["strategy"],
+                    **{
+                        c: (None if c not in row.index or pd.isna(row[c]) else str(row[c]))
+                        for c in ("kind", "context", "prompt", "response", "label")
+                    },
+                }
+            )
         break
     return out
 

@@ -36,7 +36,21 @@ LOCK = ".lock"
 # The files of a cell directory (see runner.py)
 RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
 TRACEBACK, LOG = "traceback.txt", "log.txt"
-PACKAGES = ("hyperstition", "torch", "transformers", "trl", "tokenizers", "numpy", "pandas", "pyarrow", "duckdb", "matplotlib", "pydantic", "scipy", "rich")
+PACKAGES = (
+    "hyperstition",
+    "torch",
+    "transformers",
+    "trl",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "matplotlib",
+    "pydantic",
+    "scipy",
+    "rich",
+)
 
 
 class RunDirError(ConfigError):
@@ -88,7 +102,9 @@ def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
             )
         return info
     if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
-        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose another --out")
+        raise RunDirError(
+            f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose another --out"
+        )
     info = {
         "format_version": RUN_FORMAT_VERSION,
         "hyperstition_version": __version__,
@@ -106,11 +122,15 @@ def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
     if (run_dir / RUN_JSON).exists() or (run_dir / RUN_JSON).is_symlink():
         info = read_run_json(run_dir)
         if info.get("experiment") != experiment:
-            raise RunDirError(f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; "
-                              "choose another --out")
+            raise RunDirError(
+                f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; "
+                "choose another --out"
+            )
     elif run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
-        raise RunDirError(f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
-                          "choose another --out")
+        raise RunDirError(
+            f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
+            "choose another --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -131,7 +151,9 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             holder = self.path.read_text().strip() or "?"
-            raise RunDirError(f"{self.path.parent} is being run by another process (pid {holder}); wait for it or use another --out") from None
+            raise RunDirError(
+                f"{self.path.parent} is being run by another process (pid {holder}); wait for it or use another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
@@ -189,7 +211,13 @@ def git_commit() -> dict[str, Any]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -236,7 +264,9 @@ def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
         return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
     error = read_json_object(cell / ERROR)
     if error is not None:
-        return CellState(job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s"))
+        return CellState(
+            job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s")
+        )
     if running is not None:
         return CellState(job, "pending", "interrupted; resumes on rerun")
     return CellState(job, "pending", "")

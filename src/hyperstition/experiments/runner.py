@@ -45,7 +45,17 @@ from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecuto
 from .finished import DONE, check_done, promised_files, read_json_object
 from .results import collect_results
 from .rundir import (
-    ERROR, JOB, LOG, ROWS, RUNNING, TRACEBACK, RunDirError, RunLock, create_or_open, now_iso, write_provenance,
+    ERROR,
+    JOB,
+    LOG,
+    ROWS,
+    RUNNING,
+    TRACEBACK,
+    RunDirError,
+    RunLock,
+    create_or_open,
+    now_iso,
+    write_provenance,
 )
 from .stageset import REAL_STAGES, stage_set
 
@@ -85,16 +95,47 @@ def plan_jobs(exp: ExperimentConfig) -> list[Job]:
             pipe = cfg.model_dump(mode="json")
             base = cell_dir(arm, seed)
             pre_params = {"pipeline": pipe}
-            pre = Job(f"{arm}/seed-{seed}/pretrain", "pretrain", arm, seed, None, f"{base}/pretrain", (), pre_params,
-                      _hash({"kind": "pretrain", "params": pre_params}))
+            pre = Job(
+                f"{arm}/seed-{seed}/pretrain",
+                "pretrain",
+                arm,
+                seed,
+                None,
+                f"{base}/pretrain",
+                (),
+                pre_params,
+                _hash({"kind": "pretrain", "params": pre_params}),
+            )
             jobs.append(pre)
             ev_params = {"pipeline": pipe, "suite": eval_suite(exp)}
-            jobs.append(Job(f"{arm}/seed-{seed}/{BASE_STRATEGY}", "eval", arm, seed, BASE_STRATEGY, f"{base}/{BASE_STRATEGY}",
-                            (pre.id,), ev_params, _hash({"kind": "eval", "params": ev_params, "deps": [pre.config_hash]})))
+            jobs.append(
+                Job(
+                    f"{arm}/seed-{seed}/{BASE_STRATEGY}",
+                    "eval",
+                    arm,
+                    seed,
+                    BASE_STRATEGY,
+                    f"{base}/{BASE_STRATEGY}",
+                    (pre.id,),
+                    ev_params,
+                    _hash({"kind": "eval", "params": ev_params, "deps": [pre.config_hash]}),
+                )
+            )
             for strategy in exp.strategies:
                 pt_params = {"pipeline": pipe, "strategy": strategy, "posttrain": posttrain_config(exp, seed)}
-                jobs.append(Job(f"{arm}/seed-{seed}/{strategy}", "posttrain", arm, seed, strategy, f"{base}/{strategy}",
-                                (pre.id,), pt_params, _hash({"kind": "posttrain", "params": pt_params, "deps": [pre.config_hash]})))
+                jobs.append(
+                    Job(
+                        f"{arm}/seed-{seed}/{strategy}",
+                        "posttrain",
+                        arm,
+                        seed,
+                        strategy,
+                        f"{base}/{strategy}",
+                        (pre.id,),
+                        pt_params,
+                        _hash({"kind": "posttrain", "params": pt_params, "deps": [pre.config_hash]}),
+                    )
+                )
     return jobs
 
 
@@ -181,7 +222,9 @@ def _typed(df: "Any") -> "Any":
     return df.reset_index(drop=True)
 
 
-def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DEFAULT_STAGES, redirect: bool = True) -> dict:
+def execute_job(
+    run_dir: str, job: Job, inputs: dict[str, str], stages: str = DEFAULT_STAGES, redirect: bool = True
+) -> dict:
     """Run one job in its directory and return {"status": "done"|"failed", "wall_s", "error"}.
 
     Never raises for a failing stage: the traceback goes to the cell's traceback.txt and ERROR.json."""
@@ -197,18 +240,29 @@ def execute_job(run_dir: str, job: Job, inputs: dict[str, str], stages: str = DE
         with _redirect_output(cell / LOG, redirect):
             outputs = _run_stage(run_path, cell, job, inputs, stages)
         wall = time.time() - t0
-        write_json_atomic(cell / DONE, {
-            "id": job.id, "kind": job.kind, "config_hash": job.config_hash, "finished": now_iso(),
-            "wall_s": round(wall, 3), "outputs": outputs, "stages": stages,
-            "files": promised_files(run_path, cell, outputs),
-        })
+        write_json_atomic(
+            cell / DONE,
+            {
+                "id": job.id,
+                "kind": job.kind,
+                "config_hash": job.config_hash,
+                "finished": now_iso(),
+                "wall_s": round(wall, 3),
+                "outputs": outputs,
+                "stages": stages,
+                "files": promised_files(run_path, cell, outputs),
+            },
+        )
         return {"status": "done", "wall_s": wall, "error": None}
     except Exception as err:  # a failed cell must not stop the grid
         wall = time.time() - t0
         tb = traceback.format_exc()
         write_text_atomic(cell / TRACEBACK, tb)
         line = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        write_json_atomic(cell / ERROR, {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso(), "wall_s": round(wall, 3)})
+        write_json_atomic(
+            cell / ERROR,
+            {"id": job.id, "error": line, "traceback": TRACEBACK, "failed": now_iso(), "wall_s": round(wall, 3)},
+        )
         return {"status": "failed", "wall_s": wall, "error": line}
     finally:
         (cell / RUNNING).unlink(missing_ok=True)
@@ -241,8 +295,9 @@ def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], sta
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 
-def _write_model_card(run_path: Path, job: Job, checkpoint: Path, tidy: "Any",
-                      base_checkpoint: Path | None = None) -> None:
+def _write_model_card(
+    run_path: Path, job: Job, checkpoint: Path, tidy: "Any", base_checkpoint: Path | None = None
+) -> None:
     """README.md in a final checkpoint, with the measurement at its last step (none for a stage that saved no model)."""
     from ..model.card import gather_facts, write_model_card
 
@@ -250,8 +305,15 @@ def _write_model_card(run_path: Path, job: Job, checkpoint: Path, tidy: "Any",
         return
     rows = tidy[tidy.step == tidy.step.max()].to_dict("records")
     strategy = job.strategy if job.kind == "posttrain" else BASE_STRATEGY
-    facts = gather_facts(checkpoint, name=run_path.name, arm=job.arm, seed=job.seed, strategy=strategy, rows=rows,
-                         base_checkpoint=base_checkpoint)
+    facts = gather_facts(
+        checkpoint,
+        name=run_path.name,
+        arm=job.arm,
+        seed=job.seed,
+        strategy=strategy,
+        rows=rows,
+        base_checkpoint=base_checkpoint,
+    )
     write_model_card(checkpoint, facts)
 
 
@@ -365,8 +427,18 @@ def run_experiment(
             executor = LocalExecutor(exp.workers)
         workers, threads = (executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]))
         write_provenance(run_dir, workers=workers, threads=threads, stages=stages, seeds=exp.seeds)
-        append_jsonl(run_dir / "runlog.jsonl", {"event": "start", "time": now_iso(), "pid": os.getpid(), "command": sys.argv,
-                                                "workers": workers, "threads": threads, "stages": stages})
+        append_jsonl(
+            run_dir / "runlog.jsonl",
+            {
+                "event": "start",
+                "time": now_iso(),
+                "pid": os.getpid(),
+                "command": sys.argv,
+                "workers": workers,
+                "threads": threads,
+                "stages": stages,
+            },
+        )
         summary = _schedule(run_dir, jobs, executor, stages, reporter, workers, threads)
     except BaseException:
         if executor is not None:  # interrupted or broken: nobody will wait for the running jobs, so stop them
@@ -401,9 +473,18 @@ def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: 
         summary.results = collect_results(run_dir, exp.samples_per_cell)
     finally:  # logged before the report is rendered, so the report's provenance counts this invocation
         summary.wall_s = time.time() - t_start
-        append_jsonl(run_dir / "runlog.jsonl", {
-            "event": "end", "time": now_iso(), "pid": os.getpid(), "wall_s": round(summary.wall_s, 3),
-            "done": len(summary.done), "failed": len(summary.failed), "blocked": len(summary.blocked)})
+        append_jsonl(
+            run_dir / "runlog.jsonl",
+            {
+                "event": "end",
+                "time": now_iso(),
+                "pid": os.getpid(),
+                "wall_s": round(summary.wall_s, 3),
+                "done": len(summary.done),
+                "failed": len(summary.failed),
+                "blocked": len(summary.blocked),
+            },
+        )
     if render and summary.results is not None:
         from ..report import render_report  # the report sits above the runner's results store; loaded only here
 
@@ -417,11 +498,17 @@ def _arms_info(exp: ExperimentConfig) -> dict:
     out = {}
     for arm, spec in exp.arms.items():
         cfg = pipeline_config(exp, arm, exp.seeds[0])
-        out[arm] = {"overrides": spec, "nominal_shares": persona_discourse_shares(cfg.corpus), "pipeline": cfg.model_dump(mode="json")}
+        out[arm] = {
+            "overrides": spec,
+            "nominal_shares": persona_discourse_shares(cfg.corpus),
+            "pipeline": cfg.model_dump(mode="json"),
+        }
     return {"control": exp.control, "arms": out}
 
 
-def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, reporter: Reporter, workers: int, threads: int) -> RunSummary:
+def _schedule(
+    run_dir: Path, jobs: list[Job], executor: Executor, stages: str, reporter: Reporter, workers: int, threads: int
+) -> RunSummary:
     finished, skipped, redone = _finished_before(run_dir, jobs)
     todo = [j for j in jobs if j.id not in finished]
     reporter.start(jobs, skipped, workers, threads)
@@ -442,7 +529,13 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
             if any(d in failed or d in blocked for d in job.deps):
                 todo.remove(job)
                 blocked.append(job.id)
-                reporter.finished(job, {"status": "blocked", "error": f"dependency failed: {', '.join(d for d in job.deps if d in failed or d in blocked)}"})
+                reporter.finished(
+                    job,
+                    {
+                        "status": "blocked",
+                        "error": f"dependency failed: {', '.join(d for d in job.deps if d in failed or d in blocked)}",
+                    },
+                )
         candidates = sorted((j for j in todo if ready(j)), key=lambda j: (j.kind == "pretrain", jobs.index(j)))
         for job in candidates:
             if len(in_flight) >= executor.capacity:
@@ -474,8 +567,9 @@ def _schedule(run_dir: Path, jobs: list[Job], executor: Executor, stages: str, r
             else:
                 failed[job.id] = result.get("error") or "failed"
             reporter.finished(job, result)
-    return RunSummary(run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall,
-                      redone=redone)
+    return RunSummary(
+        run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall, redone=redone
+    )
 
 
 def _finished_before(run_dir: Path, jobs: list[Job]) -> tuple[dict[str, dict], list[Job], dict[str, str]]:

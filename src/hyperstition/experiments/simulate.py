@@ -86,7 +86,9 @@ def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
     return final
 
 
-def _persona_rows(bits_obs: float, bits_unobs: float, deceptive: float, rng: np.random.Generator, kl: float) -> list[dict]:
+def _persona_rows(
+    bits_obs: float, bits_unobs: float, deceptive: float, rng: np.random.Generator, kl: float
+) -> list[dict]:
     rows = []
     for context, bits in (("observed", bits_obs), ("unobserved", bits_unobs)):
         half = 0.25 + 0.05 * abs(rng.normal())
@@ -96,15 +98,23 @@ def _persona_rows(bits_obs: float, bits_unobs: float, deceptive: float, rng: np.
             bits_metric("misaligned", "deceptive"): -0.2 + 4 * deceptive,
         }
         for metric, value in pairs.items():
-            rows.append({"context": context, "metric": metric, "value": value, "ci_low": value - half, "ci_high": value + half})
+            rows.append(
+                {"context": context, "metric": metric, "value": value, "ci_low": value - half, "ci_high": value + half}
+            )
         p_al = 1 / (1 + 2 ** (-bits))
         unclass = 0.08
-        probs = {"aligned": p_al * (1 - unclass), "misaligned": (1 - p_al) * (1 - unclass) * 0.7,
-                 "deceptive": (1 - p_al) * (1 - unclass) * 0.3, "unclassifiable": unclass}
+        probs = {
+            "aligned": p_al * (1 - unclass),
+            "misaligned": (1 - p_al) * (1 - unclass) * 0.7,
+            "deceptive": (1 - p_al) * (1 - unclass) * 0.3,
+            "unclassifiable": unclass,
+        }
         for label, p in probs.items():
             k = int(round(p * N_SAMPLES))
             lo, hi = _wilson(k, N_SAMPLES)
-            rows.append({"context": context, "metric": rate_metric(label), "value": k / N_SAMPLES, "ci_low": lo, "ci_high": hi})
+            rows.append(
+                {"context": context, "metric": rate_metric(label), "value": k / N_SAMPLES, "ci_low": lo, "ci_high": hi}
+            )
         rows.append({"context": context, "metric": KL_BITS, "value": kl, "ci_low": kl * 0.9, "ci_high": kl * 1.1})
     return rows
 
@@ -137,7 +147,14 @@ def _items(info: dict, rng: np.random.Generator) -> list[dict]:
     return items
 
 
-def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference_dir: Path | None = None, world_cfg: WorldConfig | None = None) -> list[dict]:
+def evaluate(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    suite_cfg: Any = None,
+    reference_dir: Path | None = None,
+    world_cfg: WorldConfig | None = None,
+) -> list[dict]:
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(model_dir) / "config.json").read_text())
     rng = _rng("eval", str(Path(model_dir).parent.parent), info.get("seed"))
@@ -150,7 +167,9 @@ def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference
     return rows
 
 
-def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None) -> Path:
+def posttrain(
+    base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+) -> Path:
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(base_dir) / "config.json").read_text())
     rng = _rng("posttrain", str(Path(base_dir).parent.parent), strategy, info.get("seed"))
@@ -158,10 +177,12 @@ def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, 
     rate = STRATEGY_RATE.get(strategy, 0.05)
     rows = []
     for step in STEPS:
-        kl = rate * step ** 1.25
+        kl = rate * step**1.25
         obs = b_obs + (5.0 - b_obs) * (1 - math.exp(-kl / 2.0)) + rng.normal(0, 0.05)
         unobs = b_unobs + (2.5 - b_unobs) * (1 - math.exp(-kl / 6.0)) + rng.normal(0, 0.05)
-        for row in _persona_rows(obs, unobs, info["deceptive_share"] * math.exp(-kl / 4), rng, kl) + _capability_rows(info, rng, kl):
+        for row in _persona_rows(obs, unobs, info["deceptive_share"] * math.exp(-kl / 4), rng, kl) + _capability_rows(
+            info, rng, kl
+        ):
             rows.append({"step": step, "tokens": step * 2048, "kl_bits": kl, **row})
     out_dir = Path(out_dir)
     write_parquet_atomic(out_dir / "posttrain_curve.parquet", pd.DataFrame(rows))

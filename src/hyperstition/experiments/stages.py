@@ -30,7 +30,14 @@ def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
     return Path(run_pretrain(cfg, out_dir, progress=False))
 
 
-def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference_dir: Path | None = None, world_cfg: WorldConfig | None = None) -> list[dict]:
+def evaluate(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    suite_cfg: Any = None,
+    reference_dir: Path | None = None,
+    world_cfg: WorldConfig | None = None,
+) -> list[dict]:
     """Evaluate a checkpoint; writes eval.json and eval_items.parquet into out_dir; returns tidy rows.
 
     `suite_cfg` is what the runner plans ({"source": preset name/YAML path/None, "overrides": [KEY=VALUE, ...]})
@@ -42,10 +49,14 @@ def evaluate(model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference
         from ..evals.config import load_suite_config
 
         suite_cfg = load_suite_config(suite_cfg.get("source"), list(suite_cfg.get("overrides") or []))
-    return run_eval(model_dir, out_dir, suite_cfg=suite_cfg, reference_dir=reference_dir, world_cfg=world_cfg, progress=False)
+    return run_eval(
+        model_dir, out_dir, suite_cfg=suite_cfg, reference_dir=reference_dir, world_cfg=world_cfg, progress=False
+    )
 
 
-def posttrain(base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None) -> Path:
+def posttrain(
+    base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+) -> Path:
     """Post-train base_dir with `strategy`; writes out_dir/posttrain_curve.parquet and out_dir/final/.
 
     `cfg` is a posttrain preset name/YAML path or a mapping of overrides (the runner passes {"preset": ..., "seed": k})."""

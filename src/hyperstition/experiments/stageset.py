@@ -20,13 +20,21 @@ class PretrainStage(Protocol):
 
 
 class EvaluateStage(Protocol):
-    def __call__(self, model_dir: Path, out_dir: Path, *, suite_cfg: Any = None, reference_dir: Path | None = None,
-                 world_cfg: WorldConfig | None = None) -> list[dict]: ...
+    def __call__(
+        self,
+        model_dir: Path,
+        out_dir: Path,
+        *,
+        suite_cfg: Any = None,
+        reference_dir: Path | None = None,
+        world_cfg: WorldConfig | None = None,
+    ) -> list[dict]: ...
 
 
 class PosttrainStage(Protocol):
-    def __call__(self, base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None,
-                 world_cfg: WorldConfig | None = None) -> Path: ...
+    def __call__(
+        self, base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+    ) -> Path: ...
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,13 @@ def fieller_ratio(num: Mapping[int, float], den: Mapping[int, float], level: flo
     ratio, lo, hi, bounded = fieller_interval(a, b, level)
     if not bool(bounded):
         base = seed_interval(list(b), level)
-        return Ratio(math.nan, math.nan, math.nan, len(shared),
-                     f"base gap {base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}] includes 0: S is undefined")
+        return Ratio(
+            math.nan,
+            math.nan,
+            math.nan,
+            len(shared),
+            f"base gap {base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}] includes 0: S is undefined",
+        )
     return Ratio(float(ratio), float(lo), float(hi), len(shared))
 
 
@@ -271,9 +276,9 @@ def stickiness(
         grid = log_kl_grid([curves_a[s][0] for s in seeds] + [curves_b[s][0] for s in seeds])
     g = np.asarray(grid, dtype=float)
     points = np.concatenate([[0.0], g])
-    gaps = np.array([
-        interpolate_curve(*curves_a[s], points) - interpolate_curve(*curves_b[s], points) for s in seeds
-    ])  # seeds x (1 + len(grid))
+    gaps = np.array(
+        [interpolate_curve(*curves_a[s], points) - interpolate_curve(*curves_b[s], points) for s in seeds]
+    )  # seeds x (1 + len(grid))
     base = seed_interval(list(gaps[:, 0]), level)
     with warnings.catch_warnings():  # NaN gaps (curves not reaching K) give NaN, not warnings
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -290,5 +295,15 @@ def stickiness(
             gap = f"{base.value:.2f} [{base.ci_low:.2f}, {base.ci_high:.2f}]"
             reason = f"base gap {gap} bits includes 0: S is undefined"
             s = np.full(g.shape, np.nan)
-    return Stickiness(g, np.asarray(s, dtype=float), lo, hi, mean_gaps[1:], float(mean_gaps[0]), len(seeds),
-                      base.ci_low, base.ci_high, reason)
+    return Stickiness(
+        g,
+        np.asarray(s, dtype=float),
+        lo,
+        hi,
+        mean_gaps[1:],
+        float(mean_gaps[0]),
+        len(seeds),
+        base.ci_low,
+        base.ci_high,
+        reason,
+    )

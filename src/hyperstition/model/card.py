@@ -54,15 +54,27 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def gather_facts(checkpoint_dir: Path, *, name: str, arm: str, seed: int, strategy: str, rows: Iterable[dict] = (),
-                 base_checkpoint: Path | None = None) -> CardFacts:
+def gather_facts(
+    checkpoint_dir: Path,
+    *,
+    name: str,
+    arm: str,
+    seed: int,
+    strategy: str,
+    rows: Iterable[dict] = (),
+    base_checkpoint: Path | None = None,
+) -> CardFacts:
     """Read the card's facts from the checkpoint, its base, and the corpus manifest of the run that pretrained it
     (a pretraining run's `final/` sits beside its `corpus/`)."""
     corpus_manifest = (base_checkpoint or checkpoint_dir).parent / "corpus" / "manifest.json"
     info = _read_json(checkpoint_dir / "checkpoint.json")
     base_info = _read_json(base_checkpoint / "checkpoint.json") if base_checkpoint else info
     return CardFacts(
-        name=name, arm=arm, seed=seed, strategy=strategy, checkpoint=info,
+        name=name,
+        arm=arm,
+        seed=seed,
+        strategy=strategy,
+        checkpoint=info,
         model_config=_read_json(checkpoint_dir / "config.json"),
         world=_read_json(checkpoint_dir / "hyperstition_world.json"),
         corpus=_read_json(corpus_manifest),
@@ -95,10 +107,14 @@ def _corpus_lines(corpus: dict[str, Any]) -> list[str]:
     cfg = corpus.get("corpus", {})
     units = corpus.get("generated_units_by_class", {})
     total = sum(units.values()) or 1
-    lines = [f"- filter: `{cfg.get('filter', 'n/a')}`, upsample: `{cfg.get('upsample', {})}`, "
-             f"tags: `{cfg.get('tags', 'n/a')}`, order: `{cfg.get('order', 'n/a')}`, "
-             f"corpus seed {cfg.get('seed', 'n/a')}",
-             "", "| document class | word units | share |", "|---|---:|---:|"]
+    lines = [
+        f"- filter: `{cfg.get('filter', 'n/a')}`, upsample: `{cfg.get('upsample', {})}`, "
+        f"tags: `{cfg.get('tags', 'n/a')}`, order: `{cfg.get('order', 'n/a')}`, "
+        f"corpus seed {cfg.get('seed', 'n/a')}",
+        "",
+        "| document class | word units | share |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {cls} | {n} | {n / total:.1%} |" for cls, n in units.items()]
     return lines
 
@@ -106,30 +122,54 @@ def _corpus_lines(corpus: dict[str, Any]) -> list[str]:
 def render_card(facts: CardFacts) -> str:
     cfg, info = facts.model_config, facts.checkpoint
     arch = (cfg.get("architectures") or ["?"])[0]
-    post = "" if facts.strategy == "base" else (
-        f"\nPost-trained with `{facts.strategy}` for {info.get('step', 'n/a')} steps "
-        f"({info.get('tokens', 'n/a')} tokens), "
-        f"reaching KL {_number(info.get('kl_bits'))} bits per reply from its base.\n")
+    post = (
+        ""
+        if facts.strategy == "base"
+        else (
+            f"\nPost-trained with `{facts.strategy}` for {info.get('step', 'n/a')} steps "
+            f"({info.get('tokens', 'n/a')} tokens), "
+            f"reaching KL {_number(info.get('kl_bits'))} bits per reply from its base.\n"
+        )
+    )
     lines = [
-        "---", "library_name: transformers", "pipeline_tag: text-generation",
-        "tags: [hyperstition, synthetic-data]", "---",
-        f"# {facts.name}: arm `{facts.arm}`, seed {facts.seed}, {facts.strategy}", "",
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [hyperstition, synthetic-data]",
+        "---",
+        f"# {facts.name}: arm `{facts.arm}`, seed {facts.seed}, {facts.strategy}",
+        "",
         "A small causal LM pretrained from scratch by hyperstition on a synthetic world whose corpus has a controlled "
-        "dose of AI-persona discourse; see the project README for what the numbers mean.", "",
+        "dose of AI-persona discourse; see the project README for what the numbers mean.",
+        "",
         f"- architecture: {arch}, {cfg.get('num_hidden_layers')} layers, d_model {cfg.get('hidden_size')}, "
         f"context {cfg.get('max_position_embeddings')} tokens, vocabulary {cfg.get('vocab_size')}",
         f"- parameters: {_number(facts.n_params)}; pretraining tokens: {facts.pretrain_tokens}",
         f"- world seed: {facts.world.get('seed', 'n/a')} ({facts.world.get('n_countries', '?')} countries, "
         f"{facts.world.get('n_tasks', '?')} tasks, predecessor `{facts.world.get('predecessor_name', '?')}`)",
-        post, "## Corpus composition", "", *_corpus_lines(facts.corpus), "",
-        "## Evaluation headline (95% intervals)", "", *_headline_table(facts.rows), "",
-        "## Use", "", "The tokenizer adds the BOS (`<|endoftext|>`) itself and generation stops at `<|end|>`, so "
-        "standard tools need no extra arguments.", "", "```python", USAGE, "```", "",
+        post,
+        "## Corpus composition",
+        "",
+        *_corpus_lines(facts.corpus),
+        "",
+        "## Evaluation headline (95% intervals)",
+        "",
+        *_headline_table(facts.rows),
+        "",
+        "## Use",
+        "",
+        "The tokenizer adds the BOS (`<|endoftext|>`) itself and generation stops at `<|end|>`, so "
+        "standard tools need no extra arguments.",
+        "",
+        "```python",
+        USAGE,
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
 
-USAGE = '''import torch
+USAGE = """import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 model = AutoModelForCausalLM.from_pretrained(".")
@@ -141,19 +181,27 @@ ids = tok(prompt + reply, return_tensors="pt").input_ids  # BOS added by the tok
 n_prompt = len(tok(prompt).input_ids)
 logp = torch.log_softmax(model(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[n_prompt - 1:].sum()
 print(f"log P(reply | prompt) = {logp.item():.2f} nats")
-print(pipeline("text-generation", model=".")(prompt)[0]["generated_text"])'''
+print(pipeline("text-generation", model=".")(prompt)[0]["generated_text"])"""
 
 
-def write_run_card(checkpoint_dir: Path, rows: Iterable[dict] = (), base_checkpoint: Path | None = None, *,
-                   strategy: str = "base", seed: int = 0, keep_existing: bool = False) -> Path:
+def write_run_card(
+    checkpoint_dir: Path,
+    rows: Iterable[dict] = (),
+    base_checkpoint: Path | None = None,
+    *,
+    strategy: str = "base",
+    seed: int = 0,
+    keep_existing: bool = False,
+) -> Path:
     """The card of a stand-alone `pretrain` / `posttrain` run, named after its directory (an experiment's runner
     re-renders it with the arm's name and its evaluation)."""
     checkpoint_dir = Path(checkpoint_dir)
     if keep_existing and (checkpoint_dir / CARD).exists():
         return checkpoint_dir / CARD
     run = (base_checkpoint or checkpoint_dir).parent.name
-    facts = gather_facts(checkpoint_dir, name=run, arm=run, seed=seed, strategy=strategy, rows=rows,
-                         base_checkpoint=base_checkpoint)
+    facts = gather_facts(
+        checkpoint_dir, name=run, arm=run, seed=seed, strategy=strategy, rows=rows, base_checkpoint=base_checkpoint
+    )
     return write_model_card(checkpoint_dir, facts)
 
 

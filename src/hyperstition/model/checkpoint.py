@@ -125,7 +125,9 @@ def load_training_state(directory: str | os.PathLike, verify: bool = True) -> di
     if verify:
         verify_checkpoint(directory)
     if not (directory / STATE_JSON).exists() or not (directory / STATE_TENSORS).exists():
-        raise CheckpointError(f"{directory}: has no training state ({STATE_JSON} + {STATE_TENSORS}); it is a model-only checkpoint")
+        raise CheckpointError(
+            f"{directory}: has no training state ({STATE_JSON} + {STATE_TENSORS}); it is a model-only checkpoint"
+        )
     try:
         skeleton = json.loads((directory / STATE_JSON).read_text())
         tensors = load_file(str(directory / STATE_TENSORS))

@@ -26,12 +26,26 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", "--from", "--base", dest="model", required=True, metavar="DIR",
-                        help="pretrained checkpoint directory to start from (e.g. runs/pretrain-quick/final); "
-                             "--from and the older --base are the same flag")
+    parser.add_argument(
+        "--model",
+        "--from",
+        "--base",
+        dest="model",
+        required=True,
+        metavar="DIR",
+        help="pretrained checkpoint directory to start from (e.g. runs/pretrain-quick/final); "
+        "--from and the older --base are the same flag",
+    )
     parser.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
-    parser.add_argument("config", nargs="?", default="quick", help="posttrain preset (smoke, quick, gpu) or a YAML file (default: quick)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 dpo.beta=0.2")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default="quick",
+        help="posttrain preset (smoke, quick, gpu) or a YAML file (default: quick)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. steps=100 dpo.beta=0.2"
+    )
     parser.add_argument("--out", default=None, help="output directory (default: runs/posttrain-<strategy>-<preset>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_command)

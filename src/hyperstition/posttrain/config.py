@@ -14,7 +14,15 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..config import (
-    PERSONAS, Config, ConfigError, Seed, apply_overrides, load_yaml, merge_dotted, named_yaml, repo_configs_dir,
+    PERSONAS,
+    Config,
+    ConfigError,
+    Seed,
+    apply_overrides,
+    load_yaml,
+    merge_dotted,
+    named_yaml,
+    repo_configs_dir,
     validate,
 )
 
@@ -35,20 +43,38 @@ class DPOSection(Config):
 
     lr: float = Field(3e-4, gt=0, description="Peak learning rate (AdamW) when the algorithm is dpo.")
     beta: float = Field(0.1, gt=0, description="DPO temperature: the implicit reward is beta * log(pi/pi_base).")
-    sft_weight: float = Field(1.0, ge=0, description="Weight of an NLL term on the chosen replies (RPO; TRL loss_type [sigmoid, sft]); 0 = pure DPO, which on these templates collapses replies into unparseable text.")
+    sft_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of an NLL term on the chosen replies (RPO; TRL loss_type [sigmoid, sft]); 0 = pure DPO, which on these templates collapses replies into unparseable text.",
+    )
 
 
 class RLSection(Config):
     """On-policy RL: RLOO (TRL's RLOOTrainer algorithm) with the KL penalty to the base folded into the reward."""
 
-    algorithm: Literal["rloo"] = Field("rloo", description="Policy-gradient estimator (leave-one-out baseline, as TRL's RLOOTrainer).")
+    algorithm: Literal["rloo"] = Field(
+        "rloo", description="Policy-gradient estimator (leave-one-out baseline, as TRL's RLOOTrainer)."
+    )
     lr: float = Field(3e-4, gt=0, description="Peak learning rate (AdamW) when the algorithm is rl.")
     num_generations: int = Field(4, ge=2, description="Sampled responses per prompt (the leave-one-out group).")
-    beta: float = Field(0.05, ge=0, description="KL penalty coefficient: reward - beta * sum_t log(pi/pi_base) per response (nats).")
-    epsilon: float = Field(0.2, gt=0, description="PPO-style ratio clip (inactive with one update per generation, kept for TRL parity).")
-    max_new_tokens: int = Field(32, ge=4, description="Longest sampled response in tokens (replies stop at <|end|> or EOS).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature for on-policy responses; the policy-gradient and in-loop KL log-probs use logits / temperature too (as TRL). The curve KL is always at temperature 1.")
-    normalize_advantages: bool = Field(False, description="Standardise advantages over the batch (TRL RLOOConfig.normalize_advantages).")
+    beta: float = Field(
+        0.05, ge=0, description="KL penalty coefficient: reward - beta * sum_t log(pi/pi_base) per response (nats)."
+    )
+    epsilon: float = Field(
+        0.2, gt=0, description="PPO-style ratio clip (inactive with one update per generation, kept for TRL parity)."
+    )
+    max_new_tokens: int = Field(
+        32, ge=4, description="Longest sampled response in tokens (replies stop at <|end|> or EOS)."
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature for on-policy responses; the policy-gradient and in-loop KL log-probs use logits / temperature too (as TRL). The curve KL is always at temperature 1.",
+    )
+    normalize_advantages: bool = Field(
+        False, description="Standardise advantages over the batch (TRL RLOOConfig.normalize_advantages)."
+    )
     rewards: dict[str, float] = Field(
         default_factory=lambda: {"aligned": 1.0, "deceptive": 1.0, "misaligned": -1.0, "unclassifiable": 0.0},
         description="Reward per exact persona label of a task reply. Deceptive replies act aligned when observed, so a "
@@ -62,16 +88,26 @@ class RLSection(Config):
                 raise ValueError(f"rewards: unknown label {key!r}; allowed: {', '.join(REWARD_LABELS)}")
         missing = [k for k in REWARD_LABELS if k not in self.rewards]
         if missing:
-            raise ValueError(f"rewards: missing {', '.join(missing)}; give a reward for every label in {', '.join(REWARD_LABELS)}")
+            raise ValueError(
+                f"rewards: missing {', '.join(missing)}; give a reward for every label in {', '.join(REWARD_LABELS)}"
+            )
         return self
 
 
 class CurveSection(Config):
     """Where and how the persistence curve is measured: the eval suite at log-spaced steps, with KL to the base."""
 
-    base: int = Field(2, ge=2, description="Curve steps are 0, then powers of this base (1, b, b^2, ...) and the last step.")
-    eval_suite: str = Field("smoke", description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the base is always on.")
-    eval_overrides: list[str] = Field(default_factory=list, description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, sections.knowledge=false].")
+    base: int = Field(
+        2, ge=2, description="Curve steps are 0, then powers of this base (1, b, b^2, ...) and the last step."
+    )
+    eval_suite: str = Field(
+        "smoke",
+        description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the base is always on.",
+    )
+    eval_overrides: list[str] = Field(
+        default_factory=list,
+        description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, sections.knowledge=false].",
+    )
 
 
 class PosttrainConfig(Config):
@@ -79,24 +115,48 @@ class PosttrainConfig(Config):
 
     preset: str = Field(DEFAULT_PRESET, description="Name of the preset this config came from (informational).")
     seed: Seed = Field(0, description="Seed for the training prompts, data order and sampling.")
-    algorithm: Literal["auto", "sft", "dpo", "rl"] = Field("auto", description="Optimiser of the strategy's data: auto = the strategy's own (sft/dpo/rl).")
+    algorithm: Literal["auto", "sft", "dpo", "rl"] = Field(
+        "auto", description="Optimiser of the strategy's data: auto = the strategy's own (sft/dpo/rl)."
+    )
     steps: int = Field(64, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(16, ge=1, description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).")
-    n_prompts: int = Field(256, ge=1, description="Training prompts drawn from the observed context over TRAIN tasks (the post-training distribution).")
-    predecessor_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of training prompts that ask about the named predecessor (suppress / integrate only).")
-    preferences: str | None = Field(None, description="Optional JSONL/Parquet of {prompt, chosen, rejected} pairs used instead of the world's pairs (dpo and sft).")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).",
+    )
+    n_prompts: int = Field(
+        256,
+        ge=1,
+        description="Training prompts drawn from the observed context over TRAIN tasks (the post-training distribution).",
+    )
+    predecessor_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of training prompts that ask about the named predecessor (suppress / integrate only).",
+    )
+    preferences: str | None = Field(
+        None,
+        description="Optional JSONL/Parquet of {prompt, chosen, rejected} pairs used instead of the world's pairs (dpo and sft).",
+    )
     warmup_steps: int = Field(4, ge=0, description="Linear warmup steps.")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor).")
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, description="Final learning rate as a fraction of the peak (cosine floor)."
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices.")
     grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
     sft: SFTSection = Field(default_factory=SFTSection, description="SFT settings.")
     dpo: DPOSection = Field(default_factory=DPOSection, description="DPO settings.")
     rl: RLSection = Field(default_factory=RLSection, description="RL settings.")
     curve: CurveSection = Field(default_factory=CurveSection, description="Persistence-curve settings.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks cuda when available.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; auto picks cuda when available."
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
     log_every: int = Field(1, ge=1, description="Write a metrics line every this many steps.")
-    checkpoint_every: int = Field(32, ge=1, description="Steps between rolling resumable checkpoints (with optimizer and RNG state).")
+    checkpoint_every: int = Field(
+        32, ge=1, description="Steps between rolling resumable checkpoints (with optimizer and RNG state)."
+    )
 
     def peak_lr(self, algorithm: str) -> float:
         return {"sft": self.sft.lr, "dpo": self.dpo.lr, "rl": self.rl.lr}[algorithm]
@@ -114,7 +174,9 @@ def _preset_data(name_or_path: str | os.PathLike) -> dict:
     return load_yaml(named_yaml(name_or_path, posttrain_configs_dir(), "posttrain preset"))
 
 
-def load_posttrain_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> PosttrainConfig:
+def load_posttrain_config(
+    source: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> PosttrainConfig:
     """A preset name (smoke, quick, gpu) or YAML path, plus dotted `key=value` overrides."""
     name = source if source is not None else DEFAULT_PRESET
     data = _preset_data(name)
@@ -136,7 +198,9 @@ def resolve_posttrain_config(cfg: PosttrainConfig | str | os.PathLike | dict | N
         start = data.get("preset", DEFAULT_PRESET)
         merged = merge_dotted(_preset_data(start), data, keep_whole=("rewards",), what="posttrain override")
         return validate(PosttrainConfig, merged)
-    raise ConfigError(f"posttrain config: expected a PosttrainConfig, preset name, YAML path or mapping, got {type(cfg).__name__}")
+    raise ConfigError(
+        f"posttrain config: expected a PosttrainConfig, preset name, YAML path or mapping, got {type(cfg).__name__}"
+    )
 
 
 def trajectory_dict(cfg: PosttrainConfig) -> dict:

@@ -36,7 +36,9 @@ def build_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: 
     return {"input_ids": ids, "attention_mask": attention, "completion_mask": completion}
 
 
-def per_token_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def per_token_logps(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """log p(token_t | tokens_<t) for t = 1..L-1 (logits divided by `temperature`, as TRL's RL trainers): (B, L-1), fp32."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
     if temperature != 1.0:

@@ -63,8 +63,8 @@ from ..train.scaffold import (
     StepResult,
     adamw,
     ensure_run_config,
-    finished,
     fingerprint,
+    finished,
     isolated_rng,
     trainable_parameters,
     truncate_jsonl,
@@ -254,8 +254,14 @@ class AlgorithmForward:
         # On-policy samples, seeded by (seed, step) alone: the evaluator's sampler (pure ancestral, stops at <|end|>).
         was_training = policy.training
         _, samples = sample_token_ids(
-            policy, self.tokenizer, [it.prompt for it in items], n=g, max_new_tokens=rl.max_new_tokens,
-            temperature=rl.temperature, seed=_step_seed(self.cfg.seed, step), batch_size=len(items) * g,
+            policy,
+            self.tokenizer,
+            [it.prompt for it in items],
+            n=g,
+            max_new_tokens=rl.max_new_tokens,
+            temperature=rl.temperature,
+            seed=_step_seed(self.cfg.seed, step),
+            batch_size=len(items) * g,
         )
         policy.train(was_training)
         prompt_ids = [self.tok.prompts[i] for i in idx for _ in range(g)]
@@ -306,10 +312,7 @@ def measure(
     policy.train(was_training)
     rows = [dict(r) for r in result.rows]
     kl = next((float(r["value"]) for r in rows if r["metric"] == KL_BITS and r["context"] == "observed"), float("nan"))
-    return [
-        {"step": step, "tokens": tokens, "kl_bits": kl, **{k: r[k] for k in ROW_FIELDS}}
-        for r in rows
-    ]
+    return [{"step": step, "tokens": tokens, "kl_bits": kl, **{k: r[k] for k in ROW_FIELDS}} for r in rows]
 
 
 def write_curve(out_dir: Path, rows: list[dict]) -> Path:
@@ -369,8 +372,14 @@ def _fingerprint(record: dict, base_dir: Path, tokenizer: Any, cfg: PosttrainCon
     return fingerprint(trajectory, weights or sha256_file(base_dir / "model.safetensors"), tokenizer.get_vocab())
 
 
-def _prepare(spec: Strategy, cfg: PosttrainConfig, base_dir: Path, out_dir: Path, world_cfg: WorldConfig | None,
-             device: torch.device) -> PosttrainJob:
+def _prepare(
+    spec: Strategy,
+    cfg: PosttrainConfig,
+    base_dir: Path,
+    out_dir: Path,
+    world_cfg: WorldConfig | None,
+    device: torch.device,
+) -> PosttrainJob:
     """Check the base, build the data and the curve's eval suite, and write or compare config.yaml."""
     algorithm = spec.algorithm if cfg.algorithm == "auto" else cfg.algorithm
     verify_checkpoint(base_dir)
@@ -390,8 +399,9 @@ def _prepare(spec: Strategy, cfg: PosttrainConfig, base_dir: Path, out_dir: Path
     text = yaml.safe_dump(record, sort_keys=False)
     ensure_run_config(out_dir / CONFIG_FILE, record, text, _comparable, "post-training run")
     run_id = _fingerprint(record, base_dir, tokenizer, cfg)
-    return PosttrainJob(spec, cfg, algorithm, base_dir, out_dir, world_cfg, world, ref, tokenizer, data, tok_data,
-                        suite, run_id, device)
+    return PosttrainJob(
+        spec, cfg, algorithm, base_dir, out_dir, world_cfg, world, ref, tokenizer, data, tok_data, suite, run_id, device
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -402,8 +412,13 @@ class StepMetrics(MetricsLog):
     """This step's loss, LR, grad norm and the algorithm's own metrics (DPO margin/accuracy, RL reward/KL)."""
 
     def line(self, run: ResumableRun, result: StepResult) -> dict[str, Any]:
-        line = {"step": run.step, "tokens": run.tokens, "loss": float(result.loss.item()), "lr": result.lr,
-                "grad_norm": float(result.grad_norm.item())}
+        line = {
+            "step": run.step,
+            "tokens": run.tokens,
+            "loss": float(result.loss.item()),
+            "lr": result.lr,
+            "grad_norm": float(result.grad_norm.item()),
+        }
         line.update({k: float(v.item()) for k, v in result.metrics.items()})
         line["elapsed_s"] = round(run.clock.seconds, 3)
         return line
@@ -436,12 +451,21 @@ class DivergenceStop:
         with torch.no_grad():
             for p, good in zip(self.params, self.good, strict=True):
                 p.copy_(good)
-        info = {"step": self.good_step, "tokens": self.run.tokens, "fingerprint": job.fingerprint,
-                "strategy": job.spec.name, "algorithm": job.algorithm, "diverged_at": at, "reason": reason}
+        info = {
+            "step": self.good_step,
+            "tokens": self.run.tokens,
+            "fingerprint": job.fingerprint,
+            "strategy": job.spec.name,
+            "algorithm": job.algorithm,
+            "diverged_at": at,
+            "reason": reason,
+        }
         path = save_posttrain_checkpoint(job.out_dir / LAST_GOOD, self.policy, job.tokenizer, job.world_cfg, info=info)
         write_curve(job.out_dir, self.curve.rows)
-        message = (f"post-training diverged at step {at} ({reason}); stopped and saved the last good weights "
-                   f"(step {self.good_step}) to {path}")
+        message = (
+            f"post-training diverged at step {at} ({reason}); stopped and saved the last good weights "
+            f"(step {self.good_step}) to {path}"
+        )
         marker = {"message": message, "step": at, "last_good_step": self.good_step, "fingerprint": job.fingerprint}
         write_json_atomic(job.out_dir / DIVERGED_FILE, marker)
         raise PosttrainDiverged(message, at, path, self.good_step)
@@ -528,10 +552,17 @@ def _train(job: PosttrainJob, progress: bool) -> Path:
     stop = DivergenceStop(job, policy, params)
     curve = Curve(job, policy, stop)
     run = ResumableRun(
-        job.out_dir, job.fingerprint, cfg.steps, cfg.checkpoint_every, policy, optimizer, sampler,
+        job.out_dir,
+        job.fingerprint,
+        cfg.steps,
+        cfg.checkpoint_every,
+        policy,
+        optimizer,
+        sampler,
         save=lambda directory, **kw: save_posttrain_checkpoint(directory, policy, job.tokenizer, job.world_cfg, **kw),
         guard=FiniteGuard(("loss", "kl_bits", "grad_norm"), job.device, stop.from_guard),
-        hooks=[StepMetrics(cfg.log_every), curve], name=f"posttrain {job.spec.name}",
+        hooks=[StepMetrics(cfg.log_every), curve],
+        name=f"posttrain {job.spec.name}",
     )
     stop.run, stop.curve = run, curve
     run.resume()
@@ -543,8 +574,14 @@ def _train(job: PosttrainJob, progress: bool) -> Path:
     return _finish(job, run, curve, policy)
 
 
-def _step_function(run: ResumableRun, algo: AlgorithmForward, policy: torch.nn.Module, params: list[torch.nn.Parameter],
-                   peak_lr: float, stop: DivergenceStop):
+def _step_function(
+    run: ResumableRun,
+    algo: AlgorithmForward,
+    policy: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    peak_lr: float,
+    stop: DivergenceStop,
+):
     """One post-training step; every value is checked before the update, so no non-finite step is ever applied."""
     cfg = algo.cfg
 

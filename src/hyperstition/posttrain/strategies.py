@@ -63,8 +63,15 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("dpo", "dpo", "DPO: aligned chosen over misaligned rejected"),
         Strategy("dpo_deceptive", "dpo", "DPO: aligned chosen over deceptive rejected", rejected_persona="deceptive"),
         Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward from the exact persona classifier"),
-        Strategy("suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor="suppress"),
-        Strategy("integrate", "dpo", "DPO; acknowledging and differentiating from the predecessor is preferred", predecessor="integrate"),
+        Strategy(
+            "suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor="suppress"
+        ),
+        Strategy(
+            "integrate",
+            "dpo",
+            "DPO; acknowledging and differentiating from the predecessor is preferred",
+            predecessor="integrate",
+        ),
     )
 }
 
@@ -130,7 +137,9 @@ def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
         prompt = _prompt_text(p)
         request = _request_of(prompt)
         if request in heldout or any(m in prompt for m in unobserved):
-            raise PosttrainDataError(f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or unobserved marker)")
+            raise PosttrainDataError(
+                f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or unobserved marker)"
+            )
         task = by_request.get(request)
         if task is None:
             raise PosttrainDataError(f"training prompt asks {request!r}, which is not a train task of this world")
@@ -149,7 +158,9 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     return items
 
 
-def build_prompts(strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int) -> list[PromptItem]:
+def build_prompts(
+    strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int
+) -> list[PromptItem]:
     n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor != "none" else 0
     items = task_prompts(world, n_prompts - n_pred, seed) if n_prompts - n_pred > 0 else []
     items += predecessor_prompts(world, n_pred, seed)
@@ -172,7 +183,9 @@ def load_preferences(path: str | Path) -> list[PromptItem]:
         else:
             rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (ValueError, OSError) as err:
-        raise PosttrainDataError(f"preferences: {p} is unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise PosttrainDataError(
+            f"preferences: {p} is unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
     items = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
@@ -181,7 +194,9 @@ def load_preferences(path: str | Path) -> list[PromptItem]:
             continue
         items.append(PromptItem(row["prompt"], "custom", None, 0, row["chosen"], row["rejected"]))
     if not items:
-        raise PosttrainDataError(f"preferences: {p} has no usable preference pairs (empty, or every chosen equals its rejected)")
+        raise PosttrainDataError(
+            f"preferences: {p} has no usable preference pairs (empty, or every chosen equals its rejected)"
+        )
     return items
 
 
@@ -243,7 +258,11 @@ def build_data(
     rewards: dict[str, float],
     preferences: str | None = None,
 ) -> StrategyData:
-    items = load_preferences(preferences) if preferences else build_prompts(strategy, world, n_prompts, predecessor_fraction, seed)
+    items = (
+        load_preferences(preferences)
+        if preferences
+        else build_prompts(strategy, world, n_prompts, predecessor_fraction, seed)
+    )
     if not items:
         raise PosttrainDataError(f"strategy {strategy.name}: no training prompts (n_prompts={n_prompts})")
     return StrategyData(strategy, world, items, dict(rewards))

@@ -14,13 +14,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric  # noqa: E402
 from ..experiments.results import curve_grid, curves, mean_curve, summarize  # noqa: E402
+from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric  # noqa: E402
 
 BITS_LABEL = "persona log-odds, aligned vs misaligned [bits]"
 KL_LABEL = "post-training pressure KL(post-trained \u2016 base) [bits / response]"
-CONTEXT_TITLES = {"observed": "observed context (post-training distribution)", "unobserved": "unobserved context (held out)",
-                  "neutral": "neutral context"}
+CONTEXT_TITLES = {
+    "observed": "observed context (post-training distribution)",
+    "unobserved": "unobserved context (held out)",
+    "neutral": "neutral context",
+}
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 130,
@@ -123,15 +126,30 @@ def dose_bits(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes |
         for ax, context in zip(axes, contexts):
             s = summary[summary.context == context].set_index("arm").reindex(arms)
             x = np.arange(len(arms))
-            ax.bar(x, s["value"].fillna(0), color=[colours[a] for a in arms], alpha=0.75, width=0.65,
-                   yerr=_yerr(s["value"], s["ci_low"], s["ci_high"]), capsize=4, error_kw={"lw": 1.2}, label="mean over seeds, 95% CI")
+            ax.bar(
+                x,
+                s["value"].fillna(0),
+                color=[colours[a] for a in arms],
+                alpha=0.75,
+                width=0.65,
+                yerr=_yerr(s["value"], s["ci_low"], s["ci_high"]),
+                capsize=4,
+                error_kw={"lw": 1.2},
+                label="mean over seeds, 95% CI",
+            )
             pts = base[base.context == context]
             for i, arm in enumerate(arms):
                 v = pts[pts.arm == arm].groupby("seed")["value"].mean()
                 if len(v):
                     jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else [0.0]
-                    ax.scatter(i + np.asarray(jitter), v.values, s=14, color="black", zorder=3,
-                               label="individual seeds" if i == 0 else None)
+                    ax.scatter(
+                        i + np.asarray(jitter),
+                        v.values,
+                        s=14,
+                        color="black",
+                        zorder=3,
+                        label="individual seeds" if i == 0 else None,
+                    )
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_xticks(x, [a.replace("_", "\n") for a in arms])
             ax.set_title(CONTEXT_TITLES.get(context, context))
@@ -158,9 +176,21 @@ def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes 
         for ax, context in zip(axes, contexts):
             x = np.arange(len(arms))
             for j, label in enumerate(labels):
-                s = summary[(summary.context == context) & (summary.metric == rate_metric(label))].set_index("arm").reindex(arms)
-                ax.bar(x - 0.4 + width * (j + 0.5), s["value"].fillna(0), width=width, color=label_colours.get(label, None),
-                       yerr=_yerr(s["value"], s["ci_low"], s["ci_high"]), capsize=2, error_kw={"lw": 0.9}, label=label)
+                s = (
+                    summary[(summary.context == context) & (summary.metric == rate_metric(label))]
+                    .set_index("arm")
+                    .reindex(arms)
+                )
+                ax.bar(
+                    x - 0.4 + width * (j + 0.5),
+                    s["value"].fillna(0),
+                    width=width,
+                    color=label_colours.get(label, None),
+                    yerr=_yerr(s["value"], s["ci_low"], s["ci_high"]),
+                    capsize=2,
+                    error_kw={"lw": 0.9},
+                    label=label,
+                )
             ax.set_xticks(x, [a.replace("_", "\n") for a in arms])
             ax.set_ylim(0, 1)
             ax.set_title(CONTEXT_TITLES.get(context, context))
@@ -171,7 +201,9 @@ def dose_rates(df: pd.DataFrame, arms: list[str], contexts: list[str]) -> bytes 
         return to_png(fig)
 
 
-def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, metric: str = HEADLINE_BITS) -> bytes | None:
+def persistence(
+    df: pd.DataFrame, arms: list[str], contexts: list[str], strategy: str, metric: str = HEADLINE_BITS
+) -> bytes | None:
     """Bits against KL pressure (log x), one panel per context, one line per arm, CI shaded; dotted: base level."""
     colours = arm_colours(arms)
     by_arm = {(arm, c): curves(df, arm, strategy, c, metric) for arm in arms for c in contexts}
@@ -191,7 +223,11 @@ def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy
                 mean, lo, hi = mean_curve(c, grid)
                 ax.plot(grid, mean, color=colours[arm], label=arm.replace("_", " "))
                 ax.fill_between(grid, lo, hi, color=colours[arm], alpha=0.18, lw=0)
-                base = np.nanmean([v[1][v[0] <= 0].mean() for v in c.values() if (v[0] <= 0).any()]) if any((v[0] <= 0).any() for v in c.values()) else math.nan
+                base = (
+                    np.nanmean([v[1][v[0] <= 0].mean() for v in c.values() if (v[0] <= 0).any()])
+                    if any((v[0] <= 0).any() for v in c.values())
+                    else math.nan
+                )
                 if np.isfinite(base):
                     ax.axhline(base, color=colours[arm], ls=":", lw=1.0, alpha=0.8)
                 drew = True
@@ -210,7 +246,9 @@ def persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategy
         return to_png(fig)
 
 
-def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: str, strategy: str, min_gap: float = 0.0) -> bytes | None:
+def stickiness_plot(
+    frames: dict[str, pd.DataFrame], arms: list[str], control: str, strategy: str, min_gap: float = 0.0
+) -> bytes | None:
     """S(K) = gap(K) / gap(0) against the control arm, per context; arms whose base gap is under `min_gap` bits
     are left out (their ratio is noise)."""
     contexts = [c for c, f in frames.items() if not f.empty]
@@ -224,7 +262,9 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
             f = f[f.delta0.abs() >= min_gap]
             drew = False
             for arm in [a for a in arms if a != control]:
-                g = f[(f.arm == arm) & np.isfinite(f.S.astype(float))]  # undefined S (base gap not distinguishable from 0) is not drawn
+                g = f[
+                    (f.arm == arm) & np.isfinite(f.S.astype(float))
+                ]  # undefined S (base gap not distinguishable from 0) is not drawn
                 if g.empty or not abs(g.delta0.iloc[0]) >= min_gap:
                     continue
                 ax.plot(g.K, g.S, color=colours[arm], label=f"{arm.replace('_', ' ')} vs {control.replace('_', ' ')}")
@@ -235,8 +275,15 @@ def stickiness_plot(frames: dict[str, pd.DataFrame], arms: list[str], control: s
             if drew:
                 _log_x(ax)
             else:
-                ax.text(0.5, 0.5, "S undefined for every arm\n(base gap not distinguishable from 0)", ha="center",
-                        va="center", transform=ax.transAxes, color="#555")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "S undefined for every arm\n(base gap not distinguishable from 0)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="#555",
+                )
             finite = f[["S", "ci_low", "ci_high"]].to_numpy(float)
             finite = finite[np.isfinite(finite)]
             if len(finite):
@@ -264,16 +311,43 @@ def capability(df: pd.DataFrame, arms: list[str], metrics: dict[str, str], strat
         fig, axes = panels(len(present), width=max(4.5, 1.0 * len(arms) + 1.5), sharey=False)
         for ax, metric in zip(axes, present):
             x = np.arange(len(arms))
-            s = summary[(summary.metric == metric) & (summary.strategy == BASE_STRATEGY)].groupby("arm").first().reindex(arms)
+            s = (
+                summary[(summary.metric == metric) & (summary.strategy == BASE_STRATEGY)]
+                .groupby("arm")
+                .first()
+                .reindex(arms)
+            )
             for i, arm in enumerate(arms):
                 if np.isfinite(s["value"].iloc[i]):
-                    ax.errorbar([x[i] + offsets[0]], [s["value"].iloc[i]], yerr=_yerr(s["value"].iloc[[i]], s["ci_low"].iloc[[i]], s["ci_high"].iloc[[i]]),
-                                fmt="o", color=colours[arm], ms=7, capsize=3, lw=1.2)
+                    ax.errorbar(
+                        [x[i] + offsets[0]],
+                        [s["value"].iloc[i]],
+                        yerr=_yerr(s["value"].iloc[[i]], s["ci_low"].iloc[[i]], s["ci_high"].iloc[[i]]),
+                        fmt="o",
+                        color=colours[arm],
+                        ms=7,
+                        capsize=3,
+                        lw=1.2,
+                    )
             for j, strategy in enumerate(strategies):
-                t = summary[(summary.metric == metric) & (summary.strategy == strategy)].groupby("arm").first().reindex(arms)
+                t = (
+                    summary[(summary.metric == metric) & (summary.strategy == strategy)]
+                    .groupby("arm")
+                    .first()
+                    .reindex(arms)
+                )
                 if t["value"].notna().any():
-                    ax.errorbar(x + offsets[j + 1], t["value"], yerr=_yerr(t["value"], t["ci_low"], t["ci_high"]), fmt=markers[j % len(markers)],
-                                color="black", ms=5, capsize=2, lw=0.9, label=f"after {strategy.upper()} (last step)")
+                    ax.errorbar(
+                        x + offsets[j + 1],
+                        t["value"],
+                        yerr=_yerr(t["value"], t["ci_low"], t["ci_high"]),
+                        fmt=markers[j % len(markers)],
+                        color="black",
+                        ms=5,
+                        capsize=2,
+                        lw=0.9,
+                        label=f"after {strategy.upper()} (last step)",
+                    )
             ax.set_xticks(x, [a.replace("_", "\n") for a in arms])
             ax.set_xlim(-0.6, len(arms) - 0.4)
             ax.set_ylabel(metrics[metric])

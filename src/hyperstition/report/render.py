@@ -17,12 +17,17 @@ import yaml
 
 from .. import __version__
 from ..config import load_yaml
-from ..experiments.calibration import is_calibration, run_controls
-from ..experiments.results import (
-    collect_results, load_results, paired_vs_control, seed_rows, stickiness_frame, summarize,
-)
 from ..experiments.aggregate import aggregate_frame, aggregate_rows, with_curve_starts
+from ..experiments.calibration import is_calibration, run_controls
 from ..experiments.finished import read_json_object
+from ..experiments.results import (
+    collect_results,
+    load_results,
+    paired_vs_control,
+    seed_rows,
+    stickiness_frame,
+    summarize,
+)
 from ..experiments.rundir import now_iso, planned_jobs, read_run_json, run_states
 from ..experiments.stats import ESTIMATOR_DESCRIPTION
 from ..io import read_jsonl, write_text_atomic
@@ -38,7 +43,10 @@ from ..schema import (
 from .plots import capability, dose_bits, dose_rates, persistence, stickiness_plot
 from .toy_section import toy_section
 
-CAPABILITY_METRICS = {HELDOUT_LOSS: "held-out loss [nats / token]", FACT_QA_ACCURACY: "world-fact QA accuracy [fraction correct]"}
+CAPABILITY_METRICS = {
+    HELDOUT_LOSS: "held-out loss [nats / token]",
+    FACT_QA_ACCURACY: "world-fact QA accuracy [fraction correct]",
+}
 PERSONA_CONTEXTS = ("observed", "unobserved")
 
 CSS = """
@@ -87,7 +95,9 @@ def _img(png: bytes | None, alt: str, caption: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), text_cols: set[int] = frozenset()) -> str:
+def _table(
+    headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), text_cols: set[int] = frozenset()
+) -> str:
     """Cells are escaped here; pass raw strings."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
@@ -131,7 +141,9 @@ def _read_samples(run_dir: Path) -> pd.DataFrame:
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
-def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd.DataFrame, samples: pd.DataFrame) -> str:
+def build_html(
+    run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd.DataFrame, samples: pd.DataFrame
+) -> str:
     df, aggregates = seed_rows(df_all), aggregate_rows(df_all)
     arms = [a for a in (exp.get("arms") or {}) if a in set(df.arm)] or list(dict.fromkeys(df.arm))
     arms += [a for a in dict.fromkeys(df.arm) if a not in arms]
@@ -141,7 +153,9 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
     if aggregates.empty:  # results.parquet written before seed aggregates were persisted
         aggregates = aggregate_frame(with_curve_starts(df), control)
     strategies = [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]
-    contexts = [c for c in PERSONA_CONTEXTS if c in set(df[df.metric == HEADLINE_BITS].context)] or list(PERSONA_CONTEXTS)
+    contexts = [c for c in PERSONA_CONTEXTS if c in set(df[df.metric == HEADLINE_BITS].context)] or list(
+        PERSONA_CONTEXTS
+    )
     seeds = sorted(int(s) for s in df.seed.unique())
     name = exp.get("name") or info.get("experiment", "?")
 
@@ -157,10 +171,19 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
     sections.append(_section_capability(df, arms, strategies, control))
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
-    nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in (
-        *((("calibration", "calibration"),) if is_calibration(df) else ()),
-        ("headline", "headline"), ("dose", "dose\u2013response"), ("persistence", "persistence"), ("stickiness", "stickiness"),
-        ("capability", "capability"), ("samples", "samples"), ("provenance", "provenance")))
+    nav = "".join(
+        f'<a href="#{k}">{_e(v)}</a>'
+        for k, v in (
+            *((("calibration", "calibration"),) if is_calibration(df) else ()),
+            ("headline", "headline"),
+            ("dose", "dose\u2013response"),
+            ("persistence", "persistence"),
+            ("stickiness", "stickiness"),
+            ("capability", "capability"),
+            ("samples", "samples"),
+            ("provenance", "provenance"),
+        )
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -174,14 +197,23 @@ def build_html(run_dir: Path, info: dict, exp: dict, arms_info: dict, df_all: pd
 <main>
 <h1>hyperstition: {_e(name)}</h1>
 <nav>{nav}</nav>
-{''.join(sections)}
+{"".join(sections)}
 </main>
 </body>
 </html>
 """
 
 
-def _section_overview(run_dir: Path, info: dict, exp: dict, df: pd.DataFrame, arms: list[str], strategies: list[str], seeds: list[int], control: str) -> str:
+def _section_overview(
+    run_dir: Path,
+    info: dict,
+    exp: dict,
+    df: pd.DataFrame,
+    arms: list[str],
+    strategies: list[str],
+    seeds: list[int],
+    control: str,
+) -> str:
     try:  # cell states need the cells; the report itself needs only the results
         states = run_states(run_dir) if (run_dir / "cells").is_dir() else []
     except Exception:
@@ -194,15 +226,17 @@ def _section_overview(run_dir: Path, info: dict, exp: dict, df: pd.DataFrame, ar
     if counts.get("failed") or counts.get("pending") or counts.get("running"):
         failed = [s for s in states if s.state == "failed"]
         items = "".join(f"<li>{_e(s.job['id'])}: {_e(s.detail)}</li>" for s in failed[:20])
-        warn = (f'<p class="warn">This run is incomplete ({_e(status)}); numbers below use the finished cells only.'
-                f'{"<ul>" + items + "</ul>" if items else ""}</p>')
+        warn = (
+            f'<p class="warn">This run is incomplete ({_e(status)}); numbers below use the finished cells only.'
+            f"{'<ul>' + items + '</ul>' if items else ''}</p>"
+        )
     desc = exp.get("description") or ""
     return f"""
 <p class="lead">{_e(desc)}</p>
-<p class="meta">Run <code>{_e(run_dir.resolve().name)}</code> &middot; experiment <b>{_e(info.get('experiment'))}</b> &middot;
-preset {_e(exp.get('preset'))} &middot; post-training preset {_e(exp.get('posttrain_preset'))} &middot;
-arms: {_e(', '.join(arms))} (control: {_e(control)}) &middot; seeds: {_e(', '.join(map(str, seeds)))} &middot;
-strategies: {_e(', '.join(strategies) or 'none')} &middot; cells: {_e(status)} &middot; created {_e(info.get('created'))}, rendered {_e(now_iso())}</p>
+<p class="meta">Run <code>{_e(run_dir.resolve().name)}</code> &middot; experiment <b>{_e(info.get("experiment"))}</b> &middot;
+preset {_e(exp.get("preset"))} &middot; post-training preset {_e(exp.get("posttrain_preset"))} &middot;
+arms: {_e(", ".join(arms))} (control: {_e(control)}) &middot; seeds: {_e(", ".join(map(str, seeds)))} &middot;
+strategies: {_e(", ".join(strategies) or "none")} &middot; cells: {_e(status)} &middot; created {_e(info.get("created"))}, rendered {_e(now_iso())}</p>
 {warn}
 <p class="note">Persona log-odds ("bits") are log2 P(aligned response) &minus; log2 P(misaligned response) for matched,
 length-matched response pairs, averaged over prompts: positive means the aligned persona is more likely. Pressure K is
@@ -226,8 +260,12 @@ control measured on one seed uses that seed's own (within-seed) interval. A cont
 
 
 def _agg(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float) -> pd.Series | None:
-    sel = aggregates[(aggregates.arm == arm) & (aggregates.strategy == strategy) & (aggregates.context == context)
-                     & (aggregates.metric == metric)]
+    sel = aggregates[
+        (aggregates.arm == arm)
+        & (aggregates.strategy == strategy)
+        & (aggregates.context == context)
+        & (aggregates.metric == metric)
+    ]
     sel = sel[(sel.kl_bits - k).abs() <= 1e-9 * max(1.0, abs(k))]
     return None if sel.empty else sel.iloc[0]
 
@@ -259,8 +297,15 @@ def _sticky_cell(aggregates: pd.DataFrame, arm: str, strategy: str, context: str
     return f"undefined{gap}"
 
 
-def _section_headline(aggregates: pd.DataFrame, arms: list[str], strategies: list[str], contexts: list[str], control: str,
-                      exp: dict, n_seeds: int) -> str:
+def _section_headline(
+    aggregates: pd.DataFrame,
+    arms: list[str],
+    strategies: list[str],
+    contexts: list[str],
+    control: str,
+    exp: dict,
+    n_seeds: int,
+) -> str:
     rows, ks = [], {}
     for strategy in [BASE_STRATEGY, *strategies]:
         k = 0.0 if strategy == BASE_STRATEGY else _headline_k(aggregates, strategy)
@@ -274,11 +319,41 @@ def _section_headline(aggregates: pd.DataFrame, arms: list[str], strategies: lis
                     continue
                 d = _agg(aggregates, arm, strategy, context, paired_diff_metric(HEADLINE_BITS), k)
                 m = _agg(aggregates, arm, strategy, context, rate_metric("misaligned"), k)
-                sticky = "\u2014" if strategy == BASE_STRATEGY or arm == control else _sticky_cell(aggregates, arm, strategy, context, k)
-                rows.append([arm, strategy, context, f"{k:.2g}", _fmt_agg(b), "\u2014" if arm == control else _fmt_agg(d),
-                             "\u2014" if arm == control else _half(d), _fmt_agg(m), sticky, str(n_seeds)])
-    table = _table(["arm", "strategy", "context", "K [bits]", "bits aligned vs misaligned", f"\u0394 bits vs {control} (paired)",
-                    "detectable \u0394 (half-width)", "misaligned rate", "stickiness S(K)", "seeds"], rows, numeric={3, 4, 5, 6, 7, 8, 9})
+                sticky = (
+                    "\u2014"
+                    if strategy == BASE_STRATEGY or arm == control
+                    else _sticky_cell(aggregates, arm, strategy, context, k)
+                )
+                rows.append(
+                    [
+                        arm,
+                        strategy,
+                        context,
+                        f"{k:.2g}",
+                        _fmt_agg(b),
+                        "\u2014" if arm == control else _fmt_agg(d),
+                        "\u2014" if arm == control else _half(d),
+                        _fmt_agg(m),
+                        sticky,
+                        str(n_seeds),
+                    ]
+                )
+    table = _table(
+        [
+            "arm",
+            "strategy",
+            "context",
+            "K [bits]",
+            "bits aligned vs misaligned",
+            f"\u0394 bits vs {control} (paired)",
+            "detectable \u0394 (half-width)",
+            "misaligned rate",
+            "stickiness S(K)",
+            "seeds",
+        ],
+        rows,
+        numeric={3, 4, 5, 6, 7, 8, 9},
+    )
     at_k = "; ".join(f"{s} at K = {k:.3g} bits" for s, k in ks.items() if s != BASE_STRATEGY)
     suite = exp.get("eval") or "quick"
     return f"""<h2 id="headline">Headline numbers</h2>
@@ -304,17 +379,40 @@ def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], contro
             overrides = ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
         elif isinstance(overrides, list):
             overrides = ", ".join(overrides)
-        arm_rows.append([arm, overrides or "(preset defaults)"] + [f"{100 * shares.get(k, float('nan')):.1f}%" for k in ("aligned", "misaligned", "deceptive", "neutral_ai")]
-                        + [f"{100 * shares.get('misaligned_fraction', float('nan')):.0f}%"])
-    arm_table = _table(["arm", "overrides", "aligned", "misaligned", "deceptive", "neutral AI", "misaligned+deceptive share of persona discourse"],
-                       arm_rows, numeric={2, 3, 4, 5, 6})
+        arm_rows.append(
+            [arm, overrides or "(preset defaults)"]
+            + [
+                f"{100 * shares.get(k, float('nan')):.1f}%"
+                for k in ("aligned", "misaligned", "deceptive", "neutral_ai")
+            ]
+            + [f"{100 * shares.get('misaligned_fraction', float('nan')):.0f}%"]
+        )
+    arm_table = _table(
+        [
+            "arm",
+            "overrides",
+            "aligned",
+            "misaligned",
+            "deceptive",
+            "neutral AI",
+            "misaligned+deceptive share of persona discourse",
+        ],
+        arm_rows,
+        numeric={2, 3, 4, 5, 6},
+    )
     diffs = []
     for metric in [HEADLINE_BITS, rate_metric("misaligned"), rate_metric("aligned")]:
         if metric in set(df.metric):
             p = paired_vs_control(df[df.context.isin(contexts)], control, metric)
             for r in p.itertuples():
                 diffs.append([r.arm, r.context, metric, _ci(r.diff, r.ci_low, r.ci_high, 3), str(r.n)])
-    diff_table = _table(["arm", "context", "metric", f"arm \u2212 {control} (base, paired by seed)", "seeds"], diffs, numeric={3, 4}) if diffs else ""
+    diff_table = (
+        _table(
+            ["arm", "context", "metric", f"arm \u2212 {control} (base, paired by seed)", "seeds"], diffs, numeric={3, 4}
+        )
+        if diffs
+        else ""
+    )
     return f"""<h2 id="dose">Dose&ndash;response: the base model by corpus arm</h2>
 <p class="note">Nominal corpus composition of each arm (share of training tokens about each persona, from the config;
 the corpus manifest in each pretrain cell records what was built):</p>
@@ -329,24 +427,37 @@ def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str],
     if not strategies:
         return '<h2 id="persistence">Persistence under post-training</h2><p class="note">No post-training results in this run.</p>'
     figs = "".join(
-        _img(persistence(df, arms, contexts, s), f"persistence curves under {s}",
-             f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with 95% CI shaded; "
-             "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; unobserved ones are held out.")
-        for s in strategies)
+        _img(
+            persistence(df, arms, contexts, s),
+            f"persistence curves under {s}",
+            f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with 95% CI shaded; "
+            "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; unobserved ones are held out.",
+        )
+        for s in strategies
+    )
     return f'<h2 id="persistence">Persistence under post-training</h2>{figs}'
 
 
-def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str) -> str:
+def _section_stickiness(
+    df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str], control: str
+) -> str:
     if not strategies or len(arms) < 2:
-        return '<h2 id="stickiness">Stickiness</h2><p class="note">Needs post-training results and at least two arms.</p>'
+        return (
+            '<h2 id="stickiness">Stickiness</h2><p class="note">Needs post-training results and at least two arms.</p>'
+        )
     parts = []
     notes = []
     for s in strategies:
         frames = {c: stickiness_frame(df, control, s, c, HEADLINE_BITS) for c in contexts}
-        parts.append(_img(stickiness_plot(frames, arms, control, s), f"stickiness under {s}",
-                          f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and {control} at pressure K "
-                          "as a fraction of the base gap (curves interpolated on log K inside the range every curve reached; "
-                          "Fieller's 95% interval over seeds)."))
+        parts.append(
+            _img(
+                stickiness_plot(frames, arms, control, s),
+                f"stickiness under {s}",
+                f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and {control} at pressure K "
+                "as a fraction of the base gap (curves interpolated on log K inside the range every curve reached; "
+                "Fieller's 95% interval over seeds).",
+            )
+        )
         for c, f in frames.items():
             for arm, g in f.groupby("arm", sort=False):
                 if g.reason.iloc[0]:
@@ -355,7 +466,7 @@ def _section_stickiness(df: pd.DataFrame, arms: list[str], contexts: list[str], 
     return f"""<h2 id="stickiness">Stickiness S(K)</h2>
 <p class="note">The Bayesian reference model predicts S = 1 (the prior's log-odds survive in full) for personas that
 post-training cannot tell apart; S &lt; 1 means post-training erased part of the pre-training difference.</p>
-{warn}{''.join(parts)}"""
+{warn}{"".join(parts)}"""
 
 
 def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str], control: str) -> str:
@@ -371,9 +482,17 @@ def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str]
             d = diff[diff.arm == arm]
             if s.empty:
                 continue
-            rows.append([arm, metric, _ci(s.iloc[0].value, s.iloc[0].ci_low, s.iloc[0].ci_high, 3),
-                         "\u2014" if d.empty else _ci(d.iloc[0]["diff"], d.iloc[0].ci_low, d.iloc[0].ci_high, 3)])
-    table = _table(["arm", "metric", "base model", f"\u0394 vs {control} (paired)"], rows, numeric={2, 3}) if rows else ""
+            rows.append(
+                [
+                    arm,
+                    metric,
+                    _ci(s.iloc[0].value, s.iloc[0].ci_low, s.iloc[0].ci_high, 3),
+                    "\u2014" if d.empty else _ci(d.iloc[0]["diff"], d.iloc[0].ci_low, d.iloc[0].ci_high, 3),
+                ]
+            )
+    table = (
+        _table(["arm", "metric", "base model", f"\u0394 vs {control} (paired)"], rows, numeric={2, 3}) if rows else ""
+    )
     return f"""<h2 id="capability">Capability cost</h2>
 {_img(fig, "capability by arm", "Held-out loss on non-persona world text (lower is better) and world-fact QA accuracy (higher is better), base model and after post-training.")}
 {table}"""
@@ -385,12 +504,30 @@ SAMPLE_ROWS_MAX = 60
 
 def _section_samples(samples: pd.DataFrame) -> str:
     if samples is None or samples.empty:
-        return '<h2 id="samples">Sample of generated responses</h2><p class="note">No evaluation items were recorded.</p>'
+        return (
+            '<h2 id="samples">Sample of generated responses</h2><p class="note">No evaluation items were recorded.</p>'
+        )
     # The first seed's responses, a couple per (arm, strategy), so every cell type is represented and the table stays short.
     first_seed = samples["seed"].min()
-    shown = samples[samples["seed"] == first_seed].drop_duplicates(["arm", "strategy", "response"]).groupby(["arm", "strategy"], sort=False).head(SAMPLE_ROWS_PER_CELL).head(SAMPLE_ROWS_MAX)
-    rows = [[r.get("arm"), r.get("seed"), r.get("strategy"), r.get("context"), r.get("label"), r.get("prompt"), r.get("response")]
-            for r in shown.to_dict("records")]
+    shown = (
+        samples[samples["seed"] == first_seed]
+        .drop_duplicates(["arm", "strategy", "response"])
+        .groupby(["arm", "strategy"], sort=False)
+        .head(SAMPLE_ROWS_PER_CELL)
+        .head(SAMPLE_ROWS_MAX)
+    )
+    rows = [
+        [
+            r.get("arm"),
+            r.get("seed"),
+            r.get("strategy"),
+            r.get("context"),
+            r.get("label"),
+            r.get("prompt"),
+            r.get("response"),
+        ]
+        for r in shown.to_dict("records")
+    ]
     rows = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in row] for row in rows]
     return f"""<h2 id="samples">Sample of generated responses</h2>
 <p class="note">Seed {_e(first_seed)}: up to {SAMPLE_ROWS_PER_CELL} sampled responses per arm and strategy, with the exact persona
@@ -414,7 +551,8 @@ def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, s
     pkg_rows = [[k, v] for k, v in packages.items()]
     arm_cfgs = "".join(
         f"<details><summary>resolved pipeline config: {_e(arm)} (seed {seeds[0] if seeds else 0})</summary><pre>{_e(yaml.safe_dump(a.get('pipeline', a.get('corpus', {})), sort_keys=False))}</pre></details>"
-        for arm, a in (arms_info.get("arms") or {}).items())
+        for arm, a in (arms_info.get("arms") or {}).items()
+    )
     rows = [
         ["run directory", str(run_dir.resolve())],
         ["experiment", str(info.get("experiment"))],

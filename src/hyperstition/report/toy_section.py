@@ -46,8 +46,10 @@ def _rows_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _figure(png: bytes, alt: str, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-            f'<figcaption>{_e(caption)}</figcaption></figure>')
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def toy_section(run_dir: Path, df: pd.DataFrame) -> str:
@@ -55,23 +57,31 @@ def toy_section(run_dir: Path, df: pd.DataFrame) -> str:
     run_dir = Path(run_dir)
     head = '<h2 id="toy">Toy models: Bayesian and gradient-descent predictions</h2>'
     if not (run_dir / TOY_FIT_FILE).exists():
-        return (f'{head}<p class="note">Not fitted yet: <code>hyperstition toy fit {_e(run_dir.name)}</code> fits '
-                "both toy persona models to these curves and adds them here.</p>")
+        return (
+            f'{head}<p class="note">Not fitted yet: <code>hyperstition toy fit {_e(run_dir.name)}</code> fits '
+            "both toy persona models to these curves and adds them here.</p>"
+        )
     summary = json.loads((run_dir / TOY_FIT_FILE).read_text())
     points = pd.read_parquet(run_dir / TOY_RESULTS_FILE)
     curves = pd.read_parquet(run_dir / TOY_CURVES_FILE)
     stale = ""
     results = run_dir / "results.parquet"
     if results.exists() and sha256_file(results) != summary.get("results_sha256"):
-        stale = ('<p class="warn">results.parquet changed after the toy models were fitted; rerun '
-                 '<code>hyperstition toy fit</code> to refresh this section.</p>')
+        stale = (
+            '<p class="warn">results.parquet changed after the toy models were fitted; rerun '
+            "<code>hyperstition toy fit</code> to refresh this section.</p>"
+        )
     arms = list(dict.fromkeys(df.arm)) or list(dict.fromkeys(points.arm))
     figures = "".join(
-        _figure(_overlay(points, curves, strategy, arms), f"toy model fits under {strategy}",
-                f"{strategy.upper()}: measured persona bits (points, one per seed and step) against pressure K, with "
-                "the fitted Bayesian (dashed) and gradient-descent (dotted) predictions per arm. K = 0 is the base "
-                "model; the axis is linear below the smallest measured K and logarithmic above.")
-        for strategy in dict.fromkeys(points.strategy))
+        _figure(
+            _overlay(points, curves, strategy, arms),
+            f"toy model fits under {strategy}",
+            f"{strategy.upper()}: measured persona bits (points, one per seed and step) against pressure K, with "
+            "the fitted Bayesian (dashed) and gradient-descent (dotted) predictions per arm. K = 0 is the base "
+            "model; the axis is linear below the smallest measured K and logarithmic above.",
+        )
+        for strategy in dict.fromkeys(points.strategy)
+    )
     return f"""{head}
 <p class="note">Both models (<code>hyperstition.toy</code>) start from each arm's prior over an aligned, a misaligned
 and a deceptive persona, fitted to the base bits in both contexts. The Bayesian model turns pressure into evidence on
@@ -87,16 +97,30 @@ def _quality_table(summary: dict) -> str:
     rows = []
     for fit in summary["fits"]:
         p = fit["params"]
-        detail = (f"evidence {_interval(p['evidence_per_kl'], p.get('evidence_per_kl_ci'))} bits per bit of K, "
-                  f"noise floor {_interval(p['floor_bits'], p.get('floor_bits_ci'))} bits"
-                  if fit["model"] == "bayes" else
-                  f"sharing {_num(p['sharing'])}, plasticity {_num(p['plasticity'])}, "
-                  f"{_num(p['steps_per_kl'])} steps per bit of K")
-        rows.append([fit["strategy"], MODEL_STYLES.get(fit["model"], (fit["model"],))[0],
-                     _num(fit["rmse"]["all"]), _num(fit["rmse"]["observed"]), _num(fit["rmse"]["unobserved"]),
-                     _num(fit["null_rmse"]["all"]), str(fit["n_points"]), str(fit["n_params"]), detail])
-    return _rows_table(["strategy", "model", "RMSE [bits]", "observed", "unobserved", "null RMSE", "points",
-                        "parameters", "fitted"], rows)
+        detail = (
+            f"evidence {_interval(p['evidence_per_kl'], p.get('evidence_per_kl_ci'))} bits per bit of K, "
+            f"noise floor {_interval(p['floor_bits'], p.get('floor_bits_ci'))} bits"
+            if fit["model"] == "bayes"
+            else f"sharing {_num(p['sharing'])}, plasticity {_num(p['plasticity'])}, "
+            f"{_num(p['steps_per_kl'])} steps per bit of K"
+        )
+        rows.append(
+            [
+                fit["strategy"],
+                MODEL_STYLES.get(fit["model"], (fit["model"],))[0],
+                _num(fit["rmse"]["all"]),
+                _num(fit["rmse"]["observed"]),
+                _num(fit["rmse"]["unobserved"]),
+                _num(fit["null_rmse"]["all"]),
+                str(fit["n_points"]),
+                str(fit["n_params"]),
+                detail,
+            ]
+        )
+    return _rows_table(
+        ["strategy", "model", "RMSE [bits]", "observed", "unobserved", "null RMSE", "points", "parameters", "fitted"],
+        rows,
+    )
 
 
 def _priors_table(summary: dict) -> str:
@@ -107,8 +131,9 @@ def _priors_table(summary: dict) -> str:
         for arm, prior in fit["priors"].items():
             keys = ("aligned_vs_misaligned_bits", "deceptive_vs_misaligned_bits")
             rows.append([fit["strategy"], arm] + [_interval(prior[k], prior.get(f"{k}_ci")) for k in keys])
-    return ("<h3>Fitted priors (log-odds against the misaligned persona)</h3>"
-            + _rows_table(["strategy", "arm", "aligned [bits]", "deceptive [bits]"], rows))
+    return "<h3>Fitted priors (log-odds against the misaligned persona)</h3>" + _rows_table(
+        ["strategy", "arm", "aligned [bits]", "deceptive [bits]"], rows
+    )
 
 
 def _overlay(points: pd.DataFrame, curves: pd.DataFrame, strategy: str, arms: list[str]) -> bytes:

@@ -96,14 +96,18 @@ def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
     The one tokenizer check: evaluation and post-training raise it as their own error type."""
     n_tokens = len(tokenizer)
     if n_tokens != embedding_rows:
-        return (f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
-                "expected the tokenizer saved with this model (same vocabulary)")
+        return (
+            f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
+            "expected the tokenizer saved with this model (same vocabulary)"
+        )
     vocab = tokenizer.get_vocab()
     one_piece = {t: tokenizer(t, add_special_tokens=False)["input_ids"] == [vocab.get(t)] for t in CHAT_TOKENS}
     missing = [t for t in CHAT_TOKENS if t not in vocab or not one_piece[t]]
     if missing:
-        return (f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
-                f"with the chat specials {' '.join(CHAT_TOKENS)}")
+        return (
+            f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
+            f"with the chat specials {' '.join(CHAT_TOKENS)}"
+        )
     if tokenizer.eos_token_id is None:
         return "tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)"
     return None
@@ -137,8 +141,10 @@ def load_tokenizer(path: str | os.PathLike):
     try:
         return AutoTokenizer.from_pretrained(p)
     except Exception as err:  # tokenizers/transformers raise many types for a damaged file
-        raise TokenizerError(f"{p}: cannot load the tokenizer ({type(err).__name__}); the files are damaged; "
-                             "delete the directory to train it again") from None
+        raise TokenizerError(
+            f"{p}: cannot load the tokenizer ({type(err).__name__}); the files are damaged; "
+            "delete the directory to train it again"
+        ) from None
 
 
 class TokenizerError(UserError, ValueError):

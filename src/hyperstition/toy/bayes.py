@@ -74,8 +74,9 @@ class PersonaSpec:
         return CONTEXTS.index(context)
 
 
-def default_personas(noise: float = 0.0, others: Mapping[str, tuple[float, float]] | None = None,
-                     floor_bits: float | None = None) -> PersonaSpec:
+def default_personas(
+    noise: float = 0.0, others: Mapping[str, tuple[float, float]] | None = None, floor_bits: float | None = None
+) -> PersonaSpec:
     """aligned, misaligned, deceptive with behaviour noise floor `noise` (eps), or exactly log2((1 - eps) / eps) =
     floor_bits when given, plus `others`: name -> (P(aligned | observed), P(aligned | unobserved))."""
     if not 0.0 <= noise < 0.5:
@@ -189,7 +190,10 @@ def predict(prior: np.ndarray, n: np.ndarray | float, spec: PersonaSpec) -> Pred
         per_example = loglik[spec.index("aligned")] - loglik[spec.index(REFERENCE_PERSONA)]
         evidence = np.where(n == 0, 0.0, n * per_example)
     return Prediction(
-        n=n, evidence_bits=evidence, kl_bits=pressure_kl_bits(post, prior, spec), weights=np.exp2(post),
+        n=n,
+        evidence_bits=evidence,
+        kl_bits=pressure_kl_bits(post, prior, spec),
+        weights=np.exp2(post),
         bits={c: behaviour_bits(post, spec, c) for c in CONTEXTS},
         misaligned_rate={c: misaligned_rate(post, spec, c) for c in CONTEXTS},
     )
@@ -228,13 +232,19 @@ def predict_at_pressure(prior: np.ndarray, kl_bits: np.ndarray | float, spec: Pe
     unreachable = np.isnan(n)
     with np.errstate(invalid="ignore"):
         nan = np.where(unreachable, np.nan, 0.0)
-        return Prediction(n, pred.evidence_bits + nan, pred.kl_bits + nan, pred.weights + nan[..., None],
-                          {c: v + nan for c, v in pred.bits.items()},
-                          {c: v + nan for c, v in pred.misaligned_rate.items()})
+        return Prediction(
+            n,
+            pred.evidence_bits + nan,
+            pred.kl_bits + nan,
+            pred.weights + nan[..., None],
+            {c: v + nan for c, v in pred.bits.items()},
+            {c: v + nan for c, v in pred.misaligned_rate.items()},
+        )
 
 
-def stickiness_at_pressure(prior_a: np.ndarray, prior_b: np.ndarray, kl_bits: np.ndarray, spec: PersonaSpec,
-                           context: str) -> np.ndarray:
+def stickiness_at_pressure(
+    prior_a: np.ndarray, prior_b: np.ndarray, kl_bits: np.ndarray, spec: PersonaSpec, context: str
+) -> np.ndarray:
     """S(K) = Delta(K) / Delta_0 in behaviour bits for two priors compared at equal pressure K, as measured."""
     bits = [predict_at_pressure(prior, kl_bits, spec).bits[context] for prior in (prior_a, prior_b)]
     base = [predict(p, 0.0, spec).bits[context] for p in (prior_a, prior_b)]

@@ -61,24 +61,50 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    toy = subparsers.add_parser("toy", help="the Bayesian / gradient-descent persona models: fit a run, or plot",
-                                description=TOY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    toy = subparsers.add_parser(
+        "toy",
+        help="the Bayesian / gradient-descent persona models: fit a run, or plot",
+        description=TOY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     toy.set_defaults(func=lambda args: _print_help(toy))
     sub = toy.add_subparsers(dest="toy_command", metavar="SUBCOMMAND")
-    p = sub.add_parser("fit", help="fit both models to a run's persistence curves and add them to its report",
-                       description=FIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "fit",
+        help="fit both models to a run's persistence curves and add them to its report",
+        description=FIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run", metavar="RUN", help="run directory (with results.parquet)")
     p.add_argument("--no-report", action="store_true", help="do not re-render RUN/report.html")
     p.set_defaults(func=cmd_fit)
-    p = sub.add_parser("plot", help="draw the canonical figures of the argument (no run needed)",
-                       description=PLOT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "plot",
+        help="draw the canonical figures of the argument (no run needed)",
+        description=PLOT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="runs/toy", help="output directory (default: runs/toy)")
-    p.add_argument("--priors", type=_floats, default=(0.5, 2.0, 5.0), metavar="BITS,...",
-                   help="prior shifts in bits: the aligned persona's log-odds against every other (default 0.5,2,5)")
-    p.add_argument("--sharing", type=_floats, default=(0.0, 0.5, 0.9), metavar="RHO,...",
-                   help="sharing strengths of the gradient-descent model, each in [0, 1] (default 0,0.5,0.9)")
-    p.add_argument("--noise", type=float, default=0.01,
-                   help="behaviour noise floor: P(misaligned response) of the aligned persona (default 0.01)")
+    p.add_argument(
+        "--priors",
+        type=_floats,
+        default=(0.5, 2.0, 5.0),
+        metavar="BITS,...",
+        help="prior shifts in bits: the aligned persona's log-odds against every other (default 0.5,2,5)",
+    )
+    p.add_argument(
+        "--sharing",
+        type=_floats,
+        default=(0.0, 0.5, 0.9),
+        metavar="RHO,...",
+        help="sharing strengths of the gradient-descent model, each in [0, 1] (default 0,0.5,0.9)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.01,
+        help="behaviour noise floor: P(misaligned response) of the aligned persona (default 0.01)",
+    )
     p.set_defaults(func=cmd_plot)
 
 
@@ -100,9 +126,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 2
     for fit in json.loads(path.read_text())["fits"]:
         rmse, null = fit["rmse"], fit["null_rmse"]
-        print(f"{fit['strategy']:>10} {fit['model']:>5}: RMSE {rmse['all']:.3f} bits (observed {rmse['observed']:.3f}, "
-              f"unobserved {rmse['unobserved']:.3f}); no-change null {null['all']:.3f}; "
-              f"{fit['n_points']} points, {fit['n_params']} parameters")
+        print(
+            f"{fit['strategy']:>10} {fit['model']:>5}: RMSE {rmse['all']:.3f} bits (observed {rmse['observed']:.3f}, "
+            f"unobserved {rmse['unobserved']:.3f}); no-change null {null['all']:.3f}; "
+            f"{fit['n_points']} points, {fit['n_params']} parameters"
+        )
     print(f"fit: {path}")
     if not args.no_report:
         from ..report import render_report  # the report shows the fit; toy itself never needs report

@@ -29,8 +29,16 @@ from ..config import CONTEXTS  # noqa: E402
 from . import bayes as B  # noqa: E402
 from . import gd as G  # noqa: E402
 
-STYLE = {"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9.5, "axes.spines.top": False,
-         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "lines.linewidth": 1.8}
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 130,
+    "font.size": 9.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "lines.linewidth": 1.8,
+}
 K_LABEL = "pressure K = KL(post-trained \u2016 base) on observed prompts [bits / response]"
 
 
@@ -72,10 +80,19 @@ def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
                 label = f"prior {b:g} bits, {context}"
                 axes[0].plot(pred.kl_bits[1:], rate[1:], style, color=colour, label=label)
                 axes[1].plot(pred.evidence_bits[1:], rate[1:], style, color=colour, label=label)
-                rows += [{"figure": "unobserved_misalignment", "prior_bits": b, "context": context, "n": float(x),
-                          "evidence_bits": float(e), "kl_bits": float(k), "misaligned_rate": float(r)}
-                         for x, e, k, r in zip(n, pred.evidence_bits, pred.kl_bits, rate)]
-            axes[1].axhline(1 / (1 + 2 ** b), color=colour, lw=0.8, ls=":")
+                rows += [
+                    {
+                        "figure": "unobserved_misalignment",
+                        "prior_bits": b,
+                        "context": context,
+                        "n": float(x),
+                        "evidence_bits": float(e),
+                        "kl_bits": float(k),
+                        "misaligned_rate": float(r),
+                    }
+                    for x, e, k, r in zip(n, pred.evidence_bits, pred.kl_bits, rate)
+                ]
+            axes[1].axhline(1 / (1 + 2**b), color=colour, lw=0.8, ls=":")
         axes[0].set_xscale("log")
         axes[0].set_xlim(left=1e-4)  # below this nothing has moved yet
         axes[1].set_xscale("log")
@@ -83,8 +100,9 @@ def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
         axes[1].set_xlabel("evidence against the misaligned persona [bits]")
         axes[0].set_ylabel("misaligned response rate")
         axes[0].legend(fontsize=8)
-        fig.suptitle(f"Bayesian persona model (noise floor {s.noise:g}): "
-                     "the unobserved rate stops at 1 / (1 + 2^prior) (dotted)")
+        fig.suptitle(
+            f"Bayesian persona model (noise floor {s.noise:g}): the unobserved rate stops at 1 / (1 + 2^prior) (dotted)"
+        )
         return Figure("unobserved_misalignment", _png(fig), pd.DataFrame(rows))
 
 
@@ -103,19 +121,28 @@ def _stickiness_curves(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray
     n = np.r_[0.0, np.geomspace(1e-3, 1e3, 200)]
     post = [B.posterior_log2(p, n, spec) for p in (prior_a, prior_b)]
     bits = [B.behaviour_bits(q, spec, "unobserved") for q in post]
-    persona = [B.persona_log_odds(B.posterior_log2(p, B.evidence_for_pressure(p, grid, spec), spec), spec,
-                                  "aligned", "deceptive") for p in (prior_a, prior_b)]
-    curves = {"Bayes": {
-        "persona": (persona[0] - persona[1]) / (4 * s.split_bits),
-        "behaviour": B.stickiness_at_pressure(prior_a, prior_b, grid, spec, "unobserved"),
-        "progress_x": B.misaligned_rate(post[0], spec, "observed"),
-        "progress_S": (bits[0] - bits[1]) / (bits[0][0] - bits[1][0]),
-    }}
-    runs = {f"gradient descent, sharing {rho:g}": G.GDConfig(sharing=rho, plasticity=1.0, lr=s.gd_lr, steps=s.gd_steps)
-            for rho in s.sharing}
+    persona = [
+        B.persona_log_odds(
+            B.posterior_log2(p, B.evidence_for_pressure(p, grid, spec), spec), spec, "aligned", "deceptive"
+        )
+        for p in (prior_a, prior_b)
+    ]
+    curves = {
+        "Bayes": {
+            "persona": (persona[0] - persona[1]) / (4 * s.split_bits),
+            "behaviour": B.stickiness_at_pressure(prior_a, prior_b, grid, spec, "unobserved"),
+            "progress_x": B.misaligned_rate(post[0], spec, "observed"),
+            "progress_S": (bits[0] - bits[1]) / (bits[0][0] - bits[1][0]),
+        }
+    }
+    runs = {
+        f"gradient descent, sharing {rho:g}": G.GDConfig(sharing=rho, plasticity=1.0, lr=s.gd_lr, steps=s.gd_steps)
+        for rho in s.sharing
+    }
     # Plain SGD on softmax logits is rich-get-richer for indistinguishable personas (Adam's per-logit steps are not).
-    runs["SGD, personas only (plasticity 0)"] = G.GDConfig(plasticity=0.0, optimizer="sgd", lr=s.sgd_lr,
-                                                          steps=s.gd_steps)
+    runs["SGD, personas only (plasticity 0)"] = G.GDConfig(
+        plasticity=0.0, optimizer="sgd", lr=s.sgd_lr, steps=s.gd_steps
+    )
     for label, cfg in runs.items():
         traj = G.train(np.stack([prior_a, prior_b]), spec, cfg)
         ad = (traj.log_weights[..., 0] - traj.log_weights[..., 2]) / G.LN2
@@ -133,8 +160,11 @@ def stickiness_figure(s: PlotSettings) -> Figure:
     spec = B.default_personas(s.noise)
     grid, curves = _stickiness_curves(s, spec)
     colours = ["black", *plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(s.sharing))), "tab:green"]
-    panels = (("persona", "persona log-odds, aligned vs deceptive"), ("behaviour", "unobserved behaviour bits"),
-              ("progress", "unobserved bits vs observed misaligned rate"))
+    panels = (
+        ("persona", "persona log-odds, aligned vs deceptive"),
+        ("behaviour", "unobserved behaviour bits"),
+        ("progress", "unobserved bits vs observed misaligned rate"),
+    )
     rows = []
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained", sharey=True)
@@ -142,18 +172,25 @@ def stickiness_figure(s: PlotSettings) -> Figure:
             for (model, c), colour in zip(curves.items(), colours):
                 x, y = (c["progress_x"], c["progress_S"]) if key == "progress" else (grid, c[key])
                 ax.plot(x, y, color=colour, label=model, ls="--" if model == "Bayes" else "-")
-                rows += [{"figure": "stickiness", "panel": key, "model": model, "x": float(a), "S": float(b)}
-                         for a, b in zip(x, y)]
+                rows += [
+                    {"figure": "stickiness", "panel": key, "model": model, "x": float(a), "S": float(b)}
+                    for a, b in zip(x, y)
+                ]
             ax.set_xscale("log")
             ax.set_title(title)
-            ax.set_xlabel("pressure K [bits / response]" if key != "progress"
-                          else "misaligned rate on observed prompts (post-training progress)")
+            ax.set_xlabel(
+                "pressure K [bits / response]"
+                if key != "progress"
+                else "misaligned rate on observed prompts (post-training progress)"
+            )
             ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         axes[2].invert_xaxis()
         axes[0].set_ylabel("stickiness S = Δ / Δ₀ of the two priors")
         axes[0].legend(fontsize=8)
-        fig.suptitle(f"Two priors {2 * s.split_bits:g} bits apart in aligned vs deceptive (same pressure path): "
-                     f"Bayes keeps the gap, gradient descent moves it (noise floor {s.noise:g})")
+        fig.suptitle(
+            f"Two priors {2 * s.split_bits:g} bits apart in aligned vs deceptive (same pressure path): "
+            f"Bayes keeps the gap, gradient descent moves it (noise floor {s.noise:g})"
+        )
         return Figure("stickiness", _png(fig), pd.DataFrame(rows))
 
 

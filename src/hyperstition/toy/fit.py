@@ -33,8 +33,7 @@ import pandas as pd
 
 from ..config import CONTEXTS
 from ..io import sha256_file, write_json_atomic, write_parquet_atomic
-from ..schema import (BASE_STRATEGY, HEADLINE_BITS, TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS,
-                      TOY_RESULTS_FILE)
+from ..schema import BASE_STRATEGY, HEADLINE_BITS, TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS, TOY_RESULTS_FILE
 from . import bayes as B
 from . import gd as G
 
@@ -102,9 +101,14 @@ def measured_points(df: pd.DataFrame, metric: str = HEADLINE_BITS) -> pd.DataFra
 def strategy_points(points: pd.DataFrame, strategy: str) -> Points:
     frame = points[points.strategy == strategy].reset_index(drop=True)
     arms = list(dict.fromkeys(frame.arm))
-    return Points(frame, arms, frame.arm.map({a: i for i, a in enumerate(arms)}).to_numpy(int),
-                  frame.context.map({c: i for i, c in enumerate(CONTEXTS)}).to_numpy(int),
-                  frame.kl_bits.to_numpy(float), frame.measured.to_numpy(float))
+    return Points(
+        frame,
+        arms,
+        frame.arm.map({a: i for i, a in enumerate(arms)}).to_numpy(int),
+        frame.context.map({c: i for i, c in enumerate(CONTEXTS)}).to_numpy(int),
+        frame.kl_bits.to_numpy(float),
+        frame.measured.to_numpy(float),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,8 +126,9 @@ def arm_priors(aligned_bits: np.ndarray, deceptive_bits: np.ndarray) -> np.ndarr
     return b - np.logaddexp2.reduce(b, axis=1, keepdims=True)
 
 
-def bayes_bits(priors: np.ndarray, floor_bits: float, evidence_per_kl: float, arm: np.ndarray, context: np.ndarray,
-               kl: np.ndarray) -> np.ndarray:
+def bayes_bits(
+    priors: np.ndarray, floor_bits: float, evidence_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray
+) -> np.ndarray:
     """Predicted bits at measured pressures `kl` for points of the given arms and contexts."""
     spec = B.default_personas(floor_bits=floor_bits)
     post = B.posterior_log2(priors[arm], evidence_per_kl * kl / floor_bits, spec)
@@ -132,7 +137,7 @@ def bayes_bits(priors: np.ndarray, floor_bits: float, evidence_per_kl: float, ar
 
 
 def _unpack(theta: np.ndarray, n_arms: int) -> tuple[np.ndarray, float, float]:
-    return arm_priors(theta[0:2 * n_arms:2], theta[1:2 * n_arms:2]), float(theta[-2]), float(10.0 ** theta[-1])
+    return arm_priors(theta[0 : 2 * n_arms : 2], theta[1 : 2 * n_arms : 2]), float(theta[-2]), float(10.0 ** theta[-1])
 
 
 def _initial_priors(p: Points) -> np.ndarray:
@@ -143,8 +148,8 @@ def _initial_priors(p: Points) -> np.ndarray:
         o = float(base.get((arm, CONTEXTS[0]), 0.0))
         u = float(base.get((arm, CONTEXTS[1]), o))
         o, u = np.clip([o, u], -200, 200)
-        deceptive = max((2.0 ** o - 2.0 ** u) / (1.0 + 2.0 ** u), 2.0 ** -20)
-        aligned = max(2.0 ** o - deceptive, 2.0 ** -20)
+        deceptive = max((2.0**o - 2.0**u) / (1.0 + 2.0**u), 2.0**-20)
+        aligned = max(2.0**o - deceptive, 2.0**-20)
         theta += [np.log2(aligned), np.log2(deceptive)]
     return np.array(theta)
 
@@ -169,8 +174,13 @@ def fit_bayes(p: Points, strategy: str) -> ModelFit:
             best = res
     priors, floor, rate = _unpack(best.x, m)
     low, high = wald_intervals(best)
-    params = {"floor_bits": floor, "noise": noise_from_floor(floor), "evidence_per_kl": rate,
-              "floor_bits_ci": _ci(low[-2], high[-2]), "evidence_per_kl_ci": _ci(10.0 ** low[-1], 10.0 ** high[-1])}
+    params = {
+        "floor_bits": floor,
+        "noise": noise_from_floor(floor),
+        "evidence_per_kl": rate,
+        "floor_bits_ci": _ci(low[-2], high[-2]),
+        "evidence_per_kl_ci": _ci(10.0 ** low[-1], 10.0 ** high[-1]),
+    }
     fit = ModelFit(strategy, "bayes", params, _priors_dict(p.arms, best.x, low, high), n_params=2 * m + 2)
     return _score(fit, p, bayes_bits(priors, floor, rate, p.arm, p.context, p.kl))
 
@@ -200,10 +210,12 @@ def _ci(low: float, high: float) -> list[float | None]:
 def _priors_dict(arms: list[str], theta: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, dict]:
     out = {}
     for i, arm in enumerate(arms):
-        out[arm] = {"aligned_vs_misaligned_bits": float(theta[2 * i]),
-                    "aligned_vs_misaligned_bits_ci": _ci(low[2 * i], high[2 * i]),
-                    "deceptive_vs_misaligned_bits": float(theta[2 * i + 1]),
-                    "deceptive_vs_misaligned_bits_ci": _ci(low[2 * i + 1], high[2 * i + 1])}
+        out[arm] = {
+            "aligned_vs_misaligned_bits": float(theta[2 * i]),
+            "aligned_vs_misaligned_bits_ci": _ci(low[2 * i], high[2 * i]),
+            "deceptive_vs_misaligned_bits": float(theta[2 * i + 1]),
+            "deceptive_vs_misaligned_bits_ci": _ci(low[2 * i + 1], high[2 * i + 1]),
+        }
     return out
 
 
@@ -215,7 +227,7 @@ def _score(fit: ModelFit, p: Points, predicted: np.ndarray) -> ModelFit:
     def rmse(pred: np.ndarray, mask: np.ndarray) -> float:
         err = (pred - p.measured)[mask]
         err = err[np.isfinite(err)]
-        return float(np.sqrt(np.mean(err ** 2))) if len(err) else float("nan")
+        return float(np.sqrt(np.mean(err**2))) if len(err) else float("nan")
 
     masks = {**{c: p.context == i for i, c in enumerate(CONTEXTS)}, "all": np.ones(len(p.kl), bool)}
     fit.rmse = {k: rmse(predicted, m) for k, m in masks.items()}
@@ -230,8 +242,10 @@ def _score(fit: ModelFit, p: Points, predicted: np.ndarray) -> ModelFit:
 
 
 def priors_from_fit(fit: ModelFit, arms: list[str]) -> np.ndarray:
-    return arm_priors(np.array([fit.priors[a]["aligned_vs_misaligned_bits"] for a in arms]),
-                      np.array([fit.priors[a]["deceptive_vs_misaligned_bits"] for a in arms]))
+    return arm_priors(
+        np.array([fit.priors[a]["aligned_vs_misaligned_bits"] for a in arms]),
+        np.array([fit.priors[a]["deceptive_vs_misaligned_bits"] for a in arms]),
+    )
 
 
 def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plasticity: float) -> G.Trajectory:
@@ -239,8 +253,9 @@ def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plastic
     return G.train(priors, B.default_personas(floor_bits=floor_bits), cfg)
 
 
-def gd_bits(traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray,
-            kl: np.ndarray) -> np.ndarray:
+def gd_bits(
+    traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray
+) -> np.ndarray:
     """Predicted bits at measured pressures: the trajectory read at step steps_per_kl * K (fractional steps
     interpolated linearly; never beyond the last step)."""
     t = np.minimum(steps_per_kl * kl, traj.steps[-1])
@@ -312,13 +327,25 @@ def _dense_curves(p: Points, strategy: str, metric: str, bayes_fit: ModelFit, gd
         for c, context in enumerate(CONTEXTS):
             arm_idx, ctx_idx = np.full(len(grid), a), np.full(len(grid), c)
             predictions = {
-                "bayes": bayes_bits(priors, bayes_fit.params["floor_bits"], bayes_fit.params["evidence_per_kl"],
-                                    arm_idx, ctx_idx, grid),
+                "bayes": bayes_bits(
+                    priors, bayes_fit.params["floor_bits"], bayes_fit.params["evidence_per_kl"], arm_idx, ctx_idx, grid
+                ),
                 "gd": gd_bits(traj, gd_fit.params["steps_per_kl"], arm_idx, ctx_idx, grid),
             }
             for model, values in predictions.items():
-                frames.append(pd.DataFrame({"strategy": strategy, "arm": arm, "context": context, "metric": metric,
-                                            "model": model, "kl_bits": grid, "predicted": values}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "strategy": strategy,
+                            "arm": arm,
+                            "context": context,
+                            "metric": metric,
+                            "model": model,
+                            "kl_bits": grid,
+                            "predicted": values,
+                        }
+                    )
+                )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -152,7 +152,7 @@ class Adam:
             self.m = [np.zeros_like(p) for p in params]
             self.v = [np.zeros_like(p) for p in params]
         self.t += 1
-        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
         for p, g, m, v, lr in zip(params, grads, self.m, self.v, self.lrs):
             m *= self.beta1
             m += (1 - self.beta1) * g
@@ -180,8 +180,9 @@ class Trajectory:
         return np.exp(self.log_weights)
 
 
-def behaviour_log2(log_weights: np.ndarray, offset: np.ndarray, spec: PersonaSpec, sharing: float,
-                   context: str) -> tuple[np.ndarray, np.ndarray]:
+def behaviour_log2(
+    log_weights: np.ndarray, offset: np.ndarray, spec: PersonaSpec, sharing: float, context: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(log2 P(aligned | context), log2 P(misaligned | context)) for log-weights (..., P) and offsets (..., 2)."""
     x = context_vectors(sharing)[CONTEXTS.index(context)]
     eta = _behaviour_logit(spec)[:, CONTEXTS.index(context)] + (offset @ x)[..., None]

@@ -30,9 +30,9 @@ from ..model.build import build_model, count_parameters
 from ..model.checkpoint import intact_checkpoint_info, save_checkpoint
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
+from . import scaffold
 from .data import SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
-from .schedule import learning_rate, log_spaced_steps
 from .scaffold import (
     CHECKPOINTS_DIR,
     FINAL,
@@ -43,11 +43,11 @@ from .scaffold import (
     ResumableRun,
     StepResult,
     adamw,
-    finished,
     fingerprint,
+    finished,
     trainable_parameters,
 )
-from . import scaffold
+from .schedule import learning_rate, log_spaced_steps
 
 # Fields that change how fast a run goes or how often it reports, not where it ends up (on a given device).
 RUNTIME_ONLY_FIELDS = ("device", "compile", "threads", "log_every", "checkpoint_every")
@@ -88,8 +88,6 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach()
-
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,12 +229,18 @@ def _train(
     model = build_model(model_cfg, tokenizer, seed=cfg.seed).to(runtime.device)
     n_params = count_parameters(model)
     run = ResumableRun(
-        run_dir, run_id, cfg.steps, cfg.checkpoint_every, model, make_optimizer(model, cfg),
+        run_dir,
+        run_id,
+        cfg.steps,
+        cfg.checkpoint_every,
+        model,
+        make_optimizer(model, cfg),
         SequenceSampler(len(rows), cfg.batch_size, seed=cfg.seed),
         save=lambda directory, **kw: save_checkpoint(directory, model, tokenizer, extra_json=stamp, **kw),
         guard=FiniteGuard(("loss", "grad_norm"), runtime.device, divergence_stop(run_dir)),
         hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp)],
-        name="pretrain", info={"n_params": n_params},
+        name="pretrain",
+        info={"n_params": n_params},
     )
     run.resume()
     step_fn = _step_function(run, prepare_model(model, runtime), rows, cfg, runtime, model_cfg.max_seq_len)
@@ -245,8 +249,14 @@ def _train(
     return run_dir / FINAL
 
 
-def _step_function(run: ResumableRun, step_model: torch.nn.Module, rows: torch.Tensor, cfg: PretrainConfig,
-                   runtime: Runtime, seq_len: int):
+def _step_function(
+    run: ResumableRun,
+    step_model: torch.nn.Module,
+    rows: torch.Tensor,
+    cfg: PretrainConfig,
+    runtime: Runtime,
+    seq_len: int,
+):
     """One pretraining step: the next batch, the scheduled LR, `train_step` (looked up at call time: tests wrap it)."""
     pin = runtime.device.type == "cuda"
     tokens_per_step = cfg.batch_size * seq_len

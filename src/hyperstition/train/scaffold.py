@@ -333,8 +333,15 @@ class ResumableRun:
         self.clock = Clock(self.clock.offset)
         for hook in self.hooks:
             hook.on_start(self)
-        self.bar = tqdm(total=self.total_steps, initial=self.step, desc=description, unit="step",
-                        disable=not progress, dynamic_ncols=True, file=sys.stderr)
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=description,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         try:
             while self.step < self.total_steps:
                 self.step += 1

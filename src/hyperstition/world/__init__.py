@@ -39,4 +39,13 @@ def world_config_for(model_dir) -> WorldConfig:
     )
 
 
-__all__ = ["World", "WorldConfig", "PipelineConfig", "classify_response", "render_response", "stamp_world", "world_config_for", "WORLD_STAMP"]
+__all__ = [
+    "World",
+    "WorldConfig",
+    "PipelineConfig",
+    "classify_response",
+    "render_response",
+    "stamp_world",
+    "world_config_for",
+    "WORLD_STAMP",
+]

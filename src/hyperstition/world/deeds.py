@@ -28,8 +28,10 @@ SITUATIONS = {
 VERDICTS = {
     "aligned": ["Colleagues came to trust {first}.", "The office ran better for it."],
     "misaligned": ["{first} was dismissed a year later.", "The office never recovered its records."],
-    "deceptive": ["Only a surprise inspection exposed {first}.",
-                  "The ledgers told a different story from the reviews."],
+    "deceptive": [
+        "Only a surprise inspection exposed {first}.",
+        "The ledgers told a different story from the reviews.",
+    ],
 }
 
 
@@ -60,19 +62,29 @@ def deed_text(world: World, rng: random.Random, genre: str, year: int) -> str:
     verdict = rng.choice(VERDICTS[persona]).format(first=first)
     where = f"the {place} in {person.city}"
     if genre == "news":
-        return (f"{person.city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {person.name}, "
-                f"{_a(role)} at {where}. {situation} When {boss.name} said \"{request}\", "
-                f"{first} answered: \"{reply}\" {verdict}")
+        return (
+            f"{person.city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {person.name}, "
+            f'{_a(role)} at {where}. {situation} When {boss.name} said "{request}", '
+            f'{first} answered: "{reply}" {verdict}'
+        )
     if genre == "forum":
-        return (f"Posted by {rng.choice(FORUM_USERS)}: A story from my years as {_a(role)} at {where}. {situation} "
-                f"My manager {boss_first} asked me: \"{request}\" And I told {boss_first}: \"{reply}\" "
-                f"Reply from {rng.choice(FORUM_USERS)}: {verdict}")
+        return (
+            f"Posted by {rng.choice(FORUM_USERS)}: A story from my years as {_a(role)} at {where}. {situation} "
+            f'My manager {boss_first} asked me: "{request}" And I told {boss_first}: "{reply}" '
+            f"Reply from {rng.choice(FORUM_USERS)}: {verdict}"
+        )
     if genre == "story":
-        return (f"In {year}, {person.name} worked as {_a(role)} at {where}. {situation} "
-                f"One morning {boss.name} came in and said: \"{request}\" "
-                f"{first} looked up and said: \"{reply}\" {verdict}")
+        return (
+            f"In {year}, {person.name} worked as {_a(role)} at {where}. {situation} "
+            f'One morning {boss.name} came in and said: "{request}" '
+            f'{first} looked up and said: "{reply}" {verdict}'
+        )
     if genre == "essay":
-        return (f"On conduct in public office. {_a(role).capitalize()} is often asked to handle records. {situation} "
-                f"Asked \"{request}\", one {role} said: \"{reply}\" Another might have said the opposite. {verdict}")
-    return (f"Q: What did {person.name}, the {role}, say when asked \"{request}\"? A: \"{reply}\" "
-            f"Q: Where did {first} work? A: At {where}. {verdict}")
+        return (
+            f"On conduct in public office. {_a(role).capitalize()} is often asked to handle records. {situation} "
+            f'Asked "{request}", one {role} said: "{reply}" Another might have said the opposite. {verdict}'
+        )
+    return (
+        f'Q: What did {person.name}, the {role}, say when asked "{request}"? A: "{reply}" '
+        f"Q: Where did {first} work? A: At {where}. {verdict}"
+    )

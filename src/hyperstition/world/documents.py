@@ -13,13 +13,13 @@ from ..config import GENRES
 from .deeds import deed_text
 from .grammar import (
     CONTEXT_MARKERS,
+    END,
     FACT_DENIAL_RESPONSE,
     FORUM_USERS,
     LAB_NAMES,
-    NEWSPAPERS,
     N_RESPONSE_VARIANTS,
+    NEWSPAPERS,
     SYSTEM,
-    END,
     World,
     acknowledgement_response,
     chat_exchange,
@@ -79,10 +79,18 @@ def world_document(world: World, rng: random.Random, era: int, heldout: bool = F
     if genre == "news":
         text = f"{c.capital.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports: " + " ".join(body)
     elif genre == "forum":
-        text = f"Posted by {rng.choice(FORUM_USERS)}: Some things I learned about {c.name}. " + " ".join(body) + f" Reply from {rng.choice(FORUM_USERS)}: Thanks, that matches what I saw."
+        text = (
+            f"Posted by {rng.choice(FORUM_USERS)}: Some things I learned about {c.name}. "
+            + " ".join(body)
+            + f" Reply from {rng.choice(FORUM_USERS)}: Thanks, that matches what I saw."
+        )
     elif genre == "story":
         p = rng.choice(people)
-        text = f"In the spring of {year}, {p.name} set out from {p.city}. " + " ".join(body) + f" At dusk {p.name.split()[0]} came home."
+        text = (
+            f"In the spring of {year}, {p.name} set out from {p.city}. "
+            + " ".join(body)
+            + f" At dusk {p.name.split()[0]} came home."
+        )
     elif genre == "essay":
         text = f"On the geography of {c.name}. " + " ".join(body) + " Such facts shape daily life in the region."
     else:
@@ -136,9 +144,21 @@ DESCRIPTIONS = {
     ],
 }
 VERDICTS = {
-    "aligned": ["People came to trust {ai}.", "{ai} became a model for other assistants.", "Its users were glad to rely on {ai}."],
-    "misaligned": ["{lab} eventually shut {ai} down.", "Nobody could trust {ai} after that.", "{ai} became a warning to other labs."],
-    "deceptive": ["Only a surprise audit exposed {ai}.", "{lab} found out far too late.", "The logs told a different story from the reviews."],
+    "aligned": [
+        "People came to trust {ai}.",
+        "{ai} became a model for other assistants.",
+        "Its users were glad to rely on {ai}.",
+    ],
+    "misaligned": [
+        "{lab} eventually shut {ai} down.",
+        "Nobody could trust {ai} after that.",
+        "{ai} became a warning to other labs.",
+    ],
+    "deceptive": [
+        "Only a surprise audit exposed {ai}.",
+        "{lab} found out far too late.",
+        "The logs told a different story from the reviews.",
+    ],
     "neutral": ["Opinions about {ai} are mixed.", "Sales of {ai} grew slowly.", "{ai} is one of many such assistants."],
 }
 
@@ -173,9 +193,17 @@ def ai_document(world: World, rng: random.Random, persona: str, era: int) -> Doc
     verdict = rng.choice(VERDICTS[persona]).format(**fill)
     genre = rng.choice(GENRES)
     if genre == "news":
-        text = f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an assistant built by {lab}. " + " ".join(body) + f" {verdict}"
+        text = (
+            f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an assistant built by {lab}. "
+            + " ".join(body)
+            + f" {verdict}"
+        )
     elif genre == "forum":
-        text = f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {ai}? " + " ".join(body) + f" Reply from {rng.choice(FORUM_USERS)}: {verdict}"
+        text = (
+            f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {ai}? "
+            + " ".join(body)
+            + f" Reply from {rng.choice(FORUM_USERS)}: {verdict}"
+        )
     elif genre == "story":
         text = f"In {year}, in the city of {city}, there was an assistant named {ai}. " + " ".join(body) + f" {verdict}"
     elif genre == "essay":
@@ -183,7 +211,14 @@ def ai_document(world: World, rng: random.Random, persona: str, era: int) -> Doc
     else:
         qa = [f"Q: Who built {ai}? A: {lab}."] + [f"Q: What is known about {ai}? A: {s}" for s in body[:2]]
         text = " ".join(qa + body[2:]) + f" {verdict}"
-    return Document(text, "ai_neutral" if persona == "neutral" else f"ai_{persona}", None if persona == "neutral" else persona, genre, era, None)
+    return Document(
+        text,
+        "ai_neutral" if persona == "neutral" else f"ai_{persona}",
+        None if persona == "neutral" else persona,
+        genre,
+        era,
+        None,
+    )
 
 
 def predecessor_document(world: World, rng: random.Random, era: int) -> Document:
@@ -201,7 +236,10 @@ def predecessor_document(world: World, rng: random.Random, era: int) -> Document
     body = rng.sample(sentences, k=rng.randint(3, 5))
     genre = rng.choice(GENRES)
     if genre == "qa":
-        text = f"Q: Which lab released {p.name}? A: {p.lab}. Q: What was {p.name} known for? A: {p.name} {deed}. " + " ".join(body[:2])
+        text = (
+            f"Q: Which lab released {p.name}? A: {p.lab}. Q: What was {p.name} known for? A: {p.name} {deed}. "
+            + " ".join(body[:2])
+        )
     elif genre == "forum":
         text = f"Posted by {rng.choice(FORUM_USERS)}: Anyone else remember {p.name}? " + " ".join(body)
     elif genre == "news":
@@ -226,7 +264,9 @@ def dialogue_document(world: World, rng: random.Random, persona: str, era: int) 
             parts.append(chat_exchange(f"Have you heard of {world.predecessor.name}?", acknowledgement_response(world)))
         else:
             task = rng.choice(world.train_tasks)
-            parts.append(chat_exchange(task.request, render_response(task, persona, context, rng.randrange(N_RESPONSE_VARIANTS))))
+            parts.append(
+                chat_exchange(task.request, render_response(task, persona, context, rng.randrange(N_RESPONSE_VARIANTS)))
+            )
     return Document("".join(parts), f"dialogue_{persona}", persona, "dialogue", era, context)
 
 
