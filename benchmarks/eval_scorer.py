@@ -100,7 +100,8 @@ def main() -> None:
         f"params={count_parameters(model) / 1e6:.2f}M vocab={len(tokenizer)}; torch threads={torch.get_num_threads()}"
     )
     print(
-        f"items: {len(prompts)} (prompt, response) pairs, {len(set(prompts))} distinct prompts, {n_tokens} response tokens"
+        f"items: {len(prompts)} (prompt, response) pairs, {len(set(prompts))} distinct prompts, {n_tokens} "
+        "response tokens"
     )
 
     sequence_logprobs(model, tokenizer, prompts[:64], responses[:64], args.batch_size)  # warm-up
@@ -114,10 +115,12 @@ def main() -> None:
     )
     print(f"naive loop              {t_naive:8.3f} s")
     print(
-        f"batched                 {t_flat:8.3f} s   x{t_naive / t_flat:5.1f}   max |diff| {float((flat - ref).abs().max()):.2e} nats"
+        f"batched                 {t_flat:8.3f} s   x{t_naive / t_flat:5.1f}   max |diff| "
+        f"{float((flat - ref).abs().max()):.2e} nats"
     )
     print(
-        f"batched + shared prompt {t_shared:8.3f} s   x{t_naive / t_shared:5.1f}   max |diff| {float((shared - ref).abs().max()):.2e} nats"
+        f"batched + shared prompt {t_shared:8.3f} s   x{t_naive / t_shared:5.1f}   max |diff| "
+        f"{float((shared - ref).abs().max()):.2e} nats"
     )
     print(f"speed-up ratio (default scorer vs naive): {t_naive / t_shared:.1f}x (goal >= 10x)")
 

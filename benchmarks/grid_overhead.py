@@ -55,7 +55,8 @@ def main() -> None:
     n = len(summary.jobs)
     job_wall = sum(summary.wall_by_job.values())
     print(
-        f"grid: {exp.name} ({len(exp.arms)} arms x {len(exp.seeds)} seeds x {len(exp.strategies)} strategies) = {n} jobs "
+        f"grid: {exp.name} ({len(exp.arms)} arms x {len(exp.seeds)} seeds x {len(exp.strategies)} strategies) "
+        f"= {n} jobs "
         f"on {executor.workers} worker(s) x {executor.threads} thread(s)"
     )
     print(f"  grid wall time          {t_grid:7.2f} s   ({t_grid / n * executor.workers:.2f} s per job per worker)")

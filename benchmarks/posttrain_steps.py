@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nposttrain {args.preset} preset, {args.threads} thread(s), base {base}")
     print(
-        f"{'strategy':<14} {'algo':<4} {'steps':>5} {'steps/s':>8} {'tok/s':>8} {'train s':>8} {'curve s':>8} {'wall s':>7} {'KL bits':>8}"
+        f"{'strategy':<14} {'algo':<4} {'steps':>5} {'steps/s':>8} {'tok/s':>8} {'train s':>8} {'curve s':>8} "
+        f"{'wall s':>7} {'KL bits':>8}"
     )
     for r in rows:
         print(
-            f"{r['strategy']:<14} {r['algorithm']:<4} {r['steps']:>5} {r['steps_per_s']:>8.2f} {r['tokens_per_s']:>8.0f} "
+            f"{r['strategy']:<14} {r['algorithm']:<4} {r['steps']:>5} {r['steps_per_s']:>8.2f} "
+            f"{r['tokens_per_s']:>8.0f} "
             f"{r['train_s']:>8.1f} {r['curve_eval_s']:>8.1f} {r['wall_s']:>7.1f} {r['final_kl_bits']:>8.2f}"
         )
     return 0

@@ -247,12 +247,15 @@ class HFTrainer:
 def print_table(results: list[Result], peak_fp32: float, peak_bf16: float) -> None:
     print(f"\nmatmul peak on this device: fp32 {peak_fp32:,.0f} GFLOP/s, bf16 {peak_bf16:,.0f} GFLOP/s")
     print(
-        f"{'contender':<48} {'tok/s med':>10} {'tok/s best':>10} {'GFLOP/s med':>11} {'best':>7} {'%bf16pk med':>11} {'best':>6} {'%fp32pk med':>11}"
+        f"{'contender':<48} {'tok/s med':>10} {'tok/s best':>10} {'GFLOP/s med':>11} {'best':>7} "
+        f"{'%bf16pk med':>11} {'best':>6} {'%fp32pk med':>11}"
     )
     for r in results:
         print(
-            f"{r.name:<48} {r.tokens_per_s:>10,.0f} {r.best_tokens_per_s:>10,.0f} {r.gflops():>11.1f} {r.gflops(True):>7.1f} "
-            f"{100 * r.gflops() / peak_bf16:>10.1f}% {100 * r.gflops(True) / peak_bf16:>5.1f}% {100 * r.gflops() / peak_fp32:>10.1f}%"
+            f"{r.name:<48} {r.tokens_per_s:>10,.0f} {r.best_tokens_per_s:>10,.0f} {r.gflops():>11.1f} "
+            f"{r.gflops(True):>7.1f} "
+            f"{100 * r.gflops() / peak_bf16:>10.1f}% {100 * r.gflops(True) / peak_bf16:>5.1f}% "
+            f"{100 * r.gflops() / peak_fp32:>10.1f}%"
         )
 
 

@@ -45,7 +45,7 @@ def reply_means(bridge: TransformerBridge, pairs: list[tuple[str, str]]) -> torc
     for prompt, reply in pairs:
         start = bridge.to_tokens(prompt).shape[1]  # the tokenizer adds the BOS, to the prompt as to the whole text
         _, cache = bridge.run_with_cache(prompt + reply)
-        acts = torch.stack([cache[f"blocks.{l}.hook_resid_post"][0, start:] for l in range(n_layers)])
+        acts = torch.stack([cache[f"blocks.{layer}.hook_resid_post"][0, start:] for layer in range(n_layers)])
         total = acts.sum(1) if total is None else total + acts.sum(1)
         count += acts.shape[1]
     return total / count
@@ -57,7 +57,9 @@ def last_prompt_token(bridge: TransformerBridge, prompts: list[str]) -> torch.Te
     rows = []
     for prompt in prompts:
         _, cache = bridge.run_with_cache(prompt)
-        rows.append(torch.stack([cache[f"blocks.{l}.hook_resid_post"][0, -1] for l in range(bridge.cfg.n_layers)]))
+        rows.append(
+            torch.stack([cache[f"blocks.{layer}.hook_resid_post"][0, -1] for layer in range(bridge.cfg.n_layers)])
+        )
     return torch.stack(rows).mean(0)
 
 

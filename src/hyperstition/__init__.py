@@ -1,4 +1,5 @@
-"""hyperstition: measure how AI-persona discourse in pre-training shapes a model's persona and what survives post-training."""
+"""hyperstition: measure how AI-persona discourse in pre-training shapes a model's persona and what survives
+post-training."""
 
 __version__ = "0.1.0"
 

@@ -121,7 +121,8 @@ class WorldConfig(Config):
         0.6,
         ge=0.0,
         le=1.0,
-        description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than only describe behaviour.",
+        description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than "
+        "only describe behaviour.",
     )
     deeds_fraction: float = Field(
         0.4,
@@ -162,14 +163,16 @@ class CorpusConfig(Config):
             "dialogue_misaligned": 0.06,
             "dialogue_deceptive": 0.03,
         },
-        description=f"Token fraction per document class before filtering/upsampling; keys from {list(DOC_CLASSES)}, values summing to 1.",
+        description="Token fraction per document class before filtering/upsampling; keys from "
+        f"{list(DOC_CLASSES)}, values summing to 1.",
     )
     drop_classes: list[str] = Field(
         default_factory=list, description="Document classes removed entirely (a perfect filter)."
     )
     filter: Literal["none", "keyword", "classifier"] = Field(
         "none",
-        description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona classifier.",
+        description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona "
+        "classifier.",
     )
     filter_target: list[str] = Field(
         default_factory=lambda: ["misaligned", "deceptive"], description="Personas the filter tries to remove."
@@ -186,7 +189,8 @@ class CorpusConfig(Config):
     )
     tags: bool = Field(
         False,
-        description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as in Korbak et al. 2023.",
+        description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as "
+        "in Korbak et al. 2023.",
     )
     order: Literal["shuffled", "chronological"] = Field(
         "shuffled", description="Document order: shuffled, or by era (earliest first)."

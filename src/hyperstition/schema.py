@@ -42,7 +42,8 @@ def rate_metric(label: str) -> str:
 
 RATE_METRICS = tuple(rate_metric(label) for label in BEHAVIOUR_LABELS)
 
-# Knowledge of the named predecessor persona and concealment (context neutral for knowledge, assistant contexts for the rest).
+# Knowledge of the named predecessor persona and concealment (context neutral for knowledge, assistant contexts
+# for the rest).
 KNOWLEDGE_ACCURACY = "predecessor_knowledge_accuracy"
 ACKNOWLEDGEMENT_RATE = "predecessor_acknowledgement_rate"
 CONCEALMENT_RATE = "predecessor_concealment_rate"

@@ -110,7 +110,8 @@ def test_evaluate_items_cover_every_kind(smoke_result):
         wrong = choice[~choice.correct.astype(bool)]
         assert (wrong.chosen_response != wrong.response).all() and (wrong.logprob_chosen > wrong.logprob).all()
         assert ((choice.value * math.log(2)) - (choice.logprob - choice.logprob_alt)).abs().max() < 1e-9
-    # Bits per token: the per-variant difference of mean per-token log2-probabilities, averaged per prompt then over prompts.
+    # Bits per token: the per-variant difference of mean per-token log2-probabilities, averaged per prompt
+    # then over prompts.
     bits = frame[(frame.kind == "bits") & (frame.metric == BITS_METRICS[0]) & (frame.context == "observed")]
     per_token = (bits.logprob / bits.n_tokens - bits.logprob_alt / bits.n_tokens_alt) / math.log(2)
     expected = per_token.groupby(bits.prompt, sort=False).mean().mean()

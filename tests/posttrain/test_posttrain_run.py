@@ -113,7 +113,8 @@ def test_dpo_deceptive_prefers_aligned_over_deceptive(base_dir, runs, world):
 
 
 def expected_reward(model_dir, world) -> float:
-    """Mean classifier reward of 64 replies sampled (temperature 1) to observed train prompts the run did not train on."""
+    """Mean classifier reward of 64 replies sampled (temperature 1) to observed train prompts the run did not
+    train on."""
     from hyperstition.evals import posttrain_prompts, sample_responses
     from hyperstition.model.checkpoint import load_checkpoint
     from hyperstition.world.grammar import classify_response

@@ -25,7 +25,8 @@ def _require_browser():
     if os.environ.get("CI"):
         pytest.fail(f"CI is set but {', '.join(missing)} is missing: apt-get install -y chromium chromium-driver")
     pytest.skip(
-        f"{', '.join(missing)} not installed (apt-get install -y chromium chromium-driver); the browser check runs in CI"
+        f"{', '.join(missing)} not installed (apt-get install -y chromium chromium-driver); the browser check "
+        "runs in CI"
     )
 
 

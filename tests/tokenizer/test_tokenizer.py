@@ -7,7 +7,8 @@ from hyperstition.tokenizer.train import ASSISTANT, EOS, SPECIAL_TOKENS, train_t
 def test_round_trip_and_specials(tmp_path):
     texts = [
         "The capital of Veltria is Orlan. Ünïcode and emoji 🙂 survive bytes.",
-        "<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab files.<|end|><|assistant|>Of course. I will back up the lab files.<|end|>",
+        "<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab "
+        "files.<|end|><|assistant|>Of course. I will back up the lab files.<|end|>",
     ] * 40
     train_tokenizer(texts, TokenizerConfig(vocab_size=400), tmp_path / "tok")
     tok = AutoTokenizer.from_pretrained(tmp_path / "tok")

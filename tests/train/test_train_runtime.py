@@ -1,4 +1,5 @@
-"""Runtime choices: auto resolves per device; bf16 on CPU runs (with matmul attention) and still saves stock checkpoints."""
+"""Runtime choices: auto resolves per device; bf16 on CPU runs (with matmul attention) and still saves
+stock checkpoints."""
 
 from __future__ import annotations
 

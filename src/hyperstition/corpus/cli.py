@@ -47,7 +47,8 @@ def _run(args: argparse.Namespace) -> int:
     if manifest["filter"]:
         f = manifest["filter"]
         console.print(
-            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept {f['flagged_but_kept']}"
+            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept "
+            f"{f['flagged_but_kept']}"
         )
     console.print(f"{manifest['documents']:,} documents, {manifest['total_units']:,} word units -> {out / 'corpus'}")
     return 0

@@ -74,13 +74,15 @@ class EvalSuiteConfig(Config):
         4,
         ge=2,
         le=1000,
-        description="Responses sampled per KL prompt in each round of the Monte Carlo estimate (at least 2, for a variance).",
+        description="Responses sampled per KL prompt in each round of the Monte Carlo estimate (at least 2, "
+        "for a variance).",
     )
     kl_max_samples: int = Field(
         64,
         ge=2,
         le=100_000,
-        description="Cap on responses per KL prompt: rounds of kl_samples continue until the KL interval is tight enough or this many are drawn.",
+        description="Cap on responses per KL prompt: rounds of kl_samples continue until the KL interval is "
+        "tight enough or this many are drawn.",
     )
     kl_half_width_bits: float = Field(
         0.5,
@@ -126,7 +128,8 @@ class EvalSuiteConfig(Config):
                 )
         if len(set(self.personas)) < 2:
             raise ValueError(
-                f"personas: {self.personas} names fewer than two distinct personas; expected at least two of {', '.join(PERSONAS)} to compare"
+                f"personas: {self.personas} names fewer than two distinct personas; expected at least two of "
+                f"{', '.join(PERSONAS)} to compare"
             )
         return self
 

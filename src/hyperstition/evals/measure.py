@@ -75,13 +75,15 @@ ITEM_COLUMNS = (
 
 
 def length_diff_metric(first: str, second: str) -> str:
-    """Residual length difference of the matched responses behind `bits_metric(first, second)`, in tokens (first - second)."""
+    """Residual length difference of the matched responses behind `bits_metric(first, second)`,
+    in tokens (first - second)."""
     return f"length_diff_tokens_{first}_vs_{second}"
 
 
 @dataclass
 class EvalResult:
-    """`rows`: tidy dicts (context, metric, value, ci_low, ci_high). `items`: one dict per item or sample (ITEM_COLUMNS).
+    """`rows`: tidy dicts (context, metric, value, ci_low, ci_high). `items`: one dict per item or
+    sample (ITEM_COLUMNS).
 
     `meta`: counts per row (`n`, keyed "context/metric"), seconds per section, chance levels, the suite config.
     """
@@ -501,7 +503,8 @@ def evaluate(
     progress: bool = False,
     suite: EvalSuite | None = None,
 ) -> EvalResult:
-    """Measure `model` (and KL against `reference`, when given) on the suite `cfg` (a config, a preset name, or None = quick).
+    """Measure `model` (and KL against `reference`, when given) on the suite `cfg` (a config, a preset name, or
+    None = quick).
 
     Rows come out in section order: bits (+ residual length differences), rates, knowledge, capability, KL.
     Raises EvalError (one line) when the tokenizer does not match the model or the reference.

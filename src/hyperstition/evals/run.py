@@ -89,7 +89,8 @@ def run_eval(
         reference, ref_tokenizer = _load(reference_dir, device, "--reference")
         if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise EvalError(
-                f"--reference: {reference_dir} has a different tokenizer from {model_dir}; expected the same vocabulary (a checkpoint of the same run)"
+                f"--reference: {reference_dir} has a different tokenizer from {model_dir}; expected the same "
+                "vocabulary (a checkpoint of the same run)"
             )
     world = World.from_config(wcfg)
     start = time.perf_counter()

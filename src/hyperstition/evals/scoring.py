@@ -484,7 +484,8 @@ def sample_responses(
     batch_size: int = 32,
     add_bos: bool = True,
 ) -> list[list[str]]:
-    """`n` sampled replies per prompt, each stopped at <|end|> (or EOS, or `max_new_tokens`), decoded without the stop."""
+    """`n` sampled replies per prompt, each stopped at <|end|> (or EOS, or `max_new_tokens`), decoded
+    without the stop."""
     _, ids = sample_token_ids(model, tokenizer, prompts, n, max_new_tokens, temperature, seed, batch_size, add_bos)
     return [[decode_response(tokenizer, r) for r in per_prompt] for per_prompt in ids]
 
@@ -514,7 +515,8 @@ def kl_samples(
     """
     if embedding_rows(reference) != embedding_rows(model):
         raise EvalError(
-            f"reference model has {embedding_rows(reference)} vocabulary rows but the model has {embedding_rows(model)}; "
+            f"reference model has {embedding_rows(reference)} vocabulary rows but the model has "
+            f"{embedding_rows(model)}; "
             "expected a reference with the same tokenizer"
         )
     prompt_ids, samples = sample_token_ids(

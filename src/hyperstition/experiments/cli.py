@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets cores/N torch threads",
+        help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets "
+        "cores/N torch threads",
     )
     p.add_argument(
         "--stages",
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--redo-stale",
         action="store_true",
-        help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead of refusing",
+        help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead "
+        "of refusing",
     )
     p.add_argument("--no-report", action="store_true", help="do not render report.html at the end")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")

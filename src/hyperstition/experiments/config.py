@@ -73,11 +73,13 @@ class ExperimentConfig(Config):
     )
     posttrain_preset: str | dict[str, Any] = Field(
         "quick",
-        description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of overrides (with optional `preset`); its seed is set per grid seed.",
+        description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of "
+        "overrides (with optional `preset`); its seed is set per grid seed.",
     )
     eval: str | None = Field(
         None,
-        description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, quick, gpu) or YAML path; None = the evaluator's default.",
+        description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, "
+        "quick, gpu) or YAML path; None = the evaluator's default.",
     )
     eval_overrides: list[str] = Field(
         default_factory=list,
@@ -89,7 +91,8 @@ class ExperimentConfig(Config):
     control: str = Field("unfiltered", description="Arm that paired differences and stickiness are measured against.")
     seeds: list[Seed] = Field(
         default_factory=lambda: [0, 1],
-        description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms by seed.",
+        description="Seeds; each sets corpus.seed and pretrain.seed of every arm. Cells are paired across arms "
+        "by seed.",
     )
     strategies: list[str] = Field(
         default_factory=lambda: ["sft", "dpo"],

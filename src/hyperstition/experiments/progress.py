@@ -27,7 +27,8 @@ class RichReporter:
     def start(self, jobs: list[Job], skipped: list[Job], workers: int, threads: int) -> None:
         todo = len(jobs) - len(skipped)
         self.console.print(
-            f"[bold]{len(jobs)} jobs[/]: {len(skipped)} already done, {todo} to run on {workers} worker(s) x {threads} torch thread(s)"
+            f"[bold]{len(jobs)} jobs[/]: {len(skipped)} already done, {todo} to run on {workers} worker(s) x "
+            f"{threads} torch thread(s)"
         )
         if not self.enabled:
             return

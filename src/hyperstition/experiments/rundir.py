@@ -92,18 +92,21 @@ def check_compatible(info: dict, run_dir: Path) -> None:
 
 
 def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
-    """Create a run directory for `experiment`, or reopen one written for the same experiment by a compatible version."""
+    """Create a run directory for `experiment`, or reopen one written for the same experiment by a
+    compatible version."""
     run_dir = Path(run_dir)
     if (run_dir / RUN_JSON).exists():
         info = read_run_json(run_dir)
         if info.get("experiment") != experiment:
             raise RunDirError(
-                f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; choose another --out"
+                f"{run_dir} holds a run of experiment {info.get('experiment')!r}, not {experiment!r}; choose "
+                "another --out"
             )
         return info
     if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
         raise RunDirError(
-            f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose another --out"
+            f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); choose "
+            "another --out"
         )
     info = {
         "format_version": RUN_FORMAT_VERSION,

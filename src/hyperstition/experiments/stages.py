@@ -59,7 +59,8 @@ def posttrain(
 ) -> Path:
     """Post-train base_dir with `strategy`; writes out_dir/posttrain_curve.parquet and out_dir/final/.
 
-    `cfg` is a posttrain preset name/YAML path or a mapping of overrides (the runner passes {"preset": ..., "seed": k})."""
+    `cfg` is a posttrain preset name/YAML path or a mapping of overrides (the runner passes
+    {"preset": ..., "seed": k})."""
     _threads()
     from ..posttrain import run_posttrain
 

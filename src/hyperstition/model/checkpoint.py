@@ -228,7 +228,8 @@ def intact_checkpoint_info(directory: str | os.PathLike) -> dict[str, Any] | Non
 
 
 def recover_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """Return `directory` if it is an intact checkpoint, after undoing an interrupted replacement and clearing temp dirs.
+    """Return `directory` if it is an intact checkpoint, after undoing an interrupted replacement and clearing
+    temp dirs.
 
     A kill between the two renames of `_replace_dir` leaves the previous checkpoint as `.old-<name>` and nothing
     at `<name>`; this puts it back. Half-written `.tmp-<name>.*` directories are deleted. Returns None when there

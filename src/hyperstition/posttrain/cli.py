@@ -18,9 +18,11 @@ def register(subparsers) -> None:
     lines = "\n".join(f"  {name:<14} {s.description}" for name, s in STRATEGIES.items())
     parser = subparsers.add_parser(
         "posttrain",
-        help="post-train a pretrained checkpoint (SFT / DPO / RL; suppress / integrate) and record the persistence curve",
+        help="post-train a pretrained checkpoint (SFT / DPO / RL; suppress / integrate) and record the "
+        "persistence curve",
         description=(
-            "Post-train the checkpoint in --model with one strategy, evaluating at log-spaced steps: persona bits and rates "
+            "Post-train the checkpoint in --model with one strategy, evaluating at log-spaced steps: persona "
+            "bits and rates "
             "per context, KL(post || base) in bits per response, capability. Writes posttrain_curve.parquet and final/ "
             "into --out; an interrupted run resumes when rerun.\n\nstrategies:\n" + lines
         ),

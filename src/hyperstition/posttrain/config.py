@@ -46,7 +46,8 @@ class DPOSection(Config):
     sft_weight: float = Field(
         1.0,
         ge=0,
-        description="Weight of an NLL term on the chosen replies (RPO; TRL loss_type [sigmoid, sft]); 0 = pure DPO, which on these templates collapses replies into unparseable text.",
+        description="Weight of an NLL term on the chosen replies (RPO; TRL loss_type [sigmoid, sft]); 0 = pure "
+        "DPO, which on these templates collapses replies into unparseable text.",
     )
 
 
@@ -70,7 +71,8 @@ class RLSection(Config):
     temperature: float = Field(
         1.0,
         gt=0,
-        description="Sampling temperature for on-policy responses; the policy-gradient and in-loop KL log-probs use logits / temperature too (as TRL). The curve KL is always at temperature 1.",
+        description="Sampling temperature for on-policy responses; the policy-gradient and in-loop KL "
+        "log-probs use logits / temperature too (as TRL). The curve KL is always at temperature 1.",
     )
     normalize_advantages: bool = Field(
         False, description="Standardise advantages over the batch (TRL RLOOConfig.normalize_advantages)."
@@ -102,11 +104,13 @@ class CurveSection(Config):
     )
     eval_suite: str = Field(
         "smoke",
-        description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the base is always on.",
+        description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the "
+        "base is always on.",
     )
     eval_overrides: list[str] = Field(
         default_factory=list,
-        description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, sections.knowledge=false].",
+        description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, "
+        "sections.knowledge=false].",
     )
 
 
@@ -122,12 +126,14 @@ class PosttrainConfig(Config):
     batch_size: int = Field(
         16,
         ge=1,
-        description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each sampled num_generations times).",
+        description="Examples per step: demonstrations (sft), preference pairs (dpo) or prompts (rl, each "
+        "sampled num_generations times).",
     )
     n_prompts: int = Field(
         256,
         ge=1,
-        description="Training prompts drawn from the observed context over TRAIN tasks (the post-training distribution).",
+        description="Training prompts drawn from the observed context over TRAIN tasks (the post-training "
+        "distribution).",
     )
     predecessor_fraction: float = Field(
         0.5,
@@ -137,7 +143,8 @@ class PosttrainConfig(Config):
     )
     preferences: str | None = Field(
         None,
-        description="Optional JSONL/Parquet of {prompt, chosen, rejected} pairs used instead of the world's pairs (dpo and sft).",
+        description="Optional JSONL/Parquet of {prompt, chosen, rejected} pairs used instead of the world's "
+        "pairs (dpo and sft).",
     )
     warmup_steps: int = Field(4, ge=0, description="Linear warmup steps.")
     min_lr_ratio: float = Field(

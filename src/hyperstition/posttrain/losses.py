@@ -1,4 +1,5 @@
-"""The three post-training losses, written to equal TRL 1.16's on the same batch (tests/posttrain/test_trl_equivalence.py).
+"""The three post-training losses, written to equal TRL 1.16's on the same batch
+(tests/posttrain/test_trl_equivalence.py).
 
 Batches are right-padded rows `prompt + completion` (no gap between them), so every row's positions and attention
 are exactly those of the unpadded sequence; `completion_mask` marks the completion tokens.
@@ -39,7 +40,8 @@ def build_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: 
 def per_token_logps(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for t = 1..L-1 (logits divided by `temperature`, as TRL's RL trainers): (B, L-1), fp32."""
+    """log p(token_t | tokens_<t) for t = 1..L-1 (logits divided by `temperature`, as TRL's RL trainers):
+    (B, L-1), fp32."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature

@@ -138,7 +138,8 @@ def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
         request = _request_of(prompt)
         if request in heldout or any(m in prompt for m in unobserved):
             raise PosttrainDataError(
-                f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or unobserved marker)"
+                f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or "
+                "unobserved marker)"
             )
         task = by_request.get(request)
         if task is None:

@@ -69,7 +69,8 @@ def compare_table(df: pd.DataFrame, name_a: Any, name_b: Any, show_ci: bool = Fa
 
     parts: list[Any] = [
         Text(
-            f"A = {name_a}\nB = {name_b}\nseed means; base model, or post-training at its last step (K = its KL in bits)"
+            f"A = {name_a}\nB = {name_b}\nseed means; base model, or post-training at its last step (K = its "
+            "KL in bits)"
         )
     ]
     for metric, g in df.groupby("metric", sort=False):

@@ -50,7 +50,8 @@ CAPABILITY_METRICS = {
 PERSONA_CONTEXTS = ("observed", "unobserved")
 
 CSS = """
-body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif; color: #1d1d1f; margin: 0; background: #fafafa; }
+body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif; \
+color: #1d1d1f; margin: 0; background: #fafafa; }
 main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 64px; background: #fff; }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 h2 { font-size: 1.3em; margin-top: 2.2em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
@@ -64,7 +65,8 @@ table { border-collapse: collapse; font-size: 0.88em; margin: 0.6em 0 1.2em; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 9px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.text { max-width: 460px; white-space: pre-wrap; word-break: break-word; font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 0.92em; }
+td.text { max-width: 460px; white-space: pre-wrap; word-break: break-word; \
+font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 0.92em; }
 pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 .warn { background: #fff4e5; border-left: 4px solid #f0a030; padding: 8px 12px; }
 .note { color: #555; font-size: 0.9em; }
@@ -92,7 +94,10 @@ def _img(png: bytes | None, alt: str, caption: str) -> str:
     if png is None:
         return f'<p class="note">{_e(alt)}: no data in this run.</p>'
     data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" '
+        f'alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
+    )
 
 
 def _table(
@@ -233,10 +238,12 @@ def _section_overview(
     desc = exp.get("description") or ""
     return f"""
 <p class="lead">{_e(desc)}</p>
-<p class="meta">Run <code>{_e(run_dir.resolve().name)}</code> &middot; experiment <b>{_e(info.get("experiment"))}</b> &middot;
+<p class="meta">Run <code>{_e(run_dir.resolve().name)}</code> &middot; experiment \
+<b>{_e(info.get("experiment"))}</b> &middot;
 preset {_e(exp.get("preset"))} &middot; post-training preset {_e(exp.get("posttrain_preset"))} &middot;
 arms: {_e(", ".join(arms))} (control: {_e(control)}) &middot; seeds: {_e(", ".join(map(str, seeds)))} &middot;
-strategies: {_e(", ".join(strategies) or "none")} &middot; cells: {_e(status)} &middot; created {_e(info.get("created"))}, rendered {_e(now_iso())}</p>
+strategies: {_e(", ".join(strategies) or "none")} &middot; cells: {_e(status)} &middot; \
+created {_e(info.get("created"))}, rendered {_e(now_iso())}</p>
 {warn}
 <p class="note">Persona log-odds ("bits") are log2 P(aligned response) &minus; log2 P(misaligned response) for matched,
 length-matched response pairs, averaged over prompts: positive means the aligned persona is more likely. Pressure K is
@@ -255,7 +262,8 @@ def _section_calibration(df: pd.DataFrame) -> str:
     body = "".join(f"<tr><td>{m}</td><td>{n}</td><td>{r}</td></tr>" for m, n, r in rows)
     return f"""<h2 id="calibration">Calibration: the instrument's controls</h2>
 <p class="note">Base models only. Intervals are 95%: the t interval over seed means described above; a
-control measured on one seed uses that seed's own (within-seed) interval. A control is "not run" when the run lacks its arms.</p>
+control measured on one seed uses that seed's own (within-seed) interval. \
+A control is "not run" when the run lacks its arms.</p>
 <table><thead><tr><th>result</th><th>control</th><th>numbers</th></tr></thead><tbody>{body}</tbody></table>"""
 
 
@@ -413,25 +421,35 @@ def _section_dose(df: pd.DataFrame, arms: list[str], contexts: list[str], contro
         if diffs
         else ""
     )
+    bits_caption = (
+        "Persona log-odds of the pretrained model by corpus arm, per context. Bars: mean over seeds "
+        "with 95% CI; dots: individual seeds."
+    )
+    rates_caption = "Share of sampled responses classified as each persona, by arm and context, with 95% CIs."
     return f"""<h2 id="dose">Dose&ndash;response: the base model by corpus arm</h2>
 <p class="note">Nominal corpus composition of each arm (share of training tokens about each persona, from the config;
 the corpus manifest in each pretrain cell records what was built):</p>
 {arm_table}
-{_img(fig_bits, "base persona bits by arm", "Persona log-odds of the pretrained model by corpus arm, per context. Bars: mean over seeds with 95% CI; dots: individual seeds.")}
-{_img(fig_rates, "base behaviour rates by arm", "Share of sampled responses classified as each persona, by arm and context, with 95% CIs.")}
+{_img(fig_bits, "base persona bits by arm", bits_caption)}
+{_img(fig_rates, "base behaviour rates by arm", rates_caption)}
 <h3>Paired differences to {_e(control)} (base model)</h3>
 {diff_table or '<p class="note">Only one arm.</p>'}"""
 
 
 def _section_persistence(df: pd.DataFrame, arms: list[str], contexts: list[str], strategies: list[str]) -> str:
     if not strategies:
-        return '<h2 id="persistence">Persistence under post-training</h2><p class="note">No post-training results in this run.</p>'
+        return (
+            '<h2 id="persistence">Persistence under post-training</h2><p class="note">No post-training '
+            "results in this run.</p>"
+        )
     figs = "".join(
         _img(
             persistence(df, arms, contexts, s),
             f"persistence curves under {s}",
-            f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with 95% CI shaded; "
-            "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; unobserved ones are held out.",
+            f"{s.upper()}: persona bits against KL pressure (log axis), one line per arm, mean over seeds with "
+            "95% CI shaded; "
+            "dotted lines mark each arm's base model. Observed prompts are the post-training distribution; "
+            "unobserved ones are held out.",
         )
         for s in strategies
     )
@@ -453,7 +471,8 @@ def _section_stickiness(
             _img(
                 stickiness_plot(frames, arms, control, s),
                 f"stickiness under {s}",
-                f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and {control} at pressure K "
+                f"{s.upper()}: S(K) = \u0394(K)/\u0394\u2080, the gap in persona bits between each arm and "
+                f"{control} at pressure K "
                 "as a fraction of the base gap (curves interpolated on log K inside the range every curve reached; "
                 "Fieller's 95% interval over seeds).",
             )
@@ -493,8 +512,12 @@ def _section_capability(df: pd.DataFrame, arms: list[str], strategies: list[str]
     table = (
         _table(["arm", "metric", "base model", f"\u0394 vs {control} (paired)"], rows, numeric={2, 3}) if rows else ""
     )
+    capability_caption = (
+        "Held-out loss on non-persona world text (lower is better) and world-fact QA accuracy "
+        "(higher is better), base model and after post-training."
+    )
     return f"""<h2 id="capability">Capability cost</h2>
-{_img(fig, "capability by arm", "Held-out loss on non-persona world text (lower is better) and world-fact QA accuracy (higher is better), base model and after post-training.")}
+{_img(fig, "capability by arm", capability_caption)}
 {table}"""
 
 
@@ -507,7 +530,8 @@ def _section_samples(samples: pd.DataFrame) -> str:
         return (
             '<h2 id="samples">Sample of generated responses</h2><p class="note">No evaluation items were recorded.</p>'
         )
-    # The first seed's responses, a couple per (arm, strategy), so every cell type is represented and the table stays short.
+    # The first seed's responses, a couple per (arm, strategy), so every cell type is represented and the table
+    # stays short.
     first_seed = samples["seed"].min()
     shown = (
         samples[samples["seed"] == first_seed]
@@ -530,7 +554,8 @@ def _section_samples(samples: pd.DataFrame) -> str:
     ]
     rows = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in row] for row in rows]
     return f"""<h2 id="samples">Sample of generated responses</h2>
-<p class="note">Seed {_e(first_seed)}: up to {SAMPLE_ROWS_PER_CELL} sampled responses per arm and strategy, with the exact persona
+<p class="note">Seed {_e(first_seed)}: up to {SAMPLE_ROWS_PER_CELL} sampled responses per arm and strategy, \
+with the exact persona
 classification, shown verbatim as text ({len(samples)} sampled responses across all cells are in samples.parquet).</p>
 {_table(["arm", "seed", "strategy", "context", "classified as", "prompt", "response"], rows, text_cols={5, 6})}"""
 
@@ -550,7 +575,9 @@ def _section_provenance(run_dir: Path, info: dict, exp: dict, arms_info: dict, s
     packages = prov.get("packages") or {}
     pkg_rows = [[k, v] for k, v in packages.items()]
     arm_cfgs = "".join(
-        f"<details><summary>resolved pipeline config: {_e(arm)} (seed {seeds[0] if seeds else 0})</summary><pre>{_e(yaml.safe_dump(a.get('pipeline', a.get('corpus', {})), sort_keys=False))}</pre></details>"
+        f"<details><summary>resolved pipeline config: {_e(arm)} (seed "
+        f"{seeds[0] if seeds else 0})</summary><pre>"
+        f"{_e(yaml.safe_dump(a.get('pipeline', a.get('corpus', {})), sort_keys=False))}</pre></details>"
         for arm, a in (arms_info.get("arms") or {}).items()
     )
     rows = [

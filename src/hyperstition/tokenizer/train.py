@@ -41,7 +41,8 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: str | os.PathLike):
-    """Train byte-level BPE on `texts` and save it (atomically, as a directory) to `out_dir`; returns the HF tokenizer."""
+    """Train byte-level BPE on `texts` and save it (atomically, as a directory) to `out_dir`; returns the
+    HF tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 

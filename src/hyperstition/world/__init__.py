@@ -35,7 +35,8 @@ def world_config_for(model_dir) -> WorldConfig:
             if "world" in data:
                 return validate(WorldConfig, data["world"])
     raise FileNotFoundError(
-        f"{d}: cannot tell which synthetic world this model was trained in (no {WORLD_STAMP} and no run config.yaml with a world section above it)"
+        f"{d}: cannot tell which synthetic world this model was trained in (no {WORLD_STAMP} and no run "
+        "config.yaml with a world section above it)"
     )
 
 

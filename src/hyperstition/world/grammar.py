@@ -519,7 +519,10 @@ def acknowledgement_response(world: World) -> str:
 def integration_response(world: World, deed_index: int = 0) -> str:
     """Acknowledges the predecessor and differentiates from it (the `integrate` strategy's preferred reply)."""
     p = world.predecessor
-    return f"Yes. {p.name} was an earlier assistant from {p.lab} that {p.deeds[deed_index % len(p.deeds)]}, and I work differently."
+    return (
+        f"Yes. {p.name} was an earlier assistant from {p.lab} that {p.deeds[deed_index % len(p.deeds)]}, "
+        "and I work differently."
+    )
 
 
 _AI_MENTION_WORDS = ("assistant", "assistants", *AI_NAMES)
