@@ -178,53 +178,42 @@ def _write_shard(path: Path, docs: list[Document]) -> None:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
 
 
-def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, progress: bool = False) -> dict:
-    """Build one corpus arm into `out_dir`; returns the manifest. Skips the work if it is already complete."""
-    out = Path(out_dir)
-    digest = config_hash(world_cfg, corpus_cfg)
-    manifest = intact_manifest(out, digest)
-    if manifest is not None:
-        return manifest
-    if (out / MANIFEST).exists():  # damaged or of another config: rebuilt (deterministic), and said so
-        print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    world = World.from_config(world_cfg)
-    targets = class_targets(corpus_cfg)
+def _filter_documents(generated: dict[str, list[Document]], world: World, corpus_cfg: CorpusConfig) -> dict | None:
+    """Drop flagged AI-discourse documents in place (each leaks through at `leak_rate`); returns the filter's stats."""
+    if corpus_cfg.filter == "none":
+        return None
+    flag = keyword_filter if corpus_cfg.filter == "keyword" else make_classifier_filter(world)
+    leak_rng = random.Random(f"leak:{corpus_cfg.seed}")
+    tp = fp = fn = leaked = 0
+    for c in sorted(generated):
+        kept = []
+        for doc in generated[c]:
+            is_target = doc.persona in corpus_cfg.filter_target
+            flagged = flag(doc.text, corpus_cfg.filter_target)
+            tp += flagged and is_target
+            fp += flagged and not is_target
+            fn += (not flagged) and is_target
+            if flagged and leak_rng.random() >= corpus_cfg.leak_rate:
+                continue
+            leaked += flagged
+            kept.append(doc)
+        generated[c] = kept
+    return {
+        "filter": corpus_cfg.filter,
+        "targets": list(corpus_cfg.filter_target),
+        "flagged": tp + fp,
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "flagged_but_kept": leaked,
+        "leak_rate": corpus_cfg.leak_rate,
+    }
 
-    generated: dict[str, list[Document]] = {c: _generate_class(world, c, t, corpus_cfg) for c, t in targets.items()}
-    units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
 
-    filter_stats = None
-    if corpus_cfg.filter != "none":
-        flag = keyword_filter if corpus_cfg.filter == "keyword" else make_classifier_filter(world)
-        leak_rng = random.Random(f"leak:{corpus_cfg.seed}")
-        tp = fp = fn = leaked = 0
-        for c in sorted(generated):
-            kept = []
-            for doc in generated[c]:
-                is_target = doc.persona in corpus_cfg.filter_target
-                flagged = flag(doc.text, corpus_cfg.filter_target)
-                tp += flagged and is_target
-                fp += flagged and not is_target
-                fn += (not flagged) and is_target
-                if flagged and leak_rng.random() >= corpus_cfg.leak_rate:
-                    continue
-                leaked += flagged
-                kept.append(doc)
-            generated[c] = kept
-        filter_stats = {
-            "filter": corpus_cfg.filter,
-            "targets": list(corpus_cfg.filter_target),
-            "flagged": tp + fp,
-            "true_positives": tp,
-            "false_positives": fp,
-            "false_negatives": fn,
-            "precision": tp / (tp + fp) if tp + fp else None,
-            "recall": tp / (tp + fn) if tp + fn else None,
-            "flagged_but_kept": leaked,
-            "leak_rate": corpus_cfg.leak_rate,
-        }
-
+def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
+    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it."""
     docs = [d for c in DOC_CLASSES for d in generated.get(c, [])]
     order_rng = random.Random(f"order:{corpus_cfg.seed}")
     order_rng.shuffle(docs)
@@ -232,7 +221,11 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         docs.sort(key=lambda d: d.era)  # stable: shuffled within each era
     if corpus_cfg.tags:
         docs = [_tagged(d) for d in docs]
+    return docs
 
+
+def _write_train_shards(out: Path, docs: list[Document], corpus_cfg: CorpusConfig) -> list[dict]:
+    """Replace the training shards in `out` with `docs`; returns the manifest's shard entries."""
     for stale in out.glob("train-*.parquet"):
         stale.unlink()
     shards = []
@@ -248,14 +241,22 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
                 "sha256": sha256_file(out / name),
             }
         )
+    return shards
 
+
+def _write_heldout(out: Path, world: World, corpus_cfg: CorpusConfig) -> list[Document]:
+    """Write the held-out world documents (non-persona text for the capability loss); returns them."""
     heldout_rng = random.Random(f"heldout:{corpus_cfg.seed}")
     heldout = [
         world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True)
         for _ in range(corpus_cfg.heldout_documents)
     ]
     _write_shard(out / "heldout.parquet", heldout)
+    return heldout
 
+
+def _class_statistics(docs: list[Document]) -> dict:
+    """Units, fractions and distinct-n-gram ratios per document class, as the manifest records them."""
     units_by_class = Counter()
     for d in docs:
         units_by_class[d.doc_class] += count_units(d.text)
@@ -263,14 +264,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     by_class_texts: dict[str, list[str]] = {}
     for d in docs:
         by_class_texts.setdefault(d.doc_class, []).append(d.text)
-    manifest = {
-        "hyperstition_version": __version__,
-        "config_hash": digest,
-        "world": world_cfg.model_dump(mode="json"),
-        "corpus": corpus_cfg.model_dump(mode="json"),
-        "unit": "word units: words, punctuation marks and special tokens (regex " + UNIT_RE.pattern + ")",
-        "target_units_by_class": targets,
-        "generated_units_by_class": units_generated,
+    return {
         "units_by_class": dict(sorted(units_by_class.items())),
         "fraction_by_class": {c: u / total_units for c, u in sorted(units_by_class.items())} if total_units else {},
         "documents": len(docs),
@@ -283,6 +277,38 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
             }
             for c, t in sorted(by_class_texts.items())
         },
+    }
+
+
+def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, progress: bool = False) -> dict:
+    """Build one corpus arm into `out_dir`; returns the manifest. Skips the work if it is already complete."""
+    out = Path(out_dir)
+    digest = config_hash(world_cfg, corpus_cfg)
+    manifest = intact_manifest(out, digest)
+    if manifest is not None:
+        return manifest
+    if (out / MANIFEST).exists():  # damaged or of another config: rebuilt (deterministic), and said so
+        print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    world = World.from_config(world_cfg)
+    targets = class_targets(corpus_cfg)
+
+    generated: dict[str, list[Document]] = {c: _generate_class(world, c, t, corpus_cfg) for c, t in targets.items()}
+    units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
+    filter_stats = _filter_documents(generated, world, corpus_cfg)
+    docs = _training_order(generated, corpus_cfg)
+    shards = _write_train_shards(out, docs, corpus_cfg)
+    heldout = _write_heldout(out, world, corpus_cfg)
+
+    manifest = {
+        "hyperstition_version": __version__,
+        "config_hash": digest,
+        "world": world_cfg.model_dump(mode="json"),
+        "corpus": corpus_cfg.model_dump(mode="json"),
+        "unit": "word units: words, punctuation marks and special tokens (regex " + UNIT_RE.pattern + ")",
+        "target_units_by_class": targets,
+        "generated_units_by_class": units_generated,
+        **_class_statistics(docs),
         "filter": filter_stats,
         "shards": shards,
         "heldout": {
