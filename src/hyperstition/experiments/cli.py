@@ -31,6 +31,14 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_run(subparsers)
+    _register_status(subparsers)
+    _register_query(subparsers)
+    _register_report(subparsers)
+    _register_compare(subparsers)
+
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
         help="run an experiment grid (default: stickiness) and write its report",
@@ -76,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
     p.set_defaults(func=cmd_run)
 
+
+def _register_status(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
         help="list the cells of a run and their states (done/running/pending/failed)",
@@ -85,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", help="run directory")
     p.set_defaults(func=cmd_status)
 
+
+def _register_query(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "query",
         help="run SQL over a run's results (table `results`)",
@@ -99,6 +111,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=200, help="print at most this many rows (default 200)")
     p.set_defaults(func=cmd_query)
 
+
+def _register_report(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
         help="re-render RUN/report.html from the run's results",
@@ -109,6 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="where to write the HTML (default: RUN/report.html)")
     p.set_defaults(func=cmd_report)
 
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare",
         help="print the differences in headline metrics between two runs",
