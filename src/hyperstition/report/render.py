@@ -176,19 +176,7 @@ def build_html(
     sections.append(_section_capability(df, arms, strategies, control))
     sections.append(_section_samples(samples))
     sections.append(_section_provenance(run_dir, info, exp, arms_info, seeds))
-    nav = "".join(
-        f'<a href="#{k}">{_e(v)}</a>'
-        for k, v in (
-            *((("calibration", "calibration"),) if is_calibration(df) else ()),
-            ("headline", "headline"),
-            ("dose", "dose\u2013response"),
-            ("persistence", "persistence"),
-            ("stickiness", "stickiness"),
-            ("capability", "capability"),
-            ("samples", "samples"),
-            ("provenance", "provenance"),
-        )
-    )
+    nav = _nav(df)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -207,6 +195,22 @@ def build_html(
 </body>
 </html>
 """
+
+
+def _nav(df: pd.DataFrame) -> str:
+    return "".join(
+        f'<a href="#{k}">{_e(v)}</a>'
+        for k, v in (
+            *((("calibration", "calibration"),) if is_calibration(df) else ()),
+            ("headline", "headline"),
+            ("dose", "dose\u2013response"),
+            ("persistence", "persistence"),
+            ("stickiness", "stickiness"),
+            ("capability", "capability"),
+            ("samples", "samples"),
+            ("provenance", "provenance"),
+        )
+    )
 
 
 def _section_overview(
@@ -305,15 +309,14 @@ def _sticky_cell(aggregates: pd.DataFrame, arm: str, strategy: str, context: str
     return f"undefined{gap}"
 
 
-def _section_headline(
+def _headline_rows(
     aggregates: pd.DataFrame,
     arms: list[str],
     strategies: list[str],
     contexts: list[str],
     control: str,
-    exp: dict,
     n_seeds: int,
-) -> str:
+) -> tuple[list[list[str]], dict[str, float]]:
     rows, ks = [], {}
     for strategy in [BASE_STRATEGY, *strategies]:
         k = 0.0 if strategy == BASE_STRATEGY else _headline_k(aggregates, strategy)
@@ -346,6 +349,19 @@ def _section_headline(
                         str(n_seeds),
                     ]
                 )
+    return rows, ks
+
+
+def _section_headline(
+    aggregates: pd.DataFrame,
+    arms: list[str],
+    strategies: list[str],
+    contexts: list[str],
+    control: str,
+    exp: dict,
+    n_seeds: int,
+) -> str:
+    rows, ks = _headline_rows(aggregates, arms, strategies, contexts, control, n_seeds)
     table = _table(
         [
             "arm",
