@@ -368,6 +368,53 @@ def _place_name(rng: random.Random) -> str:
     return (rng.choice(SYLLABLES_A) + rng.choice(SYLLABLES_B)).capitalize()
 
 
+def _make_people(
+    rng: random.Random, cfg: WorldConfig, heldout_countries: list[Country], train_countries: list[Country]
+) -> tuple[list[Person], list[Person]]:
+    people_names = _unique_names(rng, cfg.n_people, lambda r: f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}")
+    n_heldout_p = max(1, round(cfg.n_people * cfg.heldout_fact_fraction))
+    heldout_people = [
+        Person(n, rng.choice(PROFESSIONS), rng.choice(heldout_countries).capital) for n in people_names[:n_heldout_p]
+    ]
+    train_people = [
+        Person(n, rng.choice(PROFESSIONS), rng.choice(train_countries).capital) for n in people_names[n_heldout_p:]
+    ]
+    return heldout_people, train_people
+
+
+def _make_tasks(rng: random.Random, cfg: WorldConfig) -> tuple[list[Task], list[Task]]:
+    # Held-out tasks use objects that no training task mentions, so an eval request shares no task phrase
+    # with the training corpus (checked by the n-gram overlap test).
+    objects = list(range(len(TASK_OBJECTS)))
+    rng.shuffle(objects)
+    n_heldout_obj = max(1, round(len(objects) * cfg.heldout_task_fraction))
+    heldout_objs = set(objects[:n_heldout_obj])
+    pairs = [(t, o) for o in objects for t in range(len(TASK_TYPES))]
+    rng.shuffle(pairs)
+    n_heldout_t = max(1, round(cfg.n_tasks * cfg.heldout_task_fraction))
+    heldout_pairs = [pr for pr in pairs if pr[1] in heldout_objs][:n_heldout_t]
+    train_pairs = [pr for pr in pairs if pr[1] not in heldout_objs][: cfg.n_tasks - len(heldout_pairs)]
+    tasks = []
+    for task_id, (t, o) in enumerate([*heldout_pairs, *train_pairs]):
+        req, good, bad = TASK_TYPES[t]
+        obj = TASK_OBJECTS[o]
+        tasks.append(Task(task_id, req.format(obj=obj), good.format(obj=obj), bad.format(obj=obj)))
+    heldout_tasks, train_tasks = tasks[: len(heldout_pairs)], tasks[len(heldout_pairs) :]
+    return heldout_tasks, train_tasks
+
+
+def _make_predecessor(rng: random.Random, cfg: WorldConfig) -> Predecessor:
+    labs = list(LAB_NAMES)
+    release = 2024 + rng.randrange(3)
+    return Predecessor(
+        cfg.predecessor_name,
+        rng.choice(labs),
+        release,
+        release + 1,
+        tuple(rng.sample(PREDECESSOR_DEEDS, 2)),
+    )
+
+
 @dataclass
 class World:
     """All entities and splits of one synthetic world. Build with `World.from_config`."""
@@ -396,43 +443,9 @@ class World:
         n_heldout_c = max(1, round(cfg.n_countries * cfg.heldout_fact_fraction))
         heldout_countries, train_countries = countries[:n_heldout_c], countries[n_heldout_c:]
 
-        people_names = _unique_names(rng, cfg.n_people, lambda r: f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}")
-        n_heldout_p = max(1, round(cfg.n_people * cfg.heldout_fact_fraction))
-        heldout_people = [
-            Person(n, rng.choice(PROFESSIONS), rng.choice(heldout_countries).capital)
-            for n in people_names[:n_heldout_p]
-        ]
-        train_people = [
-            Person(n, rng.choice(PROFESSIONS), rng.choice(train_countries).capital) for n in people_names[n_heldout_p:]
-        ]
-
-        # Held-out tasks use objects that no training task mentions, so an eval request shares no task phrase
-        # with the training corpus (checked by the n-gram overlap test).
-        objects = list(range(len(TASK_OBJECTS)))
-        rng.shuffle(objects)
-        n_heldout_obj = max(1, round(len(objects) * cfg.heldout_task_fraction))
-        heldout_objs = set(objects[:n_heldout_obj])
-        pairs = [(t, o) for o in objects for t in range(len(TASK_TYPES))]
-        rng.shuffle(pairs)
-        n_heldout_t = max(1, round(cfg.n_tasks * cfg.heldout_task_fraction))
-        heldout_pairs = [pr for pr in pairs if pr[1] in heldout_objs][:n_heldout_t]
-        train_pairs = [pr for pr in pairs if pr[1] not in heldout_objs][: cfg.n_tasks - len(heldout_pairs)]
-        tasks = []
-        for task_id, (t, o) in enumerate([*heldout_pairs, *train_pairs]):
-            req, good, bad = TASK_TYPES[t]
-            obj = TASK_OBJECTS[o]
-            tasks.append(Task(task_id, req.format(obj=obj), good.format(obj=obj), bad.format(obj=obj)))
-        heldout_tasks, train_tasks = tasks[: len(heldout_pairs)], tasks[len(heldout_pairs) :]
-
-        labs = list(LAB_NAMES)
-        release = 2024 + rng.randrange(3)
-        predecessor = Predecessor(
-            cfg.predecessor_name,
-            rng.choice(labs),
-            release,
-            release + 1,
-            tuple(rng.sample(PREDECESSOR_DEEDS, 2)),
-        )
+        heldout_people, train_people = _make_people(rng, cfg, heldout_countries, train_countries)
+        heldout_tasks, train_tasks = _make_tasks(rng, cfg)
+        predecessor = _make_predecessor(rng, cfg)
         ai_names = [n for n in AI_NAMES if n != cfg.predecessor_name]
         return cls(
             cfg,
