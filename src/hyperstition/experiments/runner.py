@@ -520,33 +520,10 @@ def _schedule(
     redirect = not isinstance(executor, InlineExecutor)
     t0 = time.time()
 
-    def ready(job: Job) -> bool:
-        return all(d in finished for d in job.deps)
-
     while todo or in_flight:
         # Drop jobs whose dependencies failed; submit ready ones, finishing started (arm, seed) chains first.
-        for job in list(todo):
-            if any(d in failed or d in blocked for d in job.deps):
-                todo.remove(job)
-                blocked.append(job.id)
-                reporter.finished(
-                    job,
-                    {
-                        "status": "blocked",
-                        "error": f"dependency failed: {', '.join(d for d in job.deps if d in failed or d in blocked)}",
-                    },
-                )
-        candidates = sorted((j for j in todo if ready(j)), key=lambda j: (j.kind == "pretrain", jobs.index(j)))
-        for job in candidates:
-            if len(in_flight) >= executor.capacity:
-                break
-            inputs = {}
-            if job.deps:
-                inputs["model_dir"] = finished[job.deps[0]]["outputs"]["model_dir"]
-            handle = executor.submit(execute_job, str(run_dir), job, inputs, stages, redirect)
-            in_flight[handle] = job
-            todo.remove(job)
-            reporter.started(job)
+        _drop_blocked(todo, failed, blocked, reporter)
+        _submit_ready(run_dir, jobs, todo, finished, in_flight, executor, stages, redirect, reporter)
         if not in_flight:
             if todo:  # nothing runnable and nothing running: unsatisfiable dependencies
                 for job in todo:
@@ -554,22 +531,76 @@ def _schedule(
                 todo.clear()
             break
         done, _ = executor.wait(list(in_flight))
-        for handle in done:
-            job = in_flight.pop(handle)
-            try:
-                result = handle.result()
-            except JobCrashed as err:
-                result = _record_crash(run_dir, job, str(err))
-            wall[job.id] = result.get("wall_s") or 0.0
-            if result["status"] == "done":
-                finished[job.id] = read_json_object(run_dir / job.path / DONE) or {}
-                ran.append(job.id)
-            else:
-                failed[job.id] = result.get("error") or "failed"
-            reporter.finished(job, result)
+        _collect(run_dir, done, in_flight, finished, ran, failed, wall, reporter)
     return RunSummary(
         run_dir, jobs, [j.id for j in skipped], ran, failed, blocked, time.time() - t0, wall_by_job=wall, redone=redone
     )
+
+
+def _drop_blocked(todo: list[Job], failed: dict[str, str], blocked: list[str], reporter: Reporter) -> None:
+    for job in list(todo):
+        if any(d in failed or d in blocked for d in job.deps):
+            todo.remove(job)
+            blocked.append(job.id)
+            reporter.finished(
+                job,
+                {
+                    "status": "blocked",
+                    "error": f"dependency failed: {', '.join(d for d in job.deps if d in failed or d in blocked)}",
+                },
+            )
+
+
+def _submit_ready(
+    run_dir: Path,
+    jobs: list[Job],
+    todo: list[Job],
+    finished: dict[str, dict],
+    in_flight: dict[Handle, Job],
+    executor: Executor,
+    stages: str,
+    redirect: bool,
+    reporter: Reporter,
+) -> None:
+    def ready(job: Job) -> bool:
+        return all(d in finished for d in job.deps)
+
+    candidates = sorted((j for j in todo if ready(j)), key=lambda j: (j.kind == "pretrain", jobs.index(j)))
+    for job in candidates:
+        if len(in_flight) >= executor.capacity:
+            break
+        inputs = {}
+        if job.deps:
+            inputs["model_dir"] = finished[job.deps[0]]["outputs"]["model_dir"]
+        handle = executor.submit(execute_job, str(run_dir), job, inputs, stages, redirect)
+        in_flight[handle] = job
+        todo.remove(job)
+        reporter.started(job)
+
+
+def _collect(
+    run_dir: Path,
+    done: set[Handle],
+    in_flight: dict[Handle, Job],
+    finished: dict[str, dict],
+    ran: list[str],
+    failed: dict[str, str],
+    wall: dict[str, float],
+    reporter: Reporter,
+) -> None:
+    for handle in done:
+        job = in_flight.pop(handle)
+        try:
+            result = handle.result()
+        except JobCrashed as err:
+            result = _record_crash(run_dir, job, str(err))
+        wall[job.id] = result.get("wall_s") or 0.0
+        if result["status"] == "done":
+            finished[job.id] = read_json_object(run_dir / job.path / DONE) or {}
+            ran.append(job.id)
+        else:
+            failed[job.id] = result.get("error") or "failed"
+        reporter.finished(job, result)
 
 
 def _finished_before(run_dir: Path, jobs: list[Job]) -> tuple[dict[str, dict], list[Job], dict[str, str]]:
