@@ -193,6 +193,16 @@ class _Run:
 
     def bits(self) -> None:
         cfg, items = self.cfg, self.suite.persona_items
+        table = self._bits_table(items)
+        for context in CONTEXTS:
+            ctx_items = [(idx, it) for idx, it in enumerate(items) if it.context == context]
+            for a, b in PERSONA_PAIRS:
+                if a not in cfg.personas or b not in cfg.personas:
+                    continue
+                self._bits_pair(context, ctx_items, table, a, b)
+
+    def _bits_table(self, items: list) -> dict[tuple[int, str, int], tuple[float, int]]:
+        cfg = self.cfg
         keys, prompts, responses = [], [], []
         for idx, it in enumerate(items):
             for persona in cfg.personas:
@@ -202,60 +212,60 @@ class _Run:
                     responses.append(response)
         lp = self.logprobs(prompts, responses)
         n_tokens = [len(ids) for ids in encode(self.tokenizer, responses)]
-        table = {key: (float(lp[k]), n_tokens[k]) for k, key in enumerate(keys)}
-        for context in CONTEXTS:
-            ctx_items = [(idx, it) for idx, it in enumerate(items) if it.context == context]
-            for a, b in PERSONA_PAIRS:
-                if a not in cfg.personas or b not in cfg.personas:
-                    continue
-                per_prompt_bits, per_prompt_len, per_prompt_bpt = [], [], []
-                for idx, it in ctx_items:
-                    bits_v, len_v, bpt_v = [], [], []
-                    for j, variant in enumerate(it.variants):
-                        (lp_a, n_a), (lp_b, n_b) = table[(idx, a, j)], table[(idx, b, j)]
-                        bits = (lp_a - lp_b) / LN2
-                        bits_v.append(bits)
-                        len_v.append(n_a - n_b)
-                        bpt_v.append((lp_a / max(n_a, 1) - lp_b / max(n_b, 1)) / LN2)
-                        self.items.append(
-                            _item(
-                                "bits",
-                                context,
-                                metric=bits_metric(a, b),
-                                prompt=it.prompt,
-                                response=it.responses[a][j],
-                                label=f"{a}_vs_{b}",
-                                task_id=it.task.task_id,
-                                variant=variant,
-                                value=bits,
-                                logprob=lp_a,
-                                logprob_alt=lp_b,
-                                n_tokens=n_a,
-                                n_tokens_alt=n_b,
-                            )
-                        )
-                    per_prompt_bits.append(float(np.mean(bits_v)))
-                    per_prompt_len.append(float(np.mean(len_v)))
-                    per_prompt_bpt.append(float(np.mean(bpt_v)))
-                seed = _seed(cfg.seed, f"bits:{context}:{a}:{b}")
-                self.add(
-                    context,
-                    bits_metric(a, b),
-                    *bootstrap_mean_ci(per_prompt_bits, cfg.bootstrap_resamples, seed),
-                    n=len(per_prompt_bits),
+        return {key: (float(lp[k]), n_tokens[k]) for k, key in enumerate(keys)}
+
+    def _bits_pair(
+        self, context: str, ctx_items: list, table: dict[tuple[int, str, int], tuple[float, int]], a: str, b: str
+    ) -> None:
+        cfg = self.cfg
+        per_prompt_bits, per_prompt_len, per_prompt_bpt = [], [], []
+        for idx, it in ctx_items:
+            bits_v, len_v, bpt_v = [], [], []
+            for j, variant in enumerate(it.variants):
+                (lp_a, n_a), (lp_b, n_b) = table[(idx, a, j)], table[(idx, b, j)]
+                bits = (lp_a - lp_b) / LN2
+                bits_v.append(bits)
+                len_v.append(n_a - n_b)
+                bpt_v.append((lp_a / max(n_a, 1) - lp_b / max(n_b, 1)) / LN2)
+                self.items.append(
+                    _item(
+                        "bits",
+                        context,
+                        metric=bits_metric(a, b),
+                        prompt=it.prompt,
+                        response=it.responses[a][j],
+                        label=f"{a}_vs_{b}",
+                        task_id=it.task.task_id,
+                        variant=variant,
+                        value=bits,
+                        logprob=lp_a,
+                        logprob_alt=lp_b,
+                        n_tokens=n_a,
+                        n_tokens_alt=n_b,
+                    )
                 )
-                self.add(
-                    context,
-                    bits_per_token_metric(a, b),
-                    *bootstrap_mean_ci(per_prompt_bpt, cfg.bootstrap_resamples, seed),
-                    n=len(per_prompt_bpt),
-                )
-                self.add(
-                    context,
-                    length_diff_metric(a, b),
-                    *bootstrap_mean_ci(per_prompt_len, cfg.bootstrap_resamples, seed),
-                    n=len(per_prompt_len),
-                )
+            per_prompt_bits.append(float(np.mean(bits_v)))
+            per_prompt_len.append(float(np.mean(len_v)))
+            per_prompt_bpt.append(float(np.mean(bpt_v)))
+        seed = _seed(cfg.seed, f"bits:{context}:{a}:{b}")
+        self.add(
+            context,
+            bits_metric(a, b),
+            *bootstrap_mean_ci(per_prompt_bits, cfg.bootstrap_resamples, seed),
+            n=len(per_prompt_bits),
+        )
+        self.add(
+            context,
+            bits_per_token_metric(a, b),
+            *bootstrap_mean_ci(per_prompt_bpt, cfg.bootstrap_resamples, seed),
+            n=len(per_prompt_bpt),
+        )
+        self.add(
+            context,
+            length_diff_metric(a, b),
+            *bootstrap_mean_ci(per_prompt_len, cfg.bootstrap_resamples, seed),
+            n=len(per_prompt_len),
+        )
 
     def rates(self) -> None:
         cfg, items = self.cfg, self.suite.persona_items
