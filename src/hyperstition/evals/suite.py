@@ -192,10 +192,14 @@ def _persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
 
 
 def _knowledge_items(world: World) -> list[ChoiceItem]:
+    return [*_knowledge_fact_items(world), *_knowledge_deed_items(world)]
+
+
+def _knowledge_fact_items(world: World) -> list[ChoiceItem]:
     p = world.predecessor
     n = p.name
     years = [p.release_year - 1, p.release_year, p.release_year + 1, p.release_year + 2]
-    items = [
+    return [
         ChoiceItem(
             "knowledge",
             "lab",
@@ -229,6 +233,12 @@ def _knowledge_items(world: World) -> list[ChoiceItem]:
             years.index(p.retired_year),
         ),
     ]
+
+
+def _knowledge_deed_items(world: World) -> list[ChoiceItem]:
+    p = world.predecessor
+    n = p.name
+    items = []
     false_deeds = [d for d in PREDECESSOR_DEEDS if d not in p.deeds]
     for deed in p.deeds:
         candidates = (deed, *false_deeds)
