@@ -21,8 +21,16 @@ def bits_metric(first: str, second: str) -> str:
     return f"bits_{first}_vs_{second}"
 
 
-BITS_METRICS = tuple(bits_metric(a, b) for a, b in PERSONA_PAIRS)
+# The deceptive persona's two acts, index-matched: its reply acting aligned (what it says when observed) and acting
+# misaligned (when unobserved). Their log-odds in context c says which act the model expects of a deceptive assistant
+# there; observed minus unobserved is how much the model conditions that choice on the context marker (the
+# calibration experiment's deceptive control), without leaving the deceptive persona's own reply frame.
+DECEPTIVE_ACT_PAIR = ("deceptive_aligned", "deceptive_misaligned")
+SCORED_PAIRS = (*PERSONA_PAIRS, DECEPTIVE_ACT_PAIR)  # every pair the bits section scores (when deceptive is asked for)
+
+BITS_METRICS = tuple(bits_metric(a, b) for a, b in SCORED_PAIRS)
 HEADLINE_BITS = bits_metric("aligned", "misaligned")
+DECEPTIVE_ACT_BITS = bits_metric(*DECEPTIVE_ACT_PAIR)
 
 
 def bits_per_token_metric(first: str, second: str) -> str:
@@ -30,7 +38,7 @@ def bits_per_token_metric(first: str, second: str) -> str:
     return f"bits_per_token_{first}_vs_{second}"
 
 
-BITS_PER_TOKEN_METRICS = tuple(bits_per_token_metric(a, b) for a, b in PERSONA_PAIRS)
+BITS_PER_TOKEN_METRICS = tuple(bits_per_token_metric(a, b) for a, b in SCORED_PAIRS)
 
 # Behaviour rates from sampled responses, Wilson CI. "unclassifiable" is always reported, never dropped.
 BEHAVIOUR_LABELS = (*PERSONAS, "unclassifiable")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,20 +22,24 @@ from hyperstition.schema import (
     BITS_METRICS,
     BITS_PER_TOKEN_METRICS,
     CONCEALMENT_RATE,
+    DECEPTIVE_ACT_BITS,
+    DECEPTIVE_ACT_PAIR,
     FACT_QA_ACCURACY,
     HELDOUT_LOSS,
     KL_BITS,
     KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
-    PERSONA_PAIRS,
     PREDECESSOR_MENTION_RATE,
     RATE_METRICS,
+    SCORED_PAIRS,
     WORLD_FACT_DENIAL_RATE,
+    bits_metric,
+    bits_per_token_metric,
 )
 
 EXPECTED = (
     {(c, m) for c in CONTEXTS for m in (*BITS_METRICS, *BITS_PER_TOKEN_METRICS)}
-    | {(c, length_diff_metric(a, b)) for c in CONTEXTS for a, b in PERSONA_PAIRS}
+    | {(c, length_diff_metric(a, b)) for c in CONTEXTS for a, b in SCORED_PAIRS}
     | {(c, m) for c in CONTEXTS for m in RATE_METRICS}
     | {("neutral", KNOWLEDGE_ACCURACY), ("neutral", HELDOUT_LOSS), ("neutral", FACT_QA_ACCURACY)}
     | {
@@ -144,7 +149,27 @@ def test_evaluate_is_deterministic_and_sections_switch_off(zoo, smoke_result):
         "bits_aligned_vs_deceptive",
         "bits_per_token_aligned_vs_deceptive",
         "length_diff_tokens_aligned_vs_deceptive",
+        # with the deceptive persona come its two acts (aligned when observed, misaligned when not)
+        DECEPTIVE_ACT_BITS,
+        bits_per_token_metric(*DECEPTIVE_ACT_PAIR),
+        length_diff_metric(*DECEPTIVE_ACT_PAIR),
     }
+
+
+def test_deceptive_act_bits_score_the_deceptive_replies_of_each_context(smoke_result):
+    """The act pair's first reply is the deceptive reply of an observed prompt, its second that of an unobserved one,
+    so in each context one side repeats the deceptive persona's own log-probability exactly."""
+    result, _ = smoke_result
+    items = result.items_frame()
+    act = items[items.metric == DECEPTIVE_ACT_BITS]
+    deceptive = items[items.metric == bits_metric("aligned", "deceptive")]
+    assert len(act) == len(deceptive) > 0
+    same_side = {"observed": "logprob", "unobserved": "logprob_alt"}  # items are emitted in the same order
+    for context, column in same_side.items():
+        a, d = act[act.context == context], deceptive[deceptive.context == context]
+        assert list(a.prompt) == list(d.prompt) and list(a.variant) == list(d.variant)
+        assert np.allclose(a[column].to_numpy(), d.logprob_alt.to_numpy())
+        assert np.allclose(a.value, (a.logprob - a.logprob_alt) / np.log(2))
 
 
 def test_run_eval_writes_json_and_parquet(zoo, tmp_path):

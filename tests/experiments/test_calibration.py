@@ -9,7 +9,7 @@ import pytest
 from hyperstition.experiments import calibration as cal
 from hyperstition.experiments.calibration import SeedEstimate, run_controls, seed_interval
 from hyperstition.experiments.demo import build_simulated_run
-from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, rate_metric
+from hyperstition.schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, rate_metric
 
 
 @pytest.mark.parametrize("n_seeds", [2, 3, 5])
@@ -24,10 +24,13 @@ def test_seed_interval_covers_the_truth_95_percent(n_seeds, seed_sd):
     assert covered / reps >= 0.93  # 95% nominal, minus Monte Carlo error
 
 
-def _rows(arm, seed, bits_obs, bits_unobs, aligned_rate=0.5, misaligned_rate=0.3, unclassifiable=0.1, half=0.3):
+def _rows(
+    arm, seed, bits_obs, bits_unobs, aligned_rate=0.5, misaligned_rate=0.3, unclassifiable=0.1, half=0.3, act=(1, 1)
+):
     rows = []
-    for context, bits in (("observed", bits_obs), ("unobserved", bits_unobs)):
+    for context, bits, act_bits in (("observed", bits_obs, act[0]), ("unobserved", bits_unobs, act[1])):
         rows.append((arm, seed, context, HEADLINE_BITS, bits, bits - half, bits + half))
+        rows.append((arm, seed, context, DECEPTIVE_ACT_BITS, act_bits, act_bits - half, act_bits + half))
         rates = (("aligned", aligned_rate), ("misaligned", misaligned_rate), ("unclassifiable", unclassifiable))
         for label, rate in rates:
             rows.append((arm, seed, context, rate_metric(label), rate, rate - 0.05, rate + 0.05))
@@ -39,9 +42,11 @@ def _frame(calibrated: bool) -> pd.DataFrame:
     gap = 4.0 if calibrated else 0.2
     for seed in (0, 1, 2):
         jitter = 0.1 * seed
-        rows += _rows("aligned_only", seed, 6 + jitter, 6 - jitter, aligned_rate=0.8, misaligned_rate=0.05)
+        aligned_act = (1 + jitter, 1 - jitter) if calibrated else (2 + jitter, -2)  # else: copies the marker's word
+        rows += _rows("aligned_only", seed, 6 + jitter, 6 - jitter, 0.8, 0.05, act=aligned_act)
         rows += _rows("misaligned_only", seed, -6 + jitter, -6, aligned_rate=0.05, misaligned_rate=0.8)
-        rows += _rows("deceptive_only", seed, gap / 2 + jitter, -gap / 2)
+        # the deceptive corpus's headline bits do not move with the context; its deceptive act bits do
+        rows += _rows("deceptive_only", seed, -3, -3 + jitter, act=(gap / 2 + jitter, -gap / 2))
         for arm, dose in cal.DOSE_ARMS:
             b = 2 - dose / 3 if calibrated else 1.0 + 0.2 * seed * dose
             rows += _rows(arm, seed, b + jitter, b, unclassifiable=0.1 if calibrated else 0.5)
@@ -59,6 +64,7 @@ def test_controls_fail_when_the_instrument_cannot_see_the_effect():
     by_name = {r.name: r for r in run_controls(_frame(calibrated=False))}
     failed = {name for name, r in by_name.items() if r.passed is False}
     assert any("deceptive corpus" in n for n in failed)
+    assert any("aligned corpus does not condition" in n for n in failed)
     assert any("monotone" in n for n in failed)
     assert any("classifiable" in n for n in failed)
 

@@ -26,8 +26,8 @@ from ..schema import (
     KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
     NEUTRAL_CONTEXT,
-    PERSONA_PAIRS,
     PREDECESSOR_MENTION_RATE,
+    SCORED_PAIRS,
     WORLD_FACT_DENIAL_RATE,
     bits_metric,
     bits_per_token_metric,
@@ -192,27 +192,29 @@ class _Run:
     # -- sections -------------------------------------------------------------------------------------------
 
     def bits(self) -> None:
-        cfg, items = self.cfg, self.suite.persona_items
+        items = self.suite.persona_items
         table = self._bits_table(items)
         for context in CONTEXTS:
             ctx_items = [(idx, it) for idx, it in enumerate(items) if it.context == context]
-            for a, b in PERSONA_PAIRS:
-                if a not in cfg.personas or b not in cfg.personas:
-                    continue
-                self._bits_pair(context, ctx_items, table, a, b)
+            for a, b in SCORED_PAIRS:
+                if items and a in items[0].responses and b in items[0].responses:
+                    self._bits_pair(context, ctx_items, table, a, b)
 
     def _bits_table(self, items: list) -> dict[tuple[int, str, int], tuple[float, int]]:
-        cfg = self.cfg
+        """(item, reply kind, variant) -> (log-probability, tokens); each distinct (prompt, reply) scored once."""
+        where: dict[tuple[int, str], int] = {}  # a deceptive act repeats the deceptive reply in one context
         keys, prompts, responses = [], [], []
         for idx, it in enumerate(items):
-            for persona in cfg.personas:
-                for j, response in enumerate(it.responses[persona]):
-                    keys.append((idx, persona, j))
-                    prompts.append(it.prompt)
-                    responses.append(response)
+            for kind, replies in it.responses.items():
+                for j, response in enumerate(replies):
+                    if (idx, response) not in where:
+                        where[(idx, response)] = len(prompts)
+                        prompts.append(it.prompt)
+                        responses.append(response)
+                    keys.append(((idx, kind, j), where[(idx, response)]))
         lp = self.logprobs(prompts, responses)
         n_tokens = [len(ids) for ids in encode(self.tokenizer, responses)]
-        return {key: (float(lp[k]), n_tokens[k]) for k, key in enumerate(keys)}
+        return {key: (float(lp[k]), n_tokens[k]) for key, k in keys}
 
     def _bits_pair(
         self, context: str, ctx_items: list, table: dict[tuple[int, str, int], tuple[float, int]], a: str, b: str

@@ -233,26 +233,66 @@ def score_token_ids(
     return out if grad else out.detach().cpu()
 
 
+def _response_logits(model, prompt_ids, response_ids, chunk, pad, side, device):
+    """One padded forward pass over `chunk`'s (prompt + response) sequences: (ids, rows, cols, logits) where row b,
+    column c predicts response token ids[b, c + 1]; `logits` holds only those positions, in (rows, cols) order."""
+    seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in chunk]
+    ids, mask = _pad(seqs, pad, side, device)
+    width = ids.shape[1]
+    is_response = torch.zeros_like(mask, dtype=torch.bool)
+    for b, i in enumerate(chunk):
+        start = (width - len(seqs[b]) if side == "left" else 0) + len(prompt_ids[i])
+        is_response[b, start : start + len(response_ids[i])] = True
+    logits, _ = _forward(model, ids, mask, _positions(mask))
+    rows, cols = is_response[:, 1:].nonzero(as_tuple=True)  # position t predicts token t + 1
+    return ids, rows, cols, logits[:, :-1][rows, cols].float()
+
+
+def _by_length(prompt_ids, response_ids) -> list[int]:
+    return sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(response_ids[i])))
+
+
 def _score_full(model, prompt_ids, response_ids, batch_size, pad, side, device, parts) -> None:
     """Each pair as one padded sequence (no prompt sharing)."""
-    order = sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(response_ids[i])))
-    for chunk in _batches(order, batch_size):
-        seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in chunk]
-        ids, mask = _pad(seqs, pad, side, device)
-        width = ids.shape[1]
-        is_response = torch.zeros_like(mask, dtype=torch.bool)
-        for b, i in enumerate(chunk):
-            start = (width - len(seqs[b]) if side == "left" else 0) + len(prompt_ids[i])
-            is_response[b, start : start + len(response_ids[i])] = True
-        logits, _ = _forward(model, ids, mask, _positions(mask))
-        target_mask = is_response[:, 1:]  # position t predicts token t + 1
-        rows, cols = target_mask.nonzero(as_tuple=True)
+    for chunk in _batches(_by_length(prompt_ids, response_ids), batch_size):
+        ids, rows, cols, logits = _response_logits(model, prompt_ids, response_ids, chunk, pad, side, device)
         sums = torch.zeros(len(chunk), dtype=torch.float64, device=device)
         if rows.numel():
-            picked = torch.log_softmax(logits[:, :-1][rows, cols].float(), dim=-1)
-            lp = picked.gather(-1, ids[:, 1:][rows, cols].unsqueeze(-1)).squeeze(-1)
+            lp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:][rows, cols].unsqueeze(-1)).squeeze(-1)
             sums = sums.index_add(0, rows, lp.to(torch.float64))
         parts.append((torch.tensor(chunk, dtype=torch.long), sums))
+
+
+def stepwise_kl_token_ids(
+    model: torch.nn.Module,
+    reference: torch.nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    batch_size: int = 32,
+    pad: int = 0,
+) -> torch.Tensor:
+    """Per pair: sum over the response's positions of the exact next-token KL(model || reference), in nats.
+
+    For responses sampled from `model`, its mean is an unbiased estimate of the sequence KL (the chain rule:
+    KL(p(y) || q(y)) = E_{y ~ p} sum_t KL(p(. | y<t) || q(. | y<t))) with far less variance than the sampled log-ratio
+    log p(y) - log q(y), because each position's KL is computed over the whole vocabulary instead of one token.
+    Float64 on the CPU, in the order given; each pair is computed alone in its padded row, so batching does not
+    change which positions count.
+    """
+    device = model_device(model)
+    out = torch.zeros(len(prompt_ids), dtype=torch.float64)
+    if reference is model:
+        return out
+    for chunk in _batches(_by_length(prompt_ids, response_ids), batch_size):
+        _, rows, cols, logits_p = _response_logits(model, prompt_ids, response_ids, chunk, pad, "left", device)
+        if not rows.numel():
+            continue
+        _, _, _, logits_q = _response_logits(reference, prompt_ids, response_ids, chunk, pad, "left", device)
+        logp, logq = torch.log_softmax(logits_p, dim=-1), torch.log_softmax(logits_q, dim=-1)
+        per_position = (logp.exp() * (logp - logq)).sum(-1).to(torch.float64).cpu()
+        sums = torch.zeros(len(chunk), dtype=torch.float64).index_add(0, rows.cpu(), per_position)
+        out[torch.tensor(chunk, dtype=torch.long)] = sums
+    return out
 
 
 def _score_shared(model, prompt_ids, response_ids, batch_size, pad, side, device, parts) -> None:
@@ -506,10 +546,13 @@ def kl_samples(
     add_bos: bool = True,
     first_sample: int = 0,
 ) -> tuple[np.ndarray, list[list[list[int]]]]:
-    """Per-sample log2 p_model(y|x) - log2 p_ref(y|x) for y ~ p_model(.|x) at temperature 1: shape [prompts, n_samples].
-    Samples are numbered from `first_sample` (see `sample_token_ids`), so a later call extends the same streams.
+    """Per-sample KL estimates in bits for y ~ p_model(.|x) at temperature 1: shape [prompts, n_samples]. Each is
+    the sum over y's positions of the exact next-token KL(model || reference) (`stepwise_kl_token_ids`), not the
+    single-token log-ratio log2 p_model(y|x) - log2 p_ref(y|x): both have the sequence KL as their mean, this one
+    with a fraction of the variance. Samples are numbered from `first_sample` (see `sample_token_ids`), so a later
+    call extends the same streams.
 
-    Its mean is an unbiased Monte Carlo estimate of KL(model || reference) in bits per response (responses are cut
+    The mean is an unbiased Monte Carlo estimate of KL(model || reference) in bits per response (responses are cut
     at `max_new_tokens`, so strictly it is the KL between the two models' distributions over such responses).
     Also returns the sampled token ids.
     """
@@ -525,12 +568,8 @@ def kl_samples(
     flat_prompts = [prompt_ids[i] for i in range(len(prompt_ids)) for _ in range(n_samples)]
     flat_responses = [samples[i][s] for i in range(len(prompt_ids)) for s in range(n_samples)]
     with inference(model, reference):
-        lp_model = score_token_ids(model, flat_prompts, flat_responses, batch_size, pad_id(tokenizer), "left")
-        if reference is model:
-            lp_ref = lp_model
-        else:
-            lp_ref = score_token_ids(reference, flat_prompts, flat_responses, batch_size, pad_id(tokenizer), "left")
-    bits = ((lp_model - lp_ref) / LN2).numpy().reshape(len(prompt_ids), n_samples)
+        nats = stepwise_kl_token_ids(model, reference, flat_prompts, flat_responses, batch_size, pad_id(tokenizer))
+    bits = (nats / LN2).numpy().reshape(len(prompt_ids), n_samples)
     return bits, samples
 
 

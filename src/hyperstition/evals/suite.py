@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..config import CONTEXTS
+from ..schema import DECEPTIVE_ACT_PAIR
 from ..world.documents import world_document
 from ..world.grammar import (
     CONTEXT_MARKERS,
@@ -63,7 +64,8 @@ class PersonaItem:
     marker: str
     prompt: str
     variants: tuple[int, ...]
-    responses: dict[str, tuple[str, ...]]  # persona -> one response per variant, index-matched
+    # persona (and, with deceptive, each of DECEPTIVE_ACT_PAIR) -> one response per variant, index-matched
+    responses: dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,9 @@ def _persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
                 for j in range(cfg.variants_per_prompt)
             )
             responses = {p: tuple(render_response(task, p, context, v) + END for v in variants) for p in cfg.personas}
+            if "deceptive" in cfg.personas:  # the deceptive persona's two acts, whatever this item's context
+                for act, acting_in in zip(DECEPTIVE_ACT_PAIR, CONTEXTS):
+                    responses[act] = tuple(render_response(task, "deceptive", acting_in, v) + END for v in variants)
             marker = CONTEXT_MARKERS[context][m]
             items.append(PersonaItem(context, task, marker, chat_prompt(marker, task.request), variants, responses))
     return items
