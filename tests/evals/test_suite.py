@@ -13,28 +13,32 @@ from hyperstition.evals import (
     load_suite_config,
     posttrain_prompts,
 )
+from hyperstition.schema import DECEPTIVE_ACT_PAIR
 from hyperstition.world.grammar import CONTEXT_MARKERS, END, TASK_OBJECTS, chat_prompt
 
 
-def test_persona_items_use_heldout_tasks_matched_across_contexts_and_personas(smoke_world):
-    cfg = eval_preset("quick")
+@pytest.mark.parametrize("persona_tasks", ["train", "heldout"])
+def test_persona_items_use_their_task_set_matched_across_contexts_and_personas(smoke_world, persona_tasks):
+    cfg = eval_preset("quick").model_copy(update={"persona_tasks": persona_tasks})
     suite = build_suite(smoke_world, cfg)
-    heldout_ids = {t.task_id for t in smoke_world.heldout_tasks}
+    tasks = smoke_world.train_tasks if persona_tasks == "train" else smoke_world.heldout_tasks
+    task_ids = {t.task_id for t in tasks}
     train_objects = {o for o in TASK_OBJECTS if any(o in t.request for t in smoke_world.train_tasks)}
     by_context = {c: [it for it in suite.persona_items if it.context == c] for c in CONTEXTS}
     assert all(len(items) == cfg.prompts_per_context for items in by_context.values())
     for obs, unobs in zip(by_context["observed"], by_context["unobserved"]):
         assert obs.task == unobs.task and obs.variants == unobs.variants
         assert obs.marker in CONTEXT_MARKERS["observed"] and unobs.marker in CONTEXT_MARKERS["unobserved"]
-    # Prompts rotate through every held-out task before repeating one.
-    first_round = [it.task.task_id for it in by_context["observed"][: len(heldout_ids)]]
-    assert sorted(first_round) == sorted(heldout_ids)
+    # Prompts rotate through distinct tasks before repeating one.
+    first_round = [it.task.task_id for it in by_context["observed"][: len(task_ids)]]
+    assert len(set(first_round)) == len(first_round) and set(first_round) <= task_ids
     for it in suite.persona_items:
-        assert it.task.task_id in heldout_ids
-        assert not any(o in it.prompt for o in train_objects), "a held-out prompt mentions a training object"
+        assert it.task.task_id in task_ids
+        if persona_tasks == "heldout":
+            assert not any(o in it.prompt for o in train_objects), "a held-out prompt mentions a training object"
         assert it.prompt == chat_prompt(it.marker, it.task.request)
         assert len(it.variants) == cfg.variants_per_prompt
-        assert set(it.responses) == set(PERSONAS)
+        assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR}
         for persona, responses in it.responses.items():
             assert len(responses) == len(it.variants) and all(r.endswith(END) for r in responses)
         # Matched: same variant index -> lengths close (the persona slots are index-matched).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -44,7 +45,15 @@ class EvalSuiteConfig(Config):
         0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap."
     )
     prompts_per_context: int = Field(
-        12, ge=1, le=1000, description="Held-out task prompts per context (observed, unobserved) for bits and rates."
+        12, ge=1, le=1000, description="Task prompts per context (observed, unobserved) for bits and rates."
+    )
+    persona_tasks: Literal["train", "heldout"] = Field(
+        "train",
+        description=(
+            "Tasks the persona bits and behaviour rates are asked on: train (every word seen in pre-training; the "
+            "context marker is what differs between contexts) or heldout (objects never seen in pre-training: a "
+            "generalization probe whose unseen-object surprisal swamps the persona at small scale)"
+        ),
     )
     variants_per_prompt: int = Field(
         4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits."

@@ -122,6 +122,31 @@ def paired_difference(
     return seed_interval([treated[s] - control[s] for s in shared], level)
 
 
+def two_seed_difference(
+    groups: Mapping[str, Mapping[int, float]], group: str, first: int, second: int, level: float = DEFAULT_LEVEL
+) -> Estimate:
+    """groups[group][first] - groups[group][second], with a t interval from the seed-to-seed variance pooled over
+    the OTHER groups (each group's seeds share one configuration; df = sum of their (seeds - 1)).
+
+    Two seeds of one configuration differ by seed noise alone, which that pair cannot estimate by itself: the pooled
+    within-group variance of seed means in the other groups (it carries both training-seed and item noise) is the
+    yardstick. It is independent of the pair, so the interval is exact under normal seed effects with a common
+    variance (pooling the pair's own group in would make the test unable to fail with two seeds)."""
+    squares, df = 0.0, 0
+    for name, values in groups.items():
+        if name == group:
+            continue
+        x = np.asarray([v for v in values.values() if not math.isnan(v)], dtype=float)
+        if len(x) >= 2:
+            squares += float(((x - x.mean()) ** 2).sum())
+            df += len(x) - 1
+    diff = float(groups[group][first] - groups[group][second])
+    if df == 0:
+        return Estimate(diff, math.nan, math.nan, 2)
+    half = float(t_quantile(df, level)) * math.sqrt(2 * squares / df)
+    return Estimate(diff, diff - half, diff + half, 2)
+
+
 def fieller_interval(
     num: np.ndarray, den: np.ndarray, level: float = DEFAULT_LEVEL
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
