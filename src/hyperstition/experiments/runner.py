@@ -357,7 +357,7 @@ class RunSummary:
     blocked: list[str]
     wall_s: float
     results: Path | None = None
-    report: Path | None = None
+    report: Path | None = None  # filled in by the layer that renders the report (hyperstition.run), if it does
     report_error: str | None = None
     wall_by_job: dict[str, float] = field(default_factory=dict)
     redone: dict[str, str] = field(default_factory=dict)  # id -> why its earlier DONE.json was not trusted
@@ -409,9 +409,10 @@ def run_experiment(
     stages: str = DEFAULT_STAGES,
     reporter: Reporter | None = None,
     redo_stale: bool = False,
-    render: bool = True,
 ) -> RunSummary:
-    """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others."""
+    """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others.
+
+    The report is not rendered here: `hyperstition.run.run_and_report` (above both runner and report) does that."""
     run_dir = Path(run_dir)
     stage_set(stages)  # an unknown name fails here, not in every job
     reporter = reporter or NullReporter()
@@ -450,7 +451,7 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        _finish(run_dir, exp, summary, t_start, render)
+        _finish(run_dir, exp, summary, t_start)
     finally:
         lock.release()
     return summary
@@ -467,11 +468,11 @@ def _write_plan(run_dir: Path, exp: ExperimentConfig, redo_stale: bool) -> list[
     return jobs
 
 
-def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float, render: bool) -> None:
-    """Collect results.parquet, log the invocation's end, then render the report (a failed render is reported)."""
+def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float) -> None:
+    """Collect results.parquet and log the invocation's end."""
     try:
         summary.results = collect_results(run_dir, exp.samples_per_cell)
-    finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+    finally:  # logged before any report is rendered, so the report's provenance counts this invocation
         summary.wall_s = time.time() - t_start
         append_jsonl(
             run_dir / "runlog.jsonl",
@@ -485,13 +486,6 @@ def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: 
                 "blocked": len(summary.blocked),
             },
         )
-    if render and summary.results is not None:
-        from ..report import render_report  # the report sits above the runner's results store; loaded only here
-
-        try:
-            summary.report = render_report(run_dir)
-        except Exception as err:  # the results are safe; `hyperstition report` can retry
-            summary.report_error = f"{type(err).__name__}: {err}"
 
 
 def _arms_info(exp: ExperimentConfig) -> dict:
