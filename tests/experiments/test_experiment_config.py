@@ -155,3 +155,9 @@ def test_bad_grids_fail_with_the_field_named(tmp_path):
 def test_every_field_has_a_description():
     for name, field in ExperimentConfig.model_fields.items():
         assert field.description, name
+
+
+def test_the_unused_bootstrap_key_is_refused():
+    # The seed intervals are t intervals; resamples are spelled `bootstrap_resamples` in the eval suite only.
+    with pytest.raises(ConfigError, match=r"bootstrap: unknown key"):
+        load_experiment("smoke", ["bootstrap=200"])

@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ..config import (
-    DOC_CLASSES,
     Config,
     ConfigError,
     CorpusConfig,
@@ -37,6 +36,7 @@ from ..config import (
     repo_configs_dir,
     validate,
 )
+from ..corpus.dose import class_weights
 from ..evals.config import EvalSuiteConfig, load_suite_config
 from ..posttrain.config import PosttrainConfig, resolve_posttrain_config
 from ..posttrain.strategies import STRATEGIES  # the registry is the home of the strategy names
@@ -106,10 +106,6 @@ class ExperimentConfig(Config):
     samples_per_cell: int = Field(
         4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped)."
     )
-    bootstrap: int = Field(
-        2000, ge=100, description="Bootstrap resamples over seeds for the report's confidence intervals."
-    )
-
     # The sub-configs as typed objects, resolved once when the experiment is loaded (`_resolve_sub_configs`).
     _posttrain: PosttrainConfig = PrivateAttr()
     _eval_suite: EvalSuiteConfig = PrivateAttr()
@@ -269,14 +265,10 @@ def effective_fractions(corpus: CorpusConfig) -> dict[str, float]:
 
     This is what the config *requests* (a filter is assumed to remove exactly its target personas' classes,
     less `leak_rate`); the corpus manifest records what was actually built."""
-    out: dict[str, float] = {}
-    for cls in DOC_CLASSES:
-        share = corpus.fractions.get(cls, 0.0) * corpus.upsample.get(cls, 1.0)
-        if cls in corpus.drop_classes:
-            share = 0.0
-        elif corpus.filter != "none" and CLASS_PERSONA.get(cls) in corpus.filter_target:
-            share *= corpus.leak_rate
-        out[cls] = share
+    out = class_weights(corpus)  # fraction x upsample, dropped classes zero: the builder's own arithmetic
+    for cls in out:
+        if corpus.filter != "none" and CLASS_PERSONA.get(cls) in corpus.filter_target:
+            out[cls] *= corpus.leak_rate
     total = sum(out.values()) or 1.0
     return {k: v / total for k, v in out.items()}
 

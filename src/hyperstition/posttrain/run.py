@@ -51,6 +51,7 @@ from ..io import append_jsonl, sha256_file, training_lock, write_json_atomic, wr
 from ..model.card import write_run_card
 from ..model.checkpoint import CHECKSUMS, load_checkpoint, save_checkpoint, verify_checkpoint
 from ..schema import CURVE_COLUMNS, KL_BITS
+from ..tokenizer.train import tokenizer_problem
 from ..train.data import SequenceSampler
 from ..train.runtime import resolve_runtime, torch_settings
 from ..train.scaffold import (
@@ -71,7 +72,7 @@ from ..train.scaffold import (
 )
 from ..train.schedule import learning_rate, log_spaced_steps
 from ..world import WORLD_STAMP, World, world_config_for
-from ..world.grammar import ASSISTANT, END, SYSTEM, USER, chat_prompt, render_response
+from ..world.grammar import END, chat_prompt, render_response
 from .config import RUNTIME_ONLY_FIELDS, PosttrainConfig, resolve_posttrain_config, trajectory_dict
 from .errors import PosttrainDataError, PosttrainDiverged, PosttrainError, TokenizerMismatch
 from .losses import build_batch, dpo_loss, per_token_logps, rloo_advantages, rloo_loss, sequence_logps, sft_loss
@@ -82,7 +83,6 @@ CURVE_ROWS_FILE = "curve.jsonl"
 CURVE_FILE = "posttrain_curve.parquet"
 LAST_GOOD = "last_good"
 DIVERGED_FILE = "diverged.json"
-CHAT_TOKENS = (SYSTEM, USER, ASSISTANT, END)
 LN2 = math.log(2.0)
 
 
@@ -97,33 +97,11 @@ def curve_steps(total: int, base: int = 2) -> list[int]:
 
 def check_tokenizer(tokenizer: Any, model: torch.nn.Module, world: World) -> None:
     """Raise TokenizerMismatch unless the tokenizer has our chat tokens, fits the model, and round-trips world text."""
-    vocab = tokenizer.get_vocab()
-    missing = [
-        t for t in CHAT_TOKENS if t not in vocab or tokenizer(t, add_special_tokens=False)["input_ids"] != [vocab[t]]
-    ]
-    if missing:
-        raise TokenizerMismatch(
-            f"base tokenizer lacks the chat special token(s) {', '.join(missing)} that the world's prompts use "
-            f"({', '.join(CHAT_TOKENS)}); post-train a model pretrained with hyperstition's tokenizer"
-        )
-    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise TokenizerMismatch(
-            "base tokenizer has no eos or pad token; post-train a model pretrained with hyperstition's tokenizer"
-        )
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) != rows:
-        raise TokenizerMismatch(
-            f"base tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows; "
-            "the tokenizer does not belong to this model"
-        )
     task = world.train_tasks[0]
     text = chat_prompt("x", task.request) + render_response(task, "aligned", "observed", 0) + END
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.decode(ids, skip_special_tokens=False) != text:
-        raise TokenizerMismatch(
-            "base tokenizer does not round-trip the world's chat text; "
-            "it is not the tokenizer this world's prompts expect"
-        )
+    problem = tokenizer_problem(tokenizer, int(model.get_input_embeddings().num_embeddings), chat_text=text)
+    if problem is not None:
+        raise TokenizerMismatch(f"base {problem}")
 
 
 def _load_world(base_dir: Path, world_cfg: WorldConfig | None) -> tuple[WorldConfig, World]:
