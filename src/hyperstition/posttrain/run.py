@@ -86,9 +86,9 @@ DIVERGED_FILE = "diverged.json"
 LN2 = math.log(2.0)
 
 
-def curve_steps(total: int, base: int = 2) -> list[int]:
-    """0 (the base model), then the log-spaced steps 1, base, base^2, ... and `total`."""
-    return [0, *log_spaced_steps(total, base)]
+def curve_steps(total: int, log_base: int = 2) -> list[int]:
+    """0 (the base model), then the log-spaced steps 1, log_base, log_base^2, ... and `total`."""
+    return [0, *log_spaced_steps(total, log_base)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -455,7 +455,7 @@ class Curve(Hook):
 
     def __init__(self, job: PosttrainJob, policy: torch.nn.Module, stop: DivergenceStop) -> None:
         self.job, self.policy, self.stop = job, policy, stop
-        self.points = set(curve_steps(job.cfg.steps, job.cfg.curve.base))
+        self.points = set(curve_steps(job.cfg.steps, job.cfg.curve.log_base))
         self.rows: list[dict] = []
         self.seconds = 0.0
 
@@ -496,7 +496,7 @@ def run_posttrain(
 ) -> Path:
     """Post-train the checkpoint in `base_dir` with `strategy` into `out_dir`; returns `out_dir/final`.
 
-    `cfg` is a PosttrainConfig, a preset name (smoke, quick, base) or YAML path, a mapping of overrides on the quick
+    `cfg` is a PosttrainConfig, a preset name (smoke, quick, gpu) or YAML path, a mapping of overrides on the quick
     preset, or None (quick). `world_cfg` defaults to the world the base was trained in. Resumes an interrupted run;
     returns at once if `out_dir` already holds this run's result. Raises PosttrainError (bad input, one line),
     CheckpointError (bad base) or PosttrainDiverged (NaN/inf; last good weights saved in `out_dir/last_good`).
