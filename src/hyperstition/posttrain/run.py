@@ -143,7 +143,10 @@ class TokenizedData:
 
     def __init__(self, data: StrategyData, tokenizer: Any, algorithm: str, max_len: int, max_new_tokens: int) -> None:
         items = data.items
-        enc = lambda texts: [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # noqa: E731
+
+        def enc(texts: list[str]) -> list[list[int]]:
+            return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
         self.prompts: list[list[int]] = encode_prompts(tokenizer, [it.prompt for it in items])
         self.chosen: list[list[int]] = enc([data.chosen(it) + END for it in items]) if algorithm != "rl" else []
         self.rejected: list[list[int]] = enc([data.rejected(it) + END for it in items]) if algorithm == "dpo" else []
