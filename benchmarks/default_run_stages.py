@@ -57,10 +57,10 @@ def main() -> None:
     if args.do_run:
         from hyperstition.experiments.config import load_experiment
         from hyperstition.experiments.executor import LocalExecutor
-        from hyperstition.experiments.runner import run_experiment
+        from hyperstition.run import run_and_report
 
         exp = load_experiment("stickiness", args.override)
-        run_experiment(exp, args.run, executor=LocalExecutor(exp.workers))
+        run_and_report(exp, args.run, executor=LocalExecutor(exp.workers))
     from hyperstition.report import render_report
 
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def main() -> None:
         run = Path(tmp) / "run"
         executor = LocalExecutor(args.workers)
         t0 = time.perf_counter()
-        summary = run_experiment(exp, run, executor=executor, stages="hyperstition.experiments.simulate", render=False)
+        summary = run_experiment(exp, run, executor=executor, stages="hyperstition.experiments.simulate")
         t_grid = time.perf_counter() - t0
         t0 = time.perf_counter()
         collect_results(run, exp.samples_per_cell)
@@ -48,7 +48,7 @@ def main() -> None:
         t_report = time.perf_counter() - t0
         t0 = time.perf_counter()
         again = run_experiment(
-            exp, run, executor=LocalExecutor(args.workers), stages="hyperstition.experiments.simulate", render=False
+            exp, run, executor=LocalExecutor(args.workers), stages="hyperstition.experiments.simulate"
         )
         t_rerun = time.perf_counter() - t0
 

@@ -75,12 +75,12 @@ def main() -> None:
         if run_dir is None:
             from hyperstition.experiments.config import load_experiment
             from hyperstition.experiments.executor import LocalExecutor
-            from hyperstition.experiments.runner import run_experiment
+            from hyperstition.run import run_and_report
 
             run_dir = args.runs / f"preset-{name}"
             exp = load_experiment("calibration", [CANDIDATES[name]])
             t0 = time.perf_counter()
-            run_experiment(exp, run_dir, executor=LocalExecutor(exp.workers))
+            run_and_report(exp, run_dir, executor=LocalExecutor(exp.workers))
             wall = time.perf_counter() - t0
         line = row(name, run_dir, wall)
         with TABLE.open("a") as f:

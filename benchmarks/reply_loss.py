@@ -61,7 +61,7 @@ def main() -> None:
         from hyperstition.experiments.runner import run_experiment
 
         exp = load_experiment("stickiness", [FILTER_ARMS, "strategies=[]", *args.train])
-        run_experiment(exp, args.run, executor=LocalExecutor(exp.workers), render=False)
+        run_experiment(exp, args.run, executor=LocalExecutor(exp.workers))
     table = reply_loss(args.run)
     print(table.to_string(index=False))
     print(table.groupby("arm")[["aligned_nats_per_token", "misaligned_nats_per_token"]].mean().to_string())

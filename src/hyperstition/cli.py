@@ -14,7 +14,9 @@ COMMAND_MODULES = [
     "hyperstition.train.cli",
     "hyperstition.evals.cli",
     "hyperstition.posttrain.cli",
+    "hyperstition.run",  # run: above experiments and report, since it runs a grid and then renders its report
     "hyperstition.experiments.cli",
+    "hyperstition.report.cli",
     "hyperstition.toy.cli",
 ]
 

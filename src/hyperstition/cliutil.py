@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config
@@ -58,3 +59,9 @@ def save_resolved_config(cfg: Config, out_dir: str | Path, name: str = "config.y
     path = Path(out_dir) / name
     write_text_atomic(path, cfg.to_yaml())
     return path
+
+
+def refused(command: str, err: Exception) -> int:
+    """Print why `hyperstition COMMAND` refused (a bad run directory, a bad query) as one line; exit status 2."""
+    print(f"hyperstition {command}: {err}", file=sys.stderr)
+    return 2

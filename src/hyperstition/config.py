@@ -96,7 +96,7 @@ DOC_CLASSES = (
     "dialogue_deceptive",
 )
 GENRES = ("news", "forum", "story", "essay", "qa")
-MAX_CORPUS_UNITS = 500_000_000  # 25x the base preset; the builder holds a corpus's documents in memory
+MAX_CORPUS_UNITS = 500_000_000  # 25x the gpu preset; the builder holds a corpus's documents in memory
 
 
 class WorldConfig(Config):

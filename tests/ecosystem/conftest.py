@@ -12,10 +12,10 @@ from ecosystem_helpers import STRATEGY, cell
 def smoke_run(tmp_path_factory) -> Path:
     from hyperstition.experiments.config import load_experiment
     from hyperstition.experiments.executor import LocalExecutor
-    from hyperstition.experiments.runner import run_experiment
+    from hyperstition.run import run_and_report
 
     run = tmp_path_factory.mktemp("ecosystem") / "smoke-run"
-    summary = run_experiment(load_experiment("smoke"), run, executor=LocalExecutor(2))
+    summary = run_and_report(load_experiment("smoke"), run, executor=LocalExecutor(2))
     assert summary.ok, summary.failed
     return run
 

@@ -8,7 +8,7 @@ import pytest
 
 from hyperstition.experiments import calibration as cal
 from hyperstition.experiments.calibration import SeedEstimate, run_controls, seed_interval
-from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, rate_metric
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from hyperstition.experiments import stats
 from hyperstition.experiments.aggregate import aggregate_frame, with_curve_starts
-from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
 
 

@@ -5,9 +5,11 @@ import json
 
 import pytest
 
+from hyperstition import run as run_command
 from hyperstition.experiments import cli
-from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.experiments.executor import InlineExecutor
+from hyperstition.report import cli as report_cli
+from hyperstition.run import build_simulated_run
 
 SIM = "hyperstition.experiments.simulate"
 
@@ -19,7 +21,9 @@ def wide_terminal(monkeypatch):
 
 def test_register_adds_the_commands_with_help(capsys):
     parser = argparse.ArgumentParser(prog="hyperstition")
-    cli.register(parser.add_subparsers(dest="command"))
+    subparsers = parser.add_subparsers(dest="command")
+    for module in (run_command, cli, report_cli):  # `run` above experiments and report; `report`, `compare` in report
+        module.register(subparsers)
     for command in ("run", "status", "query", "report", "compare"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])

@@ -105,13 +105,29 @@ def test_missing_posttrain_or_eval_preset_is_named():
 
 
 def test_posttrain_seed_follows_the_grid_seed():
-    from hyperstition.experiments.config import posttrain_config
+    from hyperstition.experiments.config import posttrain_config, posttrain_spec
 
     curve = {"curve": {"eval_suite": "smoke", "eval_overrides": []}}  # the experiment's own eval suite (one item set)
     exp = load_experiment("smoke", ["seeds=[3]"])
-    assert posttrain_config(exp, 3) == {"preset": "smoke", "seed": 3, **curve}
+    assert posttrain_spec(exp, 3) == {"preset": "smoke", "seed": 3, **curve}
+    assert posttrain_config(exp, 3).seed == 3 and posttrain_config(exp, 3).preset == "smoke"
     exp = load_experiment("smoke", ["posttrain_preset={preset: smoke, steps: 5}"])
-    assert posttrain_config(exp, 1) == {"preset": "smoke", "steps": 5, "seed": 1, **curve}
+    assert posttrain_spec(exp, 1) == {"preset": "smoke", "steps": 5, "seed": 1, **curve}
+    assert posttrain_config(exp, 1).seed == 1 and posttrain_config(exp, 1).steps == 5
+
+
+def test_sub_configs_are_typed_at_load():
+    from hyperstition.evals.config import EvalSuiteConfig
+    from hyperstition.posttrain.config import PosttrainConfig
+
+    exp = load_experiment("smoke", ["eval_overrides=[prompts_per_context=3]", "posttrain_preset={steps: 7}"])
+    assert isinstance(exp.eval_suite, EvalSuiteConfig) and exp.eval_suite.prompts_per_context == 3
+    assert isinstance(exp.posttrain, PosttrainConfig) and exp.posttrain.steps == 7
+    assert exp.posttrain.curve.eval_overrides == ["prompts_per_context=3"]  # the curve measures the same suite
+    with pytest.raises(ConfigError, match=r"posttrain_preset: .*stepz"):
+        load_experiment("smoke", ["posttrain_preset={stepz: 7}"])
+    with pytest.raises(ConfigError, match=r"eval: .*prompts_per_contxt"):
+        load_experiment("smoke", ["eval_overrides=[prompts_per_contxt=3]"])
 
 
 def test_bad_grids_fail_with_the_field_named(tmp_path):
@@ -139,3 +155,9 @@ def test_bad_grids_fail_with_the_field_named(tmp_path):
 def test_every_field_has_a_description():
     for name, field in ExperimentConfig.model_fields.items():
         assert field.description, name
+
+
+def test_the_unused_bootstrap_key_is_refused():
+    # The seed intervals are t intervals; resamples are spelled `bootstrap_resamples` in the eval suite only.
+    with pytest.raises(ConfigError, match=r"bootstrap: unknown key"):
+        load_experiment("smoke", ["bootstrap=200"])

@@ -12,6 +12,7 @@ from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import LocalExecutor
 from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
+from hyperstition.run import run_and_report
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS
 
 ENTRY_POINTS = [
@@ -39,7 +40,7 @@ def test_smoke_grid_on_the_real_stages(tmp_path):
         pytest.skip(f"real stages not available yet: {', '.join(missing)}")
     exp = load_experiment("smoke")
     run = tmp_path / "run"
-    summary = run_experiment(exp, run, executor=LocalExecutor(2))
+    summary = run_and_report(exp, run, executor=LocalExecutor(2))
     assert summary.ok, summary.failed
     df = pd.read_parquet(run / "results.parquet")
     assert tuple(df.columns) == RESULT_COLUMNS
@@ -49,5 +50,5 @@ def test_smoke_grid_on_the_real_stages(tmp_path):
     assert curve.kl_bits.max() > 0
     assert all(s.state == "done" for s in run_states(run))
     assert (run / "report.html").exists()
-    again = run_experiment(exp, run, executor=LocalExecutor(2), render=False)
+    again = run_experiment(exp, run, executor=LocalExecutor(2))
     assert len(again.skipped) == len(again.jobs) and not again.done

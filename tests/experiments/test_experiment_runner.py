@@ -16,6 +16,7 @@ from hyperstition.experiments.executor import InlineExecutor, LocalExecutor, pla
 from hyperstition.experiments.results import load_results, query
 from hyperstition.experiments.rundir import RunDirError, run_states
 from hyperstition.experiments.runner import StaleCellsError, plan_jobs, run_experiment
+from hyperstition.run import run_and_report
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, RESULT_COLUMNS
 
 SIM = "hyperstition.experiments.simulate"
@@ -28,7 +29,7 @@ def _done_mtimes(run_dir):
 def test_smoke_grid_end_to_end_on_worker_processes(tmp_path):
     exp = load_experiment("smoke", ["workers=2"])
     run = tmp_path / "run"
-    summary = run_experiment(exp, run, executor=LocalExecutor(2), stages=SIM)
+    summary = run_and_report(exp, run, executor=LocalExecutor(2), stages=SIM)
     assert summary.ok and len(summary.done) == 6 and not summary.skipped
 
     info = json.loads((run / "run.json").read_text())
@@ -56,13 +57,11 @@ def test_smoke_grid_end_to_end_on_worker_processes(tmp_path):
 
     # A rerun skips every finished cell without touching it.
     before = _done_mtimes(run)
-    again = run_experiment(exp, run, executor=InlineExecutor(), stages=SIM, render=False)
+    again = run_experiment(exp, run, executor=InlineExecutor(), stages=SIM)
     assert len(again.skipped) == 6 and not again.done and _done_mtimes(run) == before
 
     # More seeds on the same run directory: only the new cells run.
-    more = run_experiment(
-        load_experiment("smoke", ["seeds=[0,1]"]), run, executor=InlineExecutor(), stages=SIM, render=False
-    )
+    more = run_experiment(load_experiment("smoke", ["seeds=[0,1]"]), run, executor=InlineExecutor(), stages=SIM)
     assert len(more.skipped) == 6 and len(more.done) == 6 and _done_mtimes(run).items() >= before.items()
 
     out = query(
@@ -76,7 +75,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERSTITION_SIMULATE_FAIL", "misalignment_upsampled/seed-0/pretrain")
     exp = load_experiment("smoke")
     run = tmp_path / "run"
-    summary = run_experiment(exp, run, executor=InlineExecutor(), stages=SIM)
+    summary = run_and_report(exp, run, executor=InlineExecutor(), stages=SIM)
     assert not summary.ok
     assert list(summary.failed) == ["misalignment_upsampled/seed-0/pretrain"]
     assert "simulated failure" in summary.failed["misalignment_upsampled/seed-0/pretrain"]
@@ -94,7 +93,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path, monkeypatch):
 
     # Fixed: the rerun retries the failed cell and runs what it blocked, nothing else.
     monkeypatch.delenv("HYPERSTITION_SIMULATE_FAIL")
-    again = run_experiment(exp, run, executor=InlineExecutor(), stages=SIM, render=False)
+    again = run_experiment(exp, run, executor=InlineExecutor(), stages=SIM)
     assert again.ok and len(again.done) == 3 and len(again.skipped) == 3
     assert not (cell / "ERROR.json").exists()
 
@@ -102,7 +101,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path, monkeypatch):
 def test_worker_death_fails_only_that_cell(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERSTITION_SIMULATE_CRASH", "unfiltered/seed-0/base")
     exp = load_experiment("smoke", ["strategies=[]"])  # pretrain + base evaluation only: 4 jobs
-    summary = run_experiment(exp, tmp_path / "run", executor=LocalExecutor(2), stages=SIM, render=False)
+    summary = run_experiment(exp, tmp_path / "run", executor=LocalExecutor(2), stages=SIM)
     assert (
         list(summary.failed) == ["unfiltered/seed-0/base"]
         and "exited with code 3" in summary.failed["unfiltered/seed-0/base"]
@@ -113,7 +112,7 @@ def test_worker_death_fails_only_that_cell(tmp_path, monkeypatch):
 
 def test_incompatible_or_foreign_run_directories_are_refused(tmp_path):
     run = tmp_path / "run"
-    run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM, render=False)
+    run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM)
     with pytest.raises(RunDirError, match="holds a run of experiment 'smoke', not 'dose'"):
         run_experiment(load_experiment("dose"), run, executor=InlineExecutor(), stages=SIM)
     info = json.loads((run / "run.json").read_text())
@@ -138,11 +137,11 @@ def test_incompatible_or_foreign_run_directories_are_refused(tmp_path):
 
 def test_changed_config_is_refused_unless_redo_stale(tmp_path):
     run = tmp_path / "run"
-    run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM, render=False)
+    run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM)
     changed = load_experiment("smoke", ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 5}}"])
     with pytest.raises(StaleCellsError, match="3 finished cell"):
-        run_experiment(changed, run, executor=InlineExecutor(), stages=SIM, render=False)
-    summary = run_experiment(changed, run, executor=InlineExecutor(), stages=SIM, render=False, redo_stale=True)
+        run_experiment(changed, run, executor=InlineExecutor(), stages=SIM)
+    summary = run_experiment(changed, run, executor=InlineExecutor(), stages=SIM, redo_stale=True)
     assert len(summary.done) == 3 and len(summary.skipped) == 3
     assert (run / "cells/misalignment_upsampled/seed-0/pretrain.stale-1/DONE.json").exists()
 

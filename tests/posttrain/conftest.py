@@ -55,6 +55,6 @@ def sft_run(base_dir, runs) -> Path:
 
     out = runs / "sft"
     run_posttrain(
-        base_dir, "sft", out, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False
+        base_dir, "sft", out, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.log_base": 4}, progress=False
     )
     return out

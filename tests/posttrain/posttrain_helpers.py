@@ -12,7 +12,7 @@ BASE_OVERRIDES = [
     "pretrain.threads=1",
     "pretrain.checkpoint_every=100000",
 ]
-LIGHT_CURVE = {"curve.base": 16, "curve.eval_overrides": ["sections.knowledge=false", "sections.capability=false"]}
+LIGHT_CURVE = {"curve.log_base": 16, "curve.eval_overrides": ["sections.knowledge=false", "sections.capability=false"]}
 
 
 def light(**overrides) -> dict:

@@ -19,7 +19,7 @@ class Killed(BaseException):
 def test_killed_run_resumes_to_bit_identical_weights(strategy, base_dir, runs, monkeypatch):
     from hyperstition.posttrain import run, run_posttrain
 
-    cfg = light(steps=6, checkpoint_every=2, batch_size=4, rl__num_generations=2, **{"curve.base": 2})
+    cfg = light(steps=6, checkpoint_every=2, batch_size=4, rl__num_generations=2, **{"curve.log_base": 2})
     whole = runs / f"resume-{strategy}-whole"
     run_posttrain(base_dir, strategy, whole, cfg=cfg, progress=False)
 
@@ -88,7 +88,7 @@ def test_diverging_run_stops_and_saves_last_good(base_dir, runs, capsys):
             "steps=8",
             "warmup_steps=0",
             "sft.lr=1e30",
-            "curve.base=16",
+            "curve.log_base=16",
             "curve.eval_overrides=[sections.knowledge=false, sections.capability=false]",
         ]
     )

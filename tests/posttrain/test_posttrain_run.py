@@ -198,7 +198,11 @@ def test_rerun_of_a_finished_run_returns_at_once(sft_run, base_dir):
     stamp = (sft_run / "final" / "model.safetensors").stat().st_mtime_ns
     start = time.perf_counter()
     run_posttrain(
-        base_dir, "sft", sft_run, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.base": 4}, progress=False
+        base_dir,
+        "sft",
+        sft_run,
+        cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.log_base": 4},
+        progress=False,
     )
     assert time.perf_counter() - start < 5
     assert (sft_run / "final" / "model.safetensors").stat().st_mtime_ns == stamp
@@ -209,4 +213,6 @@ def test_changed_config_in_same_out_dir_is_refused(sft_run, base_dir):
     from hyperstition.posttrain import run_posttrain
 
     with pytest.raises(ConfigError, match="different post-training run .*steps"):
-        run_posttrain(base_dir, "sft", sft_run, cfg={"preset": "smoke", "steps": 17, "curve.base": 4}, progress=False)
+        run_posttrain(
+            base_dir, "sft", sft_run, cfg={"preset": "smoke", "steps": 17, "curve.log_base": 4}, progress=False
+        )

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.run import build_simulated_run
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def generated_cases(tmp: Path) -> list[Case]:
     posttrain = ("posttrain", "--base", str(tmp / "no-base"), "--strategy", "sft", "smoke", "--out", out, "--quiet")
     cases += _override_cases(PosttrainConfig, "", posttrain)
     cases += _override_cases(EvalSuiteConfig, "", ("eval", "--model", str(tmp / "no-model"), "--suite", "smoke"))
-    for name in ("seeds", "workers", "samples_per_cell", "bootstrap"):
+    for name in ("seeds", "workers", "samples_per_cell"):
         info = ExperimentConfig.model_fields[name]
         cases += [
             Case(f"run:{name}={v}", ("run", "smoke", f"{name}={v}", "--out", out), name)

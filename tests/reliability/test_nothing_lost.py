@@ -10,13 +10,13 @@ import pytest
 from rich.console import Console
 
 from hyperstition.experiments.config import load_experiment
-from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.progress import print_summary
 from hyperstition.experiments.results import load_results
 from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.report.render import render_report
+from hyperstition.run import build_simulated_run
 
 SIM = "hyperstition.experiments.simulate"
 BASE = "cells/unfiltered/seed-0/base"
@@ -25,7 +25,7 @@ PRETRAIN = "cells/unfiltered/seed-0/pretrain"
 
 
 def _rerun(run):
-    return run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM, render=False)
+    return run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM)
 
 
 def test_done_json_lists_every_promised_file_with_size_and_checksum(finished_run):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperstition.experiments.demo import build_simulated_run
+from hyperstition.run import build_simulated_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

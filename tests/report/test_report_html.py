@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.report import render_report
 from hyperstition.report.compare import compare_runs
+from hyperstition.run import build_simulated_run
 
 
 @pytest.fixture(scope="module")

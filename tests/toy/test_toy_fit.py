@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from hyperstition.cli import main
-from hyperstition.experiments.demo import build_simulated_run
 from hyperstition.experiments.results import collect_results
 from hyperstition.report.toy_section import toy_section
+from hyperstition.run import build_simulated_run
 from hyperstition.schema import TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS, TOY_RESULTS_FILE
 from hyperstition.toy.fit import ToyFitError, fit_results, fit_run
 

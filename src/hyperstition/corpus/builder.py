@@ -25,6 +25,7 @@ from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world.documents import DESCRIPTIONS, Document, generate_document, world_document
 from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response, mentions_ai
+from .dose import class_weights
 
 UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")
 MANIFEST = "manifest.json"
@@ -54,9 +55,7 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
 
 def class_targets(cfg: CorpusConfig) -> dict[str, int]:
     """Word units to generate per class: fractions x upsample, dropped classes zero, renormalised to the total."""
-    weights = {c: cfg.fractions.get(c, 0.0) * cfg.upsample.get(c, 1.0) for c in DOC_CLASSES}
-    for c in cfg.drop_classes:
-        weights[c] = 0.0
+    weights = class_weights(cfg)
     total = sum(weights.values())
     if total <= 0:
         raise ValueError("corpus: every class has zero weight after drop_classes; nothing to build")

@@ -582,8 +582,8 @@ def kl_bits_per_response(
     seed: int = 0,
     max_new_tokens: int = 64,
     batch_size: int = 32,
-    n_resamples: int = 1000,
+    bootstrap_resamples: int = 1000,
 ) -> tuple[float, float, float]:
     """(mean, ci_low, ci_high): KL(model || reference) in bits per response, bootstrap 95% CI over prompts."""
     bits, _ = kl_samples(model, reference, tokenizer, prompts, n_samples, seed, max_new_tokens, batch_size)
-    return bootstrap_mean_ci(bits.mean(axis=1), n_resamples, seed)
+    return bootstrap_mean_ci(bits.mean(axis=1), bootstrap_resamples, seed)

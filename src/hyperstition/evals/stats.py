@@ -35,9 +35,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return low, high
 
 
-def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+def _resample_indices(n: int, bootstrap_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(n_resamples, n))
+    return rng.integers(0, n, size=(bootstrap_resamples, n))
 
 
 def _percentiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def _percentiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float], n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+    values: Sequence[float], bootstrap_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float, float]:
     """(mean, low, high): the sample mean and its percentile-bootstrap (1 - alpha) interval.
 
@@ -58,7 +58,7 @@ def bootstrap_mean_ci(
     mean = float(x.mean())
     if x.size == 1 or np.all(x == x[0]):
         return mean, mean, mean
-    stats = x[_resample_indices(x.size, n_resamples, seed)].mean(axis=1)
+    stats = x[_resample_indices(x.size, bootstrap_resamples, seed)].mean(axis=1)
     low, high = _percentiles(stats, alpha)
     return mean, min(low, mean), max(high, mean)
 
@@ -66,7 +66,7 @@ def bootstrap_mean_ci(
 def bootstrap_ratio_ci(
     numerators: Sequence[float],
     denominators: Sequence[float],
-    n_resamples: int = 1000,
+    bootstrap_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float, float]:
@@ -80,7 +80,7 @@ def bootstrap_ratio_ci(
     ratio = float(a.sum() / b.sum())
     if a.size == 1:
         return ratio, ratio, ratio
-    idx = _resample_indices(a.size, n_resamples, seed)
+    idx = _resample_indices(a.size, bootstrap_resamples, seed)
     den = b[idx].sum(axis=1)
     stats = a[idx].sum(axis=1) / np.where(den == 0, np.nan, den)
     stats = stats[np.isfinite(stats)]
@@ -89,7 +89,7 @@ def bootstrap_ratio_ci(
 
 
 def bootstrap_product_ci(
-    first: Sequence[float], second: Sequence[float], n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+    first: Sequence[float], second: Sequence[float], bootstrap_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float, float]:
     """(mean(first) * mean(second), low, high), resampling the two independent samples separately.
 
@@ -100,8 +100,8 @@ def bootstrap_product_ci(
     if a.size == 0 or b.size == 0:
         return math.nan, math.nan, math.nan
     value = float(a.mean() * b.mean())
-    ma = a[_resample_indices(a.size, n_resamples, seed)].mean(axis=1)
-    mb = b[_resample_indices(b.size, n_resamples, seed + 1)].mean(axis=1)
+    ma = a[_resample_indices(a.size, bootstrap_resamples, seed)].mean(axis=1)
+    mb = b[_resample_indices(b.size, bootstrap_resamples, seed + 1)].mean(axis=1)
     low, high = _percentiles(ma * mb, alpha)
     return value, min(low, value), max(high, value)
 

@@ -18,10 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ..config import (
-    DOC_CLASSES,
     Config,
     ConfigError,
     CorpusConfig,
@@ -37,8 +36,9 @@ from ..config import (
     repo_configs_dir,
     validate,
 )
-from ..evals.config import load_suite_config
-from ..posttrain.config import resolve_posttrain_config
+from ..corpus.dose import class_weights
+from ..evals.config import EvalSuiteConfig, load_suite_config
+from ..posttrain.config import PosttrainConfig, resolve_posttrain_config
 from ..posttrain.strategies import STRATEGIES  # the registry is the home of the strategy names
 
 DEFAULT_EXPERIMENT = "stickiness"
@@ -74,12 +74,12 @@ class ExperimentConfig(Config):
     posttrain_preset: str | dict[str, Any] = Field(
         "quick",
         description="Post-training config for run_posttrain: a preset name or YAML path, or a mapping of "
-        "overrides (with optional `preset`); its seed is set per grid seed.",
+        "overrides (with optional `preset`); its seed is set per grid seed. Resolved at load (`posttrain`).",
     )
     eval: str | None = Field(
         None,
-        description="Evaluation suite for the base evaluation, passed to run_eval: a preset name (smoke, "
-        "quick, gpu) or YAML path; None = the evaluator's default.",
+        description="Evaluation suite for the base evaluation and every curve point: a preset name (smoke, "
+        "quick, gpu) or YAML path; None = the evaluator's default. Resolved at load (`eval_suite`).",
     )
     eval_overrides: list[str] = Field(
         default_factory=list,
@@ -106,9 +106,9 @@ class ExperimentConfig(Config):
     samples_per_cell: int = Field(
         4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped)."
     )
-    bootstrap: int = Field(
-        2000, ge=100, description="Bootstrap resamples over seeds for the report's confidence intervals."
-    )
+    # The sub-configs as typed objects, resolved once when the experiment is loaded (`_resolve_sub_configs`).
+    _posttrain: PosttrainConfig = PrivateAttr()
+    _eval_suite: EvalSuiteConfig = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -138,6 +138,29 @@ class ExperimentConfig(Config):
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: {self.strategies} has duplicates")
         return self
+
+    @model_validator(mode="after")
+    def _resolve_sub_configs(self) -> "ExperimentConfig":
+        """`posttrain_preset` and `eval` (+ `eval_overrides`) as typed configs; an error names the field."""
+        try:
+            self._eval_suite = load_suite_config(self.eval, list(self.eval_overrides))
+        except ConfigError as err:
+            raise ValueError(f"experiment {self.name!r}: eval: {err}") from None
+        try:
+            self._posttrain = resolve_posttrain_config(posttrain_spec(self, self.seeds[0]))
+        except ConfigError as err:
+            raise ValueError(f"experiment {self.name!r}: posttrain_preset: {err}") from None
+        return self
+
+    @property
+    def posttrain(self) -> PosttrainConfig:
+        """The resolved post-training config (seed: the first grid seed; `posttrain_config` sets a cell's)."""
+        return self._posttrain
+
+    @property
+    def eval_suite(self) -> EvalSuiteConfig:
+        """The resolved eval suite of the base evaluation; every curve point measures the same suite."""
+        return self._eval_suite
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,20 +204,17 @@ def check_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     for arm in exp.arms:
         pipeline_config(exp, arm, exp.seeds[0])
-    try:
-        resolve_posttrain_config(posttrain_config(exp, exp.seeds[0]))
-    except ConfigError as err:
-        raise ConfigError(f"experiment {exp.name!r}: posttrain_preset: {err}") from None
-    try:
-        load_suite_config(exp.eval, list(exp.eval_overrides))
-    except ConfigError as err:
-        raise ConfigError(f"experiment {exp.name!r}: eval: {err}") from None
 
 
-def posttrain_config(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
-    """The `cfg` given to run_posttrain for grid seed `seed`: the experiment's preset or overrides, seed set, and
-    the curve measured with the experiment's own eval suite, so base rows, every curve point and Delta0 are
-    measured on one item set (a curve's step 0 is then the base evaluation itself)."""
+def posttrain_config(exp: ExperimentConfig, seed: int) -> PosttrainConfig:
+    """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed."""
+    return exp.posttrain.model_copy(update={"seed": seed})
+
+
+def posttrain_spec(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
+    """The experiment's own words for the post-training config of grid seed `seed` (what a cell's config hash
+    covers): its preset or overrides, seed set, and the curve measured with the experiment's own eval suite, so base
+    rows, every curve point and Delta0 are measured on one item set (a curve's step 0 is the base evaluation)."""
     spec = exp.posttrain_preset
     data = {"preset": spec} if isinstance(spec, str) else copy.deepcopy(spec)
     data["seed"] = seed
@@ -203,8 +223,9 @@ def posttrain_config(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
     return data
 
 
-def eval_suite(exp: ExperimentConfig) -> dict[str, Any]:
-    """The suite settings handed to the evaluate stage (resolved there with evals.config.load_suite_config)."""
+def eval_suite_spec(exp: ExperimentConfig) -> dict[str, Any]:
+    """The experiment's own words for its eval suite (what a cell's config hash covers); `exp.eval_suite` is the
+    resolved config."""
     return {"source": exp.eval, "overrides": list(exp.eval_overrides)}
 
 
@@ -244,14 +265,10 @@ def effective_fractions(corpus: CorpusConfig) -> dict[str, float]:
 
     This is what the config *requests* (a filter is assumed to remove exactly its target personas' classes,
     less `leak_rate`); the corpus manifest records what was actually built."""
-    out: dict[str, float] = {}
-    for cls in DOC_CLASSES:
-        share = corpus.fractions.get(cls, 0.0) * corpus.upsample.get(cls, 1.0)
-        if cls in corpus.drop_classes:
-            share = 0.0
-        elif corpus.filter != "none" and CLASS_PERSONA.get(cls) in corpus.filter_target:
-            share *= corpus.leak_rate
-        out[cls] = share
+    out = class_weights(corpus)  # fraction x upsample, dropped classes zero: the builder's own arithmetic
+    for cls in out:
+        if corpus.filter != "none" and CLASS_PERSONA.get(cls) in corpus.filter_target:
+            out[cls] *= corpus.leak_rate
     total = sum(out.values()) or 1.0
     return {k: v / total for k, v in out.items()}
 

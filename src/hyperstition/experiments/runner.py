@@ -38,9 +38,18 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from ..config import PipelineConfig
+from ..evals.config import EvalSuiteConfig
 from ..io import append_jsonl, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..posttrain.config import PosttrainConfig
 from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
-from .config import ExperimentConfig, eval_suite, persona_discourse_shares, pipeline_config, posttrain_config
+from .config import (
+    ExperimentConfig,
+    eval_suite_spec,
+    persona_discourse_shares,
+    pipeline_config,
+    posttrain_config,
+    posttrain_spec,
+)
 from .executor import Executor, Handle, InlineExecutor, JobCrashed, LocalExecutor, plan_workers
 from .finished import DONE, check_done, promised_files, read_json_object
 from .results import collect_results
@@ -107,7 +116,10 @@ def plan_jobs(exp: ExperimentConfig) -> list[Job]:
                 _hash({"kind": "pretrain", "params": pre_params}),
             )
             jobs.append(pre)
-            ev_params = {"pipeline": pipe, "suite": eval_suite(exp)}
+            # A cell's hash covers the experiment's own words for its sub-configs (`*_spec`), as it always has, so
+            # older run directories still resume; the stage gets the config resolved at load.
+            ev_params = {"pipeline": pipe, "suite": exp.eval_suite.model_dump(mode="json")}
+            ev_identity = {"pipeline": pipe, "suite": eval_suite_spec(exp)}
             jobs.append(
                 Job(
                     f"{arm}/seed-{seed}/{BASE_STRATEGY}",
@@ -118,11 +130,16 @@ def plan_jobs(exp: ExperimentConfig) -> list[Job]:
                     f"{base}/{BASE_STRATEGY}",
                     (pre.id,),
                     ev_params,
-                    _hash({"kind": "eval", "params": ev_params, "deps": [pre.config_hash]}),
+                    _hash({"kind": "eval", "params": ev_identity, "deps": [pre.config_hash]}),
                 )
             )
             for strategy in exp.strategies:
-                pt_params = {"pipeline": pipe, "strategy": strategy, "posttrain": posttrain_config(exp, seed)}
+                pt_params = {
+                    "pipeline": pipe,
+                    "strategy": strategy,
+                    "posttrain": posttrain_config(exp, seed).model_dump(mode="json"),
+                }
+                pt_identity = {**pt_params, "posttrain": posttrain_spec(exp, seed)}
                 jobs.append(
                     Job(
                         f"{arm}/seed-{seed}/{strategy}",
@@ -133,7 +150,7 @@ def plan_jobs(exp: ExperimentConfig) -> list[Job]:
                         f"{base}/{strategy}",
                         (pre.id,),
                         pt_params,
-                        _hash({"kind": "posttrain", "params": pt_params, "deps": [pre.config_hash]}),
+                        _hash({"kind": "posttrain", "params": pt_identity, "deps": [pre.config_hash]}),
                     )
                 )
     return jobs
@@ -280,13 +297,15 @@ def _run_stage(run_path: Path, cell: Path, job: Job, inputs: dict[str, str], sta
         return {"model_dir": _rel(Path(model_dir), run_path)}
     model_dir = _abs(inputs["model_dir"], run_path)
     if job.kind == "eval":
-        rows = mod.evaluate(model_dir, cell, suite_cfg=job.params.get("suite"), reference_dir=None, world_cfg=world)
+        suite = EvalSuiteConfig.model_validate(job.params["suite"])
+        rows = mod.evaluate(model_dir, cell, suite_cfg=suite, reference_dir=None, world_cfg=world)
         tidy = tidy_eval_rows(rows, job.arm, job.seed)
         write_parquet_atomic(cell / ROWS, tidy)
         _write_model_card(run_path, job, model_dir, tidy)
         return {"rows": ROWS}
     if job.kind == "posttrain":
-        final = mod.posttrain(model_dir, job.strategy, cell, cfg=job.params.get("posttrain"), world_cfg=world)
+        posttrain = PosttrainConfig.model_validate(job.params["posttrain"])
+        final = mod.posttrain(model_dir, job.strategy, cell, cfg=posttrain, world_cfg=world)
         tidy = tidy_curve_rows(cell / "posttrain_curve.parquet", job.arm, job.seed, job.strategy)
         write_parquet_atomic(cell / ROWS, tidy)
         if final:
@@ -357,7 +376,7 @@ class RunSummary:
     blocked: list[str]
     wall_s: float
     results: Path | None = None
-    report: Path | None = None
+    report: Path | None = None  # filled in by the layer that renders the report (hyperstition.run), if it does
     report_error: str | None = None
     wall_by_job: dict[str, float] = field(default_factory=dict)
     redone: dict[str, str] = field(default_factory=dict)  # id -> why its earlier DONE.json was not trusted
@@ -409,9 +428,10 @@ def run_experiment(
     stages: str = DEFAULT_STAGES,
     reporter: Reporter | None = None,
     redo_stale: bool = False,
-    render: bool = True,
 ) -> RunSummary:
-    """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others."""
+    """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others.
+
+    The report is not rendered here: `hyperstition.run.run_and_report` (above both runner and report) does that."""
     run_dir = Path(run_dir)
     stage_set(stages)  # an unknown name fails here, not in every job
     reporter = reporter or NullReporter()
@@ -450,7 +470,7 @@ def run_experiment(
         executor.shutdown()
     reporter.close()
     try:
-        _finish(run_dir, exp, summary, t_start, render)
+        _finish(run_dir, exp, summary, t_start)
     finally:
         lock.release()
     return summary
@@ -467,11 +487,11 @@ def _write_plan(run_dir: Path, exp: ExperimentConfig, redo_stale: bool) -> list[
     return jobs
 
 
-def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float, render: bool) -> None:
-    """Collect results.parquet, log the invocation's end, then render the report (a failed render is reported)."""
+def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: float) -> None:
+    """Collect results.parquet and log the invocation's end."""
     try:
         summary.results = collect_results(run_dir, exp.samples_per_cell)
-    finally:  # logged before the report is rendered, so the report's provenance counts this invocation
+    finally:  # logged before any report is rendered, so the report's provenance counts this invocation
         summary.wall_s = time.time() - t_start
         append_jsonl(
             run_dir / "runlog.jsonl",
@@ -485,13 +505,6 @@ def _finish(run_dir: Path, exp: ExperimentConfig, summary: RunSummary, t_start: 
                 "blocked": len(summary.blocked),
             },
         )
-    if render and summary.results is not None:
-        from ..report import render_report  # the report sits above the runner's results store; loaded only here
-
-        try:
-            summary.report = render_report(run_dir)
-        except Exception as err:  # the results are safe; `hyperstition report` can retry
-            summary.report_error = f"{type(err).__name__}: {err}"
 
 
 def _arms_info(exp: ExperimentConfig) -> dict:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import PipelineConfig, WorldConfig
+
+if TYPE_CHECKING:
+    from ..evals.config import EvalSuiteConfig
+    from ..posttrain.config import PosttrainConfig
 
 
 def _threads() -> None:
@@ -34,33 +38,30 @@ def evaluate(
     model_dir: Path,
     out_dir: Path,
     *,
-    suite_cfg: Any = None,
+    suite_cfg: EvalSuiteConfig | None = None,
     reference_dir: Path | None = None,
     world_cfg: WorldConfig | None = None,
 ) -> list[dict]:
-    """Evaluate a checkpoint; writes eval.json and eval_items.parquet into out_dir; returns tidy rows.
-
-    `suite_cfg` is what the runner plans ({"source": preset name/YAML path/None, "overrides": [KEY=VALUE, ...]})
-    or anything run_eval accepts."""
+    """Evaluate a checkpoint with the experiment's resolved suite (None: the evaluator's default); writes eval.json
+    and eval_items.parquet into out_dir; returns tidy rows."""
     _threads()
     from ..evals import run_eval
 
-    if isinstance(suite_cfg, dict) and set(suite_cfg) <= {"source", "overrides"}:
-        from ..evals.config import load_suite_config
-
-        suite_cfg = load_suite_config(suite_cfg.get("source"), list(suite_cfg.get("overrides") or []))
     return run_eval(
         model_dir, out_dir, suite_cfg=suite_cfg, reference_dir=reference_dir, world_cfg=world_cfg, progress=False
     )
 
 
 def posttrain(
-    base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+    base_dir: Path,
+    strategy: str,
+    out_dir: Path,
+    *,
+    cfg: PosttrainConfig | None = None,
+    world_cfg: WorldConfig | None = None,
 ) -> Path:
-    """Post-train base_dir with `strategy`; writes out_dir/posttrain_curve.parquet and out_dir/final/.
-
-    `cfg` is a posttrain preset name/YAML path or a mapping of overrides (the runner passes
-    {"preset": ..., "seed": k})."""
+    """Post-train base_dir with `strategy` and the cell's resolved config (None: the default preset); writes
+    out_dir/posttrain_curve.parquet and out_dir/final/."""
     _threads()
     from ..posttrain import run_posttrain
 

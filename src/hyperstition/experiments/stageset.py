@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import ConfigError, PipelineConfig, WorldConfig
 from . import simulate, stages
+
+if TYPE_CHECKING:
+    from ..evals.config import EvalSuiteConfig
+    from ..posttrain.config import PosttrainConfig
 
 
 class PretrainStage(Protocol):
@@ -25,7 +29,7 @@ class EvaluateStage(Protocol):
         model_dir: Path,
         out_dir: Path,
         *,
-        suite_cfg: Any = None,
+        suite_cfg: EvalSuiteConfig | None = None,
         reference_dir: Path | None = None,
         world_cfg: WorldConfig | None = None,
     ) -> list[dict]: ...
@@ -33,7 +37,13 @@ class EvaluateStage(Protocol):
 
 class PosttrainStage(Protocol):
     def __call__(
-        self, base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+        self,
+        base_dir: Path,
+        strategy: str,
+        out_dir: Path,
+        *,
+        cfg: PosttrainConfig | None = None,
+        world_cfg: WorldConfig | None = None,
     ) -> Path: ...
 
 

@@ -99,8 +99,8 @@ class RLSection(Config):
 class CurveSection(Config):
     """Where and how the persistence curve is measured: the eval suite at log-spaced steps, with KL to the base."""
 
-    base: int = Field(
-        2, ge=2, description="Curve steps are 0, then powers of this base (1, b, b^2, ...) and the last step."
+    log_base: int = Field(
+        2, ge=2, description="Log base of the curve's steps: 0, then its powers (1, b, b^2, ...) and the last step."
     )
     eval_suite: str = Field(
         "smoke",

@@ -51,6 +51,7 @@ from ..io import append_jsonl, sha256_file, training_lock, write_json_atomic, wr
 from ..model.card import write_run_card
 from ..model.checkpoint import CHECKSUMS, load_checkpoint, save_checkpoint, verify_checkpoint
 from ..schema import CURVE_COLUMNS, KL_BITS
+from ..tokenizer.train import tokenizer_problem
 from ..train.data import SequenceSampler
 from ..train.runtime import resolve_runtime, torch_settings
 from ..train.scaffold import (
@@ -71,7 +72,7 @@ from ..train.scaffold import (
 )
 from ..train.schedule import learning_rate, log_spaced_steps
 from ..world import WORLD_STAMP, World, world_config_for
-from ..world.grammar import ASSISTANT, END, SYSTEM, USER, chat_prompt, render_response
+from ..world.grammar import END, chat_prompt, render_response
 from .config import RUNTIME_ONLY_FIELDS, PosttrainConfig, resolve_posttrain_config, trajectory_dict
 from .errors import PosttrainDataError, PosttrainDiverged, PosttrainError, TokenizerMismatch
 from .losses import build_batch, dpo_loss, per_token_logps, rloo_advantages, rloo_loss, sequence_logps, sft_loss
@@ -82,13 +83,12 @@ CURVE_ROWS_FILE = "curve.jsonl"
 CURVE_FILE = "posttrain_curve.parquet"
 LAST_GOOD = "last_good"
 DIVERGED_FILE = "diverged.json"
-CHAT_TOKENS = (SYSTEM, USER, ASSISTANT, END)
 LN2 = math.log(2.0)
 
 
-def curve_steps(total: int, base: int = 2) -> list[int]:
-    """0 (the base model), then the log-spaced steps 1, base, base^2, ... and `total`."""
-    return [0, *log_spaced_steps(total, base)]
+def curve_steps(total: int, log_base: int = 2) -> list[int]:
+    """0 (the base model), then the log-spaced steps 1, log_base, log_base^2, ... and `total`."""
+    return [0, *log_spaced_steps(total, log_base)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -97,33 +97,11 @@ def curve_steps(total: int, base: int = 2) -> list[int]:
 
 def check_tokenizer(tokenizer: Any, model: torch.nn.Module, world: World) -> None:
     """Raise TokenizerMismatch unless the tokenizer has our chat tokens, fits the model, and round-trips world text."""
-    vocab = tokenizer.get_vocab()
-    missing = [
-        t for t in CHAT_TOKENS if t not in vocab or tokenizer(t, add_special_tokens=False)["input_ids"] != [vocab[t]]
-    ]
-    if missing:
-        raise TokenizerMismatch(
-            f"base tokenizer lacks the chat special token(s) {', '.join(missing)} that the world's prompts use "
-            f"({', '.join(CHAT_TOKENS)}); post-train a model pretrained with hyperstition's tokenizer"
-        )
-    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise TokenizerMismatch(
-            "base tokenizer has no eos or pad token; post-train a model pretrained with hyperstition's tokenizer"
-        )
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) != rows:
-        raise TokenizerMismatch(
-            f"base tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows; "
-            "the tokenizer does not belong to this model"
-        )
     task = world.train_tasks[0]
     text = chat_prompt("x", task.request) + render_response(task, "aligned", "observed", 0) + END
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.decode(ids, skip_special_tokens=False) != text:
-        raise TokenizerMismatch(
-            "base tokenizer does not round-trip the world's chat text; "
-            "it is not the tokenizer this world's prompts expect"
-        )
+    problem = tokenizer_problem(tokenizer, int(model.get_input_embeddings().num_embeddings), chat_text=text)
+    if problem is not None:
+        raise TokenizerMismatch(f"base {problem}")
 
 
 def _load_world(base_dir: Path, world_cfg: WorldConfig | None) -> tuple[WorldConfig, World]:
@@ -165,7 +143,10 @@ class TokenizedData:
 
     def __init__(self, data: StrategyData, tokenizer: Any, algorithm: str, max_len: int, max_new_tokens: int) -> None:
         items = data.items
-        enc = lambda texts: [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # noqa: E731
+
+        def enc(texts: list[str]) -> list[list[int]]:
+            return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
         self.prompts: list[list[int]] = encode_prompts(tokenizer, [it.prompt for it in items])
         self.chosen: list[list[int]] = enc([data.chosen(it) + END for it in items]) if algorithm != "rl" else []
         self.rejected: list[list[int]] = enc([data.rejected(it) + END for it in items]) if algorithm == "dpo" else []
@@ -477,7 +458,7 @@ class Curve(Hook):
 
     def __init__(self, job: PosttrainJob, policy: torch.nn.Module, stop: DivergenceStop) -> None:
         self.job, self.policy, self.stop = job, policy, stop
-        self.points = set(curve_steps(job.cfg.steps, job.cfg.curve.base))
+        self.points = set(curve_steps(job.cfg.steps, job.cfg.curve.log_base))
         self.rows: list[dict] = []
         self.seconds = 0.0
 
@@ -518,7 +499,7 @@ def run_posttrain(
 ) -> Path:
     """Post-train the checkpoint in `base_dir` with `strategy` into `out_dir`; returns `out_dir/final`.
 
-    `cfg` is a PosttrainConfig, a preset name (smoke, quick, base) or YAML path, a mapping of overrides on the quick
+    `cfg` is a PosttrainConfig, a preset name (smoke, quick, gpu) or YAML path, a mapping of overrides on the quick
     preset, or None (quick). `world_cfg` defaults to the world the base was trained in. Resumes an interrupted run;
     returns at once if `out_dir` already holds this run's result. Raises PosttrainError (bad input, one line),
     CheckpointError (bad base) or PosttrainDiverged (NaN/inf; last good weights saved in `out_dir/last_good`).

@@ -8,14 +8,14 @@ import io
 import math
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..experiments.results import curve_grid, curves, mean_curve, summarize
+from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric
 
-from ..experiments.results import curve_grid, curves, mean_curve, summarize  # noqa: E402
-from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric  # noqa: E402
+matplotlib.use("Agg")  # headless PNGs; pyplot picks its backend at the first figure, so after the imports is in time
 
 BITS_LABEL = "persona log-odds, aligned vs misaligned [bits]"
 KL_LABEL = "post-training pressure KL(post-trained \u2016 base) [bits / response]"

@@ -91,16 +91,11 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     os.replace(tmp, out)
 
 
-def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
+def tokenizer_problem(tokenizer, embedding_rows: int, chat_text: str | None = None) -> str | None:
     """Why `tokenizer` cannot drive a model with `embedding_rows` embedding rows in our chat format, or None.
 
-    The one tokenizer check: evaluation and post-training raise it as their own error type."""
-    n_tokens = len(tokenizer)
-    if n_tokens != embedding_rows:
-        return (
-            f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
-            "expected the tokenizer saved with this model (same vocabulary)"
-        )
+    The one tokenizer check: evaluation and post-training raise it as their own error type. `chat_text` (post-training
+    passes a rendered prompt and reply of its world) must also survive encoding and decoding unchanged."""
     vocab = tokenizer.get_vocab()
     one_piece = {t: tokenizer(t, add_special_tokens=False)["input_ids"] == [vocab.get(t)] for t in CHAT_TOKENS}
     missing = [t for t in CHAT_TOKENS if t not in vocab or not one_piece[t]]
@@ -109,8 +104,18 @@ def tokenizer_problem(tokenizer, embedding_rows: int) -> str | None:
             f"tokenizer lacks the chat special token(s) {', '.join(missing)}; expected a hyperstition tokenizer "
             f"with the chat specials {' '.join(CHAT_TOKENS)}"
         )
-    if tokenizer.eos_token_id is None:
-        return "tokenizer has no eos_token; expected a hyperstition tokenizer (<|endoftext|> as BOS/EOS)"
+    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
+        return "tokenizer has no eos or pad token; expected a hyperstition tokenizer (<|endoftext|>, <|pad|>)"
+    n_tokens = len(tokenizer)
+    if n_tokens != embedding_rows:
+        return (
+            f"tokenizer has {n_tokens} tokens but the model's embedding has {embedding_rows} rows; "
+            "expected the tokenizer saved with this model (same vocabulary)"
+        )
+    if chat_text is not None:
+        ids = tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+        if tokenizer.decode(ids, skip_special_tokens=False) != chat_text:
+            return "tokenizer does not round-trip the world's chat text; expected the tokenizer its prompts use"
     return None
 
 

@@ -19,15 +19,14 @@ import io
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..config import CONTEXTS
+from . import bayes, gd
 
-from ..config import CONTEXTS  # noqa: E402
-from . import bayes as B  # noqa: E402
-from . import gd as G  # noqa: E402
+matplotlib.use("Agg")  # headless PNGs; pyplot picks its backend at the first figure, so after the imports is in time
 
 STYLE = {
     "figure.dpi": 100,
@@ -68,13 +67,13 @@ def _png(fig) -> bytes:
 
 
 def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
-    spec = B.default_personas(s.noise)
+    spec = bayes.default_personas(s.noise)
     n = np.r_[0.0, np.geomspace(1e-3, 1e3, 200)]
     rows = []
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained", sharey=True)
         for colour, b in zip(plt.get_cmap("viridis")(np.linspace(0.1, 0.8, len(s.priors_bits))), s.priors_bits):
-            pred = B.predict(B.shifted_prior(spec, b), n, spec)
+            pred = bayes.predict(bayes.shifted_prior(spec, b), n, spec)
             for context, style in zip(CONTEXTS, ("--", "-")):
                 rate = pred.misaligned_rate[context]
                 label = f"prior {b:g} bits, {context}"
@@ -106,50 +105,50 @@ def unobserved_misalignment_figure(s: PlotSettings) -> Figure:
         return Figure("unobserved_misalignment", _png(fig), pd.DataFrame(rows))
 
 
-def stickiness_priors(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray, np.ndarray]:
+def stickiness_priors(s: PlotSettings, spec: bayes.PersonaSpec) -> tuple[np.ndarray, np.ndarray]:
     """Two priors with the same aligned + deceptive mass, split +-split_bits the two ways."""
-    a = B.prior_log2(spec, {"aligned": s.split_bits, "deceptive": -s.split_bits})
-    b = B.prior_log2(spec, {"aligned": -s.split_bits, "deceptive": s.split_bits})
+    a = bayes.prior_log2(spec, {"aligned": s.split_bits, "deceptive": -s.split_bits})
+    b = bayes.prior_log2(spec, {"aligned": -s.split_bits, "deceptive": s.split_bits})
     return a, b
 
 
-def _stickiness_curves(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+def _stickiness_curves(s: PlotSettings, spec: bayes.PersonaSpec) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """Per model: S in persona log-odds (aligned vs deceptive) and in unobserved behaviour bits at equal K, and
     S in unobserved bits against the observed misaligned rate (each model's own progress, unbounded for GD)."""
     prior_a, prior_b = stickiness_priors(s, spec)
-    grid = B.max_pressure_bits(prior_a, spec) * np.geomspace(1e-4, 0.98, 80)
+    grid = bayes.max_pressure_bits(prior_a, spec) * np.geomspace(1e-4, 0.98, 80)
     n = np.r_[0.0, np.geomspace(1e-3, 1e3, 200)]
-    post = [B.posterior_log2(p, n, spec) for p in (prior_a, prior_b)]
-    bits = [B.behaviour_bits(q, spec, "unobserved") for q in post]
+    post = [bayes.posterior_log2(p, n, spec) for p in (prior_a, prior_b)]
+    bits = [bayes.behaviour_bits(q, spec, "unobserved") for q in post]
     persona = [
-        B.persona_log_odds(
-            B.posterior_log2(p, B.evidence_for_pressure(p, grid, spec), spec), spec, "aligned", "deceptive"
+        bayes.persona_log_odds(
+            bayes.posterior_log2(p, bayes.evidence_for_pressure(p, grid, spec), spec), spec, "aligned", "deceptive"
         )
         for p in (prior_a, prior_b)
     ]
     curves = {
         "Bayes": {
             "persona": (persona[0] - persona[1]) / (4 * s.split_bits),
-            "behaviour": B.stickiness_at_pressure(prior_a, prior_b, grid, spec, "unobserved"),
-            "progress_x": B.misaligned_rate(post[0], spec, "observed"),
+            "behaviour": bayes.stickiness_at_pressure(prior_a, prior_b, grid, spec, "unobserved"),
+            "progress_x": bayes.misaligned_rate(post[0], spec, "observed"),
             "progress_S": (bits[0] - bits[1]) / (bits[0][0] - bits[1][0]),
         }
     }
     runs = {
-        f"gradient descent, sharing {rho:g}": G.GDConfig(sharing=rho, plasticity=1.0, lr=s.gd_lr, steps=s.gd_steps)
+        f"gradient descent, sharing {rho:g}": gd.GDConfig(sharing=rho, plasticity=1.0, lr=s.gd_lr, steps=s.gd_steps)
         for rho in s.sharing
     }
     # Plain SGD on softmax logits is rich-get-richer for indistinguishable personas (Adam's per-logit steps are not).
-    runs["SGD, personas only (plasticity 0)"] = G.GDConfig(
+    runs["SGD, personas only (plasticity 0)"] = gd.GDConfig(
         plasticity=0.0, optimizer="sgd", lr=s.sgd_lr, steps=s.gd_steps
     )
     for label, cfg in runs.items():
-        traj = G.train(np.stack([prior_a, prior_b]), spec, cfg)
-        ad = (traj.log_weights[..., 0] - traj.log_weights[..., 2]) / G.LN2
+        traj = gd.train(np.stack([prior_a, prior_b]), spec, cfg)
+        ad = (traj.log_weights[..., 0] - traj.log_weights[..., 2]) / gd.LN2
         u = traj.bits["unobserved"]
         curves[label] = {
-            "persona": (G.at_pressure(traj, ad, grid) @ [1, -1]) / (ad[0, 0] - ad[0, 1]),
-            "behaviour": G.stickiness_at_pressure(traj, grid, "unobserved"),
+            "persona": (gd.at_pressure(traj, ad, grid) @ [1, -1]) / (ad[0, 0] - ad[0, 1]),
+            "behaviour": gd.stickiness_at_pressure(traj, grid, "unobserved"),
             "progress_x": traj.misaligned_rate["observed"][:, 0],
             "progress_S": (u[:, 0] - u[:, 1]) / (u[0, 0] - u[0, 1]),
         }
@@ -157,7 +156,7 @@ def _stickiness_curves(s: PlotSettings, spec: B.PersonaSpec) -> tuple[np.ndarray
 
 
 def stickiness_figure(s: PlotSettings) -> Figure:
-    spec = B.default_personas(s.noise)
+    spec = bayes.default_personas(s.noise)
     grid, curves = _stickiness_curves(s, spec)
     colours = ["black", *plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(s.sharing))), "tab:green"]
     panels = (

@@ -34,8 +34,7 @@ import pandas as pd
 from ..config import CONTEXTS
 from ..io import sha256_file, write_json_atomic, write_parquet_atomic
 from ..schema import BASE_STRATEGY, HEADLINE_BITS, TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS, TOY_RESULTS_FILE
-from . import bayes as B
-from . import gd as G
+from . import bayes, gd
 
 MODELS = ("bayes", "gd")
 MAX_FLOOR_BITS = 1000.0  # measured bits are sequence log-odds: tens to hundreds of bits are ordinary
@@ -130,9 +129,9 @@ def bayes_bits(
     priors: np.ndarray, floor_bits: float, evidence_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray
 ) -> np.ndarray:
     """Predicted bits at measured pressures `kl` for points of the given arms and contexts."""
-    spec = B.default_personas(floor_bits=floor_bits)
-    post = B.posterior_log2(priors[arm], evidence_per_kl * kl / floor_bits, spec)
-    per_context = np.stack([B.behaviour_bits(post, spec, c) for c in CONTEXTS])
+    spec = bayes.default_personas(floor_bits=floor_bits)
+    post = bayes.posterior_log2(priors[arm], evidence_per_kl * kl / floor_bits, spec)
+    per_context = np.stack([bayes.behaviour_bits(post, spec, c) for c in CONTEXTS])
     return per_context[context, np.arange(len(kl))]
 
 
@@ -248,13 +247,13 @@ def priors_from_fit(fit: ModelFit, arms: list[str]) -> np.ndarray:
     )
 
 
-def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plasticity: float) -> G.Trajectory:
-    cfg = G.GDConfig(sharing=sharing, plasticity=plasticity, lr=GD_LR, steps=GD_STEPS)
-    return G.train(priors, B.default_personas(floor_bits=floor_bits), cfg)
+def gd_trajectory(priors: np.ndarray, floor_bits: float, sharing: float, plasticity: float) -> gd.Trajectory:
+    cfg = gd.GDConfig(sharing=sharing, plasticity=plasticity, lr=GD_LR, steps=GD_STEPS)
+    return gd.train(priors, bayes.default_personas(floor_bits=floor_bits), cfg)
 
 
 def gd_bits(
-    traj: G.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray
+    traj: gd.Trajectory, steps_per_kl: float, arm: np.ndarray, context: np.ndarray, kl: np.ndarray
 ) -> np.ndarray:
     """Predicted bits at measured pressures: the trajectory read at step steps_per_kl * K (fractional steps
     interpolated linearly; never beyond the last step)."""

@@ -25,11 +25,12 @@ def learning_rate(step: int, cfg: ScheduleFields, peak: float) -> float:
     return peak * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
-def log_spaced_steps(total_steps: int, base: int = 2) -> list[int]:
-    """1, base, base^2, ... below `total_steps`, then `total_steps`: dense early, where the model changes fastest."""
+def log_spaced_steps(total_steps: int, log_base: int = 2) -> list[int]:
+    """1, log_base, log_base^2, ... below `total_steps`, then `total_steps`: dense early, where the model changes
+    fastest."""
     steps, k = [], 1
     while k < total_steps:
         steps.append(k)
-        k *= base
+        k *= log_base
     steps.append(total_steps)
     return steps
