@@ -214,7 +214,7 @@ def check_negative_control(df: pd.DataFrame) -> ControlResult:
     """Two seeds of one corpus config: their difference in base bits has an interval that includes 0.
 
     The interval is the seed noise the instrument's own intervals assume: the seed-to-seed variance pooled over the
-    dose arms (`stats.two_seed_difference`). Item-level (within-seed) intervals alone would miss it.
+    other dose arms (`stats.two_seed_difference`). Item-level (within-seed) intervals alone would miss it.
     """
     name = f"negative control: two seeds of {NEGATIVE_CONTROL_ARM} agree"
     groups = {arm: _per_seed_pooled(df, arm, HEADLINE_BITS) for arm, _ in DOSE_ARMS if arm in set(df.arm)}
@@ -226,7 +226,8 @@ def check_negative_control(df: pd.DataFrame) -> ControlResult:
     return ControlResult(
         name,
         est.ci_low <= 0 <= est.ci_high,
-        f"seed {s0} - seed {s1}: {_fmt(est)} bits (seed noise pooled over {', '.join(groups)})",
+        f"seed {s0} - seed {s1}: {_fmt(est)} bits (seed noise pooled over "
+        f"{', '.join(g for g in groups if g != NEGATIVE_CONTROL_ARM)})",
         {"diff_bits": est.value, "diff_ci_low": est.ci_low, "diff_ci_high": est.ci_high},
     )
 
