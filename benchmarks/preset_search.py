@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 from default_run_stages import run_wall  # a sibling script: run as `python benchmarks/preset_search.py`
 
 from hyperstition.experiments import calibration as cal
@@ -51,7 +52,7 @@ def row(name: str, run_dir: Path, wall_s: float | None) -> str:
     df = load_results(run_dir)
     marks = {True: "pass", False: "FAIL", None: "not run"}
     controls = "; ".join(f"{c.name}: {marks[c.passed]} ({c.reason})" for c in cal.run_controls(df))
-    cells = sorted({(a, int(s)) for a, s in zip(df.arm, df.seed)})
+    cells = sorted({(a, int(s)) for a, s in zip(df.arm, df.seed) if not pd.isna(s)})  # seed-null rows: aggregates
     wall_s = wall_s or run_wall(run_dir)  # a recorded run: its own log's total
     wall = f"{wall_s / 60:.1f} min" if wall_s else "n/a"
     return (

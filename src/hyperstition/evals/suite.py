@@ -179,7 +179,7 @@ def _persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
     rng.shuffle(variant_order)
     # Train tasks by default: on held-out tasks a 1M-parameter model pays ~30 nats for the unseen object inside each
     # persona's action phrase, differently per phrase, and those costs (+-25 bits per task) swamp the persona
-    # (issue 12: dose-series bits x1..x9 read +0.6, +1.4, -0.2 on held-out tasks, +0.5, -1.1, -3.5 on train tasks).
+    # (issue 12: dose-series bits x1..x9 read +0.6, +1.4, -0.2 on held-out tasks, +0.4, -1.1, -3.5 on train tasks).
     tasks = world.train_tasks if cfg.persona_tasks == "train" else world.heldout_tasks
     schedule = _task_marker_schedule(tasks, cfg.prompts_per_context, random.Random(f"eval-persona:{cfg.seed}"))
     items = []
