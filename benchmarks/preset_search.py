@@ -3,7 +3,7 @@
 Each candidate is a set of pipeline overrides on the quick preset. For each, the calibration experiment runs (or an
 existing run directory is read with --from-run), and one table row records: the candidate, pretraining steps and
 tokens, measured training throughput, wall time, every control's pass / fail / not run, and the classifiable
-rate per arm. Rows are appended to benchmarks/preset_search.md, so the table is the record of what was measured.
+rate per arm. Rows are added to the table in benchmarks/preset_search.md, so it is the record of what was measured.
 
     python benchmarks/preset_search.py                          # every candidate below, in order, cheapest first
     python benchmarks/preset_search.py --candidate p1000        # one candidate
@@ -84,8 +84,9 @@ def main() -> None:
             run_and_report(exp, run_dir, executor=LocalExecutor(exp.workers))
             wall = time.perf_counter() - t0
         line = row(name, run_dir, wall)
-        with TABLE.open("a") as f:
-            f.write(line + "\n")
+        lines = TABLE.read_text().splitlines()
+        last_row = max(i for i, text in enumerate(lines) if text.startswith("|"))  # the table comes before its notes
+        TABLE.write_text("\n".join([*lines[: last_row + 1], line, *lines[last_row + 1 :]]) + "\n")
         print(line)
 
 
