@@ -75,24 +75,24 @@ def per_seed(df: pd.DataFrame, arm: str, metric: str, context: str) -> dict[int,
     return {int(r.seed): SeedEstimate(float(r.value), _se(r)) for r in rows.itertuples()}
 
 
+def _by_context(df: pd.DataFrame, arm: str, metric: str) -> tuple[list[dict[int, SeedEstimate]], list[int]]:
+    """An arm's per-seed estimates in each context, and the seeds every context has."""
+    by_context = [per_seed(df, arm, metric, c) for c in CONTEXTS]
+    return by_context, sorted(set.intersection(*(set(d) for d in by_context)))
+
+
 def _per_seed_pooled(df: pd.DataFrame, arm: str, metric: str) -> dict[int, float]:
     """Per seed: an arm's metric averaged over the two contexts."""
-    by_context = [per_seed(df, arm, metric, c) for c in CONTEXTS]
-    seeds = sorted(set.intersection(*(set(d) for d in by_context)))
+    by_context, seeds = _by_context(df, arm, metric)
     return {s: sum(d[s].value for d in by_context) / len(CONTEXTS) for s in seeds}
 
 
 def _pooled(df: pd.DataFrame, arm: str, metric: str) -> Estimate:
     """An arm's metric averaged over the two contexts per seed, then over seeds."""
-    by_context = [per_seed(df, arm, metric, c) for c in CONTEXTS]
-    seeds = sorted(set.intersection(*(set(d) for d in by_context)))
+    by_context, seeds = _by_context(df, arm, metric)
+    values = _per_seed_pooled(df, arm, metric)
     k = len(CONTEXTS)
-    return seed_interval(
-        [
-            SeedEstimate(sum(d[s].value for d in by_context) / k, math.sqrt(sum(d[s].se ** 2 for d in by_context)) / k)
-            for s in seeds
-        ]
-    )
+    return seed_interval([SeedEstimate(values[s], math.sqrt(sum(d[s].se ** 2 for d in by_context)) / k) for s in seeds])
 
 
 def _arms_present(df: pd.DataFrame, arms: Sequence[str]) -> bool:
