@@ -90,9 +90,13 @@ def _per_seed_pooled(df: pd.DataFrame, arm: str, metric: str) -> dict[int, float
 def _pooled(df: pd.DataFrame, arm: str, metric: str) -> Estimate:
     """An arm's metric averaged over the two contexts per seed, then over seeds."""
     by_context, seeds = _by_context(df, arm, metric)
-    values = _per_seed_pooled(df, arm, metric)
     k = len(CONTEXTS)
-    return seed_interval([SeedEstimate(values[s], math.sqrt(sum(d[s].se ** 2 for d in by_context)) / k) for s in seeds])
+    return seed_interval(
+        [
+            SeedEstimate(sum(d[s].value for d in by_context) / k, math.sqrt(sum(d[s].se ** 2 for d in by_context)) / k)
+            for s in seeds
+        ]
+    )
 
 
 def _arms_present(df: pd.DataFrame, arms: Sequence[str]) -> bool:
