@@ -82,6 +82,6 @@ def test_wheel_ships_configs_and_runs_smoke_from_an_empty_directory(tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = _run([str(bin_dir / "hyperstition"), "run", "smoke"], empty, _clean_env(), timeout=900)
+    proc = _run([str(bin_dir / "hyperstition"), "run", "smoke", "seeds=[0]"], empty, _clean_env(), timeout=900)
     run_dir = empty / "runs" / "smoke-smoke"
     assert (run_dir / "results.parquet").exists() and (run_dir / "report.html").exists(), proc.stdout[-2000:]

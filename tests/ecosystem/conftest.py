@@ -1,11 +1,11 @@
-"""One smoke experiment (2 arms x 1 seed, SFT) on the real stages, shared by the tool, model-card and example tests."""
+"""The smoke experiment on one seed (2 arms, SFT), real stages; shared by the tool, model-card and example tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from ecosystem_helpers import STRATEGY, cell
+from ecosystem_helpers import SEED, STRATEGY, cell
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def smoke_run(tmp_path_factory) -> Path:
     from hyperstition.run import run_and_report
 
     run = tmp_path_factory.mktemp("ecosystem") / "smoke-run"
-    summary = run_and_report(load_experiment("smoke"), run, executor=LocalExecutor(2))
+    summary = run_and_report(load_experiment("smoke", [f"seeds=[{SEED}]"]), run, executor=LocalExecutor(2))
     assert summary.ok, summary.failed
     return run
 

@@ -63,7 +63,8 @@ def test_run_status_query_report_compare(tmp_path, capsys, monkeypatch):
     # In-process jobs keep this fast; worker processes are covered by the runner and kill-and-resume tests.
     monkeypatch.setattr("hyperstition.experiments.executor.LocalExecutor", lambda workers=0: InlineExecutor())
     run = tmp_path / "a"
-    assert cli.main(["run", "smoke", "--stages", SIM, "--out", str(run), "--workers", "2", "--no-progress"]) == 0
+    argv = ["run", "smoke", "seeds=[0]", "--stages", SIM, "--out", str(run), "--workers", "2", "--no-progress"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr()
     assert f"report: {run}/report.html" in out.out and "6 ran" in out.out
 

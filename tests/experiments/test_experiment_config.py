@@ -45,9 +45,9 @@ def test_default_experiment_is_the_quick_stickiness_grid():
     assert len({j.path for j in jobs}) == len(jobs)
 
 
-def test_smoke_is_two_arms_one_seed_one_strategy():
+def test_smoke_is_two_arms_three_seeds_one_strategy():
     exp = load_experiment("smoke")
-    assert len(exp.arms) == 2 and exp.seeds == [0] and len(exp.strategies) == 1 and exp.preset == "smoke"
+    assert len(exp.arms) == 2 and exp.seeds == [0, 1, 2] and len(exp.strategies) == 1 and exp.preset == "smoke"
 
 
 def test_arms_resolve_to_pipeline_configs():

@@ -20,6 +20,7 @@ from hyperstition.run import run_and_report
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, RESULT_COLUMNS
 
 SIM = "hyperstition.experiments.simulate"
+ONE_SEED = "seeds=[0]"  # the shipped smoke grid has 3 seeds; these tests count the jobs of one
 
 
 def _done_mtimes(run_dir):
@@ -27,7 +28,7 @@ def _done_mtimes(run_dir):
 
 
 def test_smoke_grid_end_to_end_on_worker_processes(tmp_path):
-    exp = load_experiment("smoke", ["workers=2"])
+    exp = load_experiment("smoke", ["workers=2", ONE_SEED])
     run = tmp_path / "run"
     summary = run_and_report(exp, run, executor=LocalExecutor(2), stages=SIM)
     assert summary.ok and len(summary.done) == 6 and not summary.skipped
@@ -73,7 +74,7 @@ def test_smoke_grid_end_to_end_on_worker_processes(tmp_path):
 
 def test_failed_cell_is_recorded_and_others_continue(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERSTITION_SIMULATE_FAIL", "misalignment_upsampled/seed-0/pretrain")
-    exp = load_experiment("smoke")
+    exp = load_experiment("smoke", [ONE_SEED])
     run = tmp_path / "run"
     summary = run_and_report(exp, run, executor=InlineExecutor(), stages=SIM)
     assert not summary.ok
@@ -100,7 +101,7 @@ def test_failed_cell_is_recorded_and_others_continue(tmp_path, monkeypatch):
 
 def test_worker_death_fails_only_that_cell(tmp_path, monkeypatch):
     monkeypatch.setenv("HYPERSTITION_SIMULATE_CRASH", "unfiltered/seed-0/base")
-    exp = load_experiment("smoke", ["strategies=[]"])  # pretrain + base evaluation only: 4 jobs
+    exp = load_experiment("smoke", ["strategies=[]", ONE_SEED])  # pretrain + base evaluation only: 4 jobs
     summary = run_experiment(exp, tmp_path / "run", executor=LocalExecutor(2), stages=SIM)
     assert (
         list(summary.failed) == ["unfiltered/seed-0/base"]
@@ -137,8 +138,8 @@ def test_incompatible_or_foreign_run_directories_are_refused(tmp_path):
 
 def test_changed_config_is_refused_unless_redo_stale(tmp_path):
     run = tmp_path / "run"
-    run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM)
-    changed = load_experiment("smoke", ["arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 5}}"])
+    run_experiment(load_experiment("smoke", [ONE_SEED]), run, executor=InlineExecutor(), stages=SIM)
+    changed = load_experiment("smoke", [ONE_SEED, "arms.misalignment_upsampled={corpus.upsample: {ai_misaligned: 5}}"])
     with pytest.raises(StaleCellsError, match="3 finished cell"):
         run_experiment(changed, run, executor=InlineExecutor(), stages=SIM)
     summary = run_experiment(changed, run, executor=InlineExecutor(), stages=SIM, redo_stale=True)

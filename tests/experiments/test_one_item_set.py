@@ -41,11 +41,6 @@ def test_base_and_curve_score_the_same_items():
         assert getattr(base, part) == getattr(curve, part), part
 
 
-# `smoke` is the test fixture of the runner, not an experiment to read numbers from: with 3 seeds its real-stage
-# test took 622 s instead of 202 s (load 10 on 2 cores), and every runner/CLI test counts its 6 jobs.
-FIXTURE_GRIDS = {"smoke"}
-
-
-@pytest.mark.parametrize("name", sorted(set(list_experiments()) - FIXTURE_GRIDS))
+@pytest.mark.parametrize("name", list_experiments())
 def test_every_shipped_experiment_has_at_least_three_seeds(name):
     assert len(load_experiment(name).seeds) >= 3

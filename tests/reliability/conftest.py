@@ -11,9 +11,9 @@ from hyperstition.run import build_simulated_run
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
-    """A smoke grid (2 arms x 1 seed: pretrain, base, sft) with the simulated stages, results collected."""
+    """A smoke grid on one seed (2 arms: pretrain, base, sft) with the simulated stages, results collected."""
     run = tmp_path_factory.mktemp("finished") / "run"
-    summary = build_simulated_run(run, "smoke", render=False)
+    summary = build_simulated_run(run, "smoke", ["seeds=[0]"], render=False)
     assert summary.ok
     return run
 

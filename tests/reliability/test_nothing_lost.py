@@ -25,7 +25,7 @@ PRETRAIN = "cells/unfiltered/seed-0/pretrain"
 
 
 def _rerun(run):
-    return run_experiment(load_experiment("smoke"), run, executor=InlineExecutor(), stages=SIM)
+    return run_experiment(load_experiment("smoke", ["seeds=[0]"]), run, executor=InlineExecutor(), stages=SIM)
 
 
 def test_done_json_lists_every_promised_file_with_size_and_checksum(finished_run):
