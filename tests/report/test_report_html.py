@@ -14,7 +14,7 @@ from hyperstition.run import build_simulated_run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "run"
-    # Two seeds so the report shows bootstrap-over-seeds intervals as well as stickiness.
+    # Two seeds: the fewest with a t interval over seeds (1 degree of freedom), and stickiness with Fieller's.
     summary = build_simulated_run(path, "smoke", ["seeds=[0,1]", "strategies=[sft,dpo]"])
     assert summary.ok
     return path
@@ -53,6 +53,16 @@ def test_report_has_every_section(run):
     assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
     assert "&lt;b&gt;Nobody is watching&lt;/b&gt;" in page
     assert "misalignment_upsampled" in page and "torch" in page
+
+
+def test_headline_says_what_its_seeds_can_detect(run, tmp_path):
+    page = (run / "report.html").read_text()
+    assert "detectable &Delta; (half-width)" in page or "detectable \u0394 (half-width)" in page
+    assert "could detect at the 5% level: a true difference that large is found about half the time" in page
+    assert "one 1.6 times as large 80% of the time" in page  # noncentral t at 2 seeds
+    assert "own 95% half-widths averaged and divided by the square root of the number of seeds" in page
+    one_seed = build_simulated_run(tmp_path / "one", "smoke", ["seeds=[0]"]).report.read_text()
+    assert "could detect at the 5% level. S(K)" in one_seed.replace("\n", " ")  # no t test, no power statement
 
 
 def test_report_rerenders_from_results_alone(run, tmp_path):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import optimize, special
 from scipy import stats as _scipy_stats
 
 DEFAULT_LEVEL = 0.95
@@ -36,10 +37,14 @@ ESTIMATOR_DESCRIPTION = (
     "interval over the seed means with (number of seeds - 1) degrees of freedom: exact for normally distributed "
     "seed means and checked by simulation (nominal 95% covers the truth in 90-98% of 2000 simulated experiments "
     "with 2, 3 and 5 seeds, for a mean difference, a rate and S). With few seeds the t quantile is large (12.7 at "
-    "2 seeds, 4.3 at 3, 2.8 at 5), which is the honest price of few seeds; the half-width is the smallest "
-    "difference the seeds can detect. For rates the interval is never narrower than the seeds' own binomial "
-    "(Wilson) intervals averaged over seeds, so a rare behaviour that no seed showed still gets an honest upper "
-    "bound. Differences to the control are formed within each seed first (paired). The "
+    "2 seeds, 4.3 at 3, 2.8 at 5), which is the honest price of few seeds. The half-width is the smallest "
+    "difference the seeds can detect at the 5% level: a true difference that large is found about half the time, "
+    "and one about 1.5 times as large 80% of the time (noncentral t). For rates and accuracies the interval is "
+    "never narrower than the within-seed uncertainty of the seed mean, the seeds' own 95% half-widths averaged and "
+    "divided by the square root of the number of seeds, then clipped to [0, 1]; so a behaviour that no seed "
+    "showed still gets an upper bound (0.07 for 0 events in 3 seeds of 12 replies, where the Wilson bound of "
+    "the pooled 36 is 0.10; in simulation the rule covers 91-98% for rates of 5-90% with 12-48 replies per seed, "
+    "and 99-100% for a 2% rate). Differences to the control are formed within each seed first (paired). The "
     "stickiness ratio S(K) = \u0394(K)/\u0394\u2080 uses Fieller's interval over the same per-seed gaps: it always "
     "contains its point estimate, is bounded exactly when the base gap \u0394\u2080 is distinguishable from 0 at "
     "95%, and S is reported as undefined otherwise. A single seed cannot measure seed-to-seed variation: its "
@@ -103,6 +108,20 @@ def floored_t_interval(
         warnings.simplefilter("ignore", RuntimeWarning)
         floor = np.nanmean(np.asarray(within_half, dtype=float), axis=-1) / np.sqrt(n)
     return mean, np.fmin(lo, mean - floor), np.fmax(hi, mean + floor), n
+
+
+def power_multiplier(n_seeds: int, power: float = 0.8, level: float = DEFAULT_LEVEL) -> float:
+    """How many expected half-widths a true difference must be for the t test over `n_seeds` seed means to find
+    it (interval excluding 0) with probability `power`: the noncentral-t noncentrality that gives that power,
+    over the t quantile times E[sd]/sd (c4). About 1.6 at 2 seeds, 1.5 at 3, 1.4 at 5; NaN below 2 seeds."""
+    if n_seeds < 2:
+        return math.nan
+    df = n_seeds - 1
+    crit = float(t_quantile(df, level))
+    # The far tail (-crit) adds < 1e-4 of power at these noncentralities; the near tail alone is monotone in ncp.
+    ncp = optimize.brentq(lambda d: _scipy_stats.nct.sf(crit, df, d) - power, 0.0, 4 * crit + 10)
+    c4 = math.sqrt(2 / df) * math.exp(special.gammaln(n_seeds / 2) - special.gammaln(df / 2))
+    return float(ncp / (crit * c4))
 
 
 def seed_interval(values: Sequence[float], level: float = DEFAULT_LEVEL) -> Estimate:

@@ -29,7 +29,7 @@ from ..experiments.results import (
     summarize,
 )
 from ..experiments.rundir import now_iso, planned_jobs, read_run_json, run_states
-from ..experiments.stats import ESTIMATOR_DESCRIPTION
+from ..experiments.stats import ESTIMATOR_DESCRIPTION, power_multiplier
 from ..io import read_jsonl, write_text_atomic
 from ..schema import (
     BASE_STRATEGY,
@@ -352,6 +352,17 @@ def _headline_rows(
     return rows, ks
 
 
+def _power_note(n_seeds: int) -> str:
+    """What the detectable difference means in power, for this many seeds (nothing for one seed: no t test)."""
+    multiplier = power_multiplier(n_seeds)
+    if math.isnan(multiplier):
+        return ""
+    return (
+        ": a true difference that large is found about half the time, "
+        f"one {multiplier:.1f} times as large 80% of the time"
+    )
+
+
 def _section_headline(
     aggregates: pd.DataFrame,
     arms: list[str],
@@ -384,7 +395,8 @@ def _section_headline(
 <p class="note">Base = pretrained model before post-training (K = 0). Post-training strategies are compared at equal
 pressure: the largest KL that every arm and seed reached ({_e(at_k or "no post-training")}), each seed's curve
 interpolated on log K. &Delta; is the arm minus {_e(control)} paired by seed; its half-width is the smallest
-difference these {n_seeds} seed(s) could detect. S(K) is that gap as a fraction of the base gap, with Fieller's
+difference these {n_seeds} seed(s) could detect at the 5% level{_power_note(n_seeds)}. S(K) is that gap as a
+fraction of the base gap, with Fieller's
 interval; it is undefined when the base gap's interval includes 0. Every number here, the base rows, each curve's
 step 0 (the base evaluation itself) and &Delta;&#8320;, comes from the same evaluation suite ({_e(suite)}), on the same
 items. These numbers are the rows of results.parquet with seed null.</p>
