@@ -13,23 +13,15 @@ import pandas as pd
 SIM = "hyperstition.experiments.simulate"
 
 
+def _run_argv(out: Path, *extra: str) -> list[str]:
+    """The smoke grid on one seed (6 jobs), simulated stages, 2 workers."""
+    smoke = ["run", "smoke", "seeds=[0]", "--stages", SIM, "--out", str(out), "--workers", "2", *extra]
+    return [sys.executable, "-m", "hyperstition.experiments", *smoke]
+
+
 def _start(out: Path, seconds: float) -> subprocess.Popen:
     env = {**os.environ, "HYPERSTITION_SIMULATE_SECONDS": str(seconds)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "hyperstition.experiments",
-        "run",
-        "smoke",
-        "seeds=[0]",
-        "--stages",
-        SIM,
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--no-report",
-    ]
+    cmd = _run_argv(out, "--no-report")
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -79,20 +71,7 @@ def test_sigkill_of_the_whole_run_then_resume(tmp_path):
         assert json.loads((out / rel).read_text())["config_hash"]
 
     rerun = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hyperstition.experiments",
-            "run",
-            "smoke",
-            "seeds=[0]",
-            "--stages",
-            SIM,
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-        ],
+        _run_argv(out),
         capture_output=True,
         text=True,
         timeout=120,
