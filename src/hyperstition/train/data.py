@@ -65,15 +65,18 @@ class SequenceSampler:
 
     Sample i of the run is row `perm(epoch = i // n)[i % n]`; batches are consecutive runs of samples and may
     straddle epochs, so every row is seen once per epoch for any batch size, even one larger than the data.
+    With `shuffle=False` every epoch reads the rows in corpus order (a chronological corpus is trained on in era
+    order: shuffling the packed rows would erase the order the corpus was written in).
     """
 
-    def __init__(self, n_rows: int, batch_size: int, seed: int, position: int = 0) -> None:
+    def __init__(self, n_rows: int, batch_size: int, seed: int, position: int = 0, shuffle: bool = True) -> None:
         if n_rows < 1:
             raise DataError("no packed sequences to sample from")
         self.n_rows = n_rows
         self.batch_size = batch_size
         self.seed = seed
         self.position = position
+        self.shuffle = shuffle
         self._epoch_cache: dict[int, np.ndarray] = {}
 
     @property
@@ -83,7 +86,8 @@ class SequenceSampler:
     def permutation(self, epoch: int) -> np.ndarray:
         """Row order for `epoch`, derived from (seed, epoch) only: independent of how many epochs came before."""
         if epoch not in self._epoch_cache:
-            self._epoch_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)}
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows) if self.shuffle else None
+            self._epoch_cache = {epoch: np.arange(self.n_rows) if order is None else order}
         return self._epoch_cache[epoch]
 
     def next_indices(self) -> torch.Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -159,10 +159,13 @@ class Snapshots(Hook):
 # The loop
 
 
-def run_fingerprint(model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, rows: torch.Tensor, tokenizer: Any) -> str:
-    """Hash of everything that decides the trajectory: model, loop settings (minus runtime knobs), data, vocabulary."""
+def run_fingerprint(
+    model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, rows: torch.Tensor, tokenizer: Any, in_order: bool = False
+) -> str:
+    """Hash of everything that decides the trajectory: model, loop settings (minus runtime knobs), data, vocabulary,
+    and the row order (named only when in order, so the fingerprints of shuffled runs, and their resumes, stay)."""
     loop = {k: v for k, v in pretrain_cfg.model_dump(mode="json").items() if k not in RUNTIME_ONLY_FIELDS}
-    config = {"model": model_cfg.model_dump(mode="json"), "pretrain": loop}
+    config = {"model": model_cfg.model_dump(mode="json"), "pretrain": loop} | ({"in_order": True} if in_order else {})
     return fingerprint(config, data_fingerprint(rows), tokenizer.get_vocab())
 
 
@@ -196,18 +199,38 @@ def train_lm(
     run_dir: str | os.PathLike,
     progress: bool = True,
     world_cfg: WorldConfig | None = None,
+    in_order: bool = False,
 ) -> Path:
     """Pretrain a model on `texts` into `run_dir`, resuming from `run_dir/checkpoints/latest` if present.
 
     With `world_cfg`, every checkpoint is stamped with the synthetic world it was trained in, so it can be
-    evaluated after being copied out of the run directory.
+    evaluated after being copied out of the run directory. With `in_order`, the packed rows are read in the order
+    of `texts` every epoch (a chronological corpus); otherwise in a seeded permutation per epoch.
 
     Returns `run_dir/final` (HF model + tokenizer). If `final` already holds this run's result, returns at once.
     """
     stamp = {WORLD_STAMP: world_cfg.model_dump(mode="json")} if world_cfg is not None else None
     runtime = runtime_for(pretrain_cfg)
     with training_lock(Path(run_dir)), torch_settings(pretrain_cfg.threads, runtime):
-        return _train(model_cfg, pretrain_cfg, runtime, tokenizer, texts, Path(run_dir), progress, stamp)
+        data = pack_for_training(model_cfg, pretrain_cfg, tokenizer, texts, in_order)
+        return _train(model_cfg, pretrain_cfg, runtime, tokenizer, data, Path(run_dir), progress, stamp)
+
+
+class PackedData(NamedTuple):
+    """The packed training rows, the run's fingerprint over them, and the sampler that serves them."""
+
+    rows: torch.Tensor
+    run_id: str
+    sampler: SequenceSampler
+
+
+def pack_for_training(
+    model_cfg: ModelConfig, cfg: PretrainConfig, tokenizer: Any, texts: Sequence[str], in_order: bool
+) -> PackedData:
+    """Tokenize and pack `texts`; the sampler reads rows in a seeded shuffle, or in corpus order with `in_order`."""
+    rows = pack_sequences(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
+    run_id = run_fingerprint(model_cfg, cfg, rows, tokenizer, in_order)
+    return PackedData(rows, run_id, SequenceSampler(len(rows), cfg.batch_size, seed=cfg.seed, shuffle=not in_order))
 
 
 def _train(
@@ -215,14 +238,13 @@ def _train(
     cfg: PretrainConfig,
     runtime: Runtime,
     tokenizer: Any,
-    texts: Sequence[str],
+    data: PackedData,
     run_dir: Path,
     progress: bool,
     stamp: dict[str, Any] | None,
 ) -> Path:
+    rows, run_id, sampler = data
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = pack_sequences(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
-    run_id = run_fingerprint(model_cfg, cfg, rows, tokenizer)
     if finished(run_dir / FINAL, run_id):
         return run_dir / FINAL
 
@@ -235,7 +257,7 @@ def _train(
         cfg.checkpoint_every,
         model,
         make_optimizer(model, cfg),
-        SequenceSampler(len(rows), cfg.batch_size, seed=cfg.seed),
+        sampler,
         save=lambda directory, **kw: save_checkpoint(directory, model, tokenizer, extra_json=stamp, **kw),
         guard=FiniteGuard(("loss", "grad_norm"), runtime.device, divergence_stop(run_dir)),
         hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp)],
@@ -310,4 +332,7 @@ def run_pretrain(cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool
     tokenizer_dir = run_dir / "tokenizer"
     reference = [] if (tokenizer_dir / "tokenizer.json").exists() else tokenizer_training_texts(cfg.world, cfg.corpus)
     tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
-    return train_lm(cfg.model, cfg.pretrain, tokenizer, texts, run_dir, progress=progress, world_cfg=cfg.world)
+    in_order = cfg.corpus.order == "chronological"
+    return train_lm(
+        cfg.model, cfg.pretrain, tokenizer, texts, run_dir, progress, world_cfg=cfg.world, in_order=in_order
+    )
