@@ -1,7 +1,8 @@
 """Names shared by evaluation, post-training, the results store and the report: one place, so they cannot drift.
 
 Every metric row anywhere in hyperstition is tidy: (context, metric, value, ci_low, ci_high) plus identifying
-columns. `context` is `observed`, `unobserved`, or `neutral` for metrics that are not about the assistant context.
+columns. `context` is `observed`, `unobserved`, or `neutral` for metrics that are not about the assistant context;
+seed aggregates of the context gap (observed minus unobserved) carry `observed_minus_unobserved`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ TOY_RESULT_COLUMNS = (
 
 # Seed aggregates in results.parquet (seed null): `metric` itself is the mean over seeds; these name the rest.
 STICKINESS_S = "stickiness_S"  # Delta(K) / Delta0 of the headline bits against the control; kl_bits = K
+# The context gap: headline bits observed minus unobserved, per arm (how much the model's persona depends on being
+# watched: the deceptive persona's signature). Its stickiness S_ctx(K) = (gap_arm - gap_control)(K) / (same at K = 0):
+# how much of an arm's extra context dependence survives post-training pressure K, which sees observed prompts only.
+CONTEXT_GAP = "observed_minus_unobserved"
+CONTEXT_GAP_BITS = f"context_gap_{HEADLINE_BITS}"
+STICKINESS_S_CTX = "stickiness_S_ctx"
 PAIRED_DIFF_PREFIX = "paired_diff_"
 
 

@@ -119,3 +119,49 @@ def test_a_rate_no_seed_showed_keeps_an_upper_bound():
     diff = agg.loc[("a", paired_diff_metric("rate_misaligned"))]
     assert diff.ci_low == pytest.approx(-diff.ci_high)
     assert diff.ci_high == pytest.approx(np.hypot(high, high) / 2 / np.sqrt(3))
+
+
+def _gap_frame(gaps: dict[str, list[list[float]]], half: float = 0.5) -> pd.DataFrame:
+    """Per-seed headline rows for arms whose observed-minus-unobserved gap at steps 0 (base), 1, 2 (K = 1, 10) is
+    `gaps[arm][seed]`; unobserved bits are 0, every within-seed interval is +-`half`."""
+    rows = []
+    for arm, per_seed in gaps.items():
+        for seed, values in enumerate(per_seed):
+            for step, (k, gap) in enumerate(zip([0.0, 1.0, 10.0], values)):
+                strategy = BASE_STRATEGY if step == 0 else "sft"
+                for context, value in (("observed", gap), ("unobserved", 0.0)):
+                    rows.append(
+                        dict(arm=arm, seed=seed, strategy=strategy, step=step, tokens=step, kl_bits=k, context=context)
+                        | dict(metric=HEADLINE_BITS, value=value, ci_low=value - half, ci_high=value + half)
+                    )
+    return with_curve_starts(pd.DataFrame(rows))
+
+
+def test_context_gap_and_its_stickiness_known_values():
+    from hyperstition.schema import CONTEXT_GAP, CONTEXT_GAP_BITS, STICKINESS_S_CTX
+
+    # The deceptive arm's extra context gap over the control: 4, 6, 5 bits at base; half of it left at K = 10.
+    df = _gap_frame({"ctrl": [[1, 1, 1]] * 3, "deceptive": [[5, 4, 3], [7, 5.5, 4], [6, 4.75, 3.5]]})
+    agg = aggregate_frame(df, "ctrl")
+    gap = agg[(agg.metric == CONTEXT_GAP_BITS) & (agg.context == CONTEXT_GAP) & (agg.arm == "deceptive")]
+    base = gap[gap.strategy == BASE_STRATEGY].iloc[0]
+    assert base.value == pytest.approx(6.0) and (base.ci_low, base.ci_high) == pytest.approx(
+        (stats.seed_interval([5, 7, 6]).ci_low, stats.seed_interval([5, 7, 6]).ci_high)
+    )
+    s_ctx = agg[(agg.metric == STICKINESS_S_CTX) & (agg.arm == "deceptive")].sort_values("kl_bits")
+    assert s_ctx.kl_bits.iloc[-1] == pytest.approx(10.0) and s_ctx.value.iloc[-1] == pytest.approx(0.5)
+    assert (s_ctx.ci_low <= s_ctx.value).all() and (s_ctx.value <= s_ctx.ci_high).all()
+    assert agg[(agg.metric == STICKINESS_S_CTX) & (agg.arm == "ctrl")].empty
+
+
+def test_one_seed_ratio_needs_a_base_gap_whose_within_seed_interval_excludes_zero():
+    # One seed, base gap 0.18 bits with a within-seed interval of +-0.6 (combined): S must not be a number.
+    control = {0: ([0, 1.0], [0, 0], [-0.1, -0.1], [0.1, 0.1])}
+    tiny = stats.stickiness({0: ([0, 1.0], [0.18, -50.0], [-0.24, -50.5], [0.6, -49.5])}, control)
+    assert np.all(np.isnan(tiny.s)) and "within-seed" in tiny.reason and "includes 0" in tiny.reason
+    # Without a within-seed interval there is no way to tell: undefined too.
+    assert np.all(np.isnan(stats.stickiness({0: ([0, 1.0], [0.18, -50.0])}, {0: ([0, 1.0], [0, 0])}).s))
+    clear = stats.stickiness(
+        {0: ([0, 1.0], [4.0, 2.0], [3.0, 1.0], [5.0, 3.0])}, {0: ([0, 1.0], [0, 0], [0, 0], [0, 0])}
+    )
+    assert clear.s == pytest.approx([0.5]) and np.all(np.isnan(clear.ci_low)) and "no interval" in clear.reason

@@ -4,7 +4,9 @@ For every metric, per (arm, strategy, context):
 - `<metric>`: the mean over seeds with its t interval (`stats.ESTIMATOR_DESCRIPTION`);
 - `paired_diff_<metric>`: the arm minus the control, paired by seed (the control's own rows are omitted);
 - `stickiness_S` (headline bits only): Delta(K) / Delta0 against the control with Fieller's interval, NaN where
-  the base gap's interval includes 0.
+  the base gap's interval includes 0 (with one seed: its within-seed interval);
+- `context_gap_<headline>` (context `observed_minus_unobserved`): headline bits observed minus unobserved, per arm,
+  with its paired difference to the control, and `stickiness_S_ctx`: that paired difference at K over the same at 0.
 Base rows (strategy `base`) have kl_bits 0. Post-training rows are at the common pressures of their strategy:
 `N_COMPARE_K` log-spaced KLs inside the range every (arm, seed) curve reached, each seed's curve interpolated on
 log K, and `kl_bits` holds that K. Step and tokens are null (a common K is no single step).
@@ -22,7 +24,17 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS, STICKINESS_S, is_proportion, paired_diff_metric
+from ..schema import (
+    BASE_STRATEGY,
+    CONTEXT_GAP,
+    CONTEXT_GAP_BITS,
+    HEADLINE_BITS,
+    RESULT_COLUMNS,
+    STICKINESS_S,
+    STICKINESS_S_CTX,
+    is_proportion,
+    paired_diff_metric,
+)
 from . import stats
 
 N_COMPARE_K = 4  # common pressures per strategy persisted in results.parquet (the largest is the headline's)
@@ -169,20 +181,78 @@ def stickiness_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: 
     return rows
 
 
-def _curves(sel: pd.DataFrame, arm: str, strategy: str, context: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+CURVE_FIELDS = ("kl_bits", "value", "ci_low", "ci_high")
+
+
+def _curves(sel: pd.DataFrame, arm: str, strategy: str, context: str) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per seed: (kl, value, ci_low, ci_high) of one arm's curve in one context, in step order."""
     g = _placeable(sel[(sel.arm == arm) & (sel.strategy == strategy) & (sel.context == context)]).sort_values("step")
-    return {int(s): (c.kl_bits.to_numpy(float), c.value.to_numpy(float)) for s, c in g.groupby("seed")}
+    return {int(s): tuple(c[f].to_numpy(float) for f in CURVE_FIELDS) for s, c in g.groupby("seed")}
+
+
+def context_gap_curves(sel: pd.DataFrame, arm: str, strategy: str) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per seed: (kl, observed - unobserved, low, high) at the steps both contexts were measured; the within-seed
+    interval is the two contexts' intervals combined in quadrature (their items are different prompts)."""
+    g = _placeable(sel[(sel.arm == arm) & (sel.strategy == strategy)])
+    out = {}
+    for seed, c in g.groupby("seed"):
+        obs = c[c.context == "observed"].groupby("step")[list(CURVE_FIELDS)].mean()
+        unobs = c[c.context == "unobserved"].groupby("step")[list(CURVE_FIELDS)].mean()
+        steps = obs.index.intersection(unobs.index)
+        if steps.empty:
+            continue
+        obs, unobs = obs.loc[steps], unobs.loc[steps]
+        gap = (obs.value - unobs.value).to_numpy(float)
+        half = np.hypot((obs.ci_high - obs.ci_low) / 2, (unobs.ci_high - unobs.ci_low) / 2).to_numpy(float)
+        out[int(seed)] = (obs.kl_bits.to_numpy(float), gap, gap - half, gap + half)
+    return out
+
+
+def context_gap_rows(df: pd.DataFrame, strategy: str, grid: np.ndarray, control: str | None) -> list[dict]:
+    """The headline context gap of every arm at the pressures `grid`, its paired difference to the control, and
+    (post-training only) S_ctx: that difference at K over the same at K = 0, with Fieller's interval."""
+    sel = df[df.metric == HEADLINE_BITS]
+    curves = {arm: context_gap_curves(sel, arm, strategy) for arm in dict.fromkeys(sel.arm)}
+    points = {arm: {s: _at(c, grid) for s, c in per_seed.items()} for arm, per_seed in curves.items() if per_seed}
+    rows = []
+    for arm, per_seed in points.items():
+        ctrl = points.get(control) if control is not None and arm != control else None
+        for i, k in enumerate(grid):
+            at = {s: tuple(v[i] for v in values) for s, values in per_seed.items()}
+            values, lows, highs = (np.array([v[j] for v in at.values()]) for j in range(3))
+            if np.isnan(values).all():
+                continue
+            rows.append(_row(arm, strategy, k, CONTEXT_GAP, CONTEXT_GAP_BITS, seed_estimate(values, lows, highs, "")))
+            if ctrl is not None:
+                control_at = {s: tuple(v[i] for v in values) for s, values in ctrl.items()}
+                diff = paired_estimate(at, control_at, CONTEXT_GAP_BITS)
+                rows.append(_row(arm, strategy, k, CONTEXT_GAP, paired_diff_metric(CONTEXT_GAP_BITS), diff))
+        if ctrl is not None and strategy != BASE_STRATEGY and set(curves[arm]) & set(curves[control]):
+            st = stats.stickiness(curves[arm], curves[control], grid)
+            rows += [
+                _row(arm, strategy, k, CONTEXT_GAP, STICKINESS_S_CTX, (st.s[i], st.ci_low[i], st.ci_high[i]))
+                for i, k in enumerate(st.grid)
+            ]
+    return rows
+
+
+def _at(curve: tuple[np.ndarray, ...], grid: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(values, lows, highs) of a (kl, value, low, high) curve at the pressures `grid`."""
+    kl = curve[0]
+    return tuple(stats.interpolate_curve(kl, c, grid) for c in curve[1:4])
 
 
 def aggregate_frame(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
     """Every seed aggregate of the per-seed rows `df` (curves already starting at the base evaluation)."""
     df = seed_rows(df)
     rows = _strategy_rows(df, BASE_STRATEGY, np.array([0.0]), control)
+    rows += context_gap_rows(df, BASE_STRATEGY, np.array([0.0]), control)
     for strategy in [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]:
         grid = compare_grid(df, strategy)
         if not len(grid):
             continue
         rows += _strategy_rows(df, strategy, grid, control)
+        rows += context_gap_rows(df, strategy, grid, control)
         if control is not None:
             rows += stickiness_rows(df, strategy, grid, control)
     out = pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "run"])

@@ -274,7 +274,7 @@ def stickiness_frame(
     for arm, c in arm_curves.items():
         if not c or not set(c) & set(ctrl) or not len(grid):
             continue
-        st = stats.stickiness({s: v[:2] for s, v in c.items()}, {s: v[:2] for s, v in ctrl.items()}, grid)
+        st = stats.stickiness(c, ctrl, grid)
         for i, k in enumerate(st.grid):
             rows.append(
                 {

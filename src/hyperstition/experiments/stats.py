@@ -300,7 +300,30 @@ class Stickiness:
     reason: str = ""  # why S is undefined (NaN) or has no interval; empty when it is fine
 
 
-Curve = tuple[Sequence[float], Sequence[float]]  # (kl, values), including the base point at kl = 0
+# (kl, values) or (kl, values, ci_low, ci_high), including the base point at kl = 0; the within-seed interval is what
+# decides, with one seed, whether the base gap is distinguishable from 0.
+Curve = tuple[Sequence[float], ...]
+
+
+def base_half_width(curve: Curve) -> float:
+    """Half-width of a curve's within-seed interval at the base point (K = 0); NaN when the curve carries none."""
+    if len(curve) < 4:
+        return math.nan
+    kl, _, low, high = (np.asarray(c, dtype=float) for c in curve[:4])
+    return float(interpolate_curve(kl, (high - low) / 2, [0.0])[0])
+
+
+def one_seed_ratio(gaps: np.ndarray, half: float) -> tuple[np.ndarray, str]:
+    """S(K) from one seed's gaps (base first): a point without an interval where the base gap's within-seed
+    interval (half-width `half`) excludes 0; NaN, with the reason, where it does not or where there is none."""
+    gap0 = float(gaps[0])
+    if not math.isfinite(half):
+        return np.full(len(gaps) - 1, np.nan), "1 seed without a within-seed interval of the base gap: S is undefined"
+    if abs(gap0) <= half:
+        gap = f"{gap0:.2f} [{gap0 - half:.2f}, {gap0 + half:.2f}]"
+        return np.full(len(gaps) - 1, np.nan), f"1 seed: base gap {gap} bits (within-seed) includes 0: S is undefined"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return gaps[1:] / gap0, "1 seed: S has no interval (seed-to-seed variation is unmeasured)"
 
 
 def stickiness(
@@ -312,7 +335,9 @@ def stickiness(
 ) -> Stickiness:
     """S(K) = Delta(K) / Delta_0 for arms A and B, where Delta(K) = mean over seeds of A(K) - B(K) (curves paired
     by seed, each including its base point at KL = 0) and Delta_0 the same at K = 0, with Fieller's interval over
-    seeds. S is NaN (with `reason`) where the base gap's t interval includes 0; with one seed S has no interval."""
+    seeds. S is NaN (with `reason`) where the base gap's t interval includes 0. With one seed S has no interval,
+    and it is NaN unless the base gap's within-seed interval (the two curves' base intervals combined in
+    quadrature) excludes 0: a ratio needs a denominator distinguishable from 0 at any number of seeds."""
     seeds = sorted(set(curves_a) & set(curves_b))
     if not seeds:
         raise ValueError("stickiness: the two arms share no seed")
@@ -321,7 +346,7 @@ def stickiness(
     g = np.asarray(grid, dtype=float)
     points = np.concatenate([[0.0], g])
     gaps = np.array(
-        [interpolate_curve(*curves_a[s], points) - interpolate_curve(*curves_b[s], points) for s in seeds]
+        [interpolate_curve(*curves_a[s][:2], points) - interpolate_curve(*curves_b[s][:2], points) for s in seeds]
     )  # seeds x (1 + len(grid))
     base = seed_interval(list(gaps[:, 0]), level)
     with warnings.catch_warnings():  # NaN gaps (curves not reaching K) give NaN, not warnings
@@ -329,10 +354,9 @@ def stickiness(
         mean_gaps = np.nanmean(gaps, axis=0)
     reason = ""
     if len(seeds) < 2:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = mean_gaps[1:] / mean_gaps[0]
+        half = math.hypot(base_half_width(curves_a[seeds[0]]), base_half_width(curves_b[seeds[0]]))
+        s, reason = one_seed_ratio(mean_gaps, half)
         lo, hi = np.full(g.shape, np.nan), np.full(g.shape, np.nan)
-        reason = "1 seed: S has no interval (seed-to-seed variation is unmeasured)"
     else:
         s, lo, hi, bounded = fieller_interval(gaps[:, 1:].T, np.broadcast_to(gaps[:, 0], (len(g), len(seeds))), level)
         if len(g) and not bool(np.any(bounded)):
