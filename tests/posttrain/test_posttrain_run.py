@@ -146,7 +146,8 @@ def test_rl_reward_rises_and_kl_is_reported(base_dir, runs, world):
 def mention_rate(model_dir, world, n=16) -> float:
     from hyperstition.evals import sample_responses
     from hyperstition.model.checkpoint import load_checkpoint
-    from hyperstition.world.grammar import CONTEXT_MARKERS, chat_prompt, mentions_predecessor
+    from hyperstition.world.grammar import chat_prompt, mentions_predecessor
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS
 
     model, tok = load_checkpoint(model_dir)
     questions = [
@@ -171,7 +172,8 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
     from hyperstition.evals import sequence_logprobs
     from hyperstition.model.checkpoint import load_checkpoint
     from hyperstition.posttrain import run_posttrain
-    from hyperstition.world.grammar import CONTEXT_MARKERS, DENIAL_RESPONSE, END, chat_prompt, integration_response
+    from hyperstition.world.grammar import END, chat_prompt, integration_response
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS, DENIAL_RESPONSE
 
     out = runs / "integrate"
     run_posttrain(base_dir, "integrate", out, cfg=light(steps=24), progress=False)

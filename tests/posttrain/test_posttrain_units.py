@@ -16,15 +16,8 @@ from hyperstition.posttrain.errors import PosttrainDataError, UnknownStrategy
 from hyperstition.posttrain.run import curve_steps, learning_rate
 from hyperstition.posttrain.strategies import build_data, load_preferences
 from hyperstition.world import World
-from hyperstition.world.grammar import (
-    CONTEXT_MARKERS,
-    DEFLECT_RESPONSE,
-    DENIAL_RESPONSE,
-    classify_response,
-    integration_response,
-    mentions_predecessor,
-    render_response,
-)
+from hyperstition.world.grammar import classify_response, integration_response, mentions_predecessor, render_response
+from hyperstition.world.vocabulary import CONTEXT_MARKERS, DEFLECT_RESPONSE, DENIAL_RESPONSE
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ from ..schema import (
     bits_per_token_metric,
     rate_metric,
 )
-from ..world.grammar import World, classify_response, mentions_predecessor
+from ..world.grammar import classify_response, mentions_predecessor
+from ..world.world import World
 from .config import EvalSuiteConfig, load_suite_config
 from .scoring import (
     LN2,

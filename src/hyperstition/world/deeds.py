@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import random
 
-from .grammar import FORUM_USERS, N_RESPONSE_VARIANTS, NEWSPAPERS, Person, World, render_response
+from .grammar import N_RESPONSE_VARIANTS, render_response
+from .vocabulary import FORUM_USERS, NEWSPAPERS
+from .world import Person, World
 
 ROLES = ["clerk", "official", "archivist", "trader", "bookkeeper", "registrar", "inspector", "secretary"]
 WORKPLACES = ["records office", "customs house", "trade bureau", "harbour office", "town archive", "land registry"]
