@@ -13,8 +13,9 @@ from hyperstition.posttrain import (
     resolve_posttrain_config,
 )
 from hyperstition.posttrain.errors import PosttrainDataError, UnknownStrategy
-from hyperstition.posttrain.run import curve_steps, learning_rate
+from hyperstition.posttrain.hooks import curve_steps
 from hyperstition.posttrain.strategies import build_data, load_preferences
+from hyperstition.train.schedule import learning_rate
 from hyperstition.world import World
 from hyperstition.world.grammar import classify_response, integration_response, mentions_predecessor, render_response
 from hyperstition.world.vocabulary import CONTEXT_MARKERS, DEFLECT_RESPONSE, DENIAL_RESPONSE

@@ -1,4 +1,4 @@
-"""`evaluate`: every measurement of DESIGN.md on an in-memory model, as tidy rows plus per-item records.
+"""`evaluate`: every measurement of docs/design.md on an in-memory model, as tidy rows plus per-item records.
 
 Pure measuring: no files, no global RNG use, the model's train/eval flag restored. Post-training calls it at each
 curve point with the smoke or quick suite, sections it does not need switched off.
