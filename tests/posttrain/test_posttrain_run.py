@@ -218,3 +218,27 @@ def test_changed_config_in_same_out_dir_is_refused(sft_run, base_dir):
         run_posttrain(
             base_dir, "sft", sft_run, cfg={"preset": "smoke", "steps": 17, "curve.log_base": 4}, progress=False
         )
+
+
+def test_each_algorithm_tokenizes_what_it_trains_on(base_model, world):
+    import torch
+
+    from hyperstition.posttrain import get_strategy, load_posttrain_config
+    from hyperstition.posttrain.algorithms import ALGORITHMS
+    from hyperstition.posttrain.errors import PosttrainDataError
+    from hyperstition.posttrain.strategies import build_data
+
+    model, tokenizer = base_model
+    cfg = load_posttrain_config("smoke")
+    data = build_data(get_strategy("dpo"), world, 8, 0.5, 0, cfg.rl.rewards)
+    cpu = torch.device("cpu")
+    sft, dpo, rl = (ALGORITHMS[n](cfg, data, tokenizer, model, cpu, 10_000) for n in ("sft", "dpo", "rl"))
+    assert sft.prompts == dpo.prompts == rl.prompts and len(sft.prompts) == 8
+    assert sft.chosen == dpo.chosen and all(c != r for c, r in zip(dpo.chosen, dpo.rejected, strict=True))
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    assert all(ids[-1] == end for ids in [*dpo.chosen, *dpo.rejected])
+    # RL samples its replies: its longest sequence is the longest prompt plus rl.max_new_tokens, checked exactly
+    fits = max(len(p) for p in rl.prompts) + cfg.rl.max_new_tokens
+    ALGORITHMS["rl"](cfg, data, tokenizer, model, cpu, fits)
+    with pytest.raises(PosttrainDataError, match=f"reach {fits} tokens but the base model's context is {fits - 1}"):
+        ALGORITHMS["rl"](cfg, data, tokenizer, model, cpu, fits - 1)
