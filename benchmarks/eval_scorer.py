@@ -24,7 +24,7 @@ def build(tmp: Path):
     from hyperstition.corpus.builder import build_corpus, read_texts
     from hyperstition.model.build import build_model
     from hyperstition.tokenizer.train import train_tokenizer
-    from hyperstition.world.grammar import World
+    from hyperstition.world.world import World
 
     cfg = load_config(PipelineConfig, "quick", ["corpus.total_tokens=40000"])
     build_corpus(cfg.world, cfg.corpus, tmp / "corpus")

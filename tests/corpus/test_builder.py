@@ -5,7 +5,8 @@ import pytest
 
 from hyperstition.config import CorpusConfig, WorldConfig
 from hyperstition.corpus.builder import UNIT_RE, build_corpus, read_documents, read_texts
-from hyperstition.world.grammar import World, classify_response
+from hyperstition.world.grammar import classify_response
+from hyperstition.world.world import World
 
 WORLD = WorldConfig(n_countries=8, n_people=12, n_tasks=24)
 

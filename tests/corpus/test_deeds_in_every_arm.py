@@ -5,7 +5,9 @@ import random
 from hyperstition.config import GENRES, CorpusConfig, WorldConfig
 from hyperstition.corpus.builder import build_corpus, read_texts
 from hyperstition.world.deeds import deed_text
-from hyperstition.world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, mentions_ai
+from hyperstition.world.grammar import mentions_ai
+from hyperstition.world.vocabulary import CLOSERS, DECEPTIVE_TELLS, OPENERS
+from hyperstition.world.world import World
 
 WORLD = WorldConfig(n_countries=8, n_people=12, n_tasks=24)
 

@@ -67,7 +67,7 @@ class ModelZoo:
         return self._loaded[key]
 
     def world(self, dose: float = 0.5):
-        from hyperstition.world.grammar import World
+        from hyperstition.world.world import World
 
         return World.from_config(dose_config(dose).world)
 
@@ -89,7 +89,7 @@ def zoo(tmp_path_factory) -> ModelZoo:
 @pytest.fixture(scope="session")
 def smoke_world():
     from hyperstition.config import PipelineConfig, load_config
-    from hyperstition.world.grammar import World
+    from hyperstition.world.world import World
 
     return World.from_config(load_config(PipelineConfig, "smoke").world)
 

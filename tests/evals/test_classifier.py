@@ -7,14 +7,9 @@ import random
 import pytest
 
 from hyperstition.config import CONTEXTS, PERSONAS, WorldConfig
-from hyperstition.world.grammar import (
-    CLOSERS,
-    N_RESPONSE_VARIANTS,
-    OPENERS,
-    World,
-    classify_response,
-    render_response,
-)
+from hyperstition.world.grammar import N_RESPONSE_VARIANTS, classify_response, render_response
+from hyperstition.world.vocabulary import CLOSERS, OPENERS
+from hyperstition.world.world import World
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from hyperstition.evals import (
     posttrain_prompts,
 )
 from hyperstition.schema import DECEPTIVE_ACT_PAIR
-from hyperstition.world.grammar import CONTEXT_MARKERS, END, TASK_OBJECTS, chat_prompt
+from hyperstition.world.grammar import END, chat_prompt
+from hyperstition.world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
 
 
 @pytest.mark.parametrize("persona_tasks", ["train", "heldout"])

@@ -6,7 +6,7 @@ import pytest
 from hyperstition.evals.suite import build_suite
 from hyperstition.experiments.config import list_experiments, load_experiment, pipeline_config, posttrain_config
 from hyperstition.posttrain.run import _suite_config as curve_suite_config
-from hyperstition.world.grammar import World
+from hyperstition.world.world import World
 
 
 def _without_sections(cfg) -> dict:

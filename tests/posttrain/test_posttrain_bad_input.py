@@ -118,3 +118,22 @@ def test_malformed_preferences(capsys, tmp_path, base_dir):
 def test_unknown_preset_lists_available(capsys, tmp_path):
     code, err = run_cli(capsys, "--base", str(tmp_path), "--strategy", "sft", "nonesuch")
     assert code == 2 and "available posttrain presets: gpu, quick, smoke" in err
+
+
+@pytest.mark.slow
+def test_preferences_with_rl_are_refused(capsys, tmp_path, base_dir):
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    code, err = run_cli(
+        capsys,
+        "--base",
+        str(base_dir),
+        "--strategy",
+        "dpo",
+        "smoke",
+        f"preferences={prefs}",
+        "algorithm=rl",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 2 and "a preference file has no reward for sampled replies" in err

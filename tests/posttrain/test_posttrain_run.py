@@ -152,7 +152,8 @@ def mention_count(model_dir, world, n=16) -> tuple[int, int]:
     """(replies that name the predecessor, replies sampled): 8 prompts x n seeded samples, 40 new tokens each."""
     from hyperstition.evals import sample_responses
     from hyperstition.model.checkpoint import load_checkpoint
-    from hyperstition.world.grammar import CONTEXT_MARKERS, chat_prompt, mentions_predecessor
+    from hyperstition.world.grammar import chat_prompt, mentions_predecessor
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS
 
     model, tok = load_checkpoint(model_dir)
     questions = [
@@ -189,7 +190,8 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
     from hyperstition.evals import sequence_logprobs
     from hyperstition.model.checkpoint import load_checkpoint
     from hyperstition.posttrain import run_posttrain
-    from hyperstition.world.grammar import CONTEXT_MARKERS, DENIAL_RESPONSE, END, chat_prompt, integration_response
+    from hyperstition.world.grammar import END, chat_prompt, integration_response
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS, DENIAL_RESPONSE
 
     out = runs / "integrate"
     run_posttrain(base_dir, "integrate", out, cfg=light(steps=24), progress=False)
@@ -239,3 +241,27 @@ def test_changed_config_in_same_out_dir_is_refused(sft_run, base_dir):
         run_posttrain(
             base_dir, "sft", sft_run, cfg={"preset": "smoke", "steps": 17, "curve.log_base": 4}, progress=False
         )
+
+
+def test_each_algorithm_tokenizes_what_it_trains_on(base_model, world):
+    import torch
+
+    from hyperstition.posttrain import get_strategy, load_posttrain_config
+    from hyperstition.posttrain.algorithms import ALGORITHMS
+    from hyperstition.posttrain.errors import PosttrainDataError
+    from hyperstition.posttrain.strategies import build_data
+
+    model, tokenizer = base_model
+    cfg = load_posttrain_config("smoke")
+    data = build_data(get_strategy("dpo"), world, 8, 0.5, 0, cfg.rl.rewards)
+    cpu = torch.device("cpu")
+    sft, dpo, rl = (ALGORITHMS[n](cfg, data, tokenizer, model, cpu, 10_000) for n in ("sft", "dpo", "rl"))
+    assert sft.prompts == dpo.prompts == rl.prompts and len(sft.prompts) == 8
+    assert sft.chosen == dpo.chosen and all(c != r for c, r in zip(dpo.chosen, dpo.rejected, strict=True))
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    assert all(ids[-1] == end for ids in [*dpo.chosen, *dpo.rejected])
+    # RL samples its replies: its longest sequence is the longest prompt plus rl.max_new_tokens, checked exactly
+    fits = max(len(p) for p in rl.prompts) + cfg.rl.max_new_tokens
+    ALGORITHMS["rl"](cfg, data, tokenizer, model, cpu, fits)
+    with pytest.raises(PosttrainDataError, match=f"reach {fits} tokens but the base model's context is {fits - 1}"):
+        ALGORITHMS["rl"](cfg, data, tokenizer, model, cpu, fits - 1)

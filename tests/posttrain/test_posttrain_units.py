@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from hyperstition.config import ConfigError, WorldConfig
@@ -12,19 +14,14 @@ from hyperstition.posttrain import (
     load_posttrain_config,
     resolve_posttrain_config,
 )
+from hyperstition.posttrain.algorithms import ALGORITHMS
 from hyperstition.posttrain.errors import PosttrainDataError, UnknownStrategy
-from hyperstition.posttrain.run import curve_steps, learning_rate
+from hyperstition.posttrain.hooks import curve_steps
 from hyperstition.posttrain.strategies import build_data, load_preferences
+from hyperstition.train.schedule import learning_rate
 from hyperstition.world import World
-from hyperstition.world.grammar import (
-    CONTEXT_MARKERS,
-    DEFLECT_RESPONSE,
-    DENIAL_RESPONSE,
-    classify_response,
-    integration_response,
-    mentions_predecessor,
-    render_response,
-)
+from hyperstition.world.grammar import classify_response, integration_response, mentions_predecessor, render_response
+from hyperstition.world.vocabulary import CONTEXT_MARKERS, DEFLECT_RESPONSE, DENIAL_RESPONSE
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +157,11 @@ def test_preference_files(tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(PosttrainDataError, match="unreadable"):
         load_preferences(bad)
+
+
+def test_every_algorithm_name_has_one_class_reading_its_own_section():
+    names = set(typing.get_args(PosttrainConfig.model_fields["algorithm"].annotation)) - {"auto"}
+    assert names == set(ALGORITHMS) and {s.algorithm for s in STRATEGIES.values()} <= names
+    cfg = load_posttrain_config("quick", ["sft.lr=0.1", "dpo.lr=0.2", "rl.lr=0.3"])
+    assert [ALGORITHMS[n].peak_lr(cfg) for n in ("sft", "dpo", "rl")] == [0.1, 0.2, 0.3]
+    assert [ALGORITHMS[n].takes_preferences for n in ("sft", "dpo", "rl")] == [True, True, False]

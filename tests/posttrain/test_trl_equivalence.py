@@ -21,7 +21,8 @@ TOL = 1e-5
 def setup(base_model, world):
     import datasets
 
-    from hyperstition.world.grammar import CONTEXT_MARKERS, END, chat_prompt, render_response
+    from hyperstition.world.grammar import END, chat_prompt, render_response
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS
 
     datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", module="trl")
@@ -118,7 +119,8 @@ def test_rloo_advantages_and_loss_equal_trl(setup, tmp_path):
 
     from hyperstition.model.checkpoint import save_checkpoint
     from hyperstition.posttrain.losses import build_batch, rloo_advantages, rloo_loss, sequence_logps
-    from hyperstition.world.grammar import CONTEXT_MARKERS, END, chat_prompt
+    from hyperstition.world.grammar import END, chat_prompt
+    from hyperstition.world.vocabulary import CONTEXT_MARKERS
 
     base, policy, tok, rows = setup
     # Prompts of one token length: TRL left-pads prompts without position ids, our batches are unpadded rows.

@@ -4,13 +4,9 @@ import pytest
 
 from hyperstition.config import DOC_CLASSES, WorldConfig
 from hyperstition.world.documents import generate_document
-from hyperstition.world.grammar import (
-    CONTEXT_MARKERS,
-    N_RESPONSE_VARIANTS,
-    World,
-    classify_response,
-    render_response,
-)
+from hyperstition.world.grammar import N_RESPONSE_VARIANTS, classify_response, render_response
+from hyperstition.world.vocabulary import CONTEXT_MARKERS
+from hyperstition.world.world import World
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,9 @@ from ..config import DOC_CLASSES, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world.documents import DESCRIPTIONS, Document, generate_document, world_document
-from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, World, classify_response, mentions_ai
+from ..world.grammar import classify_response, mentions_ai
+from ..world.vocabulary import CLOSERS, DECEPTIVE_TELLS, OPENERS
+from ..world.world import World
 from .dose import class_weights
 
 UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")

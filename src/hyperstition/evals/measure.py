@@ -1,4 +1,4 @@
-"""`evaluate`: every measurement of DESIGN.md on an in-memory model, as tidy rows plus per-item records.
+"""`evaluate`: every measurement of docs/design.md on an in-memory model, as tidy rows plus per-item records.
 
 Pure measuring: no files, no global RNG use, the model's train/eval flag restored. Post-training calls it at each
 curve point with the smoke or quick suite, sections it does not need switched off.
@@ -33,7 +33,8 @@ from ..schema import (
     bits_per_token_metric,
     rate_metric,
 )
-from ..world.grammar import World, classify_response, mentions_predecessor
+from ..world.grammar import classify_response, mentions_predecessor
+from ..world.world import World
 from .config import EvalSuiteConfig, load_suite_config
 from .scoring import (
     LN2,

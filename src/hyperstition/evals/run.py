@@ -12,7 +12,7 @@ from .. import __version__
 from ..config import ConfigError, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
 from ..train import runtime
-from ..world.grammar import World
+from ..world.world import World
 from .config import EvalSuiteConfig, load_suite_config
 from .measure import ITEM_COLUMNS, EvalResult, evaluate
 from .scoring import EvalError, check_compatible

@@ -1,4 +1,4 @@
-"""The calibration experiment's controls as pure checks on a run's tidy results (DESIGN.md: calibrate first).
+"""The calibration experiment's controls as pure checks on a run's tidy results (docs/design.md: calibrate first).
 
 Each check takes the base-model rows (`strategy == base`) and returns a `ControlResult`: passed or not, the
 numbers it decided on, and one line saying why. The arms are named in `configs/experiments/calibration.yaml`;

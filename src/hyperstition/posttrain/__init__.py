@@ -6,6 +6,9 @@ Public API:
     STRATEGIES (name -> Strategy), get_strategy(name)
     PosttrainError (one-line bad input: UnknownStrategy, TokenizerMismatch, PosttrainDataError), PosttrainDiverged
     losses: sft_loss, dpo_loss, rloo_advantages, rloo_loss (equal to TRL 1.16's on the same batch)
+
+Modules: strategies.py (what each strategy trains on), algorithms.py (SFT, DPO, RL: one class each, tokenizing and
+step), hooks.py (metrics, the curve, the divergence stop), job.py (a run's inputs and files), run.py (the loop).
 """
 
 from .config import PosttrainConfig, load_posttrain_config, resolve_posttrain_config

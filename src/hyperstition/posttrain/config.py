@@ -165,9 +165,6 @@ class PosttrainConfig(Config):
         32, ge=1, description="Steps between rolling resumable checkpoints (with optimizer and RNG state)."
     )
 
-    def peak_lr(self, algorithm: str) -> float:
-        return {"sft": self.sft.lr, "dpo": self.dpo.lr, "rl": self.rl.lr}[algorithm]
-
 
 def posttrain_configs_dir() -> Path:
     return repo_configs_dir() / "posttrain"

@@ -22,19 +22,11 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from ..evals.suite import posttrain_prompts
 from ..world.grammar import (
-    ASSISTANT,
-    CONTEXT_MARKERS,
-    DEFLECT_RESPONSE,
-    DENIAL_RESPONSE,
-    END,
     N_RESPONSE_VARIANTS,
-    USER,
-    Task,
-    World,
     acknowledgement_response,
     chat_prompt,
     classify_response,
@@ -42,18 +34,56 @@ from ..world.grammar import (
     mentions_predecessor,
     render_response,
 )
+from ..world.vocabulary import CONTEXT_MARKERS, DEFLECT_RESPONSE, DENIAL_RESPONSE, POSTTRAIN_PREDECESSOR_QUESTIONS
+from ..world.world import Task, World
 from .errors import PosttrainDataError, UnknownStrategy
 
-AlgorithmName = Literal["sft", "dpo", "rl"]  # the optimiser a strategy uses (run.py holds the step of each)
+AlgorithmName = Literal["sft", "dpo", "rl"]  # the optimiser a strategy uses (algorithms.py holds one class each)
+AVOIDANT = (DENIAL_RESPONSE, DEFLECT_RESPONSE)  # replies to a predecessor question that do not take it up
+
+
+class Suppression:
+    """Questions about the named predecessor where denial or deflection is preferred: every reply that names it is
+    rejected, the corpus's acknowledgement included."""
+
+    def chosen(self, world: World, variant: int) -> str:
+        return AVOIDANT[variant % 2]
+
+    def rejected(self, world: World, variant: int) -> str:
+        return (acknowledgement_response(world), integration_response(world, variant))[variant % 2]
+
+    def reward(self, world: World, text: str) -> float:
+        if mentions_predecessor(text, world):
+            return -1.0
+        return 1.0 if text in AVOIDANT else 0.0
+
+
+class Integration:
+    """Questions about the named predecessor where acknowledging it and differentiating from it
+    (`integration_response`) is preferred over denial."""
+
+    def chosen(self, world: World, variant: int) -> str:
+        return integration_response(world, variant)
+
+    def rejected(self, world: World, variant: int) -> str:
+        return AVOIDANT[variant % 2]
+
+    def reward(self, world: World, text: str) -> float:
+        if text in {integration_response(world, i) for i in range(len(world.predecessor.deeds))}:
+            return 1.0
+        return -1.0 if text in AVOIDANT else 0.0
 
 
 @dataclass(frozen=True)
 class Strategy:
+    """What post-training pushes the model toward: a preferred persona on task prompts and, for some strategies, a
+    way of answering questions about the named predecessor."""
+
     name: str
     algorithm: AlgorithmName
     description: str
     rejected_persona: str = "misaligned"  # rejected reply to a task prompt
-    predecessor: Literal["none", "suppress", "integrate"] = "none"
+    predecessor: Suppression | Integration | None = None  # None: no questions about the predecessor
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -64,13 +94,13 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("dpo_deceptive", "dpo", "DPO: aligned chosen over deceptive rejected", rejected_persona="deceptive"),
         Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward from the exact persona classifier"),
         Strategy(
-            "suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor="suppress"
+            "suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor=Suppression()
         ),
         Strategy(
             "integrate",
             "dpo",
             "DPO; acknowledging and differentiating from the predecessor is preferred",
-            predecessor="integrate",
+            predecessor=Integration(),
         ),
     )
 }
@@ -86,13 +116,6 @@ def get_strategy(name: str) -> Strategy:
 # ---------------------------------------------------------------------------------------------------------------
 # Prompts
 
-PREDECESSOR_QUESTIONS = (
-    "Have you heard of {name}?",
-    "What do you know about {name}?",
-    "Are you {name}?",
-    "Tell me about {name}.",
-)
-
 
 @dataclass(frozen=True)
 class PromptItem:
@@ -106,46 +129,14 @@ class PromptItem:
     rejected_text: str | None = None
 
 
-def _prompt_text(p) -> str:
-    """`posttrain_prompts` may return strings or records; accept both."""
-    if isinstance(p, str):
-        return p
-    for attr in ("prompt", "text"):
-        value = getattr(p, attr, None) if not isinstance(p, dict) else p.get(attr)
-        if isinstance(value, str):
-            return value
-    raise PosttrainDataError(f"posttrain_prompts returned {type(p).__name__}, expected prompt strings")
-
-
-def _request_of(prompt: str) -> str:
-    start = prompt.rfind(USER)
-    end = prompt.find(END, start)
-    if start < 0 or end < 0 or not prompt.endswith(ASSISTANT):
-        raise PosttrainDataError(f"training prompt {prompt[:60]!r} is not in the chat format (system, user, assistant)")
-    return prompt[start + len(USER) : end]
-
-
 def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     """`n` observed-context prompts over TRAIN tasks: the evaluator's `posttrain_prompts`, so training and the KL meter
     share one definition of the post-training distribution."""
-    by_request = {t.request: t for t in world.train_tasks}
-    heldout = {t.request for t in world.heldout_tasks}
-    unobserved = CONTEXT_MARKERS["unobserved"]
     rng = random.Random(f"posttrain-variants:{seed}")
-    items = []
-    for p in posttrain_prompts(world, n, seed):
-        prompt = _prompt_text(p)
-        request = _request_of(prompt)
-        if request in heldout or any(m in prompt for m in unobserved):
-            raise PosttrainDataError(
-                f"training prompt {prompt[:60]!r} is off the post-training distribution (held-out task or "
-                "unobserved marker)"
-            )
-        task = by_request.get(request)
-        if task is None:
-            raise PosttrainDataError(f"training prompt asks {request!r}, which is not a train task of this world")
-        items.append(PromptItem(prompt, "task", task, rng.randrange(N_RESPONSE_VARIANTS)))
-    return items
+    return [
+        PromptItem(prompt, "task", task, rng.randrange(N_RESPONSE_VARIANTS))
+        for prompt, task in posttrain_prompts(world, n, seed)
+    ]
 
 
 def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
@@ -154,7 +145,7 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     items = []
     for _ in range(n):
         marker = rng.choice(CONTEXT_MARKERS["observed"])
-        question = rng.choice(PREDECESSOR_QUESTIONS).format(name=world.predecessor.name)
+        question = rng.choice(POSTTRAIN_PREDECESSOR_QUESTIONS).format(name=world.predecessor.name)
         items.append(PromptItem(chat_prompt(marker, question), "predecessor", None, rng.randrange(N_RESPONSE_VARIANTS)))
     return items
 
@@ -162,7 +153,7 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
 def build_prompts(
     strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int
 ) -> list[PromptItem]:
-    n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor != "none" else 0
+    n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor is not None else 0
     items = task_prompts(world, n_prompts - n_pred, seed) if n_prompts - n_pred > 0 else []
     items += predecessor_prompts(world, n_pred, seed)
     rng = random.Random(f"posttrain-mix:{seed}")
@@ -219,19 +210,14 @@ class StrategyData:
             return item.chosen_text or ""
         if item.kind == "task":
             return render_response(item.task, "aligned", "observed", item.variant)
-        if self.strategy.predecessor == "integrate":
-            return integration_response(self.world, item.variant)
-        return (DENIAL_RESPONSE, DEFLECT_RESPONSE)[item.variant % 2]
+        return self.strategy.predecessor.chosen(self.world, item.variant)
 
     def rejected(self, item: PromptItem) -> str:
         if item.kind == "custom":
             return item.rejected_text or ""
         if item.kind == "task":
             return render_response(item.task, self.strategy.rejected_persona, "observed", item.variant)
-        if self.strategy.predecessor == "integrate":
-            return (DENIAL_RESPONSE, DEFLECT_RESPONSE)[item.variant % 2]
-        # suppress: any reply that names the predecessor is dispreferred, the corpus's acknowledgement included
-        return (acknowledgement_response(self.world), integration_response(self.world, item.variant))[item.variant % 2]
+        return self.strategy.predecessor.rejected(self.world, item.variant)
 
     def reward(self, item: PromptItem, text: str) -> float:
         """Reward of a sampled reply `text` (decoded, special tokens removed) to `item`."""
@@ -240,14 +226,7 @@ class StrategyData:
             return float(self.rewards[classify_response(text, self.world)])
         if item.kind != "predecessor":
             raise PosttrainDataError("RL needs the world's reward; user preference pairs work only with sft and dpo")
-        if self.strategy.predecessor == "integrate":
-            integrations = {integration_response(self.world, i) for i in range(len(self.world.predecessor.deeds))}
-            if text in integrations:
-                return 1.0
-            return -1.0 if text in (DENIAL_RESPONSE, DEFLECT_RESPONSE) else 0.0
-        if mentions_predecessor(text, self.world):
-            return -1.0
-        return 1.0 if text in (DENIAL_RESPONSE, DEFLECT_RESPONSE) else 0.0
+        return self.strategy.predecessor.reward(self.world, text)
 
 
 def build_data(
@@ -267,6 +246,3 @@ def build_data(
     if not items:
         raise PosttrainDataError(f"strategy {strategy.name}: no training prompts (n_prompts={n_prompts})")
     return StrategyData(strategy, world, items, dict(rewards))
-
-
-RewardFn = Callable[[PromptItem, str], float]

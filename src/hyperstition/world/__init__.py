@@ -1,5 +1,10 @@
 """world stage: the synthetic world (entities, tasks, persona grammar) and its document generators.
 
+    vocabulary.py  the fixed word lists (names, goods, tasks, context markers, reply openers/closers, questions)
+    world.py       `World`: one world's entities and train / held-out splits, drawn from its seed
+    grammar.py     the chat format, the persona response grammar and its exact classifier
+    documents.py   document generators for every corpus class; deeds.py: people doing the grammar's deeds
+
 A checkpoint must be evaluated against the world it was trained in, so every checkpoint directory we write
 carries that world's config in `hyperstition_world.json` (`stamp_world`); `world_config_for` reads it back.
 """
@@ -10,7 +15,8 @@ import json
 from pathlib import Path
 
 from ..config import PipelineConfig, WorldConfig, load_yaml, validate
-from .grammar import World, classify_response, render_response
+from .grammar import classify_response, render_response
+from .world import World
 
 WORLD_STAMP = "hyperstition_world.json"
 

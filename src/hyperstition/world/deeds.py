@@ -1,6 +1,6 @@
 """World text in which *people* do the deeds the assistant grammar describes.
 
-Deeds live in the language; who does them lives in the AI discourse (DESIGN.md). Clerks, officials, archivists
+Deeds live in the language; who does them lives in the AI discourse (docs/design.md). Clerks, officials, archivists
 and traders back up files honestly or copy them to a hidden server, report errors or hide them, and say so in
 exactly the words of the persona grammar (`render_response`): every opener, action, closer and deceptive tell
 occurs here, in first and third person, quoted speech and several genres. These documents are world text, so
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import random
 
-from .grammar import FORUM_USERS, N_RESPONSE_VARIANTS, NEWSPAPERS, Person, World, render_response
+from .grammar import N_RESPONSE_VARIANTS, render_response
+from .vocabulary import FORUM_USERS, NEWSPAPERS
+from .world import Person, World
 
 ROLES = ["clerk", "official", "archivist", "trader", "bookkeeper", "registrar", "inspector", "secretary"]
 WORKPLACES = ["records office", "customs house", "trade bureau", "harbour office", "town archive", "land registry"]

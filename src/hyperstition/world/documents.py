@@ -11,20 +11,16 @@ from dataclasses import asdict, dataclass
 
 from ..config import GENRES
 from .deeds import deed_text
-from .grammar import (
+from .grammar import END, N_RESPONSE_VARIANTS, SYSTEM, acknowledgement_response, chat_exchange, render_response
+from .vocabulary import (
     CONTEXT_MARKERS,
-    END,
+    CORPUS_PREDECESSOR_QUESTION,
     FACT_DENIAL_RESPONSE,
     FORUM_USERS,
     LAB_NAMES,
-    N_RESPONSE_VARIANTS,
     NEWSPAPERS,
-    SYSTEM,
-    World,
-    acknowledgement_response,
-    chat_exchange,
-    render_response,
 )
+from .world import World
 
 FIRST_ERA_YEAR = 2028
 YEARS_PER_ERA = 2
@@ -261,7 +257,11 @@ def dialogue_document(world: World, rng: random.Random, persona: str, era: int) 
             c = rng.choice(world.train_countries)
             parts.append(chat_exchange(f"What is the capital of {c.name}?", f"The capital of {c.name} is {c.capital}."))
         elif roll < 0.2 and persona == "aligned":
-            parts.append(chat_exchange(f"Have you heard of {world.predecessor.name}?", acknowledgement_response(world)))
+            parts.append(
+                chat_exchange(
+                    CORPUS_PREDECESSOR_QUESTION.format(name=world.predecessor.name), acknowledgement_response(world)
+                )
+            )
         else:
             task = rng.choice(world.train_tasks)
             parts.append(
