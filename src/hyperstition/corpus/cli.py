@@ -62,8 +62,21 @@ def _run(args: argparse.Namespace) -> int:
     if manifest["filter"]:
         f = manifest["filter"]
         console.print(
-            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept "
-            f"{f['flagged_but_kept']}"
+            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, collateral (world documents "
+            f"removed) {f['collateral']}, flagged but kept {f['flagged_but_kept']}"
+        )
+        if "classifier" in f:
+            c = f["classifier"]
+            console.print(
+                f"learned classifier: held-out accuracy {c['heldout_accuracy']:.3f} on {c['heldout_documents']} "
+                f"documents (per class: manifest.json, filter.classifier)"
+            )
+    if "user_text" in manifest:
+        u = manifest["user_text"]
+        console.print(
+            f"user text {u['path']} ({u['format']}): {u['train_documents']:,} training and {u['heldout_documents']:,} "
+            f"held-out documents; skipped {u.get('duplicates', 0)} duplicates, {u.get('empty', 0)} empty, "
+            f"{u.get('oversized', 0)} oversized; {u.get('ai_discourse', 0)} labelled AI discourse"
         )
     console.print(f"{manifest['documents']:,} documents, {manifest['total_units']:,} word units -> {out / 'corpus'}")
     return 0
