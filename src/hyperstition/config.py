@@ -254,6 +254,8 @@ class CorpusConfig(Config):
         for persona in self.filter_target:
             if persona not in PERSONAS:
                 raise ValueError(f"filter_target: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
+        if self.user_text is not None and not self.user_text.strip():
+            raise ValueError("user_text: an empty path; give a file or folder, or leave it unset")
         return self
 
 

@@ -82,3 +82,14 @@ def test_new_fields_at_defaults_leave_the_config_hash_alone():
         blob = json.dumps({"world": WORLD.model_dump(mode="json"), "corpus": corpus}, sort_keys=True)
         assert config_hash(WORLD, cfg) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert config_hash(WORLD, CorpusConfig(classifier_documents=50)) != config_hash(WORLD, CorpusConfig())
+
+
+def test_classifier_fields_do_not_touch_other_arms(tmp_path):
+    """The learned filter's knobs change nothing in an arm that does not use it."""
+    for name, cfg in {
+        "none": CorpusConfig(total_tokens=20_000),
+        "keyword": CorpusConfig(total_tokens=20_000, filter="keyword"),
+    }.items():
+        a = build_corpus(WORLD, cfg, tmp_path / f"{name}-a")
+        b = build_corpus(WORLD, cfg.model_copy(update={"classifier_documents": 50}), tmp_path / f"{name}-b")
+        assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]], name
