@@ -1,8 +1,10 @@
-"""Corpus arms: dose by token fractions, filters with leak rates, upsampling, conditional tags, era ordering.
+"""Corpus arms: dose by token fractions, filters with leak rates, upsampling, conditional tags, era ordering, and
+the world class from the user's own text when `corpus.user_text` names some.
 
 Writes deterministic Parquet shards plus `manifest.json` (units per class, distinct-n-gram ratios, filter
-precision/recall, sha256 per shard). Sizes are counted in *word units* (`count_units`): words, punctuation marks
-and special tokens, because the BPE tokenizer is trained on this corpus afterwards and cannot define its budget.
+precision/recall/collateral and the learned classifier's held-out scores, user-text counts, sha256 per shard).
+Sizes are counted in *word units* (`count_units`): words, punctuation marks and special tokens, because the BPE
+tokenizer is trained on this corpus afterwards and cannot define its budget.
 """
 
 from __future__ import annotations
@@ -67,9 +69,6 @@ def class_targets(cfg: CorpusConfig) -> dict[str, int]:
     if total <= 0:
         raise ValueError("corpus: every class has zero weight after drop_classes; nothing to build")
     return {c: round(cfg.total_tokens * w / total) for c, w in weights.items() if w > 0}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def _generate_class(world: World, doc_class: str, target_units: int, cfg: CorpusConfig) -> list[Document]:

@@ -13,9 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "corpus",
         help="build a corpus arm: Parquet shards, held-out split and a manifest",
         description=(
-            "Generate the synthetic world's documents in the proportions of the config's corpus section, apply "
-            "filters, upsampling, conditional tags and ordering, and write deterministic Parquet shards plus "
-            "manifest.json (word units per class, distinct-n-gram ratios, filter precision/recall, shard sha256)."
+            "Generate the synthetic world's documents in the proportions of the config's corpus section (the world "
+            "class from your own text with corpus.user_text=PATH), apply filters (corpus.filter: keyword, learned, "
+            "oracle), upsampling, conditional tags and ordering, and write deterministic Parquet shards plus "
+            "manifest.json (word units per class, distinct-n-gram ratios, filter precision/recall/collateral, shard "
+            "sha256)."
         ),
     )
     add_config_arguments(p)
