@@ -180,3 +180,21 @@ def test_ai_discourse_classifier_held_out_scores():
     scores = discourse_classifier().heldout_scores
     assert scores["documents"] >= 70 and scores["ai_documents"] >= 30
     assert scores["precision"] > 0.7 and scores["recall"] > 0.7
+
+
+def test_user_arm_is_deterministic_and_rebuilt_when_the_file_changes(tmp_path):
+    path = _write("jsonl", tmp_path, _texts())
+    cfg = CorpusConfig(total_tokens=20_000, user_text=str(path), heldout_documents=20)
+    a = build_corpus(WORLD, cfg, tmp_path / "a")
+    b = build_corpus(WORLD, cfg, tmp_path / "b")
+    assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
+    path.write_text("\ufeff" + path.read_text() + json.dumps({"text": "One more town record."}) + "\n")
+    c = build_corpus(WORLD, cfg, tmp_path / "a")  # a byte-order mark is read, and the edit is seen
+    assert c["config_hash"] != a["config_hash"] and c["user_text"]["records"] == a["user_text"]["records"]
+
+
+def test_classify_refuses_a_non_string_text_column(tmp_path, capsys):
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "n.parquet")
+    assert main(["classify", str(tmp_path / "n.parquet")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "n.parquet: the `text` column holds int64, not strings" in err

@@ -42,6 +42,9 @@ def _parquet_tables(path: Path):
         raise UserTextError(f"{path}: not a readable Parquet file ({err})") from None
     if "text" not in pf.schema_arrow.names:
         raise UserTextError(f"{path}: no `text` column (columns: {', '.join(pf.schema_arrow.names)})")
+    kind = pf.schema_arrow.field("text").type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise UserTextError(f"{path}: the `text` column holds {kind}, not strings")
     clash = {LABEL, SCORE} & set(pf.schema_arrow.names)
     if clash:
         raise UserTextError(f"{path}: already has column(s) {', '.join(sorted(clash))}; drop them first")

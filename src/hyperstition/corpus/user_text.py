@@ -97,7 +97,7 @@ def _jsonl(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[Record]
     stats.files = 1
     for number, raw in _lines(path, 4 * max_chars, stats):
         where = f"{path} line {number}"
-        line = _decode(raw, where).strip()
+        line = _decode(raw, where).strip().lstrip("\ufeff")  # a byte-order mark some editors write first
         if not line:
             stats.counts["blank_lines"] += 1
             continue
@@ -177,7 +177,7 @@ def _text_folder(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[R
             raise UserTextError(
                 f"{FIELD}: {f} line {line}: not UTF-8 (byte 0x{raw[err.start]:02x}); convert the file to UTF-8"
             ) from None
-        yield Record(text, str(f))
+        yield Record(text.lstrip("\ufeff"), str(f))
 
 
 READERS: dict[str, Callable[[Path, int, UserTextStats], Iterator[Record]]] = {
