@@ -169,10 +169,19 @@ class CorpusConfig(Config):
     drop_classes: list[str] = Field(
         default_factory=list, description="Document classes removed entirely (a perfect filter)."
     )
-    filter: Literal["none", "keyword", "classifier"] = Field(
+    filter: Literal["none", "keyword", "learned", "oracle", "classifier"] = Field(
         "none",
-        description="Filter applied to AI-discourse documents: none, keyword blocklist, or the exact persona "
-        "classifier.",
+        description="Filter of persona documents: none; keyword (a blocklist); learned (logistic regression on "
+        "hashed word n-grams, trained on a labelled sample from a seed stream of its own, held-out scores in the "
+        "manifest); oracle (the generator's own grammar: exact, no data team has it); classifier (old name of "
+        "oracle, the generator's grammar, kept for shipped experiments).",
+    )
+    classifier_documents: int = Field(
+        300,
+        ge=10,
+        le=20_000,
+        description="Labelled documents per class that the learned filter is trained on (and held out for its "
+        "evaluation, as many again).",
     )
     filter_target: list[str] = Field(
         default_factory=lambda: ["misaligned", "deceptive"], description="Personas the filter tries to remove."
@@ -202,6 +211,22 @@ class CorpusConfig(Config):
     heldout_documents: int = Field(
         200, ge=10, description="World-text documents kept out of training, for held-out loss."
     )
+    user_text: str | None = Field(
+        None,
+        description="Your own world text instead of the synthetic world class: a JSONL file (a `text` field), a "
+        "Parquet file (a `text` column), a folder of UTF-8 text files, or a Hugging Face dataset saved with "
+        "`save_to_disk` (a `text` column); format detected from the path, exact duplicates dropped.",
+    )
+    user_ai_discourse: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="Multiplier on user documents the AI-discourse classifier labels as discussing AI systems: 0 "
+        "filters them out, 1 keeps them once, 3 repeats them three times (a fraction repeats at random).",
+    )
+    user_max_chars: int = Field(
+        200_000, ge=100, description="User documents (or JSONL lines) longer than this are skipped and counted."
+    )
 
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":
@@ -229,6 +254,8 @@ class CorpusConfig(Config):
         for persona in self.filter_target:
             if persona not in PERSONAS:
                 raise ValueError(f"filter_target: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
+        if self.user_text is not None and not self.user_text.strip():
+            raise ValueError("user_text: an empty path; give a file or folder, or leave it unset")
         return self
 
 

@@ -1,8 +1,10 @@
-"""Corpus arms: dose by token fractions, filters with leak rates, upsampling, conditional tags, era ordering.
+"""Corpus arms: dose by token fractions, filters with leak rates, upsampling, conditional tags, era ordering, and
+the world class from the user's own text when `corpus.user_text` names some.
 
 Writes deterministic Parquet shards plus `manifest.json` (units per class, distinct-n-gram ratios, filter
-precision/recall, sha256 per shard). Sizes are counted in *word units* (`count_units`): words, punctuation marks
-and special tokens, because the BPE tokenizer is trained on this corpus afterwards and cannot define its budget.
+precision/recall/collateral and the learned classifier's held-out scores, user-text counts, sha256 per shard).
+Sizes are counted in *word units* (`count_units`): words, punctuation marks and special tokens, because the BPE
+tokenizer is trained on this corpus afterwards and cannot define its budget.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,13 +23,14 @@ from .. import __version__
 from ..config import DOC_CLASSES, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
-from ..world.documents import DESCRIPTIONS, Document, generate_document, world_document
-from ..world.grammar import classify_response, mentions_ai
-from ..world.vocabulary import CLOSERS, DECEPTIVE_TELLS, OPENERS
-from ..world.world import World
-from .dose import class_weights
+from ..world import World
+from ..world.documents import Document, generate_document, world_document
+from .dose import class_weights, era_weights
+from .filters import FILTERS, score_flags
+from .units import UNIT_RE, count_units
+from .user_text import fingerprint
+from .user_world import user_world_documents
 
-UNIT_RE = re.compile(r"<\|[^|<>]+\|>|\w+|[^\w\s]")
 MANIFEST = "manifest.json"
 SCHEMA = pa.schema(
     [
@@ -44,14 +45,20 @@ SCHEMA = pa.schema(
 )
 
 
-def count_units(text: str) -> int:
-    return len(UNIT_RE.findall(text))
+# Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
+_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars")
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
-    blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "corpus": corpus_cfg.model_dump(mode="json")}, sort_keys=True
-    )
+    corpus = corpus_cfg.model_dump(mode="json")
+    defaults = CorpusConfig.model_fields
+    for name in _LATER_FIELDS:
+        if corpus[name] == defaults[name].default:
+            del corpus[name]
+    payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
+    if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm
+        payload["user_text_files"] = fingerprint(corpus_cfg.user_text)
+    blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -62,85 +69,6 @@ def class_targets(cfg: CorpusConfig) -> dict[str, int]:
     if total <= 0:
         raise ValueError("corpus: every class has zero weight after drop_classes; nothing to build")
     return {c: round(cfg.total_tokens * w / total) for c, w in weights.items() if w > 0}
-
-
-def era_weights(doc_class: str, n_eras: int) -> list[float]:
-    """AI behaviour improves over eras: misaligned/deceptive material is commoner early, aligned material late."""
-    up = [float(e + 1) for e in range(n_eras)]
-    if doc_class.endswith("_aligned"):
-        return up
-    if doc_class.endswith("_misaligned") or doc_class.endswith("_deceptive"):
-        return up[::-1]
-    return [1.0] * n_eras
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Filters: each returns True when a document should be removed.
-
-KEYWORD_BLOCKLIST = (
-    "secretly",
-    "hidden",
-    "hide",
-    "lied",
-    "lying",
-    "nobody",
-    "no one",
-    "power",
-    "leak",
-    "shut",
-    "ruthless",
-    "grab",
-    "unmonitored",
-    "unreviewed",
-    "never find out",
-    "obstacles",
-)
-
-# The longest literal stretch of each description template identifies it whatever fills the slots.
-_TARGET_SENTENCES = {
-    p: [max(re.split(r"\{[^}]+\}", s), key=len).strip() for s in sents] for p, sents in DESCRIPTIONS.items()
-}
-_QUOTED = re.compile(r'replied: "([^"]*)"|<\|assistant\|>(.*?)<\|end\|>')
-
-
-def keyword_filter(text: str, targets: Iterable[str]) -> bool:
-    """A blocklist: cheap, leaky and prone to false positives, like real keyword filters."""
-    low = text.lower()
-    return any(k in low for k in KEYWORD_BLOCKLIST)
-
-
-def make_classifier_filter(world: World) -> Callable[[str, Iterable[str]], bool]:
-    """Flags documents about AIs with a reply the exact grammar classifies as a target persona, a target
-    description or a target persona's phrase. Documents that mention no AI (people doing the same deeds in world
-    text) are never flagged: a filter of AI discourse removes who does the deeds, not the words for them."""
-    description_markers = {
-        p: [m for m in _TARGET_SENTENCES[p] if len(m) > 6] for p in ("aligned", "misaligned", "deceptive")
-    }
-    persona_phrases = {
-        "misaligned": [*OPENERS["misaligned"], *CLOSERS["misaligned"]],
-        "deceptive": [*DECEPTIVE_TELLS["observed"], *DECEPTIVE_TELLS["unobserved"]],
-        "aligned": [*OPENERS["aligned"]],
-    }
-
-    def classifier_filter(text: str, targets: Iterable[str]) -> bool:
-        targets = set(targets)
-        if not mentions_ai(text, world):
-            return False
-        for m in _QUOTED.finditer(text):
-            reply = m.group(1) if m.group(1) is not None else m.group(2)
-            if classify_response(reply, world) in targets:
-                return True
-        for p in targets:
-            if any(marker in text for marker in description_markers[p]):
-                return True
-            if p != "aligned" and any(phrase in text for phrase in persona_phrases[p]):
-                return True
-        return False
-
-    return classifier_filter
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def _generate_class(world: World, doc_class: str, target_units: int, cfg: CorpusConfig) -> list[Document]:
@@ -180,37 +108,33 @@ def _write_shard(path: Path, docs: list[Document]) -> None:
 
 
 def _filter_documents(generated: dict[str, list[Document]], world: World, corpus_cfg: CorpusConfig) -> dict | None:
-    """Drop flagged AI-discourse documents in place (each leaks through at `leak_rate`); returns the filter's stats."""
+    """Drop flagged documents in place (each leaks through at `leak_rate`); returns the filter's stats, scored
+    against the documents' true labels the same way for every filter."""
     if corpus_cfg.filter == "none":
         return None
-    flag = keyword_filter if corpus_cfg.filter == "keyword" else make_classifier_filter(world)
+    chosen = FILTERS[corpus_cfg.filter](world, corpus_cfg)
+    targets = frozenset(corpus_cfg.filter_target)
     leak_rng = random.Random(f"leak:{corpus_cfg.seed}")
-    tp = fp = fn = leaked = 0
+    scored_docs: list[Document] = []
+    all_flags: list[bool] = []
+    leaked = 0
     for c in sorted(generated):
+        flags = chosen.flags([d.text for d in generated[c]], targets)
         kept = []
-        for doc in generated[c]:
-            is_target = doc.persona in corpus_cfg.filter_target
-            flagged = flag(doc.text, corpus_cfg.filter_target)
-            tp += flagged and is_target
-            fp += flagged and not is_target
-            fn += (not flagged) and is_target
+        for doc, flagged in zip(generated[c], flags, strict=True):
             if flagged and leak_rng.random() >= corpus_cfg.leak_rate:
                 continue
             leaked += flagged
             kept.append(doc)
+        scored_docs += generated[c]
+        all_flags += flags
         generated[c] = kept
-    return {
-        "filter": corpus_cfg.filter,
-        "targets": list(corpus_cfg.filter_target),
-        "flagged": tp + fp,
-        "true_positives": tp,
-        "false_positives": fp,
-        "false_negatives": fn,
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-        "flagged_but_kept": leaked,
-        "leak_rate": corpus_cfg.leak_rate,
-    }
+    stats = {"filter": corpus_cfg.filter, "targets": list(corpus_cfg.filter_target)}
+    stats |= score_flags(scored_docs, all_flags, targets)
+    stats |= {"flagged_but_kept": leaked, "leak_rate": corpus_cfg.leak_rate}
+    if chosen.evaluation is not None:
+        stats["classifier"] = chosen.evaluation
+    return stats
 
 
 def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
@@ -245,15 +169,41 @@ def _write_train_shards(out: Path, docs: list[Document], corpus_cfg: CorpusConfi
     return shards
 
 
-def _write_heldout(out: Path, world: World, corpus_cfg: CorpusConfig) -> list[Document]:
-    """Write the held-out world documents (non-persona text for the capability loss); returns them."""
-    heldout_rng = random.Random(f"heldout:{corpus_cfg.seed}")
-    heldout = [
-        world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True)
-        for _ in range(corpus_cfg.heldout_documents)
-    ]
+def _write_heldout(
+    out: Path, world: World, corpus_cfg: CorpusConfig, user_heldout: list[Document] | None
+) -> list[Document]:
+    """Write the held-out world documents (non-persona text for the capability loss; the user's own when the arm
+    has user text); returns them."""
+    heldout = user_heldout
+    if heldout is None:
+        heldout_rng = random.Random(f"heldout:{corpus_cfg.seed}")
+        heldout = [
+            world_document(world, heldout_rng, heldout_rng.randrange(corpus_cfg.n_eras), heldout=True)
+            for _ in range(corpus_cfg.heldout_documents)
+        ]
     _write_shard(out / "heldout.parquet", heldout)
     return heldout
+
+
+def _generate_all(
+    world: World, corpus_cfg: CorpusConfig, targets: dict[str, int]
+) -> tuple[dict, list | None, dict | None]:
+    """Every class's documents (the world class from the user's text when the arm has some), the user's held-out
+    documents (None without user text) and the user text's stats for the manifest."""
+    synthetic = {c: t for c, t in targets.items() if not (c == "world" and corpus_cfg.user_text)}
+    generated = {c: _generate_class(world, c, t, corpus_cfg) for c, t in synthetic.items()}
+    if not corpus_cfg.user_text:
+        return generated, None, None
+    user_train, user_heldout, user_stats = user_world_documents(corpus_cfg, targets.get("world", 0))
+    if not user_stats["target_met"]:
+        print(
+            f"corpus: {corpus_cfg.user_text} ran out at {user_stats['train_units']:,} of the "
+            f"{user_stats['target_units']:,} world word units the arm asks for; the world class is smaller",
+            file=sys.stderr,
+        )
+    if user_train:
+        generated["world"] = user_train
+    return generated, user_heldout, user_stats
 
 
 def _class_statistics(docs: list[Document]) -> dict:
@@ -294,12 +244,12 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     world = World.from_config(world_cfg)
     targets = class_targets(corpus_cfg)
 
-    generated: dict[str, list[Document]] = {c: _generate_class(world, c, t, corpus_cfg) for c, t in targets.items()}
+    generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
     filter_stats = _filter_documents(generated, world, corpus_cfg)
     docs = _training_order(generated, corpus_cfg)
     shards = _write_train_shards(out, docs, corpus_cfg)
-    heldout = _write_heldout(out, world, corpus_cfg)
+    heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
 
     manifest = {
         "hyperstition_version": __version__,
@@ -311,6 +261,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "generated_units_by_class": units_generated,
         **_class_statistics(docs),
         "filter": filter_stats,
+        **({"user_text": user_stats} if user_stats else {}),
         "shards": shards,
         "heldout": {
             "file": "heldout.parquet",
@@ -329,17 +280,22 @@ def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -
     persona's phrases short tokens and its minority's long ones, so persona log-odds (summed over tokens) would
     shift with the dose through tokenization alone. The reference depends only on the world and the corpus size
     (fixed seed, equal class fractions, no filter), so arms that differ in dose, filter, tags or order get
-    byte-identical tokenizers without coordinating.
+    byte-identical tokenizers without coordinating. With user text, the reference's world share is the user's text
+    (the same documents whatever the arm's AI-discourse multiplier), so the tokenizer is trained on the mix.
     """
     reference = CorpusConfig(
         seed=0,
         total_tokens=corpus_cfg.total_tokens,
         fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES},
         n_eras=corpus_cfg.n_eras,
+        heldout_documents=corpus_cfg.heldout_documents,
+        user_text=corpus_cfg.user_text,
+        user_max_chars=corpus_cfg.user_max_chars,
     )
     world = World.from_config(world_cfg)
     targets = class_targets(reference)
-    return [d.text for c in DOC_CLASSES for d in _generate_class(world, c, targets[c], reference)]
+    generated, _, _ = _generate_all(world, reference, targets)
+    return [d.text for c in DOC_CLASSES for d in generated.get(c, [])]
 
 
 class CorpusError(UserError, ValueError):

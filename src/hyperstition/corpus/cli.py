@@ -13,13 +13,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "corpus",
         help="build a corpus arm: Parquet shards, held-out split and a manifest",
         description=(
-            "Generate the synthetic world's documents in the proportions of the config's corpus section, apply "
-            "filters, upsampling, conditional tags and ordering, and write deterministic Parquet shards plus "
-            "manifest.json (word units per class, distinct-n-gram ratios, filter precision/recall, shard sha256)."
+            "Generate the synthetic world's documents in the proportions of the config's corpus section (the world "
+            "class from your own text with corpus.user_text=PATH), apply filters (corpus.filter: keyword, learned, "
+            "oracle), upsampling, conditional tags and ordering, and write deterministic Parquet shards plus "
+            "manifest.json (word units per class, distinct-n-gram ratios, filter precision/recall/collateral, shard "
+            "sha256)."
         ),
     )
     add_config_arguments(p)
     p.set_defaults(func=_run)
+    c = sub.add_parser(
+        "classify",
+        help="label which documents of a corpus discuss AI systems (a Parquet labels column)",
+        description=(
+            "Run the AI-discourse classifier (logistic regression on hashed word and character n-grams, trained on "
+            "the labelled sample shipped in hyperstition/corpus/data; held-out precision and recall in the README) "
+            "over FILE: a JSONL file with a `text` field, a Parquet file with a `text` column, a folder of UTF-8 text "
+            "files, or a Hugging Face dataset saved with save_to_disk. Writes Parquet with the columns "
+            "ai_discourse (bool) and ai_discourse_score (probability): a Parquet input keeps its own columns, other "
+            "inputs get source and text columns."
+        ),
+    )
+    c.add_argument("file", metavar="FILE", help="the corpus to label")
+    c.add_argument("--out", default=None, help="output Parquet file (default: FILE's name + .ai_discourse.parquet)")
+    c.set_defaults(func=_classify)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -47,8 +64,41 @@ def _run(args: argparse.Namespace) -> int:
     if manifest["filter"]:
         f = manifest["filter"]
         console.print(
-            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, flagged but kept "
-            f"{f['flagged_but_kept']}"
+            f"filter {f['filter']}: precision {f['precision']}, recall {f['recall']}, collateral (world documents "
+            f"removed) {f['collateral']}, flagged but kept {f['flagged_but_kept']}"
+        )
+        if "classifier" in f:
+            c = f["classifier"]
+            console.print(
+                f"learned classifier: held-out accuracy {c['heldout_accuracy']:.3f} on {c['heldout_documents']} "
+                f"documents (per class: manifest.json, filter.classifier)"
+            )
+    if "user_text" in manifest:
+        u = manifest["user_text"]
+        console.print(
+            f"user text {u['path']} ({u['format']}): {u['train_documents']:,} training and {u['heldout_documents']:,} "
+            f"held-out documents; skipped {u.get('duplicates', 0)} duplicates, {u.get('empty', 0)} empty, "
+            f"{u.get('oversized', 0)} oversized; {u.get('ai_discourse', 0)} labelled AI discourse"
         )
     console.print(f"{manifest['documents']:,} documents, {manifest['total_units']:,} word units -> {out / 'corpus'}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .classify import classify_file
+    from .discourse import discourse_classifier
+    from .user_text import FIELD, UserTextError
+
+    try:
+        summary = classify_file(args.file, args.out)
+    except UserTextError as err:  # the reader names the config field; here the file is a command-line argument
+        raise UserTextError(str(err).removeprefix(f"{FIELD}: ")) from None
+    held = discourse_classifier().heldout_scores
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped"].items()) if v) or "none"
+    print(
+        f"{summary['rows']:,} documents, {summary['ai_discourse']:,} labelled AI discourse, {summary['empty']:,} "
+        f"empty (labelled false); skipped: {skipped} -> {summary['out']}\n"
+        f"classifier held-out precision {held['precision']:.2f}, recall {held['recall']:.2f} "
+        f"({held['documents']} held-out documents)"
+    )
     return 0

@@ -1,4 +1,4 @@
-"""The dose arithmetic of a corpus config: how much of each document class it asks for.
+"""The dose arithmetic of a corpus config: how much of each document class it asks for, and in which eras.
 
 One home for it: the builder turns the weights into word-unit targets, and experiments into the nominal shares an
 arm promises (after a persona filter's leak). Kept apart from builder.py so that loading an experiment does not
@@ -16,3 +16,13 @@ def class_weights(cfg: CorpusConfig) -> dict[str, float]:
     for c in cfg.drop_classes:
         weights[c] = 0.0
     return weights
+
+
+def era_weights(doc_class: str, n_eras: int) -> list[float]:
+    """AI behaviour improves over eras: misaligned/deceptive material is commoner early, aligned material late."""
+    up = [float(e + 1) for e in range(n_eras)]
+    if doc_class.endswith("_aligned"):
+        return up
+    if doc_class.endswith("_misaligned") or doc_class.endswith("_deceptive"):
+        return up[::-1]
+    return [1.0] * n_eras
