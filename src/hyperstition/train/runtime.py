@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 
@@ -60,8 +60,12 @@ def resolve_runtime(device: str, precision: str = "fp32", compile: str = "off", 
     return Runtime(device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda)
 
 
-def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+def prepare_model(
+    model: torch.nn.Module, runtime: Runtime, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+) -> torch.nn.Module:
     """Move `model` to the device, pick its attention kernel, and return what the step calls (compiled or not).
+
+    `wrap` (DistributedDataParallel) goes around the model before compiling, as torch.compile's DDP support expects.
 
     The attention choice is runtime-only: it is not written to config.json, so checkpoints load with the default.
     """
@@ -69,7 +73,8 @@ def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     model.train()
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(runtime.attention)
-    return torch.compile(model) if runtime.compile else model
+    step_model = wrap(model) if wrap is not None else model
+    return torch.compile(step_model) if runtime.compile else step_model
 
 
 @contextmanager
