@@ -82,7 +82,9 @@ def _kill_after_first_checkpoint(proc: subprocess.Popen, run_dir: Path, timeout:
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None:
-            pytest.fail(f"torchrun exited ({proc.returncode}) before the first checkpoint: {proc.stderr.read()[-2000:]}")
+            pytest.fail(
+                f"torchrun exited ({proc.returncode}) before the first checkpoint: {proc.stderr.read()[-2000:]}"
+            )
         if time.monotonic() > deadline:
             _kill_run(proc)
             pytest.fail(f"{marker} did not appear within {timeout} s")
