@@ -1,4 +1,4 @@
-"""`python -m hyperstition ...` is the `hyperstition` command (and `torchrun ... -m hyperstition pretrain ...` works)."""
+"""`python -m hyperstition ...` is the `hyperstition` command; `torchrun ... -m hyperstition pretrain ...` works too."""
 
 import sys
 
