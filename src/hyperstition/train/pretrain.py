@@ -62,7 +62,7 @@ class PretrainDiverged(UserError, RuntimeError):
 def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU; under torchrun on CUDA, the GPU
     of this process's local rank."""
-    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device")
+    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device", allow_tf32=True)
     return replace(runtime, device=distributed.rank_device(runtime.device, ranks))
 
 

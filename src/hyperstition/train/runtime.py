@@ -51,13 +51,18 @@ def autocast(device_type: str, bf16: bool) -> ContextManager:
     return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def resolve_runtime(device: str, precision: str = "fp32", compile: str = "off", field: str = "device") -> Runtime:
-    """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile)."""
+def resolve_runtime(
+    device: str, precision: str = "fp32", compile: str = "off", field: str = "device", allow_tf32: bool = False
+) -> Runtime:
+    """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile).
+
+    TF32 matmuls only where the caller allows them (pretraining): post-training and evaluation keep fp32 matmuls.
+    """
     resolved = resolve_device(device, field)
     on_cuda = resolved.type == "cuda"
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
     compiled = compile == "on" or (compile == "auto" and on_cuda)
-    return Runtime(device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda)
+    return Runtime(device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda and allow_tf32)
 
 
 def prepare_model(
