@@ -137,3 +137,20 @@ def test_batch_that_does_not_split_is_one_line_error():
     with pytest.raises(ConfigError, match="batch_size: 6 does not split over 4 processes") as err:
         check_batch(6, Ranks(1, 4))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_pretrain_command(tmp_path):
+    """`torchrun ... -m hyperstition pretrain`: rank 0 builds corpus and tokenizer while rank 1 waits, then reads
+    them; one final checkpoint, one config, one metrics file, announced once."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    overrides = ["corpus.total_tokens=4000", "corpus.heldout_documents=10", "tokenizer.vocab_size=300"]
+    overrides += ["model.max_seq_len=64", "pretrain.steps=4", "pretrain.log_every=2", "pretrain.threads=1"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "hyperstition", "pretrain", "smoke", *overrides, "--no-progress", "--out", str(tmp_path / "r")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("final checkpoint:") == 1
+    assert [m["step"] for m in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == [2, 4]
+    assert (tmp_path / "r" / "final" / "model.safetensors").exists() and (tmp_path / "r" / "config.yaml").exists()
