@@ -12,7 +12,8 @@ Layout of a run directory:
 The loop is the resumable-run scaffold (scaffold.py): a run killed at any moment (SIGKILL included) and started
 again with the same arguments resumes from `checkpoints/latest` and, on CPU in fp32, ends with bit-identical
 weights to a run that was never interrupted; the loss-averaging window is part of the saved state.
-Measured speeds (fp32 / bf16, eager / compiled) are in benchmarks/README.md.
+Measured speeds (fp32 / bf16, eager / compiled) are in benchmarks/README.md. Under torchrun the same loop runs
+data-parallel over the launched processes, rank 0 writing this layout (distributed.py).
 """
 
 from __future__ import annotations
