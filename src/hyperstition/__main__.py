@@ -1,7 +1,8 @@
-"""`python -m hyperstition ...` is the `hyperstition` command (useful where the console script is not on PATH)."""
+"""`python -m hyperstition ...` is the `hyperstition` command; `torchrun ... -m hyperstition pretrain ...` works too."""
 
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,6 +54,20 @@ def test_tied_embeddings_counted_once(tiny_tokenizer):
     assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
 
 
-@pytest.mark.parametrize(("preset", "expected"), [("1M", 1_053_824), ("5M", 5_049_600), ("25M", 26_354_176)])
+@pytest.mark.parametrize(
+    ("preset", "expected"), [("1M", 1_053_824), ("5M", 5_049_600), ("25M", 26_354_176), ("124M", 118_377_216)]
+)
 def test_preset_sizes_at_vocab_2048(preset, expected):
     assert count_parameters(build_model(MODEL_PRESETS[preset], FakeTokenizer(2048))) == expected
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "model", "expected"), [("gpu", "25M", 29_499_904), ("gpu-124m", "124M", 123_095_808)]
+)
+def test_gpu_size_ladder(pipeline, model, expected):
+    """The GPU presets are the builder's sizes, and their parameter counts at their own vocabulary are the ladder's."""
+    from hyperstition.config import PipelineConfig, load_config
+
+    cfg = load_config(PipelineConfig, pipeline)
+    assert cfg.model == MODEL_PRESETS[model]
+    assert count_parameters(build_model(cfg.model, FakeTokenizer(cfg.tokenizer.vocab_size))) == expected

@@ -170,6 +170,7 @@ def test_cli_help_and_registration():
     sub = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["pretrain"]
     help_text = sub.format_help()
     assert "resumes from checkpoints/latest" in help_text and "--out" in help_text
+    assert "torchrun --nproc_per_node" in help_text  # the multi-process launch is documented where users look
 
 
 try:

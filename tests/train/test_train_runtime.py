@@ -28,6 +28,26 @@ def test_explicit_choices_win_over_auto():
     assert runtime.bf16 and runtime.compile and runtime.attention == "eager"
 
 
+def test_auto_on_cuda_is_bf16_compiled_and_tf32_for_pretraining_only(monkeypatch):
+    """What auto picks when torch sees a GPU (resolution only: nothing runs on it)."""
+    from hyperstition.train import runtime
+    from hyperstition.train.distributed import Ranks
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    pretraining = resolve_runtime(PretrainConfig(device="auto"))
+    assert (pretraining.device.type, pretraining.bf16, pretraining.compile, pretraining.tf32) == (
+        "cuda",
+        True,
+        True,
+        True,
+    )
+    assert resolve_runtime(PretrainConfig(), Ranks(rank=3, world_size=4, local_rank=1)).device == torch.device(
+        "cuda", 1
+    )  # under torchrun each rank trains on the GPU of its local rank
+    other = runtime.resolve_runtime("auto")  # post-training and evaluation: fp32 matmuls, no TF32
+    assert (other.device.type, other.bf16, other.compile, other.tf32) == ("cuda", False, False, False)
+
+
 def test_bf16_on_cpu_trains_and_saves_a_stock_checkpoint(tmp_path, tiny_tokenizer, tiny_texts):
     cfg = PretrainConfig(
         steps=6,

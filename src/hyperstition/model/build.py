@@ -19,8 +19,10 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "1M": ModelConfig(d_model=128, n_layers=4, n_heads=4, d_ff=344, max_seq_len=256),
     # ~5.1M params: CPU-scale experiments where persona effects are clearer.
     "5M": ModelConfig(d_model=256, n_layers=6, n_heads=4, d_ff=640, max_seq_len=256),
-    # ~26M params: GPU scale.
+    # ~26M params: GPU scale (the `gpu` preset: 29.5M at its vocabulary of 8192).
     "25M": ModelConfig(d_model=512, n_layers=8, n_heads=8, d_ff=1376, max_seq_len=512),
+    # ~118M params, GPT-2 small's shape: one large GPU (the `gpu-124m` preset: 123.1M at its vocabulary of 8192).
+    "124M": ModelConfig(d_model=768, n_layers=12, n_heads=12, d_ff=3200, max_seq_len=1024),
 }
 
 

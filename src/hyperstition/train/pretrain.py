@@ -12,12 +12,14 @@ Layout of a run directory:
 The loop is the resumable-run scaffold (scaffold.py): a run killed at any moment (SIGKILL included) and started
 again with the same arguments resumes from `checkpoints/latest` and, on CPU in fp32, ends with bit-identical
 weights to a run that was never interrupted; the loss-averaging window is part of the saved state.
-Measured speeds (fp32 / bf16, eager / compiled) are in benchmarks/README.md.
+Measured speeds (fp32 / bf16, eager / compiled) are in benchmarks/README.md. Under torchrun the same loop runs
+data-parallel over the launched processes, rank 0 writing this layout (distributed.py).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -30,8 +32,9 @@ from ..model.build import build_model, count_parameters
 from ..model.checkpoint import intact_checkpoint_info, save_checkpoint
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
-from . import scaffold
+from . import distributed, scaffold
 from .data import SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
+from .distributed import Ranks
 from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
 from .scaffold import (
     CHECKPOINTS_DIR,
@@ -57,9 +60,11 @@ class PretrainDiverged(UserError, RuntimeError):
     """The loss or the gradient norm became NaN/inf; training stopped before any checkpoint held such weights."""
 
 
-def runtime_for(cfg: PretrainConfig) -> Runtime:
-    """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU."""
-    return resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device")
+def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
+    """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU; under torchrun on CUDA, the GPU
+    of this process's local rank."""
+    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device", allow_tf32=True)
+    return replace(runtime, device=distributed.rank_device(runtime.device, ranks))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
@@ -150,6 +155,8 @@ class Snapshots(Hook):
     def after_step(self, run: ResumableRun, result: StepResult) -> None:
         if run.step in self.steps:
             run.guard.check()
+            if not run.writes:
+                return
             with run.clock.paused():
                 directory = run.checkpoints / f"step-{run.step:06d}"
                 save_checkpoint(directory, run.model, self.tokenizer, info=run.checkpoint_info(), extra_json=self.stamp)
@@ -207,13 +214,19 @@ def train_lm(
     evaluated after being copied out of the run directory. With `in_order`, the packed rows are read in the order
     of `texts` every epoch (a chronological corpus); otherwise in a seeded permutation per epoch.
 
+    Under torchrun (a joined process group, distributed.py) every rank calls this; rank 0 alone writes files and
+    holds the lock, and each rank trains on its slice of the global batch.
+
     Returns `run_dir/final` (HF model + tokenizer). If `final` already holds this run's result, returns at once.
     """
     stamp = {WORLD_STAMP: world_cfg.model_dump(mode="json")} if world_cfg is not None else None
-    runtime = runtime_for(pretrain_cfg)
-    with training_lock(Path(run_dir)), torch_settings(pretrain_cfg.threads, runtime):
+    ranks = distributed.current()
+    distributed.check_batch(pretrain_cfg.batch_size, ranks)
+    runtime = runtime_for(pretrain_cfg, ranks)
+    lock = distributed.main_only(ranks, training_lock(Path(run_dir)))
+    with lock, torch_settings(pretrain_cfg.threads, runtime):
         data = pack_for_training(model_cfg, pretrain_cfg, tokenizer, texts, in_order)
-        return _train(model_cfg, pretrain_cfg, runtime, tokenizer, data, Path(run_dir), progress, stamp)
+        return _train(model_cfg, pretrain_cfg, runtime, tokenizer, data, Path(run_dir), progress, stamp, ranks)
 
 
 class PackedData(NamedTuple):
@@ -242,6 +255,7 @@ def _train(
     run_dir: Path,
     progress: bool,
     stamp: dict[str, Any] | None,
+    ranks: Ranks = Ranks(),
 ) -> Path:
     rows, run_id, sampler = data
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -263,12 +277,21 @@ def _train(
         hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp)],
         name="pretrain",
         info={"n_params": n_params},
+        writes=ranks.main,
     )
-    run.resume()
-    step_fn = _step_function(run, prepare_model(model, runtime), rows, cfg, runtime, model_cfg.max_seq_len)
-    run.fit(step_fn, progress, f"pretrain {n_params / 1e6:.2f}M params ({runtime.describe()})")
-    save_checkpoint(run_dir / FINAL, model, tokenizer, info=run.checkpoint_info(), extra_json=stamp)
+    with distributed.main_first(ranks):  # rank 0 may repair an interrupted `latest` before the others read it
+        run.resume()
+    step_model = prepare_model(model, runtime, wrap=lambda m: distributed.wrap(m, ranks, runtime.device))
+    step_fn = _step_function(run, step_model, rows, cfg, runtime, model_cfg.max_seq_len, ranks)
+    run.fit(step_fn, progress, f"pretrain {n_params / 1e6:.2f}M params ({_describe(runtime, ranks)})")
+    if ranks.main:
+        save_checkpoint(run_dir / FINAL, model, tokenizer, info=run.checkpoint_info(), extra_json=stamp)
+    distributed.barrier(ranks)  # no rank returns before `final` exists
     return run_dir / FINAL
+
+
+def _describe(runtime: Runtime, ranks: Ranks) -> str:
+    return runtime.describe() + (f", DDP over {ranks.world_size} processes" if ranks.parallel else "")
 
 
 def _step_function(
@@ -278,18 +301,21 @@ def _step_function(
     cfg: PretrainConfig,
     runtime: Runtime,
     seq_len: int,
+    ranks: Ranks = Ranks(),
 ):
-    """One pretraining step: the next batch, the scheduled LR, `train_step` (looked up at call time: tests wrap it)."""
+    """One pretraining step: the next global batch (this rank's slice of it), the scheduled LR, `train_step` (looked
+    up at call time: tests wrap it), and the loss averaged over ranks (the global batch's loss)."""
     pin = runtime.device.type == "cuda"
-    tokens_per_step = cfg.batch_size * seq_len
+    tokens_per_step = cfg.batch_size * seq_len  # the global batch: tokens/s counts every rank's work
 
     def step_fn(step: int) -> StepResult:
-        batch = rows[run.sampler.next_indices()]
+        batch = rows[distributed.shard(run.sampler.next_indices(), ranks)]
         if pin:
             batch = batch.pin_memory()
         batch = batch.to(runtime.device, non_blocking=True)
         lr = learning_rate(step, cfg, cfg.lr)
         loss, grad_norm = train_step(step_model, run.optimizer, batch, lr, cfg.grad_clip, runtime.bf16)
+        loss = distributed.mean_over_ranks(loss, ranks)
         run.guard.observe(step, {"loss": loss, "grad_norm": grad_norm})
         return StepResult(loss, grad_norm, lr, tokens_per_step)
 
@@ -325,13 +351,17 @@ def run_pretrain(cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool
     directory."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ensure_run_config(cfg, run_dir)
-    corpus_dir = run_dir / "corpus"
-    build_corpus(cfg.world, cfg.corpus, corpus_dir, progress=progress)
-    texts = read_texts(corpus_dir, split="train")
-    tokenizer_dir = run_dir / "tokenizer"
-    reference = [] if (tokenizer_dir / "tokenizer.json").exists() else tokenizer_training_texts(cfg.world, cfg.corpus)
-    tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
+    ranks = distributed.current()
+    progress = progress and ranks.main
+    with distributed.main_first(ranks):  # under torchrun rank 0 builds; the others then find it built and read it
+        ensure_run_config(cfg, run_dir)
+        corpus_dir = run_dir / "corpus"
+        build_corpus(cfg.world, cfg.corpus, corpus_dir, progress=progress)
+        texts = read_texts(corpus_dir, split="train")
+        tokenizer_dir = run_dir / "tokenizer"
+        built = (tokenizer_dir / "tokenizer.json").exists()
+        reference = [] if built else tokenizer_training_texts(cfg.world, cfg.corpus)
+        tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
     in_order = cfg.corpus.order == "chronological"
     return train_lm(
         cfg.model, cfg.pretrain, tokenizer, texts, run_dir, progress, world_cfg=cfg.world, in_order=in_order

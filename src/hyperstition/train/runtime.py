@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 
@@ -51,17 +51,26 @@ def autocast(device_type: str, bf16: bool) -> ContextManager:
     return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def resolve_runtime(device: str, precision: str = "fp32", compile: str = "off", field: str = "device") -> Runtime:
-    """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile)."""
+def resolve_runtime(
+    device: str, precision: str = "fp32", compile: str = "off", field: str = "device", allow_tf32: bool = False
+) -> Runtime:
+    """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile).
+
+    TF32 matmuls only where the caller allows them (pretraining): post-training and evaluation keep fp32 matmuls.
+    """
     resolved = resolve_device(device, field)
     on_cuda = resolved.type == "cuda"
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
     compiled = compile == "on" or (compile == "auto" and on_cuda)
-    return Runtime(device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda)
+    return Runtime(device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda and allow_tf32)
 
 
-def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+def prepare_model(
+    model: torch.nn.Module, runtime: Runtime, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+) -> torch.nn.Module:
     """Move `model` to the device, pick its attention kernel, and return what the step calls (compiled or not).
+
+    `wrap` (DistributedDataParallel) goes around the model before compiling, as torch.compile's DDP support expects.
 
     The attention choice is runtime-only: it is not written to config.json, so checkpoints load with the default.
     """
@@ -69,7 +78,8 @@ def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     model.train()
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(runtime.attention)
-    return torch.compile(model) if runtime.compile else model
+    step_model = wrap(model) if wrap is not None else model
+    return torch.compile(step_model) if runtime.compile else step_model
 
 
 @contextmanager

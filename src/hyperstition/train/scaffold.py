@@ -270,6 +270,7 @@ class ResumableRun:
     hooks: list[Hook]
     name: str  # "pretrain", "posttrain sft": names the run in messages and the progress bar
     info: dict[str, Any] = field(default_factory=dict)  # extra checkpoint.json fields
+    writes: bool = True  # False on data-parallel ranks other than 0: they train in step but write no files
     step: int = 0
     tokens: int = 0
     clock: Clock = field(default_factory=Clock)
@@ -299,7 +300,8 @@ class ResumableRun:
                 )
             self._load(latest, state)
             print(f"{self.name}: resuming from {latest} at step {self.step} of {self.total_steps}", file=sys.stderr)
-        truncate_jsonl(self.run_dir / METRICS_FILE, self.step)
+        if self.writes:
+            truncate_jsonl(self.run_dir / METRICS_FILE, self.step)
 
     def _load(self, latest: Path, state: dict[str, Any]) -> None:
         load_weights_into(self.model, latest)
@@ -313,6 +315,8 @@ class ResumableRun:
 
     def save_latest(self) -> None:
         self.guard.check()
+        if not self.writes:
+            return
         with self.clock.paused():  # checkpoint I/O is not training time
             state = {
                 "format": STATE_FORMAT,
@@ -338,7 +342,7 @@ class ResumableRun:
             initial=self.step,
             desc=description,
             unit="step",
-            disable=not progress,
+            disable=not (progress and self.writes),
             dynamic_ncols=True,
             file=sys.stderr,
         )
@@ -369,7 +373,8 @@ class MetricsLog(Hook):
         if run.step % self.every == 0 or run.step == run.total_steps:
             run.guard.check()
             record = self.line(run, result)
-            append_jsonl(run.run_dir / METRICS_FILE, record)
+            if run.writes:
+                append_jsonl(run.run_dir / METRICS_FILE, record)
             run.bar.set_postfix(self.postfix(record), refresh=False)
 
     def postfix(self, record: dict[str, Any]) -> dict[str, str]:
