@@ -43,7 +43,6 @@ import torch
 import yaml
 
 from ..config import WorldConfig
-from ..evals.config import load_suite_config
 from ..evals.measure import evaluate
 from ..evals.scoring import decode_response, encode_prompts, sample_token_ids
 from ..evals.suite import EvalSuite, build_suite
@@ -269,10 +268,6 @@ def _step_seed(seed: int, step: int) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _suite_config(cfg: PosttrainConfig):
-    return load_suite_config(cfg.curve.eval_suite, [*cfg.curve.eval_overrides, "sections.kl=true"])
-
-
 ROW_FIELDS = ("context", "metric", "value", "ci_low", "ci_high")
 
 
@@ -374,7 +369,7 @@ def _prepare(
     data = build_data(spec, world, cfg.n_prompts, cfg.predecessor_fraction, cfg.seed, cfg.rl.rewards, cfg.preferences)
     max_len = int(getattr(ref.config, "max_position_embeddings", 1 << 30))
     tok_data = TokenizedData(data, tokenizer, algorithm, max_len, cfg.rl.max_new_tokens)
-    suite = build_suite(world, _suite_config(cfg))
+    suite = build_suite(world, cfg.curve.eval_suite)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _run_record(base_dir, spec.name, algorithm, world_cfg, cfg)
     text = yaml.safe_dump(record, sort_keys=False)
