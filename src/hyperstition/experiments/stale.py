@@ -2,8 +2,8 @@
 
 A finished cell of another config is refused (or, with --redo-stale, moved aside as `*.stale-N` and recomputed);
 an unfinished one is moved aside, since resuming it would mix configs. A cell finished by a run directory written
-before cell hashes covered the resolved configs carries its job's `legacy_hash`: it is migrated once (DONE.json
-and job.json get the new hash, `migrated_from` the old one) and resumes like any finished cell.
+before cell hashes covered the resolved configs carries its job's `legacy_hash`: it is migrated once (DONE.json gets
+the new hash, `migrated_from` the old one) and is skipped like any finished cell.
 """
 
 from __future__ import annotations
@@ -21,18 +21,17 @@ class StaleCellsError(RunDirError):
 
 
 def migrate_legacy(run_dir: Path, jobs: list[Job]) -> list[str]:
-    """Give cells recorded with their job's legacy hash the current one; returns the ids migrated."""
+    """Give finished cells recorded with their job's legacy hash the current one; returns the ids migrated.
+
+    Only finished cells: an unfinished one is moved aside by `check_stale` and recomputed, since its stage's own
+    resumable state was written with the configs in their old form."""
     migrated = []
     for job in jobs:
-        if job.legacy_hash == job.config_hash:
-            continue
-        for name in (DONE, JOB):
-            path = run_dir / job.path / name
-            record = read_json_object(path)
-            if record is not None and record.get("config_hash") == job.legacy_hash:
-                write_json_atomic(path, {**record, "config_hash": job.config_hash, "migrated_from": job.legacy_hash})
-                if name == DONE:
-                    migrated.append(job.id)
+        path = run_dir / job.path / DONE
+        record = read_json_object(path) if job.legacy_hash != job.config_hash else None
+        if record is not None and record.get("config_hash") == job.legacy_hash:
+            write_json_atomic(path, {**record, "config_hash": job.config_hash, "migrated_from": job.legacy_hash})
+            migrated.append(job.id)
     return migrated
 
 
