@@ -1,8 +1,8 @@
 """`hyperstition run`: run an experiment grid (experiments/), then render its report (report/).
 
 This is the one module that needs both: the grid runner knows nothing of the report, and the report only reads the
-results store, so imports between the two go one way (report -> experiments). The heavy modules load inside the
-functions, so that `hyperstition --help` stays fast.
+run directory and its results (analysis/), so neither imports the other (experiments -> analysis <- report). The
+heavy modules load inside the functions, so that `hyperstition --help` stays fast.
 """
 
 from __future__ import annotations

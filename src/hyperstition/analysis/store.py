@@ -193,6 +193,27 @@ def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
     return out
 
 
+def read_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """RUN/results.parquet as written, or a one-line RunDirError: for readers that must not recompute (the report)."""
+    path = Path(run_dir) / "results.parquet"
+    try:
+        df = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise RunDirError(
+            f"{path}: missing (no cell has finished yet, or it was deleted); `hyperstition run` writes it"
+        ) from None
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise RunDirError(
+            f"{path}: unreadable ({type(err).__name__}); `hyperstition run` (or `hyperstition query`) collects it "
+            "again from the cells"
+        ) from None
+    if not set(RESULT_COLUMNS) <= set(df.columns):
+        raise RunDirError(
+            f"{path}: not a results table (columns {list(df.columns)[:6]}...); `hyperstition run` rewrites it"
+        )
+    return df
+
+
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
     or not a results table (it is derived data: the cells' rows are the record)."""

@@ -8,6 +8,7 @@ tidy `rows.parquet` and model card. `cell.py` runs a job in its directory; nothi
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,7 +49,7 @@ class StageCall:
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(abc.ABC):
     """One grid cell job. `config_hash` covers the resolved configs and the dependencies' hashes;
     `legacy_hash` is what run format 1 before resolved-config hashing recorded for the same job (`stale.py`)."""
 
@@ -69,9 +70,9 @@ class Job:
         """The job's resolved configs as plain JSON (job.json records them)."""
         return {"pipeline": self.pipeline.model_dump(mode="json")}
 
+    @abc.abstractmethod
     def run(self, call: StageCall) -> dict:
         """Run the stage in the cell; return the outputs DONE.json promises (`rows`, `model_dir`)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..analysis.registry import Section, section
 from ..analysis.results import paired_vs_control, summarize
 from ..analysis.rundir import RunDir, now_iso, planned_jobs, run_states
 from ..analysis.stats import ESTIMATOR_DESCRIPTION
-from ..analysis.store import load_results
+from ..analysis.store import read_results
 from ..analysis.view import RunView
 from ..io import read_jsonl, write_text_atomic
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HELDOUT_LOSS
@@ -66,7 +66,7 @@ details summary { cursor: pointer; }
 def render_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Render RUN/report.html (or `out`) from the run's files; returns its path. Recomputes nothing."""
     run = RunDir.open(run_dir)
-    view = RunView.of(run, load_results(run.path), _read_samples(run.path))
+    view = RunView.of(run, read_results(run.path), _read_samples(run.path))
     page = build_html(view)
     path = Path(out) if out else run.path / "report.html"
     write_text_atomic(path, page)
