@@ -188,6 +188,27 @@ class ArmsRecord(BaseModel):
     arms: dict[str, ArmRecord] = Field(default_factory=dict, description="Arm name -> its record.")
 
 
+class GitRecord(BaseModel):
+    """The commit hyperstition was imported from (None outside a git checkout)."""
+
+    commit: str | None = Field(None, description="Commit hash of the source tree.")
+    dirty: bool | None = Field(None, description="Whether the tree had uncommitted changes.")
+
+
+class Provenance(BaseModel):
+    """provenance.json: what produced the run (written by each invocation of `hyperstition run`)."""
+
+    model_config = ConfigDict(extra="allow")
+    packages: dict[str, str] = Field(default_factory=dict, description="Versions of the packages that matter.")
+    git: GitRecord = Field(default_factory=GitRecord, description="Source commit.")
+    python: str = Field("?", description="Python version.")
+    platform: str = Field("?", description="Platform string.")
+    workers: int | str = Field("?", description="Parallel worker processes.")
+    threads: int | str = Field("?", description="torch threads per worker.")
+    stages: str = Field("?", description="Registered stage set that ran the jobs.")
+    command: list[str] = Field(default_factory=list, description="The command line of the invocation.")
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run directory as typed data: run.json, experiment.yaml as an `ExperimentConfig`, arms.json, provenance."""
@@ -196,7 +217,7 @@ class RunDir:
     info: RunInfo
     experiment: ExperimentConfig
     arms: ArmsRecord
-    provenance: dict[str, Any]
+    provenance: Provenance
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> "RunDir":
@@ -213,7 +234,15 @@ class RunDir:
         arms = _typed(ArmsRecord, read_json_object(path / "arms.json") or {}, path / "arms.json")
         if arms.control is None:
             arms = arms.model_copy(update={"control": experiment.control})
-        return cls(path, info, experiment, arms, read_json_object(path / "provenance.json") or {})
+        return cls(path, info, experiment, arms, _provenance(path))
+
+
+def _provenance(run_dir: Path) -> Provenance:
+    """provenance.json, or an empty record when it is missing or damaged (it describes the run, it is not data)."""
+    try:
+        return Provenance.model_validate(read_json_object(run_dir / "provenance.json") or {})
+    except ValidationError:
+        return Provenance()
 
 
 def _typed(model: type[BaseModel], data: dict, path: Path) -> Any:

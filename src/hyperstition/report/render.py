@@ -240,19 +240,9 @@ def samples_section(view: RunView) -> str:
         .head(SAMPLE_ROWS_PER_CELL)
         .head(SAMPLE_ROWS_MAX)
     )
-    rows = [
-        [
-            r.get("arm"),
-            r.get("seed"),
-            r.get("strategy"),
-            r.get("context"),
-            r.get("label"),
-            r.get("prompt"),
-            r.get("response"),
-        ]
-        for r in shown.to_dict("records")
-    ]
-    rows = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in row] for row in rows]
+    columns = ["arm", "seed", "strategy", "context", "label", "prompt", "response"]
+    rows = shown.reindex(columns=columns).astype(object).values.tolist()
+    rows = [["" if pd.isna(v) else str(v) for v in row] for row in rows]
     return f"""<h2 id="samples">Sample of generated responses</h2>
 <p class="note">Seed {e(first_seed)}: up to {SAMPLE_ROWS_PER_CELL} sampled responses per arm and strategy, \
 with the exact persona
@@ -270,12 +260,10 @@ def provenance_section(view: RunView) -> str:
         done = read_json_object(run.path / job["path"] / "DONE.json")
         if done:
             compute += _seconds(done.get("wall_s"))
-    git = prov.get("git") or {}
-    commit = git.get("commit") or "unknown (not a git checkout)"
-    if git.get("dirty"):
+    commit = prov.git.commit or "unknown (not a git checkout)"
+    if prov.git.dirty:
         commit += " (with uncommitted changes)"
-    packages = prov.get("packages") or {}
-    pkg_rows = [[k, v] for k, v in packages.items()]
+    pkg_rows = [[k, v] for k, v in prov.packages.items()]
     arm_cfgs = "".join(
         f"<details><summary>resolved pipeline config: {e(arm)} (seed "
         f"{seeds[0] if seeds else 0})</summary><pre>"
@@ -292,10 +280,10 @@ def provenance_section(view: RunView) -> str:
         ["git commit", commit],
         ["seeds", ", ".join(map(str, seeds))],
         ["wall time", f"{wall_time}; {compute / 60:.1f} min of job time"],
-        ["workers", f"{prov.get('workers', '?')} x {prov.get('threads', '?')} torch thread(s)"],
-        ["stages", str(prov.get("stages", "?"))],
-        ["python / platform", f"{prov.get('python', '?')} / {prov.get('platform', '?')}"],
-        ["command", " ".join(prov.get("command") or [])],
+        ["workers", f"{prov.workers} x {prov.threads} torch thread(s)"],
+        ["stages", prov.stages],
+        ["python / platform", f"{prov.python} / {prov.platform}"],
+        ["command", " ".join(prov.command)],
     ]
     return f"""<h2 id="provenance">Provenance</h2>
 {table(["", ""], rows)}
@@ -321,9 +309,9 @@ def _seconds(value: object) -> float:
 
 def _wall_time(log: list[dict]) -> str:
     """Wall time summed over the invocations that ended, saying how many were cut short (killed: no end line)."""
-    starts = sum(1 for e in log if e.get("event") == "start")
-    ends = [e for e in log if e.get("event") == "end"]
-    wall = sum(_seconds(e.get("wall_s")) for e in ends)
+    starts = sum(1 for event in log if event.get("event") == "start")
+    ends = [event for event in log if event.get("event") == "end"]
+    wall = sum(_seconds(event.get("wall_s")) for event in ends)
     cut = max(0, starts - len(ends))
     text = f"{wall / 60:.1f} min over {len(ends)} completed invocation(s)"
     return text + (f" and {cut} interrupted one(s), whose time is not counted" if cut else "")
