@@ -87,7 +87,7 @@ class PretrainJob(Job):
 
 @dataclass(frozen=True)
 class EvalJob(Job):
-    suite: EvalSuiteConfig | None = field(default=None, hash=False, compare=False)
+    suite: EvalSuiteConfig = field(kw_only=True, hash=False, compare=False)
     kind: ClassVar[str] = "eval"
 
     def params(self) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class EvalJob(Job):
 
 @dataclass(frozen=True)
 class PosttrainJob(Job):
-    posttrain: PosttrainConfig | None = field(default=None, hash=False, compare=False)
+    posttrain: PosttrainConfig = field(kw_only=True, hash=False, compare=False)
     kind: ClassVar[str] = "posttrain"
 
     def params(self) -> dict[str, Any]:

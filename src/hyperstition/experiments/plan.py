@@ -49,13 +49,15 @@ def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int) -> list[Job]:
     pre = PretrainJob(f"{name}/pretrain", arm, seed, None, f"{base}/pretrain", (), cfg)
     pre_hash = _job_hash(pre.kind, pre.params(), [])
     jobs: list[Job] = [replace(pre, config_hash=pre_hash, legacy_hash=pre_hash)]  # always the resolved pipeline
-    ev = EvalJob(f"{name}/{BASE_STRATEGY}", arm, seed, BASE_STRATEGY, f"{base}/{BASE_STRATEGY}", (pre.id,), cfg)
-    ev = replace(ev, suite=exp.eval_suite)
+    base_path = f"{base}/{BASE_STRATEGY}"
+    ev = EvalJob(f"{name}/{BASE_STRATEGY}", arm, seed, BASE_STRATEGY, base_path, (pre.id,), cfg, suite=exp.eval_suite)
     legacy_ev = {"pipeline": ev.params()["pipeline"], "suite": _legacy_suite_words(exp)}
     jobs.append(_hashed(ev, ev.params(), legacy_ev, pre_hash))
     for strategy in exp.strategies:
-        pt = PosttrainJob(f"{name}/{strategy}", arm, seed, strategy, f"{base}/{strategy}", (pre.id,), cfg)
-        pt = replace(pt, posttrain=posttrain_config(exp, seed))
+        pt_cfg = posttrain_config(exp, seed)
+        pt = PosttrainJob(
+            f"{name}/{strategy}", arm, seed, strategy, f"{base}/{strategy}", (pre.id,), cfg, posttrain=pt_cfg
+        )
         legacy_pt = {**pt.params(), "posttrain": _legacy_posttrain_words(exp, seed)}
         jobs.append(_hashed(pt, pt.params(), legacy_pt, pre_hash))
     return jobs
