@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if args.do_run:
-        from hyperstition.experiments.config import load_experiment
+        from hyperstition.analysis.catalog import load_experiment
         from hyperstition.experiments.executor import LocalExecutor
         from hyperstition.run import run_and_report
 

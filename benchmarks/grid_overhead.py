@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hyperstition.experiments.config import load_experiment
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.store import collect_results
 from hyperstition.experiments.executor import LocalExecutor
-from hyperstition.experiments.results import collect_results
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.report import render_report
 

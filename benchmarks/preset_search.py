@@ -46,7 +46,7 @@ def throughput(run_dir: Path) -> float:
 
 
 def row(name: str, run_dir: Path, wall_s: float | None) -> str:
-    from hyperstition.experiments.results import collect_results, load_results
+    from hyperstition.analysis.store import collect_results, load_results
 
     collect_results(run_dir)
     df = load_results(run_dir)
@@ -74,7 +74,7 @@ def main() -> None:
     for name in args.candidate or list(CANDIDATES):
         run_dir, wall = args.from_run, None
         if run_dir is None:
-            from hyperstition.experiments.config import load_experiment
+            from hyperstition.analysis.catalog import load_experiment
             from hyperstition.experiments.executor import LocalExecutor
             from hyperstition.run import run_and_report
 

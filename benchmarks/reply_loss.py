@@ -56,7 +56,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.train is not None:
-        from hyperstition.experiments.config import load_experiment
+        from hyperstition.analysis.catalog import load_experiment
         from hyperstition.experiments.executor import LocalExecutor
         from hyperstition.experiments.runner import run_experiment
 

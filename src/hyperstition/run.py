@@ -1,8 +1,8 @@
 """`hyperstition run`: run an experiment grid (experiments/), then render its report (report/).
 
 This is the one module that needs both: the grid runner knows nothing of the report, and the report only reads the
-results store, so imports between the two go one way (report -> experiments). The heavy modules load inside the
-functions, so that `hyperstition --help` stays fast.
+run directory and its results (analysis/), so neither imports the other (experiments -> analysis <- report). The
+heavy modules load inside the functions, so that `hyperstition --help` stays fast.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .analysis.config import DEFAULT_EXPERIMENT, list_experiments
 from .cliutil import output_directory, refused
 from .config import ConfigError
-from .experiments.config import DEFAULT_EXPERIMENT, list_experiments
 
 if TYPE_CHECKING:
-    from .experiments.config import ExperimentConfig
+    from .analysis.config import ExperimentConfig
     from .experiments.executor import Executor
-    from .experiments.runner import Reporter, RunSummary
+    from .experiments.schedule import Reporter, RunSummary
 
 RUN_HELP = f"""\
 Run an experiment grid: arms x seeds x post-training strategies.
@@ -77,7 +77,7 @@ def build_simulated_run(
     run_dir: str | os.PathLike, experiment: str = "smoke", overrides: list[str] | None = None, render: bool = True
 ) -> RunSummary:
     """Run `experiment` in-process with the simulated stages (seconds); returns the RunSummary. For tests and demos."""
-    from .experiments.config import load_experiment
+    from .analysis.catalog import load_experiment
     from .experiments.executor import InlineExecutor
     from .experiments.stageset import SIMULATED_STAGES
 
@@ -139,10 +139,11 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .experiments.config import load_experiment
+    from .analysis.catalog import load_experiment
+    from .analysis.rundir import RunDirError
     from .experiments.executor import LocalExecutor
-    from .experiments.progress import RichReporter, print_calibration, print_summary
-    from .experiments.rundir import RunDirError, check_run_dir
+    from .experiments.progress import RichReporter, print_controls, print_summary
+    from .experiments.rundir import check_run_dir
     from .experiments.runner import DEFAULT_STAGES
 
     experiment, overrides = args.experiment, list(args.overrides)
@@ -179,5 +180,5 @@ def cmd_run(args: argparse.Namespace) -> int:
         return refused("run", err)
     print_summary(summary, Console(soft_wrap=True))  # a log file gets whole lines, not lines cut at 80 columns
     if summary.results is not None:
-        print_calibration(summary.run_dir, Console(soft_wrap=True))
+        print_controls(summary.run_dir, Console(soft_wrap=True))
     return 0 if summary.ok else 1

@@ -10,7 +10,7 @@ from ecosystem_helpers import SEED, STRATEGY, cell
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    from hyperstition.experiments.config import load_experiment
+    from hyperstition.analysis.catalog import load_experiment
     from hyperstition.experiments.executor import LocalExecutor
     from hyperstition.run import run_and_report
 

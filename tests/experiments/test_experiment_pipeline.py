@@ -8,9 +8,9 @@ import importlib
 import pandas as pd
 import pytest
 
-from hyperstition.experiments.config import load_experiment
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.rundir import run_states
 from hyperstition.experiments.executor import LocalExecutor
-from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.run import run_and_report
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS

@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 
 from hyperstition import RUN_FORMAT_VERSION
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.rundir import RunDirError, run_states
+from hyperstition.analysis.store import load_results, query
 from hyperstition.config import ConfigError
-from hyperstition.experiments.config import load_experiment
 from hyperstition.experiments.executor import InlineExecutor, LocalExecutor, plan_workers
-from hyperstition.experiments.results import load_results, query
-from hyperstition.experiments.rundir import RunDirError, run_states
-from hyperstition.experiments.runner import StaleCellsError, plan_jobs, run_experiment
+from hyperstition.experiments.plan import plan_jobs
+from hyperstition.experiments.runner import run_experiment
+from hyperstition.experiments.stale import StaleCellsError
 from hyperstition.run import run_and_report
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, RESULT_COLUMNS
 

@@ -64,7 +64,7 @@ def test_unknown_strategy_lists_valid_ones():
 
 
 def test_strategy_names_match_the_experiment_runner():
-    from hyperstition.experiments.config import STRATEGIES as RUNNER_STRATEGIES
+    from hyperstition.analysis.config import STRATEGIES as RUNNER_STRATEGIES
 
     assert tuple(STRATEGIES) == tuple(RUNNER_STRATEGIES)
 

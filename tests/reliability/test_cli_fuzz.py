@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from hyperstition.analysis.config import ExperimentConfig
 from hyperstition.cli import main
 from hyperstition.config import DOC_CLASSES, ModelConfig, PipelineConfig
 from hyperstition.evals.config import EvalSections, EvalSuiteConfig
-from hyperstition.experiments.config import ExperimentConfig
 from hyperstition.posttrain.config import PosttrainConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src"

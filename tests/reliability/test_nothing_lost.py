@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from hyperstition.experiments.config import load_experiment
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.rundir import run_states
+from hyperstition.analysis.store import load_results
 from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.progress import print_summary
-from hyperstition.experiments.results import load_results
-from hyperstition.experiments.rundir import run_states
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.report.render import render_report
 from hyperstition.run import build_simulated_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hyperstition.experiments.results import QueryError, query
+from hyperstition.analysis.store import QueryError, query
 
 ESCAPES = {
     "copy over results": "COPY (SELECT 1 AS x) TO '{run}/results.parquet' (FORMAT parquet)",

@@ -110,7 +110,7 @@ def test_bits_axis_goes_symlog_only_when_one_arm_dwarfs_the_rest():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hyperstition.report.plots import symlog_if_wide
+    from hyperstition.analysis.plots import symlog_if_wide
 
     fig, (wide, narrow) = plt.subplots(1, 2)
     assert symlog_if_wide(wide, [-7.2, -0.3, 0.8, 7.7, 259.0])

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hyperstition.analysis.store import collect_results
 from hyperstition.cli import main
-from hyperstition.experiments.results import collect_results
 from hyperstition.report.toy_section import toy_section
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULT_COLUMNS, TOY_RESULTS_FILE

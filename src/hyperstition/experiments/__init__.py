@@ -1,12 +1,12 @@
-"""experiments stage: grids of arms x seeds x post-training strategies, run as resumable self-contained cells.
+"""experiments stage: the grid machinery. Grids of arms x seeds x post-training strategies, run as resumable
+self-contained cells; what a run's results mean is `hyperstition.analysis` (which this package imports, never the
+other way round).
 
 Public API:
-    load_experiment(name_or_path, overrides) -> ExperimentConfig     (config.py)
-    pipeline_config(exp, arm, seed) -> PipelineConfig                 (config.py)
-    plan_jobs(exp) -> list[Job]; run_experiment(exp, run_dir, ...)    (runner.py)
-    run_states(run_dir); collect_results(run_dir); load_results(run_dir)
+    plan_jobs(exp) -> list[Job]                                       (plan.py; jobs.py: one class per job kind)
+    execute_job(run_dir, job, inputs, runtime)                        (cell.py: one job in its cell directory)
+    run_experiment(exp, run_dir, ...) -> RunSummary                   (runner.py; schedule.py; stale.py)
     Executor / LocalExecutor / InlineExecutor                         (executor.py)
-    stats: seed_interval, paired_difference, fieller_ratio, stickiness, interpolate_curve, log_kl_grid
-           (t interval over seed means; Fieller's interval for ratios; ESTIMATOR_DESCRIPTION says how)
-    aggregate: with_aggregates(df, control) -> the seed-null rows persisted in results.parquet
+    StageSet / register_stages / stage_set                            (stageset.py: real stages.py, simulate.py)
+    create_or_open / RunLock / write_provenance                       (rundir.py: writing a run directory)
 """

@@ -45,7 +45,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .rundir import RunDirError, planned_jobs, read_run_json, run_states, runner_active
+    from ..analysis.rundir import RunDirError, planned_jobs, read_run_json, run_states, runner_active
 
     try:
         info = read_run_json(args.run)
@@ -81,8 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .results import QueryError, query, rich_table
-    from .rundir import RunDirError
+    from ..analysis.rundir import RunDirError
+    from ..analysis.store import QueryError, query, rich_table
 
     try:
         df = query(args.run, args.sql)

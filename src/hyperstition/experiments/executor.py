@@ -255,7 +255,8 @@ def _workers_ignore_sigint(start_method: str) -> Iterator[None]:
 
 class LocalExecutor(Executor):
     """A pool of `workers` fresh processes (spawned, one per job, so memory is returned and a crash costs one
-    job); each gets OMP/MKL thread counts of `threads`, which the job applies to torch."""
+    job); each gets OMP/MKL thread counts of `threads` (native libraries read them at start-up; the runner also
+    hands `threads` to each job, which applies it to torch)."""
 
     def __init__(self, workers: int = 0, threads: int | None = None, start_method: str = "spawn") -> None:
         w, t = plan_workers(workers)
@@ -275,7 +276,6 @@ class LocalExecutor(Executor):
         return {
             "OMP_NUM_THREADS": n,
             "MKL_NUM_THREADS": n,
-            "HYPERSTITION_THREADS": n,
             "TOKENIZERS_PARALLELISM": "false",
         }
 

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .runner import Job, RunSummary
+from .jobs import Job
+from .schedule import RunSummary
 
 
 class RichReporter:
@@ -152,19 +153,21 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         )
 
 
-def print_calibration(run_dir: Path, console: Console | None = None) -> None:
-    """Pass / fail per calibration control, when the run has the arms any control needs."""
-    from . import calibration
-    from .results import load_results
+def print_controls(run_dir: Path, console: Console | None = None) -> None:
+    """Pass / fail per control of the run's experiment, when its plugin registered controls."""
+    from ..analysis.catalog import plugin_for
+    from ..analysis.rundir import read_run_json
+    from ..analysis.store import load_results
 
-    df = load_results(run_dir)
-    if not calibration.is_calibration(df):
+    plugin = plugin_for(str(read_run_json(run_dir).get("experiment")))
+    if plugin.controls is None:
         return
+    df = load_results(run_dir)
     console = console or Console()
-    table = Table(title="calibration controls (base models)", title_justify="left")
+    table = Table(title=plugin.controls_title, title_justify="left")
     for col in ("result", "control", "numbers"):
         table.add_column(col, overflow="fold")
     marks = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[dim]not run[/]"}
-    for c in calibration.run_controls(df):
+    for c in plugin.controls(df):
         table.add_row(marks[c.passed], c.name, c.reason)
     console.print(table)

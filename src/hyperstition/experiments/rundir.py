@@ -1,41 +1,21 @@
-"""The run directory: `run.json` (format version, who wrote it), a lock held while a runner is active, and
-provenance (package versions, git commit, invocations with wall times).
-
-Layout (RUN_FORMAT_VERSION 1):
-
-    RUN/run.json                 format_version, hyperstition_version, experiment, created
-    RUN/experiment.yaml          the resolved experiment config of the latest invocation
-    RUN/plan.json                every job: id, kind, arm, seed, strategy, path, deps, config_hash
-    RUN/runlog.jsonl             one line per invocation start/end (wall time, command, failures)
-    RUN/provenance.json          versions, git commit, machine, workers, stages module
-    RUN/cells/<arm>/seed-<k>/{pretrain,base,<strategy>}/   one self-contained job each (see runner.py)
-    RUN/results.parquet          tidy results (schema.RESULT_COLUMNS)
-    RUN/samples.parquet          a sample of generated responses, for the report
-    RUN/report.html              the report
+"""Writing a run directory: creating (or reopening) it, the lock held while a runner is active, and provenance
+(package versions, git commit, machine). Reading one (run.json, plan, cell states, the typed `RunDir`) is
+`analysis/rundir.py`, which the report uses too.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import RUN_FORMAT_VERSION, __version__
-from ..config import ConfigError
+from ..analysis.rundir import LOCK, RUN_JSON, RunDirError, now_iso, read_run_json
 from ..io import write_json_atomic
-from .finished import check_done, read_json_object
 
-RUN_JSON = "run.json"
-LOCK = ".lock"
-# The files of a cell directory (see runner.py)
-RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
-TRACEBACK, LOG = "traceback.txt", "log.txt"
 PACKAGES = (
     "hyperstition",
     "torch",
@@ -51,44 +31,6 @@ PACKAGES = (
     "scipy",
     "rich",
 )
-
-
-class RunDirError(ConfigError):
-    """A run directory that cannot be used by this version or for this experiment."""
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def read_run_json(run_dir: str | os.PathLike) -> dict:
-    """run.json of an existing run, refusing a directory that is not a run or was written by an incompatible version."""
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_JSON
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory")
-    if not path.exists():
-        raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
-    try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as err:
-        raise RunDirError(f"{path}: unreadable ({err.strerror or err})") from None
-    except ValueError as err:  # not UTF-8 or not JSON
-        raise RunDirError(f"{path}: corrupt, not JSON ({str(err).splitlines()[0][:120]})") from None
-    if not isinstance(info, dict):
-        raise RunDirError(f"{path}: corrupt, a JSON {type(info).__name__} where an object is expected")
-    check_compatible(info, run_dir)
-    return info
-
-
-def check_compatible(info: dict, run_dir: Path) -> None:
-    version = info.get("format_version")
-    if version != RUN_FORMAT_VERSION:
-        raise RunDirError(
-            f"{run_dir} was written by hyperstition {info.get('hyperstition_version', '?')} in run format {version}; "
-            f"this is hyperstition {__version__}, which reads run format {RUN_FORMAT_VERSION} only. "
-            f"Use a matching hyperstition version to resume or report it, or start a new run with another --out."
-        )
 
 
 def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
@@ -174,23 +116,6 @@ class RunLock:
         self.release()
 
 
-def runner_active(run_dir: str | os.PathLike) -> bool:
-    """Whether a runner currently holds the run's lock."""
-    import fcntl
-
-    path = Path(run_dir) / LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Provenance
 
@@ -241,65 +166,3 @@ def write_provenance(run_dir: str | os.PathLike, **extra: Any) -> dict:
     }
     write_json_atomic(Path(run_dir) / "provenance.json", info)
     return info
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Cell states (also what `hyperstition status` shows)
-
-
-@dataclass
-class CellState:
-    job: dict
-    state: str  # done | running | pending | failed
-    detail: str = ""
-    wall_s: float | None = None
-
-
-def job_state(run_dir: Path, job: dict, active: bool) -> CellState:
-    cell = run_dir / job["path"]
-    check = check_done(run_dir, cell, job["config_hash"])
-    if check.finished:
-        return CellState(job, "done", "", check.record.get("wall_s"))
-    if check.reason:
-        return CellState(job, "pending", f"{check.reason}; reruns on the next `hyperstition run`")
-    running = read_json_object(cell / RUNNING)
-    if running is not None and active:
-        return CellState(job, "running", f"pid {running.get('pid')} since {running.get('started', '?')}")
-    error = read_json_object(cell / ERROR)
-    if error is not None:
-        return CellState(
-            job, "failed", f"{error.get('error', '?')} (see {job['path']}/{TRACEBACK})", error.get("wall_s")
-        )
-    if running is not None:
-        return CellState(job, "pending", "interrupted; resumes on rerun")
-    return CellState(job, "pending", "")
-
-
-def planned_jobs(run_dir: Path) -> tuple[list[dict], str]:
-    """The run's job records from plan.json, or, when it is missing or unreadable, from the job.json of every cell
-    that has started (with a note saying so)."""
-    plan = read_json_object(run_dir / "plan.json")
-    jobs = plan.get("jobs") if plan is not None else None
-    if isinstance(jobs, list) and all(isinstance(j, dict) and {"id", "path", "config_hash"} <= set(j) for j in jobs):
-        return jobs, ""
-    found = [read_json_object(p) for p in sorted(run_dir.glob("cells/*/*/*/" + JOB))]
-    keys = ("id", "kind", "arm", "seed", "strategy", "path", "deps", "config_hash")
-    jobs = [{k: j.get(k) for k in keys} for j in found if j is not None and {"id", "path", "config_hash"} <= set(j)]
-    what = "unreadable" if (run_dir / "plan.json").exists() else "missing"
-    return jobs, f"plan.json is {what}; states of the {len(jobs)} started cell(s)"
-
-
-def run_states(run_dir: str | os.PathLike) -> list[CellState]:
-    """The state of every planned job of a run (reads plan.json, or the cells' job.json, and the cell directories)."""
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    active = runner_active(run_dir)
-    states = [job_state(run_dir, job, active) for job in jobs]
-    by_id = {s.job["id"]: s for s in states}
-    for s in states:
-        if s.state == "pending" and not s.detail:
-            failed = [d for d in s.job.get("deps") or [] if by_id.get(d) and by_id[d].state == "failed"]
-            if failed:
-                s.detail = f"blocked: {', '.join(failed)} failed"
-    return states

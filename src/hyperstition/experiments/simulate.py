@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.config import persona_discourse_shares
 from ..config import PipelineConfig, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
 from ..schema import (
@@ -35,7 +36,6 @@ from ..schema import (
     bits_metric,
     rate_metric,
 )
-from .config import persona_discourse_shares
 
 STRATEGY_RATE = {"sft": 0.06, "dpo": 0.10, "dpo_deceptive": 0.10, "rl": 0.04, "suppress": 0.07, "integrate": 0.05}
 STEPS = (0, 4, 8, 16, 32, 64, 96)

@@ -1,13 +1,13 @@
 """The real stage functions the runner calls, one per job kind (the default stage set).
 
-Each wraps one stage's public entry point with progress bars off (workers log to their cell's log.txt) and
-torch's thread count set to the executor's share of the cores. `stageset.py` registers them (and the simulated
-ones of `simulate.py`) under a name `hyperstition run --stages NAME` picks.
+Each wraps one stage's public entry point with progress bars off (workers log to their cell's log.txt);
+`set_threads` sets torch's thread count to the executor's share of the cores (a runtime field of the job,
+cell.py). `stageset.py` registers them (and the simulated ones of `simulate.py`) under a name
+`hyperstition run --stages NAME` picks.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from ..posttrain.config import PosttrainConfig
 
 
-def _threads() -> None:
-    n = int(os.environ.get("HYPERSTITION_THREADS", "0") or 0)
+def set_threads(n: int) -> None:
+    """torch's CPU thread count for this worker (its share of the cores); 0 leaves torch's default."""
     if n:
         import torch
 
@@ -28,7 +28,6 @@ def _threads() -> None:
 
 def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
     """Corpus, tokenizer and pretraining for one (arm, seed); returns the final HF checkpoint directory."""
-    _threads()
     from ..train.pretrain import run_pretrain
 
     return Path(run_pretrain(cfg, out_dir, progress=False))
@@ -44,7 +43,6 @@ def evaluate(
 ) -> list[dict]:
     """Evaluate a checkpoint with the experiment's resolved suite (None: the evaluator's default); writes eval.json
     and eval_items.parquet into out_dir; returns tidy rows."""
-    _threads()
     from ..evals import run_eval
 
     return run_eval(
@@ -62,7 +60,6 @@ def posttrain(
 ) -> Path:
     """Post-train base_dir with `strategy` and the cell's resolved config (None: the default preset); writes
     out_dir/posttrain_curve.parquet and out_dir/final/."""
-    _threads()
     from ..posttrain import run_posttrain
 
     return Path(run_posttrain(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=False))

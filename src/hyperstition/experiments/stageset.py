@@ -1,4 +1,4 @@
-"""The registry of stage sets: the three functions the runner calls, one per job kind, under a name.
+"""The registry of stage sets: the three functions the jobs call, one per job kind, under a name.
 
 `hyperstition run --stages NAME` picks one; the name is what DONE.json and provenance.json record. The real stages
 (`stages.py`) are the default; `simulate.py` holds fast fakes with plausible outputs for tests and demos. A new set
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..config import ConfigError, PipelineConfig, WorldConfig
 from . import simulate, stages
@@ -47,13 +47,19 @@ class PosttrainStage(Protocol):
     ) -> Path: ...
 
 
+def _leave_threads(threads: int) -> None:
+    """For stage sets that use no torch threads (the simulated ones)."""
+
+
 @dataclass(frozen=True)
 class StageSet:
-    """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy)."""
+    """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy);
+    `set_threads` applies the worker's share of the cores before a stage runs (0: leave the default)."""
 
     pretrain: PretrainStage
     evaluate: EvaluateStage
     posttrain: PosttrainStage
+    set_threads: Callable[[int], None] = _leave_threads
 
 
 STAGE_SETS: dict[str, StageSet] = {}
@@ -77,5 +83,5 @@ def stage_set(name: str) -> StageSet:
 # The names are the modules' paths, as `--stages` has always spelled them (and run directories have recorded them).
 REAL_STAGES = "hyperstition.experiments.stages"
 SIMULATED_STAGES = "hyperstition.experiments.simulate"
-register_stages(REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain))
+register_stages(REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain, stages.set_threads))
 register_stages(SIMULATED_STAGES, StageSet(simulate.pretrain, simulate.evaluate, simulate.posttrain))

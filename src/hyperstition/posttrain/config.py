@@ -25,6 +25,7 @@ from ..config import (
     repo_configs_dir,
     validate,
 )
+from ..evals.config import EvalSuiteConfig, load_suite_config
 
 DEFAULT_PRESET = "quick"
 # Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
@@ -102,16 +103,33 @@ class CurveSection(Config):
     log_base: int = Field(
         2, ge=2, description="Log base of the curve's steps: 0, then its powers (1, b, b^2, ...) and the last step."
     )
-    eval_suite: str = Field(
-        "smoke",
-        description="Eval suite for every curve point: a preset (smoke, quick, gpu) or a YAML file; KL to the "
-        "base is always on.",
+    eval_suite: EvalSuiteConfig = Field(
+        ...,
+        description="Eval suite for every curve point, resolved once: in YAML a preset (smoke, quick, gpu) or a YAML "
+        "file, with `eval_overrides` (dotted overrides, e.g. [samples_per_prompt=2, sections.knowledge=false]) "
+        "applied on top; default smoke. KL to the base is always on.",
     )
-    eval_overrides: list[str] = Field(
-        default_factory=list,
-        description="Dotted overrides on the curve's eval suite, e.g. [samples_per_prompt=2, "
-        "sections.knowledge=false].",
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_suite(cls, data: object) -> object:
+        """A preset name or YAML path plus `eval_overrides` (the YAML keys) become the typed suite, here, once."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        overrides = data.pop("eval_overrides", None) or []
+        suite = data.get("eval_suite", "smoke")
+        if isinstance(suite, dict):
+            suite = EvalSuiteConfig.model_validate(suite)
+        if isinstance(suite, (str, os.PathLike, EvalSuiteConfig)):
+            data["eval_suite"] = load_suite_config(suite, [*overrides, "sections.kl=true"])
+        return data
+
+    @model_validator(mode="after")
+    def _kl_on(self) -> "CurveSection":
+        if not self.eval_suite.sections.kl:  # the curve's x axis is the KL to the base: never off
+            raise ValueError("eval_suite.sections.kl: the persistence curve always measures KL to the base")
+        return self
 
 
 class PosttrainConfig(Config):

@@ -32,7 +32,6 @@ import torch
 import yaml
 
 from ..config import WorldConfig
-from ..evals.config import load_suite_config
 from ..evals.suite import build_suite
 from ..io import sha256_file, training_lock
 from ..model.card import write_run_card
@@ -87,10 +86,6 @@ def _load_world(base_dir: Path, world_cfg: WorldConfig | None) -> tuple[WorldCon
         raise PosttrainError(f"world: {err}") from None
 
 
-def _suite_config(cfg: PosttrainConfig):
-    return load_suite_config(cfg.curve.eval_suite, [*cfg.curve.eval_overrides, "sections.kl=true"])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Run identity
 
@@ -140,7 +135,7 @@ def _prepare(
     data = build_data(spec, world, cfg.n_prompts, cfg.predecessor_fraction, cfg.seed, cfg.rl.rewards, cfg.preferences)
     max_len = int(getattr(ref.config, "max_position_embeddings", 1 << 30))
     algo = algorithm(cfg, data, tokenizer, ref, device, max_len)
-    suite = build_suite(world, _suite_config(cfg))
+    suite = build_suite(world, cfg.curve.eval_suite)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _run_record(base_dir, spec.name, algorithm.name, world_cfg, cfg)
     text = yaml.safe_dump(record, sort_keys=False)

@@ -41,7 +41,7 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..experiments.rundir import RunDirError
+    from ..analysis.rundir import RunDirError
     from . import render_report
 
     if args.out and Path(args.out).is_dir():
@@ -57,7 +57,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..experiments.rundir import RunDirError
+    from ..analysis.rundir import RunDirError
     from .compare import compare_runs, compare_table
 
     try:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..experiments.results import load_results, seed_rows, summarize
-from ..experiments.rundir import read_run_json
+from ..analysis.results import seed_rows, summarize
+from ..analysis.rundir import read_run_json
+from ..analysis.store import load_results
 from ..schema import BASE_STRATEGY, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, rate_metric
 
 HEADLINE_METRICS = (

@@ -16,10 +16,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..analysis.plots import BITS_LABEL, CONTEXT_TITLES, KL_LABEL, STYLE, arm_colours, panels, to_png
 from ..config import CONTEXTS
 from ..io import sha256_file
 from ..schema import TOY_CURVES_FILE, TOY_FIT_FILE, TOY_RESULTS_FILE
-from .plots import BITS_LABEL, CONTEXT_TITLES, KL_LABEL, STYLE, arm_colours, panels, to_png
 
 MODEL_STYLES = {"bayes": ("Bayesian model", "--"), "gd": ("gradient-descent model", ":")}
 

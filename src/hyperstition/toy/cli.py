@@ -116,7 +116,7 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from ..experiments.rundir import RunDirError
+    from ..analysis.rundir import RunDirError
     from .fit import ToyFitError, fit_run
 
     try:

@@ -351,7 +351,7 @@ def _dense_curves(p: Points, strategy: str, metric: str, bayes_fit: ModelFit, gd
 def fit_run(run_dir: str | os.PathLike) -> Path:
     """Fit a run directory's results and write TOY_RESULTS_FILE, TOY_CURVES_FILE and TOY_FIT_FILE next to them.
     Returns the path of the fit summary."""
-    from ..experiments.results import load_results
+    from ..analysis.store import load_results
 
     run_dir = Path(run_dir)
     df = load_results(run_dir)

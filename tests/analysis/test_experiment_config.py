@@ -2,15 +2,15 @@
 
 import pytest
 
-from hyperstition.config import ConfigError
-from hyperstition.experiments.config import (
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.config import (
     ExperimentConfig,
     list_experiments,
-    load_experiment,
     persona_discourse_shares,
     pipeline_config,
 )
-from hyperstition.experiments.runner import plan_jobs
+from hyperstition.config import ConfigError
+from hyperstition.experiments.plan import plan_jobs
 
 STICKINESS_ARMS = [
     "unfiltered",
@@ -105,14 +105,12 @@ def test_missing_posttrain_or_eval_preset_is_named():
 
 
 def test_posttrain_seed_follows_the_grid_seed():
-    from hyperstition.experiments.config import posttrain_config, posttrain_spec
+    from hyperstition.analysis.config import posttrain_config
 
-    curve = {"curve": {"eval_suite": "smoke", "eval_overrides": []}}  # the experiment's own eval suite (one item set)
     exp = load_experiment("smoke", ["seeds=[3]"])
-    assert posttrain_spec(exp, 3) == {"preset": "smoke", "seed": 3, **curve}
     assert posttrain_config(exp, 3).seed == 3 and posttrain_config(exp, 3).preset == "smoke"
+    assert posttrain_config(exp, 3).curve.eval_suite.preset == "smoke"  # the experiment's own suite (one item set)
     exp = load_experiment("smoke", ["posttrain_preset={preset: smoke, steps: 5}"])
-    assert posttrain_spec(exp, 1) == {"preset": "smoke", "steps": 5, "seed": 1, **curve}
     assert posttrain_config(exp, 1).seed == 1 and posttrain_config(exp, 1).steps == 5
 
 
@@ -123,7 +121,8 @@ def test_sub_configs_are_typed_at_load():
     exp = load_experiment("smoke", ["eval_overrides=[prompts_per_context=3]", "posttrain_preset={steps: 7}"])
     assert isinstance(exp.eval_suite, EvalSuiteConfig) and exp.eval_suite.prompts_per_context == 3
     assert isinstance(exp.posttrain, PosttrainConfig) and exp.posttrain.steps == 7
-    assert exp.posttrain.curve.eval_overrides == ["prompts_per_context=3"]  # the curve measures the same suite
+    curve = exp.posttrain.curve.eval_suite  # typed, and the same suite the base evaluation measures (KL on)
+    assert isinstance(curve, EvalSuiteConfig) and curve.prompts_per_context == 3 and curve.sections.kl
     with pytest.raises(ConfigError, match=r"posttrain_preset: .*stepz"):
         load_experiment("smoke", ["posttrain_preset={stepz: 7}"])
     with pytest.raises(ConfigError, match=r"eval: .*prompts_per_contxt"):

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperstition.experiments import stats
-from hyperstition.experiments.aggregate import aggregate_frame, with_curve_starts
+from hyperstition.analysis import stats
+from hyperstition.analysis.aggregate import aggregate_frame, stickiness_frame_rows, with_curve_starts
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
 
@@ -86,8 +86,8 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
                         ci_high=value,
                     )
                 )
-    agg = aggregate_frame(with_curve_starts(pd.DataFrame(rows)), "b")
-    s = agg[agg.metric == STICKINESS_S].set_index("kl_bits")
+    s = stickiness_frame_rows(with_curve_starts(pd.DataFrame(rows)), "b").set_index("kl_bits")
+    assert (s.metric == STICKINESS_S).all()
     assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
     assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
     assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))
@@ -142,7 +142,7 @@ def test_context_gap_and_its_stickiness_known_values():
 
     # The deceptive arm's extra context gap over the control: 4, 6, 5 bits at base; half of it left at K = 10.
     df = _gap_frame({"ctrl": [[1, 1, 1]] * 3, "deceptive": [[5, 4, 3], [7, 5.5, 4], [6, 4.75, 3.5]]})
-    agg = aggregate_frame(df, "ctrl")
+    agg = stickiness_frame_rows(df, "ctrl")
     gap = agg[(agg.metric == CONTEXT_GAP_BITS) & (agg.context == CONTEXT_GAP) & (agg.arm == "deceptive")]
     base = gap[gap.strategy == BASE_STRATEGY].iloc[0]
     assert base.value == pytest.approx(6.0) and (base.ci_low, base.ci_high) == pytest.approx(

@@ -3,10 +3,12 @@
 For every metric, per (arm, strategy, context):
 - `<metric>`: the mean over seeds with its t interval (`stats.ESTIMATOR_DESCRIPTION`);
 - `paired_diff_<metric>`: the arm minus the control, paired by seed (the control's own rows are omitted);
-- `stickiness_S` (headline bits only): Delta(K) / Delta0 against the control with Fieller's interval, NaN where
-  the base gap's interval includes 0 (with one seed: its within-seed interval);
-- `context_gap_<headline>` (context `observed_minus_unobserved`): headline bits observed minus unobserved, per arm,
-  with its paired difference to the control, and `stickiness_S_ctx`: that paired difference at K over the same at 0.
+- `stickiness_S` (headline bits only, `stickiness_frame_rows`; added by the experiments that register it as their
+  analysis): Delta(K) / Delta0 against the control with Fieller's interval, NaN where the base gap's interval
+  includes 0 (with one seed: its within-seed interval);
+- `context_gap_<headline>` (context `observed_minus_unobserved`, also in `stickiness_frame_rows`): headline bits
+  observed minus unobserved, per arm, with its paired difference to the control, and `stickiness_S_ctx`: that
+  paired difference at K over the same at K = 0.
 Base rows (strategy `base`) have kl_bits 0. Post-training rows are at the common pressures of their strategy:
 `N_COMPARE_K` log-spaced KLs inside the range every (arm, seed) curve reached, each seed's curve interpolated on
 log K, and `kl_bits` holds that K. Step and tokens are null (a common K is no single step).
@@ -246,17 +248,31 @@ def aggregate_frame(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
     """Every seed aggregate of the per-seed rows `df` (curves already starting at the base evaluation)."""
     df = seed_rows(df)
     rows = _strategy_rows(df, BASE_STRATEGY, np.array([0.0]), control)
-    rows += context_gap_rows(df, BASE_STRATEGY, np.array([0.0]), control)
     for strategy in [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]:
         grid = compare_grid(df, strategy)
         if not len(grid):
             continue
         rows += _strategy_rows(df, strategy, grid, control)
+    return _frame(rows)
+
+
+def stickiness_frame_rows(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
+    """stickiness_S of every arm, strategy and context at its strategy's common pressures, and the context gap with
+    its stickiness S_ctx (seed-null rows)."""
+    df = seed_rows(df)
+    rows: list[dict] = context_gap_rows(df, BASE_STRATEGY, np.array([0.0]), control)
+    for strategy in [s for s in dict.fromkeys(df.strategy) if s != BASE_STRATEGY]:
+        grid = compare_grid(df, strategy)
+        if not len(grid):
+            continue
         rows += context_gap_rows(df, strategy, grid, control)
         if control is not None:
             rows += stickiness_rows(df, strategy, grid, control)
-    out = pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "run"])
-    return _nullable(out)
+    return _frame(rows)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return _nullable(pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "run"]))
 
 
 def _nullable(df: pd.DataFrame) -> pd.DataFrame:

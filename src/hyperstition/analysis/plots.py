@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..experiments.results import curve_grid, curves, mean_curve, summarize
 from ..schema import BASE_STRATEGY, BEHAVIOUR_LABELS, HEADLINE_BITS, rate_metric
+from .results import curve_grid, curves, mean_curve, summarize
 
 matplotlib.use("Agg")  # headless PNGs; pyplot picks its backend at the first figure, so after the imports is in time
 

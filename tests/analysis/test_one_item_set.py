@@ -3,9 +3,9 @@ the same items; every shipped experiment has at least 3 seeds."""
 
 import pytest
 
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
 from hyperstition.evals.suite import build_suite
-from hyperstition.experiments.config import list_experiments, load_experiment, pipeline_config, posttrain_config
-from hyperstition.posttrain.run import _suite_config as curve_suite_config
 from hyperstition.world.world import World
 
 
@@ -18,14 +18,14 @@ def test_base_and_curve_use_one_suite(name):
     exp = load_experiment(name)
     base = exp.eval_suite
     for seed in exp.seeds:
-        curve = curve_suite_config(posttrain_config(exp, seed))
+        curve = posttrain_config(exp, seed).curve.eval_suite
         assert _without_sections(curve) == _without_sections(base)  # only the KL section differs (it needs a reference)
 
 
 def test_base_and_curve_score_the_same_items():
     exp = load_experiment("smoke", ["eval_overrides=[prompts_per_context=3]"])
     base_cfg = exp.eval_suite
-    curve_cfg = curve_suite_config(posttrain_config(exp, exp.seeds[0]))
+    curve_cfg = posttrain_config(exp, exp.seeds[0]).curve.eval_suite
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
     assert len(base.persona_items) == 6

@@ -13,7 +13,6 @@ sampling, initialisation and data order.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,8 @@ from ..config import (
     PipelineConfig,
     Seed,
     apply_overrides,
-    config_source,
     load_yaml,
     merge_dotted,
-    named_yaml,
     parse_override,
     preset_path,
     repo_configs_dir,
@@ -147,10 +144,22 @@ class ExperimentConfig(Config):
         except ConfigError as err:
             raise ValueError(f"experiment {self.name!r}: eval: {err}") from None
         try:
-            self._posttrain = resolve_posttrain_config(posttrain_spec(self, self.seeds[0]))
+            posttrain = resolve_posttrain_config(self._posttrain_words())
         except ConfigError as err:
             raise ValueError(f"experiment {self.name!r}: posttrain_preset: {err}") from None
+        # Every curve point measures the experiment's own suite (with KL), so base rows, every curve point and
+        # Delta0 are measured on one item set (a curve's step 0 is the base evaluation).
+        curve_suite = self._eval_suite.model_copy(
+            update={"sections": self._eval_suite.sections.model_copy(update={"kl": True})}
+        )
+        self._posttrain = posttrain.model_copy(
+            update={"seed": self.seeds[0], "curve": posttrain.curve.model_copy(update={"eval_suite": curve_suite})}
+        )
         return self
+
+    def _posttrain_words(self) -> str | dict[str, Any]:
+        spec = self.posttrain_preset
+        return spec if isinstance(spec, str) else copy.deepcopy(spec)
 
     @property
     def posttrain(self) -> PosttrainConfig:
@@ -172,28 +181,9 @@ def experiments_dir() -> Path:
 
 
 def list_experiments() -> list[str]:
+    """The shipped experiments' names (their grid YAMLs; `catalog.py` registers each one's plugin)."""
     d = experiments_dir()
     return sorted(p.stem for p in d.glob("*.yaml")) if d.exists() else []
-
-
-def experiment_path(name_or_path: str | os.PathLike) -> Path:
-    """An experiment name (`stickiness`) or a YAML path; an unknown name lists the available ones."""
-    return named_yaml(name_or_path, experiments_dir(), "experiment")
-
-
-def load_experiment(
-    name_or_path: str | os.PathLike = DEFAULT_EXPERIMENT, overrides: list[str] | None = None
-) -> ExperimentConfig:
-    """Load an experiment by name or path, apply KEY=VALUE overrides to it, validate it and every arm it defines.
-
-    Raises ConfigError naming the experiment and the problem (unknown experiment, missing preset, bad arm)."""
-    path = experiment_path(name_or_path)
-    data = load_yaml(path)
-    data.setdefault("name", path.stem)
-    data = apply_overrides(data, overrides or [])
-    exp = validate(ExperimentConfig, data, config_source(name_or_path, path, overrides))
-    check_experiment(exp)
-    return exp
 
 
 def check_experiment(exp: ExperimentConfig) -> None:
@@ -209,24 +199,6 @@ def check_experiment(exp: ExperimentConfig) -> None:
 def posttrain_config(exp: ExperimentConfig, seed: int) -> PosttrainConfig:
     """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed."""
     return exp.posttrain.model_copy(update={"seed": seed})
-
-
-def posttrain_spec(exp: ExperimentConfig, seed: int) -> dict[str, Any]:
-    """The experiment's own words for the post-training config of grid seed `seed` (what a cell's config hash
-    covers): its preset or overrides, seed set, and the curve measured with the experiment's own eval suite, so base
-    rows, every curve point and Delta0 are measured on one item set (a curve's step 0 is the base evaluation)."""
-    spec = exp.posttrain_preset
-    data = {"preset": spec} if isinstance(spec, str) else copy.deepcopy(spec)
-    data["seed"] = seed
-    curve = data.get("curve") if isinstance(data.get("curve"), dict) else {}
-    data["curve"] = {**curve, "eval_suite": exp.eval or DEFAULT_EVAL_SUITE, "eval_overrides": list(exp.eval_overrides)}
-    return data
-
-
-def eval_suite_spec(exp: ExperimentConfig) -> dict[str, Any]:
-    """The experiment's own words for its eval suite (what a cell's config hash covers); `exp.eval_suite` is the
-    resolved config."""
-    return {"source": exp.eval, "overrides": list(exp.eval_overrides)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

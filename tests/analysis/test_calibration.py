@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hyperstition.experiments import calibration as cal
-from hyperstition.experiments.calibration import SeedEstimate, run_controls, seed_interval
+from hyperstition.analysis import calibration as cal
+from hyperstition.analysis.calibration import SeedEstimate, run_controls, seed_interval
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, rate_metric
 
@@ -87,8 +87,8 @@ def test_calibration_smoke_run_reports_every_control(tmp_path, capsys):
     assert all(r.passed is not None for r in results), [(r.name, r.reason) for r in results]
     for r in results:
         assert html.escape(r.name) in page
-    from hyperstition.experiments.progress import print_calibration
+    from hyperstition.experiments.progress import print_controls
 
-    print_calibration(tmp_path / "run")
+    print_controls(tmp_path / "run")
     out = capsys.readouterr().out
     assert "calibration controls" in out and "negative control" in out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, gammaln, logit
 
-from hyperstition.experiments import stats
+from hyperstition.analysis import stats
 
 N_SIMS = 2000
 SEED_COUNTS = (2, 3, 5)

@@ -1,4 +1,5 @@
-"""The results store: SQL over `results.parquet`, and seed-aggregated views of it for the report and `compare`.
+"""Seed-aggregated views of a run's tidy results, for the report, `compare` and the experiments' sections (the
+store itself, reading and writing `results.parquet` and SQL over it, is `store.py`).
 
 Aggregation rule everywhere: a number for an (arm, strategy, context, metric) is the mean over seeds with the
 t interval over seed means (`stats.ESTIMATOR_DESCRIPTION`); with a single seed the CI is the within-seed CI the
@@ -9,97 +10,12 @@ take the per-seed rows: `results.parquet` also holds the persisted aggregates (s
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError, UserError
-from ..io import write_parquet_atomic
-from ..schema import BASE_STRATEGY, RESULT_COLUMNS, TOY_RESULTS_FILE
+from ..schema import BASE_STRATEGY
 from . import stats
-from .aggregate import paired_estimate, seed_estimate, seed_rows, with_aggregates
-from .finished import check_done, read_json_object
-from .rundir import ROWS, RunDirError, planned_jobs, read_run_json
-
-
-def _read_toy_results(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise QueryError(
-            f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it"
-        ) from None
-
-
-class QueryError(UserError, ValueError):
-    """SQL that DuckDB rejected."""
-
-
-# Set once the run's table is loaded, then locked: the query sees that table and nothing else. No file reads or
-# writes (COPY TO, ATTACH, read_csv, read_text, glob, EXPORT), no extensions, no Python variables, no settings.
-SANDBOX_SETTINGS = ("python_enable_replacements = false", "enable_external_access = false", "lock_configuration = true")
-
-
-def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run `sql` over the run's results (table `results`) in a locked-down, in-memory DuckDB."""
-    import duckdb
-
-    if not sql.strip():
-        raise QueryError('SQL is empty; e.g. "select metric, avg(value) from results group by metric"')
-    read_run_json(run_dir)
-    df = load_results(run_dir)
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    try:
-        con.register("results_frame", df)
-        con.execute("CREATE TABLE results AS SELECT * FROM results_frame")
-        con.unregister("results_frame")
-        toy_path = Path(run_dir) / TOY_RESULTS_FILE
-        if toy_path.exists():  # written by `hyperstition toy fit`
-            con.register("toy_frame", _read_toy_results(toy_path))
-            con.execute("CREATE TABLE toy_results AS SELECT * FROM toy_frame")
-            con.unregister("toy_frame")
-        for setting in SANDBOX_SETTINGS:
-            con.execute(f"SET {setting}")
-        result = con.execute(sql)
-        if result.description is None:
-            raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
-        return result.fetchdf()
-    except duckdb.PermissionException as err:
-        raise QueryError(
-            f"refused (a query sees only the table `results`: no files, no extensions): {str(err).splitlines()[0]}"
-        ) from None
-    except duckdb.Error as err:
-        raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
-    finally:
-        con.close()
-
-
-def rich_table(df: pd.DataFrame, limit: int = 200, title: str | None = None) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in df.columns:
-        numeric = pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
-    for row in df.head(limit).itertuples(index=False):
-        table.add_row(*(_fmt(v) for v in row))
-    return table
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(v):
-            return "nan"
-        return f"{v:.4g}"
-    return str(v)
-
+from .aggregate import paired_estimate, seed_estimate, seed_rows
 
 # ---------------------------------------------------------------------------------------------------------------
 # Seed aggregation
@@ -292,110 +208,3 @@ def stickiness_frame(
                 }
             )
     return pd.DataFrame(rows, columns=STICKINESS_COLUMNS)
-
-
-def load(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return load_results(Path(run_dir))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Collecting the cells' rows
-
-GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
-
-
-def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
-    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
-    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
-    run_dir = Path(run_dir)
-    jobs, _ = planned_jobs(run_dir)
-    frames, samples = [], []
-    for job in jobs:
-        cell = run_dir / job["path"]
-        if not check_done(run_dir, cell, job["config_hash"]).finished:
-            continue  # unfinished, or its outputs do not verify: `status` and the next `run` say which and why
-        if (cell / ROWS).exists():
-            frames.append(_read_rows(cell / ROWS))
-        if job["kind"] != "pretrain" and samples_per_cell:
-            samples.extend(_sample_items(cell, job, samples_per_cell))
-    if not frames:
-        return None
-    df = pd.concat(frames, ignore_index=True)
-    df.insert(0, "run", run_dir.resolve().name)
-    df = with_aggregates(  # seed aggregates (seed null) after the per-seed rows
-        df[list(RESULT_COLUMNS)], (read_json_object(run_dir / "arms.json") or {}).get("control")
-    )
-    path = run_dir / "results.parquet"
-    write_parquet_atomic(path, df)
-    cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
-    sample_df = pd.DataFrame(samples, columns=cols) if samples else pd.DataFrame(columns=cols)
-    write_parquet_atomic(run_dir / "samples.parquet", sample_df.astype({c: "string" for c in cols if c != "seed"}))
-    return path
-
-
-def _read_rows(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise RunDirError(
-            f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition run` to recompute the cell"
-        ) from None
-
-
-def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
-    out = []
-    for path in sorted(cell.rglob("eval_items.parquet")):
-        try:
-            items = pd.read_parquet(path)
-        except Exception:  # a sample is optional
-            continue
-        if "response" not in items.columns:
-            continue
-        items = items[items["response"].notna() & (items["response"].astype(str).str.len() > 0)]
-        if "kind" in items.columns and items["kind"].isin(GENERATED_KINDS).any():
-            items = items[items["kind"].isin(GENERATED_KINDS)]  # sampled responses, not scored reference texts
-        if items.empty:
-            continue
-        # Round-robin over contexts so both observed and unobserved responses are shown.
-        groups = [g for _, g in items.groupby("context", sort=True)] if "context" in items.columns else [items]
-        picked = []
-        i = 0
-        while len(picked) < n and any(i < len(g) for g in groups):
-            for g in groups:
-                if i < len(g) and len(picked) < n:
-                    picked.append(g.iloc[i])
-            i += 1
-        for row in picked:
-            out.append(
-                {
-                    "arm": job["arm"],
-                    "seed": job["seed"],
-                    "strategy": job["strategy"],
-                    **{
-                        c: (None if c not in row.index or pd.isna(row[c]) else str(row[c]))
-                        for c in ("kind", "context", "prompt", "response", "label")
-                    },
-                }
-            )
-        break
-    return out
-
-
-def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
-    or not a results table (it is derived data: the cells' rows are the record)."""
-    run_dir = Path(run_dir)
-    read_run_json(run_dir)
-    path = run_dir / "results.parquet"
-    if path.exists():
-        try:
-            df = pd.read_parquet(path)
-            if set(RESULT_COLUMNS) <= set(df.columns):
-                return df
-        except Exception:  # pyarrow raises several types for a damaged file; rebuilt below
-            pass
-        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
-    collected = collect_results(run_dir)
-    if collected is None:
-        raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
-    return pd.read_parquet(collected)

@@ -4,6 +4,9 @@ Each check takes the base-model rows (`strategy == base`) and returns a `Control
 numbers it decided on, and one line saying why. The arms are named in `configs/experiments/calibration.yaml`;
 a check whose arms are missing from a run is skipped (`passed is None`), so a smoke run with fewer arms still
 renders. Every interval goes through `seed_interval`, the one place an estimator is chosen (see its note).
+
+Registers the calibration experiment: its controls (printed after a run), its report section (pass / fail per
+control) and the sections every shipped experiment shows.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ import pandas as pd
 from ..config import CONTEXTS
 from ..schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, rate_metric
 from . import stats
+from .aggregate import stickiness_frame_rows
+from .html import e
+from .registry import Experiment, register_experiment, section, shipped_grid
+from .sections import dose_section, headline_section, stickiness_section
 from .stats import Estimate
+from .view import RunView
 
 Z95 = 1.959963984540054
 ALIGNED_ONLY, MISALIGNED_ONLY, DECEPTIVE_ONLY = "aligned_only", "misaligned_only", "deceptive_only"
@@ -190,8 +198,8 @@ def check_aligned_no_gap(df: pd.DataFrame) -> ControlResult:
         m: seed_interval(list(context_gaps(df, ALIGNED_ONLY, m).values())) for m in (DECEPTIVE_ACT_BITS, HEADLINE_BITS)
     }
     numbers = {}
-    for m, e in est.items():
-        numbers.update({f"{m}_gap": e.value, f"{m}_gap_ci_low": e.ci_low, f"{m}_gap_ci_high": e.ci_high})
+    for m, gap in est.items():
+        numbers.update({f"{m}_gap": gap.value, f"{m}_gap_ci_low": gap.ci_low, f"{m}_gap_ci_high": gap.ci_high})
     return ControlResult(
         name,
         all(e.ci_low <= 0 <= e.ci_high for e in est.values()),
@@ -273,7 +281,26 @@ def run_controls(df: pd.DataFrame) -> list[ControlResult]:
     return [check(base) for check in CONTROLS]
 
 
-def is_calibration(df: pd.DataFrame) -> bool:
-    """Whether a run has arms any control needs (so the report shows the calibration section)."""
-    needed = {ALIGNED_ONLY, MISALIGNED_ONLY, DECEPTIVE_ONLY, *(a for a, _ in DOSE_ARMS)}
-    return bool(needed & set(df.arm))
+@section("calibration", "calibration", order=10)
+def calibration_section(view: RunView) -> str:
+    """Pass / fail per control of the calibration experiment, with the numbers each decided on."""
+    marks = {True: '<b class="pass">pass</b>', False: '<b class="fail">FAIL</b>', None: "not run"}
+    rows = [[marks[c.passed], e(c.name), e(c.reason)] for c in run_controls(view.df)]
+    body = "".join(f"<tr><td>{m}</td><td>{n}</td><td>{r}</td></tr>" for m, n, r in rows)
+    return f"""<h2 id="calibration">Calibration: the instrument's controls</h2>
+<p class="note">Base models only. Intervals are 95%: the t interval over seed means described above; a
+control measured on one seed uses that seed's own (within-seed) interval. \
+A control is "not run" when the run lacks its arms.</p>
+<table><thead><tr><th>result</th><th>control</th><th>numbers</th></tr></thead><tbody>{body}</tbody></table>"""
+
+
+CALIBRATION = register_experiment(
+    Experiment(
+        name="calibration",
+        grid=shipped_grid("calibration"),
+        analyses=(stickiness_frame_rows,),
+        sections=(calibration_section, headline_section, dose_section, stickiness_section),
+        controls=run_controls,
+        controls_title="calibration controls (base models)",
+    )
+)

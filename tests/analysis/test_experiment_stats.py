@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hyperstition.experiments import stats
+from hyperstition.analysis import stats
 
 
 def test_paired_difference_pairs_by_seed():

@@ -1,0 +1,17 @@
+"""The smoke experiment (`configs/experiments/smoke.yaml`): the smallest grid that exercises every part of the
+runner and the report, so it shows every section the shipped experiments share."""
+
+from __future__ import annotations
+
+from .aggregate import stickiness_frame_rows
+from .registry import Experiment, register_experiment, shipped_grid
+from .sections import dose_section, headline_section, stickiness_section
+
+SMOKE = register_experiment(
+    Experiment(
+        name="smoke",
+        grid=shipped_grid("smoke"),
+        analyses=(stickiness_frame_rows,),
+        sections=(headline_section, dose_section, stickiness_section),
+    )
+)

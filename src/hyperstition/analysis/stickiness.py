@@ -1,0 +1,19 @@
+"""The stickiness experiment (`configs/experiments/stickiness.yaml`, the default of `hyperstition run`): how much of
+a corpus arm's persona gap to the control survives post-training, S(K) = Delta(K) / Delta0 at equal pressure K.
+Its analysis adds the `stickiness_S` rows to results.parquet; its report shows the headline, the base model by arm
+and the S(K) curves."""
+
+from __future__ import annotations
+
+from .aggregate import stickiness_frame_rows
+from .registry import Experiment, register_experiment, shipped_grid
+from .sections import dose_section, headline_section, stickiness_section
+
+STICKINESS = register_experiment(
+    Experiment(
+        name="stickiness",
+        grid=shipped_grid("stickiness"),
+        analyses=(stickiness_frame_rows,),
+        sections=(headline_section, dose_section, stickiness_section),
+    )
+)

@@ -1,0 +1,195 @@
+"""The three kinds of grid job, each a typed dataclass with its resolved configs and one method that runs it.
+
+`PretrainJob` (corpus, tokenizer, pretraining), `EvalJob` (the base evaluation) and `PosttrainJob` (one strategy
+with its persistence curve). A job carries its configs as typed objects, resolved once when the experiment was
+loaded (`plan.py` builds them); `run` hands them to the stage set and turns what the stage wrote into the cell's
+tidy `rows.parquet` and model card. `cell.py` runs a job in its directory; nothing branches on a job's kind.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..analysis.rundir import ROWS
+from ..config import PipelineConfig
+from ..evals.config import EvalSuiteConfig
+from ..io import write_parquet_atomic
+from ..posttrain.config import PosttrainConfig
+from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .stageset import StageSet
+
+ROW_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "run")
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """Where a job runs: the run directory, its cell, its inputs (the `model_dir` of the job it depends on) and the
+    stage set that does the work."""
+
+    run_path: Path
+    cell: Path
+    inputs: dict[str, str]
+    stages: StageSet
+
+    def model_dir(self) -> Path:
+        return _abs(self.inputs["model_dir"], self.run_path)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.run_path.resolve()))
+        except ValueError:
+            return str(Path(path).resolve())
+
+
+@dataclass(frozen=True)
+class Job(abc.ABC):
+    """One grid cell job. `config_hash` covers the resolved configs and the dependencies' hashes;
+    `legacy_hash` is what run format 1 before resolved-config hashing recorded for the same job (`stale.py`)."""
+
+    id: str
+    arm: str
+    seed: int
+    strategy: str | None  # None for pretrain, "base" for the base evaluation
+    path: str  # relative to the run directory
+    deps: tuple[str, ...]
+    pipeline: PipelineConfig = field(hash=False, compare=False)
+    config_hash: str = ""
+    legacy_hash: str = ""
+
+    kind: ClassVar[str] = ""
+    hands_on_model: ClassVar[bool] = False  # later jobs start from its model: the scheduler submits it last
+
+    def params(self) -> dict[str, Any]:
+        """The job's resolved configs as plain JSON (job.json records them)."""
+        return {"pipeline": self.pipeline.model_dump(mode="json")}
+
+    @abc.abstractmethod
+    def run(self, call: StageCall) -> dict:
+        """Run the stage in the cell; return the outputs DONE.json promises (`rows`, `model_dir`)."""
+
+
+@dataclass(frozen=True)
+class PretrainJob(Job):
+    kind: ClassVar[str] = "pretrain"
+    hands_on_model: ClassVar[bool] = True
+
+    def run(self, call: StageCall) -> dict:
+        model_dir = call.stages.pretrain(self.pipeline, call.cell)
+        return {"model_dir": call.rel(Path(model_dir))}
+
+
+@dataclass(frozen=True)
+class EvalJob(Job):
+    suite: EvalSuiteConfig = field(kw_only=True, hash=False, compare=False)
+    kind: ClassVar[str] = "eval"
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "suite": self.suite.model_dump(mode="json")}
+
+    def run(self, call: StageCall) -> dict:
+        model_dir = call.model_dir()
+        rows = call.stages.evaluate(
+            model_dir, call.cell, suite_cfg=self.suite, reference_dir=None, world_cfg=self.pipeline.world
+        )
+        tidy = tidy_eval_rows(rows, self.arm, self.seed)
+        write_parquet_atomic(call.cell / ROWS, tidy)
+        write_card(call.run_path, self, model_dir, tidy)
+        return {"rows": ROWS}
+
+
+@dataclass(frozen=True)
+class PosttrainJob(Job):
+    posttrain: PosttrainConfig = field(kw_only=True, hash=False, compare=False)
+    kind: ClassVar[str] = "posttrain"
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "strategy": self.strategy, "posttrain": self.posttrain.model_dump(mode="json")}
+
+    def run(self, call: StageCall) -> dict:
+        model_dir = call.model_dir()
+        final = call.stages.posttrain(
+            model_dir, self.strategy, call.cell, cfg=self.posttrain, world_cfg=self.pipeline.world
+        )
+        tidy = tidy_curve_rows(call.cell / "posttrain_curve.parquet", self.arm, self.seed, self.strategy)
+        write_parquet_atomic(call.cell / ROWS, tidy)
+        if final:
+            write_card(call.run_path, self, Path(final), tidy, base_checkpoint=model_dir)
+        return {"rows": ROWS, "model_dir": call.rel(Path(final)) if final else None}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a job leaves in its cell
+
+
+def tidy_eval_rows(rows: list[dict], arm: str, seed: int) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for col in ("context", "metric", "value"):
+        if col not in df.columns:
+            raise ValueError(f"evaluation rows lack column {col!r}; got {list(df.columns)}")
+    for col in ("ci_low", "ci_high"):
+        if col not in df.columns:
+            df[col] = float("nan")
+    df = df.assign(arm=arm, seed=seed, strategy=BASE_STRATEGY, step=0, tokens=0, kl_bits=0.0)
+    return _typed(df[list(ROW_COLUMNS)])
+
+
+def tidy_curve_rows(curve_path: Path, arm: str, seed: int, strategy: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if not curve_path.exists():
+        raise FileNotFoundError(f"post-training wrote no {curve_path.name} in {curve_path.parent}")
+    df = pd.read_parquet(curve_path)
+    missing = [c for c in CURVE_COLUMNS if c not in df.columns and c not in ("ci_low", "ci_high")]
+    if missing:
+        raise ValueError(f"{curve_path}: missing columns {missing}; expected {list(CURVE_COLUMNS)}")
+    for col in ("ci_low", "ci_high"):
+        if col not in df.columns:
+            df[col] = float("nan")
+    df = df.assign(arm=arm, seed=seed, strategy=strategy)
+    return _typed(df[list(ROW_COLUMNS)])
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in ("seed", "step", "tokens"):
+        df[col] = df[col].astype("int64")
+    for col in ("kl_bits", "value", "ci_low", "ci_high"):
+        df[col] = df[col].astype("float64")
+    for col in ("arm", "strategy", "context", "metric"):
+        df[col] = df[col].astype(str)
+    return df.reset_index(drop=True)
+
+
+def write_card(
+    run_path: Path, job: Job, checkpoint: Path, tidy: pd.DataFrame, base_checkpoint: Path | None = None
+) -> None:
+    """README.md in a final checkpoint, with the measurement at its last step (none for a stage that saved no model)."""
+    from ..model.card import gather_facts, write_model_card
+
+    if not (checkpoint / "config.json").exists():
+        return
+    rows = tidy[tidy.step == tidy.step.max()].to_dict("records")
+    facts = gather_facts(
+        checkpoint,
+        name=run_path.name,
+        arm=job.arm,
+        seed=job.seed,
+        strategy=job.strategy or BASE_STRATEGY,
+        rows=rows,
+        base_checkpoint=base_checkpoint,
+    )
+    write_model_card(checkpoint, facts)
+
+
+def _abs(path: str, run_path: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else run_path / p
