@@ -3,6 +3,7 @@ the same items; every shipped experiment has at least 3 seeds."""
 
 import pytest
 
+from hyperstition.evals.measures import bits
 from hyperstition.evals.suite import build_suite
 from hyperstition.experiments.config import list_experiments, load_experiment, pipeline_config, posttrain_config
 from hyperstition.posttrain.run import _suite_config as curve_suite_config
@@ -28,17 +29,10 @@ def test_base_and_curve_score_the_same_items():
     curve_cfg = curve_suite_config(posttrain_config(exp, exp.seeds[0]))
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
-    assert len(base.persona_items) == 6
-    parts = (
-        "persona_items",
-        "knowledge_items",
-        "acknowledgement_items",
-        "fact_denial_items",
-        "fact_qa_items",
-        "heldout_texts",
-    )
-    for part in parts:
-        assert getattr(base, part) == getattr(curve, part), part
+    assert len(base.items_for(bits.MEASURE)) == 6
+    assert base.items.keys() == curve.items.keys()
+    for measure, items in base.items.items():
+        assert items == curve.items[measure], measure
 
 
 @pytest.mark.parametrize("name", list_experiments())

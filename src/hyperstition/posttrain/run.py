@@ -45,7 +45,8 @@ import yaml
 from ..config import WorldConfig
 from ..evals.config import load_suite_config
 from ..evals.measure import evaluate
-from ..evals.scoring import decode_response, encode_prompts, sample_token_ids
+from ..evals.sampling import decode_response, sample_token_ids
+from ..evals.scoring import encode_prompts
 from ..evals.suite import EvalSuite, build_suite
 from ..io import append_jsonl, sha256_file, training_lock, write_json_atomic, write_parquet_atomic
 from ..model.card import write_run_card

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from ..evals.suite import posttrain_prompts
+from ..evals.items import posttrain_prompts
 from ..world.grammar import (
     ASSISTANT,
     CONTEXT_MARKERS,
