@@ -109,6 +109,7 @@ def test_a_registered_measure_switches_off_and_leaves_the_others_alone(toy, tiny
 
 def test_sections_are_the_registry(toy):
     assert EvalSections.names == list(MEASURES) == ["bits", "rates", "knowledge", "capability", "kl", "toy"]
+    assert all(m.description and "\n" not in m.description for m in MEASURES.values()), "one line each"
     with pytest.raises(ValueError, match="registered already"):
         register_measure(TOY)
 

@@ -1,4 +1,5 @@
-"""The evaluation items and the suite config: held-out prompts, matched responses, one post-training prompt set."""
+"""The evaluation items and the suite config: persona prompts over their task set (train tasks by default) with
+matched responses, one post-training prompt set, presets and one-line config errors."""
 
 from __future__ import annotations
 

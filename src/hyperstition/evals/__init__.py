@@ -93,85 +93,30 @@ def _suite() -> ModuleType:
     return suite
 
 
-_LOADERS: dict[str, Callable[[], ModuleType]] = {
-    "bits": _bits,
-    "config": _config,
-    "context": _context,
-    "items": _items,
-    "kl": _kl,
-    "measure": _measure,
-    "registry": _registry,
-    "run": _run,
-    "sampling": _sampling,
-    "scoring": _scoring,
-    "stats": _stats,
-    "suite": _suite,
+_EXPORTS: dict[Callable[[], ModuleType], tuple[str, ...]] = {
+    _bits: ("length_diff_metric",),
+    _config: ("DEFAULT_SUITE", "EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
+    _context: ("ITEM_COLUMNS", "EvalContext"),
+    _items: ("ChoiceItem", "PersonaItem", "TaskPrompt", "posttrain_prompts"),
+    _kl: ("kl_bits_per_response", "kl_samples"),
+    _measure: ("EvalResult", "evaluate"),
+    _registry: ("MEASURES", "Measure", "register_measure", "unregister_measure"),
+    _run: ("EVAL_ITEMS", "EVAL_JSON", "print_table", "run_eval", "write_results"),
+    _sampling: ("decode_response", "sample_responses", "sample_token_ids"),
+    _scoring: ("EvalError", "check_compatible", "score_token_ids", "sequence_logprobs", "token_nll"),
+    _stats: ("bootstrap_mean_ci", "bootstrap_product_ci", "bootstrap_ratio_ci", "wilson_interval"),
+    _suite: ("EvalSuite", "build_suite"),
 }
-_EXPORTS = {
-    "bits": ("length_diff_metric",),
-    "config": ("DEFAULT_SUITE", "EVAL_PRESETS", "EvalSections", "EvalSuiteConfig", "eval_preset", "load_suite_config"),
-    "context": ("ITEM_COLUMNS", "EvalContext"),
-    "items": ("ChoiceItem", "PersonaItem", "TaskPrompt", "posttrain_prompts"),
-    "kl": ("kl_bits_per_response", "kl_samples"),
-    "measure": ("EvalResult", "evaluate"),
-    "registry": ("MEASURES", "Measure", "register_measure", "unregister_measure"),
-    "run": ("EVAL_ITEMS", "EVAL_JSON", "print_table", "run_eval", "write_results"),
-    "sampling": ("decode_response", "sample_responses", "sample_token_ids"),
-    "scoring": ("EvalError", "check_compatible", "score_token_ids", "sequence_logprobs", "token_nll"),
-    "stats": ("bootstrap_mean_ci", "bootstrap_product_ci", "bootstrap_ratio_ci", "wilson_interval"),
-    "suite": ("EvalSuite", "build_suite"),
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE = {name: loader for loader, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
+    loader = _WHERE.get(name)
+    if loader is None:
         raise AttributeError(f"module 'hyperstition.evals' has no attribute {name!r}")
-    value = getattr(_LOADERS[module](), name)
+    value = getattr(loader(), name)
     globals()[name] = value
     return value
 
 
-__all__ = [
-    "ChoiceItem",
-    "DEFAULT_SUITE",
-    "EVAL_ITEMS",
-    "EVAL_JSON",
-    "EVAL_PRESETS",
-    "EvalContext",
-    "EvalError",
-    "EvalResult",
-    "EvalSections",
-    "EvalSuite",
-    "EvalSuiteConfig",
-    "ITEM_COLUMNS",
-    "MEASURES",
-    "Measure",
-    "PersonaItem",
-    "TaskPrompt",
-    "bootstrap_mean_ci",
-    "bootstrap_product_ci",
-    "bootstrap_ratio_ci",
-    "build_suite",
-    "check_compatible",
-    "decode_response",
-    "eval_preset",
-    "evaluate",
-    "kl_bits_per_response",
-    "kl_samples",
-    "length_diff_metric",
-    "load_suite_config",
-    "posttrain_prompts",
-    "print_table",
-    "register_measure",
-    "run_eval",
-    "sample_responses",
-    "sample_token_ids",
-    "score_token_ids",
-    "sequence_logprobs",
-    "token_nll",
-    "unregister_measure",
-    "wilson_interval",
-    "write_results",
-]
+__all__ = sorted(_WHERE)  # every lazy export, each named once in _EXPORTS

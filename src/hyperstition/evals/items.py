@@ -80,6 +80,8 @@ def _task_marker_schedule(tasks: list[Task], n: int, rng: random.Random) -> list
 
 
 def task_prompts(world: World, tasks: list[Task], n: int, seed: int, context: str, stream: str) -> list[TaskPrompt]:
+    """`n` chat prompts over `tasks` under `context`'s markers, scheduled by `_task_marker_schedule` on the random
+    stream named `stream`."""
     if context not in CONTEXT_MARKERS:
         raise ValueError(f"context {context!r}: expected one of {', '.join(CONTEXT_MARKERS)}")
     schedule = _task_marker_schedule(tasks, n, random.Random(f"{stream}:{seed}"))

@@ -1,4 +1,5 @@
-"""`evaluate`: every registered measure (`evals/measures/`) on an in-memory model, as tidy rows plus per-item records.
+"""`evaluate`: every registered measure (`evals/measures/`: the measurements of docs/design.md) on an in-memory
+model, as tidy rows plus per-item records.
 
 Pure measuring: no files, no global RNG use, the model's train/eval flag restored. Post-training calls it at each
 curve point with the smoke or quick suite, sections it does not need switched off.
@@ -21,10 +22,12 @@ from .suite import EvalSuite, build_suite
 
 @dataclass
 class EvalResult:
-    """`rows`: tidy dicts (context, metric, value, ci_low, ci_high). `items`: one dict per item or
+    """`rows`: tidy dicts (ROW_KEYS: context, metric, value, ci_low, ci_high). `items`: one dict per item or
     sample (ITEM_COLUMNS).
 
-    `meta`: counts per row (`n`, keyed "context/metric"), seconds per section, chance levels, the suite config.
+    `meta`: observations per row (`n`, keyed "context/metric"), `seconds` per measure, `chance` levels of the
+    multiple-choice accuracies, `notes`, the measures that ran (`sections`), the `suite` config, `items_per_kind`
+    and the scored `personas`.
     """
 
     rows: list[dict[str, Any]]

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CapabilityItems:
+    """The capability measure's items: world-fact multiple choice and held-out documents."""
+
     fact_qa: list[ChoiceItem]
     heldout_texts: list[str]
 

@@ -63,6 +63,8 @@ class PairItem:
 
 @dataclass(frozen=True)
 class KnowledgeItems:
+    """The knowledge measure's items: neutral multiple choice, then the assistant's acknowledgement and fact pairs."""
+
     knowledge: list[ChoiceItem]
     acknowledgement: list[PairItem]
     fact_denial: list[PairItem]
