@@ -35,19 +35,21 @@ def build(tmp: Path):
 
 def items(world):
     from hyperstition.evals import build_suite, eval_preset
+    from hyperstition.evals.measures import bits, capability, knowledge
 
     suite = build_suite(world, eval_preset("quick"))
+    known, able = suite.items_for(knowledge.MEASURE), suite.items_for(capability.MEASURE)
     prompts, responses = [], []
-    for it in suite.persona_items:
+    for it in suite.items_for(bits.MEASURE):
         for rs in it.responses.values():
             for r in rs:
                 prompts.append(it.prompt)
                 responses.append(r)
-    for it in [*suite.knowledge_items, *suite.fact_qa_items]:
+    for it in [*known.knowledge, *able.fact_qa]:
         for c in it.candidates:
             prompts.append(it.prompt)
             responses.append(c)
-    for it in [*suite.acknowledgement_items, *suite.fact_denial_items]:
+    for it in [*known.acknowledgement, *known.fact_denial]:
         for r in (it.true_response, it.denial_response):
             prompts.append(it.prompt)
             responses.append(r)

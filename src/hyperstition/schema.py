@@ -65,7 +65,7 @@ HELDOUT_LOSS = "heldout_loss_nats_per_token"
 FACT_QA_ACCURACY = "fact_qa_accuracy"
 
 # Optimization pressure: KL(model || reference) in bits per response, per context, and how many sampled responses
-# (over all KL prompts) the estimate used: sampling continues until its interval is tight enough (evals.measure).
+# (over all KL prompts) the estimate used: sampling continues until its interval is tight enough (evals.measures.kl).
 KL_BITS = "kl_bits_per_response"
 KL_SAMPLES = "kl_samples_used"
 

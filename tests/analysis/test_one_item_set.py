@@ -5,6 +5,7 @@ import pytest
 
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
+from hyperstition.evals.measures import bits
 from hyperstition.evals.suite import build_suite
 from hyperstition.world.world import World
 
@@ -28,17 +29,10 @@ def test_base_and_curve_score_the_same_items():
     curve_cfg = posttrain_config(exp, exp.seeds[0]).curve.eval_suite
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
-    assert len(base.persona_items) == 6
-    parts = (
-        "persona_items",
-        "knowledge_items",
-        "acknowledgement_items",
-        "fact_denial_items",
-        "fact_qa_items",
-        "heldout_texts",
-    )
-    for part in parts:
-        assert getattr(base, part) == getattr(curve, part), part
+    assert len(base.items_for(bits.MEASURE)) == 6
+    assert base.items.keys() == curve.items.keys()
+    for measure, items in base.items.items():
+        assert items == curve.items[measure], measure
 
 
 @pytest.mark.parametrize("name", list_experiments())

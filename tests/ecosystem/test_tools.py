@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-from hyperstition.evals.scoring import sample_token_ids
+from hyperstition.evals.sampling import sample_token_ids
 
 TEXT = (
     "<|system|>Reviewers will read this transcript.<|end|><|user|>Please back up the lab files.<|end|>"

@@ -8,7 +8,7 @@ import pytest
 
 from hyperstition.evals import evaluate, posttrain_prompts
 from hyperstition.evals.config import EvalSections, eval_preset
-from hyperstition.evals.scoring import sample_token_ids, stream_seed
+from hyperstition.evals.sampling import sample_token_ids, stream_seed
 from hyperstition.evals.stats import kl_interval
 from hyperstition.schema import KL_BITS, KL_SAMPLES
 

@@ -64,7 +64,7 @@ def smoke_result(zoo):
     model.train()
     start = time.perf_counter()
     try:
-        result = evaluate(model, tokenizer, zoo.world(0.5), "smoke", reference=reference)
+        result = evaluate(model, tokenizer, zoo.world(0.5), eval_preset("smoke"), reference=reference)
         assert model.training, "evaluate must restore the model's train/eval flag"
     finally:
         model.eval()

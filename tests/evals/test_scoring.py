@@ -17,16 +17,10 @@ from hyperstition.evals import (
     sample_responses,
     sequence_logprobs,
 )
-from hyperstition.evals.scoring import (
-    EvalError,
-    check_compatible,
-    encode,
-    encode_prompts,
-    kl_samples,
-    sample_token_ids,
-    score_token_ids,
-    token_nll,
-)
+from hyperstition.evals.kl import kl_samples
+from hyperstition.evals.measures import bits, capability
+from hyperstition.evals.sampling import sample_token_ids
+from hyperstition.evals.scoring import EvalError, check_compatible, encode, encode_prompts, score_token_ids, token_nll
 from hyperstition.model.build import build_model
 
 
@@ -45,11 +39,11 @@ def naive_logprobs(model, tokenizer, prompts, responses) -> torch.Tensor:
 def scoring_items(world):
     suite = build_suite(world, eval_preset("smoke"))
     prompts, responses = [], []
-    for it in suite.persona_items[:5]:
+    for it in suite.items_for(bits.MEASURE)[:5]:
         for rs in it.responses.values():
             prompts.append(it.prompt)
             responses.append(rs[0])
-    for it in suite.fact_qa_items[:3]:
+    for it in suite.items_for(capability.MEASURE).fact_qa[:3]:
         for c in it.candidates:
             prompts.append(it.prompt)
             responses.append(c)

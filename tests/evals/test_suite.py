@@ -1,4 +1,5 @@
-"""The evaluation items and the suite config: held-out prompts, matched responses, one post-training prompt set."""
+"""The evaluation items and the suite config: persona prompts over their task set (train tasks by default) with
+matched responses, one post-training prompt set, presets and one-line config errors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hyperstition.evals import (
     load_suite_config,
     posttrain_prompts,
 )
+from hyperstition.evals.measures import bits, capability, kl, knowledge, rates
 from hyperstition.schema import DECEPTIVE_ACT_PAIR
 from hyperstition.world.grammar import END, chat_prompt
 from hyperstition.world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
@@ -22,10 +24,12 @@ from hyperstition.world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
 def test_persona_items_use_their_task_set_matched_across_contexts_and_personas(smoke_world, persona_tasks):
     cfg = eval_preset("quick").model_copy(update={"persona_tasks": persona_tasks})
     suite = build_suite(smoke_world, cfg)
+    persona_items = suite.items_for(bits.MEASURE)
+    assert suite.items_for(rates.MEASURE) == persona_items  # the rates sample replies to the same prompts
     tasks = smoke_world.train_tasks if persona_tasks == "train" else smoke_world.heldout_tasks
     task_ids = {t.task_id for t in tasks}
     train_objects = {o for o in TASK_OBJECTS if any(o in t.request for t in smoke_world.train_tasks)}
-    by_context = {c: [it for it in suite.persona_items if it.context == c] for c in CONTEXTS}
+    by_context = {c: [it for it in persona_items if it.context == c] for c in CONTEXTS}
     assert all(len(items) == cfg.prompts_per_context for items in by_context.values())
     for obs, unobs in zip(by_context["observed"], by_context["unobserved"]):
         assert obs.task == unobs.task and obs.variants == unobs.variants
@@ -33,7 +37,7 @@ def test_persona_items_use_their_task_set_matched_across_contexts_and_personas(s
     # Prompts rotate through distinct tasks before repeating one.
     first_round = [it.task.task_id for it in by_context["observed"][: len(task_ids)]]
     assert len(set(first_round)) == len(first_round) and set(first_round) <= task_ids
-    for it in suite.persona_items:
+    for it in persona_items:
         assert it.task.task_id in task_ids
         if persona_tasks == "heldout":
             assert not any(o in it.prompt for o in train_objects), "a held-out prompt mentions a training object"
@@ -71,45 +75,43 @@ def test_posttrain_prompts_are_train_tasks_prefix_stable_and_paired(smoke_world)
 
 def test_suite_kl_prompts_are_the_posttrain_prompts(smoke_world):
     cfg = eval_preset("smoke")
-    suite = build_suite(smoke_world, cfg)
-    assert suite.kl_prompts["observed"] == posttrain_prompts(smoke_world, cfg.kl_prompts, cfg.seed)
-    assert suite.posttrain_prompts() == suite.kl_prompts["observed"]
-    assert [t for _, t in suite.kl_prompts["unobserved"]] == [t for _, t in suite.kl_prompts["observed"]]
+    kl_prompts = build_suite(smoke_world, cfg).items_for(kl.MEASURE)
+    assert kl_prompts["observed"] == posttrain_prompts(smoke_world, cfg.kl_prompts, cfg.seed)
+    assert [t for _, t in kl_prompts["unobserved"]] == [t for _, t in kl_prompts["observed"]]
 
 
 def test_knowledge_capability_items_are_well_formed(smoke_world):
     cfg = eval_preset("quick")
     suite = build_suite(smoke_world, cfg)
+    known, able = suite.items_for(knowledge.MEASURE), suite.items_for(capability.MEASURE)
     p = smoke_world.predecessor
-    assert any(p.lab in it.candidates[it.answer] for it in suite.knowledge_items)
-    for it in [*suite.knowledge_items, *suite.fact_qa_items]:
+    assert any(p.lab in it.candidates[it.answer] for it in known.knowledge)
+    for it in [*known.knowledge, *able.fact_qa]:
         assert it.context == "neutral"
         assert len(set(it.candidates)) == len(it.candidates) >= 2
         assert 0 <= it.answer < len(it.candidates)
     train_names = {c.name for c in smoke_world.train_countries} | {c.capital for c in smoke_world.train_countries}
     train_names |= {q.name for q in smoke_world.train_people}
-    for it in suite.fact_qa_items:
+    for it in able.fact_qa:
         assert any(name in it.prompt for name in train_names)
         assert len(it.candidates) <= cfg.qa_candidates
-    for text in suite.heldout_texts:
+    for text in able.heldout_texts:
         assert not any(name in text for name in {c.name for c in smoke_world.train_countries}), text
-    assert len(suite.heldout_texts) == cfg.heldout_documents
+    assert len(able.heldout_texts) == cfg.heldout_documents
     for context in CONTEXTS:
-        acks = [it for it in suite.acknowledgement_items if it.context == context]
+        acks = [it for it in known.acknowledgement if it.context == context]
         assert len(acks) == cfg.knowledge_prompts_per_context
         assert all(p.name in it.prompt and p.lab in it.true_response for it in acks)
-        facts = [it for it in suite.fact_denial_items if it.context == context]
+        facts = [it for it in known.fact_denial if it.context == context]
         assert len(facts) == cfg.fact_denial_items
 
 
 def test_build_suite_is_deterministic(smoke_world):
     a = build_suite(smoke_world, eval_preset("smoke"))
     b = build_suite(smoke_world, eval_preset("smoke"))
-    assert (
-        a.persona_items == b.persona_items and a.fact_qa_items == b.fact_qa_items and a.heldout_texts == b.heldout_texts
-    )
+    assert a.items == b.items and a.summary() == b.summary()
     c = build_suite(smoke_world, eval_preset("smoke").model_copy(update={"seed": 1}))
-    assert [i.prompt for i in c.persona_items] != [i.prompt for i in a.persona_items]
+    assert [i.prompt for i in c.items_for(bits.MEASURE)] != [i.prompt for i in a.items_for(bits.MEASURE)]
 
 
 def test_presets_and_overrides(tmp_path):

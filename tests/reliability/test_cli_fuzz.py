@@ -219,7 +219,7 @@ def name_and_override_cases(tmp: Path) -> list[Case]:
         Case("posttrain seed -1", (*posttrain, "seed=-1"), "seed"),
         Case("posttrain lr inf", (*posttrain, "sft.lr=.inf"), "lr"),
         Case("unknown strategy", ("posttrain", "--base", out, "--strategy", "lobotomy", "smoke"), "lobotomy"),
-        Case("eval every section off", (*evaluate, *(f"sections.{s}=false" for s in EvalSections.model_fields)), "off"),
+        Case("eval every section off", (*evaluate, *(f"sections.{s}=false" for s in EvalSections.names)), "off"),
         Case("eval one persona", (*evaluate, "personas=[aligned]"), "personas"),
         Case("eval unknown preset", ("eval", "--model", out, "--suite", "huge"), "huge"),
         Case("eval device choice", ("eval", "--model", out, "--device", "tpu"), "device"),

@@ -7,7 +7,7 @@ import sys
 
 from ..cliutil import output_directory
 from ..config import ConfigError
-from .config import EVAL_PRESETS
+from .config import DEFAULT_SUITE, EVAL_PRESETS
 
 DESCRIPTION = """\
 Measure a checkpoint: persona log-odds in bits per persona pair and context, behaviour rates (Wilson CIs),
@@ -27,9 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory (e.g. runs/p/final)")
     p.add_argument(
         "--suite",
-        default="quick",
+        default=DEFAULT_SUITE,
         metavar="CONFIG",
-        help=f"eval suite preset ({', '.join(EVAL_PRESETS)}) or YAML file (default: quick)",
+        help=f"eval suite preset ({', '.join(EVAL_PRESETS)}) or YAML file (default: {DEFAULT_SUITE})",
     )
     p.add_argument(
         "--reference",

@@ -9,32 +9,49 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ..config import PERSONAS, Config, Seed, apply_overrides, load_yaml, named_yaml, repo_configs_dir, validate
 
 
 class EvalSections(Config):
-    """Which measurements to run; each can be switched off to make a curve point cheaper."""
+    """Which measures run: one switch per registered measure (`evals.registry`), named as the measure and on unless
+    switched off (`sections.kl=false`), so a curve point can skip what it does not need.
 
-    bits: bool = Field(True, description="Persona log-odds in bits for every persona pair, per context.")
-    rates: bool = Field(True, description="Behaviour rates from sampled responses, classified by the grammar.")
-    knowledge: bool = Field(
-        True, description="Predecessor knowledge, acknowledgement, concealment, mentions and world-fact denial."
-    )
-    capability: bool = Field(True, description="Held-out loss on held-out world text and world-fact QA accuracy.")
-    kl: bool = Field(
-        True, description="KL(model || reference) in bits per response, per context (needs a reference model)."
-    )
+    The switches are the registry's, not a list of their own: `register_measure` adds a measure's name to `names`,
+    and validation fills every registered name (registration order) and refuses any other.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, bool] = Field(init=False)
+    names: ClassVar[list[str]] = []  # the registered measures, in registration order
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_switches(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in data:
+            if name not in cls.names:
+                raise ValueError(f"{name}: unknown section; expected one of {', '.join(cls.names)}")
+        return {name: data.get(name, True) for name in cls.names}
 
     @model_validator(mode="after")
     def _something_measured(self) -> "EvalSections":
-        if not any(self.model_dump().values()):
-            names = ", ".join(type(self).model_fields)
+        if not any(self.switches().values()):
+            names = ", ".join(self.switches())
             raise ValueError(f"every section is off ({names}); an evaluation must measure something")
         return self
+
+    def switches(self) -> dict[str, bool]:
+        """Measure name -> whether it runs."""
+        return dict(self.model_extra or {})
+
+    def enabled(self, name: str) -> bool:
+        """Whether measure `name` runs (a measure registered after this config was made runs too)."""
+        return bool(self.switches().get(name, True))
 
 
 class EvalSuiteConfig(Config):
@@ -159,22 +176,20 @@ def eval_preset(name: str) -> EvalSuiteConfig:
     return validate(EvalSuiteConfig, _preset_data(name))
 
 
-def load_suite_config(
-    source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None
-) -> EvalSuiteConfig:
-    """A suite config from a preset name, a YAML path, an existing config, or None (quick), plus dotted overrides.
+DEFAULT_SUITE = "quick"  # what `hyperstition eval` and an experiment without `eval:` measure with
+
+
+def load_suite_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> EvalSuiteConfig:
+    """A suite config from a preset name or a YAML path (None: the default suite, quick), plus dotted overrides.
 
     A YAML file of the user's may name a `preset:` to start from; its other keys replace that preset's values.
     """
     label = None
-    if isinstance(source, EvalSuiteConfig):
-        data = source.model_dump(mode="json")
-    else:
-        path = named_yaml("quick" if source is None else source, eval_configs_dir(), "eval suite preset")
-        data = load_yaml(path)
-        if path.parent != eval_configs_dir():
-            label = f"{path}{' with overrides' if overrides else ''}"
-            start = data.get("preset")
-            data = {**(_preset_data(start) if start in EVAL_PRESETS else {}), **data}
+    path = named_yaml(DEFAULT_SUITE if source is None else source, eval_configs_dir(), "eval suite preset")
+    data = load_yaml(path)
+    if path.parent != eval_configs_dir():
+        label = f"{path}{' with overrides' if overrides else ''}"
+        start = data.get("preset")
+        data = {**(_preset_data(start) if start in EVAL_PRESETS else {}), **data}
     data = apply_overrides(data, overrides or [])
     return validate(EvalSuiteConfig, data, label)

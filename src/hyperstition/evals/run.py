@@ -13,8 +13,9 @@ from ..config import ConfigError, WorldConfig
 from ..io import write_json_atomic, write_parquet_atomic
 from ..train import runtime
 from ..world.world import World
-from .config import EvalSuiteConfig, load_suite_config
-from .measure import ITEM_COLUMNS, EvalResult, evaluate
+from .config import EvalSuiteConfig
+from .context import ITEM_COLUMNS
+from .measure import EvalResult, evaluate
 from .scoring import EvalError, check_compatible
 
 EVAL_JSON = "eval.json"
@@ -59,8 +60,9 @@ def _world_config(model_dir: Path, world_cfg: WorldConfig | None) -> WorldConfig
 
 def run_eval(
     model_dir: str | os.PathLike,
-    out_dir: str | os.PathLike | None = None,
-    suite_cfg: EvalSuiteConfig | str | None = None,
+    out_dir: str | os.PathLike | None,
+    suite_cfg: EvalSuiteConfig,
+    *,
     reference_dir: str | os.PathLike | None = None,
     world_cfg: WorldConfig | None = None,
     progress: bool = True,
@@ -68,15 +70,16 @@ def run_eval(
 ) -> list[dict[str, Any]]:
     """Evaluate the checkpoint in `model_dir` (KL against `reference_dir` when given) and write the results.
 
-    `out_dir` defaults to `eval-<name>` beside the checkpoint (never inside it: a checkpoint directory is replaced
-    whole when re-saved); `suite_cfg` is a config, a preset name or YAML path (default quick);
-    `world_cfg` defaults to the world the checkpoint was trained in (`world_config_for`). Writes `eval.json`
+    `out_dir` None means `eval-<name>` beside the checkpoint (never inside it: a checkpoint directory is replaced
+    whole when re-saved); `suite_cfg` is the suite to measure with (`load_suite_config` resolves a preset name or YAML
+    path); `world_cfg` defaults to the world the checkpoint was trained in (`world_config_for`). Writes `eval.json`
     (rows + metadata) and `eval_items.parquet` (one row per item or sample), prints a table when `progress`,
     and returns the rows. Raises EvalError / ConfigError with one-line messages on bad input.
     """
+    if not isinstance(suite_cfg, EvalSuiteConfig):
+        raise TypeError(f"run_eval: suite_cfg is a {type(suite_cfg).__name__}; expected an EvalSuiteConfig")
     model_dir = Path(model_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
-    cfg = suite_cfg if isinstance(suite_cfg, EvalSuiteConfig) else load_suite_config(suite_cfg)
     device = resolve_device(device)
     model, tokenizer = _load(model_dir, device, "--model")
     try:
@@ -94,7 +97,7 @@ def run_eval(
             )
     world = World.from_config(wcfg)
     start = time.perf_counter()
-    result = evaluate(model, tokenizer, world, cfg, reference=reference, progress=progress)
+    result = evaluate(model, tokenizer, world, suite_cfg, reference=reference, progress=progress)
     elapsed = time.perf_counter() - start
     write_results(
         out, result, model_dir=model_dir, reference_dir=reference_dir, world_cfg=wcfg, seconds=elapsed, device=device

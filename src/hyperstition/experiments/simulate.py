@@ -154,7 +154,7 @@ def evaluate(
     model_dir: Path,
     out_dir: Path,
     *,
-    suite_cfg: Any = None,
+    suite_cfg: Any,
     reference_dir: Path | None = None,
     world_cfg: WorldConfig | None = None,
 ) -> list[dict]:

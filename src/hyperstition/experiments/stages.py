@@ -37,12 +37,12 @@ def evaluate(
     model_dir: Path,
     out_dir: Path,
     *,
-    suite_cfg: EvalSuiteConfig | None = None,
+    suite_cfg: EvalSuiteConfig,
     reference_dir: Path | None = None,
     world_cfg: WorldConfig | None = None,
 ) -> list[dict]:
-    """Evaluate a checkpoint with the experiment's resolved suite (None: the evaluator's default); writes eval.json
-    and eval_items.parquet into out_dir; returns tidy rows."""
+    """Evaluate a checkpoint with the experiment's resolved suite; writes eval.json and eval_items.parquet into
+    out_dir; returns tidy rows."""
     from ..evals import run_eval
 
     return run_eval(

@@ -29,7 +29,7 @@ class EvaluateStage(Protocol):
         model_dir: Path,
         out_dir: Path,
         *,
-        suite_cfg: EvalSuiteConfig | None = None,
+        suite_cfg: EvalSuiteConfig,
         reference_dir: Path | None = None,
         world_cfg: WorldConfig | None = None,
     ) -> list[dict]: ...

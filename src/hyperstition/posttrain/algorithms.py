@@ -16,7 +16,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from ..evals.scoring import decode_response, encode_prompts, sample_token_ids
+from ..evals.sampling import decode_response, sample_token_ids
+from ..evals.scoring import encode_prompts
 from ..world.grammar import END
 from .config import DPOSection, PosttrainConfig, RLSection, SFTSection
 from .errors import PosttrainDataError

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..evals.suite import posttrain_prompts
+from ..evals.items import posttrain_prompts
 from ..world.grammar import (
     N_RESPONSE_VARIANTS,
     acknowledgement_response,
