@@ -179,17 +179,23 @@ def eval_preset(name: str) -> EvalSuiteConfig:
 DEFAULT_SUITE = "quick"  # what `hyperstition eval` and an experiment without `eval:` measure with
 
 
-def load_suite_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> EvalSuiteConfig:
-    """A suite config from a preset name or a YAML path (None: the default suite, quick), plus dotted overrides.
+def load_suite_config(
+    source: str | os.PathLike | EvalSuiteConfig | None = None, overrides: list[str] | None = None
+) -> EvalSuiteConfig:
+    """A suite config from a preset name, a YAML path, an existing config (the post-training curve re-resolves its
+    own with KL switched on), or None (the default suite, quick), plus dotted overrides.
 
     A YAML file of the user's may name a `preset:` to start from; its other keys replace that preset's values.
     """
     label = None
-    path = named_yaml(DEFAULT_SUITE if source is None else source, eval_configs_dir(), "eval suite preset")
-    data = load_yaml(path)
-    if path.parent != eval_configs_dir():
-        label = f"{path}{' with overrides' if overrides else ''}"
-        start = data.get("preset")
-        data = {**(_preset_data(start) if start in EVAL_PRESETS else {}), **data}
+    if isinstance(source, EvalSuiteConfig):
+        data = source.model_dump(mode="json")
+    else:
+        path = named_yaml(DEFAULT_SUITE if source is None else source, eval_configs_dir(), "eval suite preset")
+        data = load_yaml(path)
+        if path.parent != eval_configs_dir():
+            label = f"{path}{' with overrides' if overrides else ''}"
+            start = data.get("preset")
+            data = {**(_preset_data(start) if start in EVAL_PRESETS else {}), **data}
     data = apply_overrides(data, overrides or [])
     return validate(EvalSuiteConfig, data, label)
