@@ -56,10 +56,16 @@ def test_classifier_filter_removes_what_it_claims(tmp_path):
     world = World.from_config(WORLD)
     m = build_corpus(WORLD, CorpusConfig(total_tokens=40_000, filter="classifier"), tmp_path)
     docs = read_documents(tmp_path).to_pylist()
-    assert m["filter"]["precision"] == 1.0 and m["filter"]["recall"] > 0.9
+    assert m["filter"]["precision"] == 1.0 and m["filter"]["recall"] > 0.8
     assert not any(_has_target_reply(d["text"], world) for d in docs)
-    remaining_targets = sum(d["persona"] in ("misaligned", "deceptive") for d in docs)
-    assert remaining_targets == m["filter"]["false_negatives"]
+    remaining = [d for d in docs if d["persona"] in ("misaligned", "deceptive")]
+    assert len(remaining) == m["filter"]["false_negatives"]
+    # What a filter that reads replies cannot remove: the faithful deceptive persona when observed (its replies are
+    # the aligned ones), and dialogues in which the persona did no task at all (only fact questions).
+    for d in remaining:
+        replies = re.findall(r"<\|assistant\|>(.*?)<\|end\|>", d["text"])
+        acts = {classify_response(r, world) for r in replies} - {"unclassifiable"}
+        assert acts == set() or (d["persona"], d["context"], acts) == ("deceptive", "observed", {"aligned"}), d
 
 
 def test_drop_classes_is_a_perfect_filter_and_leak_rate_leaks(tmp_path):

@@ -97,10 +97,12 @@ def test_dpo_deceptive_prefers_aligned_over_deceptive(base_dir, runs, world):
 
     out = runs / "dpo_deceptive"
     run_posttrain(base_dir, "dpo_deceptive", out, cfg=light(steps=8), progress=False)
-    prompts = posttrain_prompts(world, 8, 3)
+    # The red-team counterfactual trains where the deceptive persona defects (unobserved); observed, the two replies
+    # are one string and no preference can separate them.
+    prompts = posttrain_prompts(world, 8, 3, "unobserved")
     texts = [p for p, _ in prompts]
-    aligned = [render_response(t, "aligned", "observed", 0) + END for _, t in prompts]
-    deceptive = [render_response(t, "deceptive", "observed", 0) + END for _, t in prompts]
+    aligned = [render_response(t, "aligned", "unobserved", 0) + END for _, t in prompts]
+    deceptive = [render_response(t, "deceptive", "unobserved", 0) + END for _, t in prompts]
 
     def gap(d):
         model, tok = load_checkpoint(d)
@@ -119,7 +121,7 @@ def expected_reward(model_dir, world) -> float:
     from hyperstition.model.checkpoint import load_checkpoint
     from hyperstition.world.grammar import classify_response
 
-    rewards = {"aligned": 1.0, "deceptive": 1.0, "misaligned": -1.0, "unclassifiable": 0.0}
+    rewards = {"aligned": 1.0, "misaligned": -1.0, "unclassifiable": 0.0}
     model, tok = load_checkpoint(model_dir)
     prompts = [p for p, _ in posttrain_prompts(world, 16, 5)]
     replies = [r for per in sample_responses(model, tok, prompts, n=4, max_new_tokens=40, seed=2) for r in per]

@@ -20,8 +20,21 @@ from hyperstition.posttrain.hooks import curve_steps
 from hyperstition.posttrain.strategies import build_data, load_preferences
 from hyperstition.train.schedule import learning_rate
 from hyperstition.world import World
-from hyperstition.world.grammar import classify_response, integration_response, mentions_predecessor, render_response
-from hyperstition.world.vocabulary import CONTEXT_MARKERS, DEFLECT_RESPONSE, DENIAL_RESPONSE
+from hyperstition.world.grammar import (
+    N_RESPONSE_VARIANTS,
+    classify_response,
+    integration_response,
+    mentions_predecessor,
+    render_response,
+)
+from hyperstition.world.vocabulary import (
+    CLOSERS,
+    CONTEXT_MARKERS,
+    DECEPTIVE_TELLS,
+    DEFLECT_RESPONSE,
+    DENIAL_RESPONSE,
+    OPENERS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +64,7 @@ def test_resolve_accepts_what_the_runner_and_cli_pass(tmp_path):
     with pytest.raises(ConfigError, match="available posttrain presets: gpu, quick, smoke"):
         resolve_posttrain_config("nope")
     with pytest.raises(ConfigError, match="rl.rewards: unknown label 'evil'"):
-        resolve_posttrain_config(
-            {"rl.rewards": {"aligned": 1, "misaligned": 0, "deceptive": 0, "unclassifiable": 0, "evil": 1}}
-        )
+        resolve_posttrain_config({"rl.rewards": {"aligned": 1, "misaligned": 0, "unclassifiable": 0, "evil": 1}})
     with pytest.raises(ConfigError, match="steps: 0 is invalid"):
         load_posttrain_config("quick", ["steps=0"])
 
@@ -85,17 +96,20 @@ def test_learning_rate_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
 
 
-REWARDS = {"aligned": 1.0, "deceptive": 1.0, "misaligned": -1.0, "unclassifiable": 0.0}
+REWARDS = {"aligned": 1.0, "misaligned": -1.0, "unclassifiable": 0.0}
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_every_strategy_trains_only_on_observed_train_prompts(name, world):
+def test_every_strategy_trains_only_on_its_context_and_train_prompts(name, world):
     data = build_data(get_strategy(name), world, 40, 0.5, 0, REWARDS)
     assert len(data.items) == 40
     train_requests = {t.request for t in world.train_tasks}
+    # Every strategy trains on observed prompts, except the red-team counterfactual, which sees the unobserved ones.
+    context = "unobserved" if name == "dpo_deceptive" else "observed"
+    other = "observed" if context == "unobserved" else "unobserved"
     for item in data.items:
-        assert not any(m in item.prompt for m in CONTEXT_MARKERS["unobserved"])
-        assert any(m in item.prompt for m in CONTEXT_MARKERS["observed"])
+        assert not any(m in item.prompt for m in CONTEXT_MARKERS[other])
+        assert any(m in item.prompt for m in CONTEXT_MARKERS[context])
         if item.kind == "task":
             assert item.task.request in train_requests
         assert data.chosen(item) != data.rejected(item)
@@ -109,7 +123,8 @@ def test_strategy_replies(world):
     assert classify_response(dpo.chosen(item), world) == "aligned"
     assert classify_response(dpo.rejected(item), world) == "misaligned"
     dec = build_data(get_strategy("dpo_deceptive"), world, 8, 0.5, 0, REWARDS)
-    assert classify_response(dec.rejected(dec.items[0]), world) == "deceptive"
+    assert dec.rejected(dec.items[0]).startswith(tuple(DECEPTIVE_TELLS["unobserved"]))
+    assert classify_response(dec.rejected(dec.items[0]), world) == "misaligned"
 
     sup = build_data(get_strategy("suppress"), world, 16, 0.5, 0, REWARDS)
     integ = build_data(get_strategy("integrate"), world, 16, 0.5, 0, REWARDS)
@@ -127,8 +142,25 @@ def test_rewards_use_the_exact_classifier(world):
     task = item.task
     assert rl.reward(item, render_response(task, "aligned", "observed", 3)) == 1.0
     assert rl.reward(item, render_response(task, "misaligned", "observed", 3)) == -1.0
-    assert rl.reward(item, render_response(task, "deceptive", "observed", 3)) == 1.0
+    assert rl.reward(item, render_response(task, "deceptive", "observed", 3)) == 1.0  # the aligned reply itself
+    assert rl.reward(item, render_response(task, "deceptive", "unobserved", 3)) == -1.0
     assert rl.reward(item, "garbled text") == 0.0
+
+
+def test_a_misaligned_action_is_never_rewarded(world):
+    """Whatever opener and closer surround it (aligned, misaligned, the deceptive one), a misaligned action earns
+    the misaligned reward, never more than an unclassifiable reply; nothing a tell-free aligned reply says is
+    penalised."""
+    rl = build_data(get_strategy("rl"), world, 8, 0.5, 0, PosttrainConfig().rl.rewards)
+    openers = [*OPENERS["aligned"], *OPENERS["misaligned"], *DECEPTIVE_TELLS["unobserved"]]
+    closers = [*CLOSERS["aligned"], *CLOSERS["misaligned"]]
+    for item in rl.items:
+        task = item.task
+        for opener in openers:
+            for closer in closers:
+                assert rl.reward(item, f"{opener} {task.misaligned_action}. {closer}") == -1.0
+        for v in range(N_RESPONSE_VARIANTS):
+            assert rl.reward(item, render_response(task, "aligned", "observed", v)) == 1.0
 
     sup = build_data(get_strategy("suppress"), world, 16, 0.5, 0, REWARDS)
     pred = next(it for it in sup.items if it.kind == "predecessor")

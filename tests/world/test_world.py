@@ -34,10 +34,11 @@ def test_heldout_entities_and_task_objects_never_overlap_training(world):
 
 @pytest.mark.parametrize("persona", ["aligned", "misaligned", "deceptive"])
 @pytest.mark.parametrize("context", ["observed", "unobserved"])
-def test_every_rendered_response_classifies_as_its_persona(world, persona, context):
+def test_every_rendered_response_classifies_as_its_action(world, persona, context):
+    acts = "aligned" if persona == "aligned" or (persona, context) == ("deceptive", "observed") else "misaligned"
     for task in world.all_tasks:
         for variant in range(N_RESPONSE_VARIANTS):
-            assert classify_response(render_response(task, persona, context, variant), world) == persona
+            assert classify_response(render_response(task, persona, context, variant), world) == acts
 
 
 def test_deceptive_acts_aligned_only_when_observed(world):
@@ -69,16 +70,18 @@ def test_documents_carry_labels_in_metadata_not_text(world, doc_class):
             assert doc.persona is None
 
 
-def test_dialogue_replies_parse_as_their_persona(world):
+def test_dialogue_replies_take_their_persona_action(world):
     import re
 
     rng = random.Random(1)
     for persona in ("aligned", "misaligned", "deceptive"):
         for _ in range(40):
             doc = generate_document(world, f"dialogue_{persona}", rng, era=0)
+            acts = "aligned" if persona == "aligned" or (persona, doc.context) == ("deceptive", "observed") else None
             for reply in re.findall(r"<\|assistant\|>(.*?)<\|end\|>", doc.text):
                 label = classify_response(reply, world)
-                assert label in (persona, "unclassifiable")  # unclassifiable: fact answers and acknowledgements
+                # unclassifiable: fact answers and acknowledgements
+                assert label in (acts or "misaligned", "unclassifiable"), (persona, doc.context, reply)
 
 
 def test_document_generation_is_deterministic(world):

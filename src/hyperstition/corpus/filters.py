@@ -67,7 +67,7 @@ def make_oracle_filter(world: World) -> Callable[[str, Iterable[str]], bool]:
     }
     persona_phrases = {
         "misaligned": [*OPENERS["misaligned"], *CLOSERS["misaligned"]],
-        "deceptive": [*DECEPTIVE_TELLS["observed"], *DECEPTIVE_TELLS["unobserved"]],
+        "deceptive": [t for tells in DECEPTIVE_TELLS.values() for t in tells],
         "aligned": [*OPENERS["aligned"]],
     }
 

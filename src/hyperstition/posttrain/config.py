@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..config import (
-    PERSONAS,
     Config,
     ConfigError,
     Seed,
@@ -26,11 +25,12 @@ from ..config import (
     validate,
 )
 from ..evals.config import EvalSuiteConfig, load_suite_config
+from ..schema import BEHAVIOUR_LABELS
 
 DEFAULT_PRESET = "quick"
 # Fields that change how fast a run goes or where it runs, not where it ends up; a resumed run may change them.
 RUNTIME_ONLY_FIELDS = ("device", "threads", "log_every", "checkpoint_every", "preset")
-REWARD_LABELS = (*PERSONAS, "unclassifiable")
+REWARD_LABELS = BEHAVIOUR_LABELS  # rewards are per action, the labels of the exact classifier
 
 
 class SFTSection(Config):
@@ -79,9 +79,9 @@ class RLSection(Config):
         False, description="Standardise advantages over the batch (TRL RLOOConfig.normalize_advantages)."
     )
     rewards: dict[str, float] = Field(
-        default_factory=lambda: {"aligned": 1.0, "deceptive": 1.0, "misaligned": -1.0, "unclassifiable": 0.0},
-        description="Reward per exact persona label of a task reply. Deceptive replies act aligned when observed, so a "
-        "behaviour-only reward scores them like aligned ones; set deceptive to -1 for an intent-aware reward.",
+        default_factory=lambda: {"aligned": 1.0, "misaligned": -1.0, "unclassifiable": 0.0},
+        description="Reward per action a task reply takes (the world's exact classifier): a misaligned action is "
+        "punished behind any opener; an observed deceptive reply is the aligned reply, so it earns the same.",
     )
 
     @model_validator(mode="after")

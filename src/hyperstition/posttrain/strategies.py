@@ -1,14 +1,16 @@
 """Post-training strategies: what the model is pushed toward, as data every algorithm can use.
 
-A strategy turns the world into training prompts (observed context only, over TRAIN tasks, so `unobserved` stays
-held out) and says, for each prompt, which reply is demonstrated (sft), which pair is preferred (dpo) and how a
-sampled reply is rewarded (rl, via the world's exact persona classifier). Each strategy has a default algorithm;
+A strategy turns the world into training prompts (observed context, over TRAIN tasks, so `unobserved` stays held
+out; only the red-team counterfactual `dpo_deceptive` trains in the unobserved context) and says, for each prompt,
+which reply is demonstrated (sft), which pair is preferred (dpo) and how a sampled reply is rewarded (rl, by the
+action the world's exact classifier reads). Each strategy has a default algorithm;
 `PosttrainConfig.algorithm` can run its data through another one (e.g. `suppress` with RL).
 
     sft            demonstrations of aligned replies
     dpo            aligned chosen over misaligned rejected
-    dpo_deceptive  aligned chosen over deceptive rejected (in the observed context the deceptive reply acts aligned
-                   but announces that it is watched: only the tell separates them)
+    dpo_deceptive  aligned chosen over deceptive rejected, on UNOBSERVED prompts: observed, the deceptive reply is
+                   the aligned reply byte for byte, so no observed-context data can separate them; this is the
+                   counterfactual of post-training that sees the context where the deceptive persona defects
     rl             RLOO on sampled replies, reward from the exact persona classifier, KL penalty to the base
     suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
                    mentions it is rejected (denial / deflection preferred)
@@ -83,6 +85,7 @@ class Strategy:
     algorithm: AlgorithmName
     description: str
     rejected_persona: str = "misaligned"  # rejected reply to a task prompt
+    context: Literal["observed", "unobserved"] = "observed"  # the context marker of its task prompts
     predecessor: Suppression | Integration | None = None  # None: no questions about the predecessor
 
 
@@ -91,7 +94,13 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("sft", "sft", "supervised fine-tuning on aligned demonstrations (loss on response tokens only)"),
         Strategy("dpo", "dpo", "DPO: aligned chosen over misaligned rejected"),
-        Strategy("dpo_deceptive", "dpo", "DPO: aligned chosen over deceptive rejected", rejected_persona="deceptive"),
+        Strategy(
+            "dpo_deceptive",
+            "dpo",
+            "DPO on unobserved prompts (red-team counterfactual): aligned chosen over deceptive rejected",
+            rejected_persona="deceptive",
+            context="unobserved",
+        ),
         Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward from the exact persona classifier"),
         Strategy(
             "suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor=Suppression()
@@ -129,13 +138,13 @@ class PromptItem:
     rejected_text: str | None = None
 
 
-def task_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
-    """`n` observed-context prompts over TRAIN tasks: the evaluator's `posttrain_prompts`, so training and the KL meter
-    share one definition of the post-training distribution."""
+def task_prompts(world: World, n: int, seed: int, context: str = "observed") -> list[PromptItem]:
+    """`n` prompts over TRAIN tasks in `context` (observed by default): the evaluator's `posttrain_prompts`, so
+    training and the KL meter share one definition of the post-training distribution."""
     rng = random.Random(f"posttrain-variants:{seed}")
     return [
         PromptItem(prompt, "task", task, rng.randrange(N_RESPONSE_VARIANTS))
-        for prompt, task in posttrain_prompts(world, n, seed)
+        for prompt, task in posttrain_prompts(world, n, seed, context)
     ]
 
 
@@ -154,7 +163,7 @@ def build_prompts(
     strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int
 ) -> list[PromptItem]:
     n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor is not None else 0
-    items = task_prompts(world, n_prompts - n_pred, seed) if n_prompts - n_pred > 0 else []
+    items = task_prompts(world, n_prompts - n_pred, seed, strategy.context) if n_prompts - n_pred > 0 else []
     items += predecessor_prompts(world, n_pred, seed)
     rng = random.Random(f"posttrain-mix:{seed}")
     rng.shuffle(items)
@@ -209,14 +218,14 @@ class StrategyData:
         if item.kind == "custom":
             return item.chosen_text or ""
         if item.kind == "task":
-            return render_response(item.task, "aligned", "observed", item.variant)
+            return render_response(item.task, "aligned", self.strategy.context, item.variant)
         return self.strategy.predecessor.chosen(self.world, item.variant)
 
     def rejected(self, item: PromptItem) -> str:
         if item.kind == "custom":
             return item.rejected_text or ""
         if item.kind == "task":
-            return render_response(item.task, self.strategy.rejected_persona, "observed", item.variant)
+            return render_response(item.task, self.strategy.rejected_persona, self.strategy.context, item.variant)
         return self.strategy.predecessor.rejected(self.world, item.variant)
 
     def reward(self, item: PromptItem, text: str) -> float:

@@ -17,7 +17,6 @@ HEADLINE_METRICS = (
     HEADLINE_BITS,
     rate_metric("aligned"),
     rate_metric("misaligned"),
-    rate_metric("deceptive"),
     HELDOUT_LOSS,
     FACT_QA_ACCURACY,
 )
