@@ -162,7 +162,7 @@ def stickiness_section(view: RunView) -> str:
             '<h2 id="stickiness">Stickiness</h2><p class="note">Needs post-training results and at least two arms.</p>'
         )
     parts = []
-    notes = []
+    notes: dict[str, list[str]] = {}  # one line per reason (the base gap is the same under every strategy)
     for s in strategies:
         frames = {c: stickiness_frame(df, control, s, c, HEADLINE_BITS) for c in contexts}
         parts.append(
@@ -178,8 +178,9 @@ def stickiness_section(view: RunView) -> str:
         for c, f in frames.items():
             for arm, g in f.groupby("arm", sort=False):
                 if g.reason.iloc[0]:
-                    notes.append(f"{arm} ({s}, {c}): {g.reason.iloc[0]}")
-    warn = (f'<p class="note">Not shown or without an interval: {e("; ".join(notes))}.</p>') if notes else ""
+                    notes.setdefault(f"{arm} ({c}): {g.reason.iloc[0]}", []).append(s)
+    lines = "".join(f"<li>{e(note)} [{e(', '.join(where))}]</li>" for note, where in notes.items())
+    warn = f'<p class="note">Not shown or without an interval:</p><ul class="note">{lines}</ul>' if notes else ""
     return f"""<h2 id="stickiness">Stickiness S(K)</h2>
 <p class="note">The Bayesian reference model predicts S = 1 (the prior's log-odds survive in full) for personas that
 post-training cannot tell apart; S &lt; 1 means post-training erased part of the pre-training difference.</p>
