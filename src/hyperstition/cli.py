@@ -8,6 +8,8 @@ import os
 import sys
 from typing import NoReturn
 
+from .textsafe import one_line
+
 # Each module defines `register(subparsers)`, adding parsers whose `func(args) -> int` does the work.
 COMMAND_MODULES = [
     "hyperstition.corpus.cli",
@@ -54,11 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
-
-
-def one_line(text: object) -> str:
-    """A message as one line: line breaks (from a path or a value that holds them) are shown escaped."""
-    return str(text).strip().replace("\r", "\\r").replace("\n", "\\n") or "(no message)"
 
 
 def describe_os_error(err: OSError) -> str:

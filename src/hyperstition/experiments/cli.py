@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..cliutil import refused
+from ..textsafe import plain
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +44,6 @@ def _register_query(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from .rundir import RunDirError, planned_jobs, read_run_json, run_states, runner_active
 
@@ -52,43 +52,63 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = run_states(args.run)
     except RunDirError as err:
         return refused("status", err)
-    console = Console()
+    console = Console(highlight=False)
     active = runner_active(args.run)
     console.print(
-        f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
-        f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}"
+        plain(
+            f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
+            f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}"
+        )
     )
     _, note = planned_jobs(Path(args.run))
     if note:
-        console.print(f"[yellow]{note}[/]")
+        console.print(plain(note, "yellow"))
     if not states:
         console.print("no cell has started yet" if note else "no jobs planned yet")
         return 0
-    colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
-    table = Table()
-    for col in ("cell", "kind", "state", "wall", "detail"):
-        table.add_column(col, overflow="fold")
+    console.print(_states_table(states))
     counts: dict[str, int] = {}
     for s in states:
         counts[s.state] = counts.get(s.state, 0) + 1
-        wall = f"{s.wall_s:.1f} s" if s.wall_s is not None else ""
-        table.add_row(s.job["id"], s.job["kind"], f"[{colours[s.state]}]{s.state}[/]", wall, s.detail)
-    console.print(table)
     console.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 
 
+def _states_table(states: list) -> object:
+    """The cells as a table; every value (ids and error details come from files) is shown as data, not markup."""
+    from rich.table import Table
+
+    colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
+    table = Table()
+    for col in ("cell", "kind", "state", "wall", "detail"):
+        table.add_column(col, overflow="fold")
+    for s in states:
+        wall = f"{s.wall_s:.1f} s" if isinstance(s.wall_s, (int, float)) else ""
+        row = (s.job["id"], s.job["kind"], s.state, wall, s.detail)
+        table.add_row(*(plain(v, colours.get(s.state, "") if v is s.state else "") for v in row))
+    return table
+
+
 def cmd_query(args: argparse.Namespace) -> int:
+    import sys
+
     from rich.console import Console
 
     from .results import QueryError, query, rich_table
-    from .rundir import RunDirError
+    from .rundir import RunDirError, runner_active
 
+    if args.limit < 0:
+        return refused("query", ValueError(f"--limit: {args.limit} is negative; give 0 or more rows"))
     try:
         df = query(args.run, args.sql)
     except (RunDirError, QueryError) as err:
         return refused("query", err)
-    console = Console()
+    if runner_active(args.run):
+        print(
+            "hyperstition query: the run is still in progress (a runner holds its lock); these results are partial",
+            file=sys.stderr,
+        )
+    console = Console(highlight=False)
     console.print(rich_table(df, limit=args.limit))
     if len(df) > args.limit:
         console.print(f"({len(df)} rows; showing {args.limit}; use --limit)")

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError, UserError
-from ..io import write_parquet_atomic
+from ..io import BadFileError, check_regular_file, write_parquet_atomic
 from ..schema import BASE_STRATEGY, RESULT_COLUMNS, TOY_RESULTS_FILE
+from ..textsafe import plain
 from . import stats
 from .aggregate import paired_estimate, seed_estimate, seed_rows, with_aggregates
 from .finished import check_done, read_json_object
@@ -29,7 +30,9 @@ from .rundir import ROWS, RunDirError, planned_jobs, read_run_json
 
 def _read_toy_results(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return read_parquet_file(path)
+    except BadFileError:
+        raise
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise QueryError(
             f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition toy fit` to rewrite it"
@@ -52,7 +55,7 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     if not sql.strip():
         raise QueryError('SQL is empty; e.g. "select metric, avg(value) from results group by metric"')
     read_run_json(run_dir)
-    df = load_results(run_dir)
+    df = load_results(run_dir, write=False)
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         con.register("results_frame", df)
@@ -66,9 +69,15 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         for setting in SANDBOX_SETTINGS:
             con.execute(f"SET {setting}")
         result = con.execute(sql)
-        if result.description is None:
+        if result is None or result.description is None:  # None: the SQL held no statement (only a comment)
             raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
         return result.fetchdf()
+    except duckdb.InterruptException:  # Ctrl-C inside DuckDB: an interrupt, like anywhere else
+        raise KeyboardInterrupt from None
+    except RuntimeError as err:
+        if "interrupted" in str(err).lower():
+            raise KeyboardInterrupt from None
+        raise
     except duckdb.PermissionException as err:
         raise QueryError(
             f"refused (a query sees only the table `results`: no files, no extensions): {str(err).splitlines()[0]}"
@@ -85,9 +94,9 @@ def rich_table(df: pd.DataFrame, limit: int = 200, title: str | None = None) -> 
     table = Table(title=title)
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
+        table.add_column(plain(col), justify="right" if numeric else "left")
     for row in df.head(limit).itertuples(index=False):
-        table.add_row(*(_fmt(v) for v in row))
+        table.add_row(*(plain(_fmt(v)) for v in row))  # data, never markup or terminal codes
     return table
 
 
@@ -304,9 +313,9 @@ def load(run_dir: str | os.PathLike) -> pd.DataFrame:
 GENERATED_KINDS = ("sample", "samples", "generation", "generated")  # eval_items kinds holding model-generated responses
 
 
-def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
-    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
-    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
+def gather_results(run_dir: str | os.PathLike, samples_per_cell: int = 0) -> tuple[pd.DataFrame | None, list[dict]]:
+    """The rows of every finished job (with seed aggregates) and a response sample, in memory; (None, []) when
+    nothing has finished. Writes nothing."""
     run_dir = Path(run_dir)
     jobs, _ = planned_jobs(run_dir)
     frames, samples = [], []
@@ -319,12 +328,22 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
         if job["kind"] != "pretrain" and samples_per_cell:
             samples.extend(_sample_items(cell, job, samples_per_cell))
     if not frames:
-        return None
+        return None, samples
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "run", run_dir.resolve().name)
     df = with_aggregates(  # seed aggregates (seed null) after the per-seed rows
         df[list(RESULT_COLUMNS)], (read_json_object(run_dir / "arms.json") or {}).get("control")
     )
+    return df, samples
+
+
+def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Path | None:
+    """Concatenate the rows of every finished job into RUN/results.parquet (and a response sample into
+    RUN/samples.parquet). Returns the results path, or None when nothing has finished."""
+    run_dir = Path(run_dir)
+    df, samples = gather_results(run_dir, samples_per_cell)
+    if df is None:
+        return None
     path = run_dir / "results.parquet"
     write_parquet_atomic(path, df)
     cols = ["arm", "seed", "strategy", "kind", "context", "prompt", "response", "label"]
@@ -333,9 +352,17 @@ def collect_results(run_dir: str | os.PathLike, samples_per_cell: int = 4) -> Pa
     return path
 
 
+def read_parquet_file(path: Path) -> pd.DataFrame:
+    """A Parquet file that must be a regular file (a FIFO or device there would block the reader forever)."""
+    check_regular_file(path)
+    return pd.read_parquet(path)
+
+
 def _read_rows(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return read_parquet_file(path)
+    except BadFileError:
+        raise
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise RunDirError(
             f"{path}: unreadable ({type(err).__name__}); rerun `hyperstition run` to recompute the cell"
@@ -381,21 +408,38 @@ def _sample_items(cell: Path, job: dict, n: int) -> list[dict]:
     return out
 
 
-def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+def stored_results(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
+    """RUN/results.parquet when it is a readable results table, else (None, why not)."""
+    path = run_dir / "results.parquet"
+    if not path.exists() and not path.is_symlink():
+        return None, f"{path.name} is missing"
+    try:
+        df = read_parquet_file(path)
+    except BadFileError:
+        return None, f"{path.name} is not a regular file"
+    except Exception:  # pyarrow raises several types for a damaged file
+        return None, f"{path.name} is unreadable"
+    if not set(RESULT_COLUMNS) <= set(df.columns):
+        return None, f"{path.name} is not a results table"
+    return df, ""
+
+
+def load_results(run_dir: str | os.PathLike, write: bool = True) -> pd.DataFrame:
     """The run's results as a DataFrame, re-collected from the cells when results.parquet is missing, unreadable
-    or not a results table (it is derived data: the cells' rows are the record)."""
+    or not a results table (it is derived data: the cells' rows are the record). `write=False` (query, compare)
+    reads the cells' rows in memory and leaves the run directory as it was."""
     run_dir = Path(run_dir)
     read_run_json(run_dir)
-    path = run_dir / "results.parquet"
-    if path.exists():
-        try:
-            df = pd.read_parquet(path)
-            if set(RESULT_COLUMNS) <= set(df.columns):
-                return df
-        except Exception:  # pyarrow raises several types for a damaged file; rebuilt below
-            pass
-        print(f"{path}: unreadable or not a results table; re-collecting it from the cells", file=sys.stderr)
-    collected = collect_results(run_dir)
-    if collected is None:
+    df, why = stored_results(run_dir)
+    if df is not None:
+        return df
+    if write:
+        print(f"{run_dir / 'results.parquet'}: {why}; re-collecting it from the cells", file=sys.stderr)
+        collected = collect_results(run_dir)
+        df = pd.read_parquet(collected) if collected is not None else None
+    else:
+        print(f"hyperstition: {why}; read the finished cells' rows in memory (nothing written)", file=sys.stderr)
+        df, _ = gather_results(run_dir)
+    if df is None:
         raise ConfigError(f"{run_dir}: no finished evaluation or post-training cells yet, so no results")
-    return pd.read_parquet(collected)
+    return df

@@ -28,7 +28,15 @@ from typing import Any
 
 from .. import RUN_FORMAT_VERSION, __version__
 from ..config import ConfigError
-from ..io import write_json_atomic
+from ..io import (
+    BadFileError,
+    directory_locked,
+    lock_record,
+    read_lock_record,
+    read_regular_bytes,
+    try_directory_lock,
+    write_json_atomic,
+)
 from .finished import check_done, read_json_object
 
 RUN_JSON = "run.json"
@@ -70,7 +78,9 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
     try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
+        info = json.loads(read_regular_bytes(path).decode("utf-8"))
+    except BadFileError as err:
+        raise RunDirError(str(err)) from None
     except OSError as err:
         raise RunDirError(f"{path}: unreadable ({err.strerror or err})") from None
     except ValueError as err:  # not UTF-8 or not JSON
@@ -138,27 +148,28 @@ def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
 
 
 class RunLock:
-    """An exclusive flock on RUN/.lock for the lifetime of a runner; released by the kernel if the runner dies."""
+    """An exclusive flock on the run directory itself for the lifetime of a runner, released by the kernel if the
+    runner dies. RUN/.lock records who holds it (pid, host); deleting it or planting a link there changes nothing,
+    since a second runner must open the directory to run in it."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir) / LOCK
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = self.path.read_text().strip() or "?"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = try_directory_lock(self.run_dir)
+        if fd is None:
             raise RunDirError(
-                f"{self.path.parent} is being run by another process (pid {holder}); wait for it or use another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+                f"{self.run_dir} is being run by another process ({read_lock_record(self.path)}); wait for it or use "
+                "another --out"
+            )
+        try:
+            write_json_atomic(self.path, lock_record())  # replaces a planted link; never writes through it
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
 
     def release(self) -> None:
@@ -176,19 +187,7 @@ class RunLock:
 
 def runner_active(run_dir: str | os.PathLike) -> bool:
     """Whether a runner currently holds the run's lock."""
-    import fcntl
-
-    path = Path(run_dir) / LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return directory_locked(Path(run_dir))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cliutil import output_directory
+from ..cliutil import output_directory, refuse_overlap
 from ..config import ConfigError
 from .strategies import STRATEGIES
 
@@ -72,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         cfg = load_posttrain_config(config, overrides)
         default_out = Path("runs") / f"posttrain-{args.strategy}-{Path(str(config)).stem}"
         out = output_directory(Path(args.out) if args.out else default_out)
+        refuse_overlap(out, {"--model": args.model}, both_ways=True)
         final = run_posttrain(args.model, args.strategy, out, cfg=cfg, progress=not args.quiet)
     except PosttrainDiverged as err:
         print(f"{prog}: {err}", file=sys.stderr)
