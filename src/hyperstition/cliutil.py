@@ -31,12 +31,18 @@ def resolve(args: argparse.Namespace, cls: type[Config], command: str):
     # argparse puts a first KEY=VALUE into `config` when no config is given; move it back.
     overrides = list(args.overrides)
     config = args.config
-    if config and "=" in config:
+    if config and is_override(config):
         overrides.insert(0, config)
         config = "quick"
     cfg = load_config(cls, config, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{command}-{Path(str(config)).stem}"
     return cfg, output_directory(out)
+
+
+def is_override(text: str) -> bool:
+    """Whether a positional argument is a KEY=VALUE override rather than a config: a YAML file may have `=` in its
+    name (`a=b.yaml`): an existing file is a config."""
+    return "=" in text and not Path(text).is_file()
 
 
 def output_directory(path: str | Path, flag: str = "--out", create: bool = False) -> Path:

@@ -139,6 +139,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .cliutil import is_override
     from .experiments.config import load_experiment
     from .experiments.executor import LocalExecutor
     from .experiments.progress import RichReporter, print_calibration, print_summary
@@ -146,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiments.runner import DEFAULT_STAGES
 
     experiment, overrides = args.experiment, list(args.overrides)
-    if experiment and "=" in experiment:  # `hyperstition run seeds=[0]`: no experiment named
+    if experiment and is_override(experiment):  # `hyperstition run seeds=[0]`: no experiment named
         overrides.insert(0, experiment)
         experiment = DEFAULT_EXPERIMENT
     exp = load_experiment(experiment, overrides)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cliutil import output_directory, refuse_overlap
+from ..cliutil import is_override, output_directory, refuse_overlap
 from ..config import ConfigError
 from .strategies import STRATEGIES
 
@@ -64,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     prog = "hyperstition posttrain"
     overrides = list(args.overrides)
     config = args.config
-    if config and "=" in config:  # a first KEY=VALUE lands in `config` when no preset is given
+    if config and is_override(config):  # a first KEY=VALUE lands in `config` when no preset is given
         overrides.insert(0, config)
         config = "quick"
     try:
