@@ -67,11 +67,24 @@ def describe_os_error(err: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tolerate_any_encoding()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands load or parse (during a command: in _main)
         print("hyperstition: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
+
+
+def tolerate_any_encoding() -> None:
+    """Print to a terminal or pipe of any encoding (LANG=C, latin-1): a character it cannot show is written as
+    an escape (`\\u2014`) instead of ending the command with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
 
 
 def _main(argv: list[str] | None) -> int:
@@ -97,7 +110,13 @@ def _main(argv: list[str] | None) -> int:
         print(f"{prog}: {one_line(err)}", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"{prog}: {one_line(describe_os_error(err))}", file=sys.stderr)
+        hint = "; free some space and rerun the same command to resume" if err.errno in (28, 122) else ""
+        print(f"{prog}: {one_line(describe_os_error(err))}{hint}", file=sys.stderr)
+        return 1
+    except MemoryError as err:
+        from .resources import describe
+
+        print(f"{prog}: {describe(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command to resume.", file=sys.stderr)
@@ -105,6 +124,12 @@ def _main(argv: list[str] | None) -> int:
     except Exception as err:  # a bug: still one line, the traceback on request
         if os.environ.get("HYPERSTITION_TRACEBACK"):
             raise
+        from .resources import describe
+
+        resource = describe(err)  # out of memory or disk: the machine's limit, not a bug
+        if resource:
+            print(f"{prog}: {one_line(resource)}", file=sys.stderr)
+            return 1
         print(
             f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "
             "(a bug; rerun with HYPERSTITION_TRACEBACK=1 for the traceback)",

@@ -421,6 +421,8 @@ def stored_results(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
         return None, f"{path.name} is unreadable"
     if not set(RESULT_COLUMNS) <= set(df.columns):
         return None, f"{path.name} is not a results table"
+    if df.empty:  # a run writes results.parquet only once a cell has rows: an empty one is damaged
+        return None, f"{path.name} has no rows"
     return df, ""
 
 
