@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import BadFileError, read_regular_bytes, sha256_file
+from ..io import BadFileError, check_regular_file, read_regular_bytes, sha256_file
 from ..model.card import CARD
 from ..model.checkpoint import CHECKSUMS
 
@@ -87,7 +87,10 @@ def check_done(run_dir: Path, cell: Path, config_hash: str, checksums: bool = Tr
 
 def _file_problem(path: Path, want: dict, checksums: bool) -> str:
     try:
+        check_regular_file(path)  # BadFileError: a FIFO or device in a run is named, never read or rerun over
         size = path.stat().st_size
+    except BadFileError:
+        raise
     except OSError:
         return "is missing"
     if not isinstance(want, dict) or size != want.get("bytes"):

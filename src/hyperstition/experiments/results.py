@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError, UserError
-from ..io import BadFileError, check_regular_file, write_parquet_atomic
+from ..io import BadFileError, check_regular_file, check_replaceable, write_parquet_atomic
 from ..schema import BASE_STRATEGY, RESULT_COLUMNS, TOY_RESULTS_FILE
 from ..textsafe import plain
 from . import stats
@@ -436,9 +436,11 @@ def load_results(run_dir: str | os.PathLike, write: bool = True) -> pd.DataFrame
     if df is not None:
         return df
     if write:
-        print(f"{run_dir / 'results.parquet'}: {why}; re-collecting it from the cells", file=sys.stderr)
+        check_replaceable(run_dir / "results.parquet")  # a FIFO or device there is named, not written over
         collected = collect_results(run_dir)
         df = pd.read_parquet(collected) if collected is not None else None
+        if df is not None:
+            print(f"hyperstition: {why}; re-collected it from the cells", file=sys.stderr)
     else:
         print(f"hyperstition: {why}; read the finished cells' rows in memory (nothing written)", file=sys.stderr)
         df, _ = gather_results(run_dir)

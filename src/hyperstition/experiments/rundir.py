@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ..config import ConfigError
 from ..io import (
     BadFileError,
     directory_locked,
+    file_kind,
     lock_record,
     read_lock_record,
     read_regular_bytes,
@@ -88,7 +90,31 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not isinstance(info, dict):
         raise RunDirError(f"{path}: corrupt, a JSON {type(info).__name__} where an object is expected")
     check_compatible(info, run_dir)
+    try:
+        check_run_tree(run_dir)
+    except BadFileError as err:
+        raise RunDirError(str(err)) from None
     return info
+
+
+# Files a run rewrites whole from its cells, so a special file there is refused when it is written, not read
+DERIVED = frozenset({"results.parquet", "samples.parquet", "report.html", LOCK})
+
+
+def check_run_tree(run_dir: Path) -> None:
+    """BadFileError naming the first entry of the run that is neither a directory nor a regular file (a FIFO, a
+    device, a link to one): every command that reads a run checks this first, so none of them can hang on it."""
+    for root, dirs, files in os.walk(run_dir):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            if root == str(run_dir) and name in DERIVED:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:  # a dangling link: what reads it says it is missing
+                continue
+            if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                raise BadFileError(f"{path}: is {file_kind(mode)}, not a regular file; remove or replace it")
 
 
 def check_compatible(info: dict, run_dir: Path) -> None:
