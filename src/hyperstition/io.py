@@ -215,14 +215,16 @@ def lock_record() -> dict:
 
 
 def read_lock_record(record_path: Path) -> str:
-    """`pid P on HOST` from a lock record, or "?" when it is missing, unreadable or not ours (a link, a FIFO)."""
+    """`pid P on HOST` from a lock record, or why not (it is missing, unreadable or not ours: a link, a FIFO)."""
     try:
         if not stat.S_ISREG(os.lstat(record_path).st_mode):
-            return "?"
+            return f"{record_path.name} is not a regular file"
         data = json.loads(read_regular_bytes(record_path).decode("utf-8"))
         return f"pid {int(data['pid'])} on {str(data.get('host', '?'))[:80]}"
+    except FileNotFoundError:
+        return f"its {record_path.name} record was removed"
     except (OSError, ValueError, TypeError, KeyError):
-        return "?"
+        return f"its {record_path.name} record is unreadable"
 
 
 def try_directory_lock(directory: Path) -> int | None:

@@ -138,6 +138,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from .cliutil import is_override
     from .experiments.config import load_experiment
@@ -162,8 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return refused("run", err)
     console = Console(stderr=True)
     console.print(
-        f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
-        f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}"
+        f"[bold]hyperstition run {escape(exp.name)}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
+        f"{len(exp.strategies)} strategies ({escape(', '.join(exp.strategies))}), preset {escape(exp.preset)} -> "
+        f"{escape(str(out))}"  # names and paths are data, not markup
     )
     reporter = RichReporter(console, enabled=not args.no_progress and console.is_terminal)
     try:

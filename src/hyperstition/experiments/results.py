@@ -9,6 +9,7 @@ take the per-seed rows: `results.parquet` also holds the persisted aggregates (s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -68,10 +69,8 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
             con.unregister("toy_frame")
         for setting in SANDBOX_SETTINGS:
             con.execute(f"SET {setting}")
-        result = con.execute(sql)
-        if result is None or result.description is None:  # None: the SQL held no statement (only a comment)
-            raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
-        return result.fetchdf()
+        cursor = con.cursor()  # a busy connection refuses every other call, interrupt() included; a cursor does not
+        return interruptible(lambda: _select(cursor, sql), cursor.interrupt)
     except duckdb.InterruptException:  # Ctrl-C inside DuckDB: an interrupt, like anywhere else
         raise KeyboardInterrupt from None
     except RuntimeError as err:
@@ -85,7 +84,42 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     except duckdb.Error as err:
         raise QueryError(f"SQL error: {str(err).splitlines()[0]}") from None
     finally:
-        con.close()
+        with contextlib.suppress(duckdb.Error):  # after an interrupt DuckDB may still call itself busy; it is freed
+            con.close()
+
+
+def _select(con: Any, sql: str) -> pd.DataFrame:
+    result = con.execute(sql)
+    if result is None or result.description is None:  # None: the SQL held no statement (only a comment)
+        raise QueryError("the SQL returned no rows or columns; a query over `results` must be a SELECT")
+    return result.fetchdf()
+
+
+def interruptible(work: Any, interrupt: Any) -> Any:
+    """`work()` in a helper thread, so that Ctrl-C reaches this (main) thread while DuckDB computes: a signal is
+    handled only between Python bytecodes, never inside a C call. On Ctrl-C, `interrupt()` stops the work."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as err:  # handed to the caller's thread as it is
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        interrupt()
+        thread.join()  # stops within moments of the interrupt; a second Ctrl-C ends the wait
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def rich_table(df: pd.DataFrame, limit: int = 200, title: str | None = None) -> Any:

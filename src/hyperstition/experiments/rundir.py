@@ -170,6 +170,11 @@ def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
             f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
             "choose another --out"
         )
+    if runner_active(run_dir):  # said before anything is printed; RunLock is what actually keeps a second one out
+        raise RunDirError(
+            f"{run_dir} is being run by another process ({read_lock_record(run_dir / LOCK)}); wait for it or use "
+            "another --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

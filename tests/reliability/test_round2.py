@@ -1,0 +1,176 @@
+"""Issue 26, the classes that need more than one command line: locks that cannot be bypassed or abused, `query`
+during a run, output encodings, interrupts inside DuckDB, a full disk in a Rust-backed writer, and configs whose
+`preset:` means what it says."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hyperstition.cli import main
+from hyperstition.config import PipelineConfig, load_config
+from hyperstition.experiments.rundir import RunLock, runner_active
+from hyperstition.io import directory_lock, training_lock
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _subprocess(argv: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperstition.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding=env.get("PYTHONIOENCODING", "utf-8"),
+        env=dict(os.environ, PYTHONPATH=str(SRC), **env),
+    )
+
+
+# --- class 3: locks ----------------------------------------------------------------------------------------------
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_runner_in(run_copy):
+    with RunLock(run_copy):
+        (run_copy / ".lock").unlink()
+        assert runner_active(run_copy)
+        with pytest.raises(Exception, match="another process"):
+            RunLock(run_copy).acquire()
+        code, _, err = _cli(["run", "smoke", "seeds=[0]", "--out", str(run_copy)])
+        assert code != 0 and "another process" in err and len(err.strip().splitlines()) == 1
+    assert not runner_active(run_copy)
+
+
+def test_a_lock_file_planted_as_a_link_is_replaced_never_followed(tmp_path, run_copy):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for lock in (run_copy / ".lock", tmp_path / "train" / "train.lock"):
+        lock.parent.mkdir(exist_ok=True)
+        if lock.exists() or lock.is_symlink():
+            lock.unlink()
+        lock.symlink_to(victim)
+    with RunLock(run_copy):
+        pass
+    with training_lock(tmp_path / "train"):
+        pass
+    assert victim.read_text() == "precious\n"
+    assert not (run_copy / ".lock").is_symlink() and not (tmp_path / "train" / "train.lock").is_symlink()
+
+
+def test_two_corpus_builds_into_one_directory_do_not_race(tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    with directory_lock(out, out / "corpus.lock", "building a corpus in this directory"):
+        code, _, err = _cli(["corpus", "smoke", "--out", str(out)])
+    assert code != 0 and "another process" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "corpus").exists()
+
+
+# --- class 4: query during a run -----------------------------------------------------------------------------------
+
+
+def test_query_during_an_active_run_says_the_results_are_partial(run_copy):
+    before = sorted(p.name for p in run_copy.iterdir())
+    with RunLock(run_copy):
+        code, out, err = _cli(["query", str(run_copy), "select count(*) from results"])
+    assert code == 0 and "still in progress" in err and "partial" in err
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+
+
+# --- class 6: encodings, interrupts, full disk ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_output_to_a_terminal_that_is_not_utf8(finished_run, encoding):
+    for argv in (["status", str(finished_run)], ["query", str(finished_run), "select '—é✓' as v"]):
+        proc = _subprocess(argv, PYTHONIOENCODING=encoding)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "Traceback" not in err and "internal error" not in err, (argv, err)
+
+
+def test_ctrl_c_during_a_long_query_is_a_clean_interrupt(finished_run):
+    proc = _subprocess(["query", str(finished_run), "select sum(hash(a)) from range(100000000000) t(a)"])
+    time.sleep(15)  # imports, loading the table and starting the scan (slow on a loaded machine)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["hyperstition query: interrupted; rerun the same command to resume."]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
+    """RLIMIT_FSIZE makes every write past 64 KiB fail (EFBIG), as a full disk does, in Python and Rust writers."""
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536));"
+        "from hyperstition.cli import main;"
+        f"sys.exit(main(['pretrain', 'smoke', '--out', {str(tmp_path / 'p')!r}, '--no-progress']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        timeout=600,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "too large" in lines[0].lower() and "internal error" not in lines[0]
+
+
+def test_resource_errors_of_rust_writers_and_allocators_are_described():
+    from hyperstition.resources import describe
+
+    disk = describe(Exception("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert "No space left on device" in disk and "resume" in disk
+    memory = describe(
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000 bytes")
+    )
+    assert "3.73 GiB" in memory
+    assert describe(ValueError("a bug")) is None
+
+
+# --- class 7: configs mean what they say ----------------------------------------------------------------------------
+
+
+def test_a_config_file_naming_a_preset_gets_that_preset(tmp_path):
+    smoke = load_config(PipelineConfig, "smoke")
+    path = tmp_path / "mine.yaml"
+    path.write_text("preset: smoke\npretrain:\n  steps: 7\n")
+    mine = load_config(PipelineConfig, str(path))
+    assert mine.pretrain.steps == 7 and mine.preset == "smoke"
+    assert mine.tokenizer == smoke.tokenizer and mine.model == smoke.model and mine.corpus == smoke.corpus
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("pretrain:\n  steps: 7\n")
+    assert load_config(PipelineConfig, str(bare)).preset == str(bare)  # not a preset that was never applied
+
+
+def test_a_folder_named_like_a_preset_and_a_file_with_an_equals_sign(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()
+    assert (
+        load_config(PipelineConfig, "smoke").pretrain.steps
+        == load_config(PipelineConfig, "smoke.yaml".replace(".yaml", "")).pretrain.steps
+    )
+    (tmp_path / "a=b.yaml").write_text("preset: smoke\npretrain:\n  steps: 5\n")
+    code, _, err = _cli(["corpus", "a=b.yaml", "--out", str(tmp_path / "out")])
+    assert code == 0, err
+    saved = PipelineConfig.from_yaml((tmp_path / "out" / "config.yaml").read_text())
+    assert saved.pretrain.steps == 5 and saved.preset == "smoke"
