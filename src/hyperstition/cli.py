@@ -87,6 +87,25 @@ def tolerate_any_encoding() -> None:
                 pass
 
 
+def run_summarising_warnings(args: argparse.Namespace, prog: str) -> int:
+    """Run the command; the warnings libraries emit on the way (numpy's "invalid value encountered" for NaN or inf
+    in the data, "Mean of empty slice") become one note line on stderr instead of a screen of warnings. A command
+    that fails says why in its own line, so its warnings are dropped."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = int(args.func(args) or 0)
+    if caught:
+        first = caught[0]
+        print(
+            f"{prog}: note: {len(caught)} warning(s) while computing, e.g. {first.category.__name__}: "
+            f"{one_line(first.message)} (NaN or inf values in the inputs give these)",
+            file=sys.stderr,
+        )
+    return code
+
+
 def _main(argv: list[str] | None) -> int:
     from .config import ConfigError, UserError  # imported here so that a Ctrl-C while it loads is caught in main
 
@@ -102,7 +121,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     prog = f"hyperstition {args.command}"
     try:
-        return int(args.func(args) or 0)
+        return run_summarising_warnings(args, prog)
     except ConfigError as err:
         print(f"{prog}: config error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -174,3 +174,93 @@ def test_a_folder_named_like_a_preset_and_a_file_with_an_equals_sign(tmp_path, m
     assert code == 0, err
     saved = PipelineConfig.from_yaml((tmp_path / "out" / "config.yaml").read_text())
     assert saved.pretrain.steps == 5 and saved.preset == "smoke"
+
+
+# --- class 8: noise -------------------------------------------------------------------------------------------------
+
+
+def test_nan_and_inf_in_results_give_one_note_not_a_screen_of_warnings(run_copy):
+    import numpy as np
+    import pandas as pd
+
+    path = run_copy / "results.parquet"
+    df = pd.read_parquet(path)
+    df.loc[::3, "value"], df.loc[1::3, "value"], df.loc[::5, "ci_low"] = np.nan, np.inf, -np.inf
+    df.to_parquet(path)
+    for argv in (["report", str(run_copy)], ["compare", str(run_copy), str(run_copy)]):
+        code, _, err = _cli(argv)
+        assert code == 0 and len(err.strip().splitlines()) <= 1, (argv, err)
+        assert "Warning:" not in err.replace("RuntimeWarning: ", "", 1) or "note:" in err, err
+
+
+def test_pretraining_and_evaluating_print_no_tokenizer_length_warning(tmp_path):
+    """Smoke documents are longer than the smoke context (128 tokens): pretraining packs them into context-sized
+    rows, the scorers cut held-out texts to the context, and every scored sequence fits it (measured: the longest
+    scored prompt + response is 128 tokens of 128), so the tokenizer's "longer than the maximum" warning is noise."""
+    out = tmp_path / "p"
+    for argv in (
+        ["pretrain", "smoke", "pretrain.steps=2", "--out", str(out), "--no-progress"],
+        ["eval", "--model", str(out / "final"), "--suite", "smoke", "--out", str(tmp_path / "e"), "--quiet"],
+    ):
+        proc = _subprocess(argv)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "Token indices sequence length" not in err and "Warning" not in err, (argv, err)
+
+
+# --- class 9: verify --------------------------------------------------------------------------------------------------
+
+
+def _digest(path: Path) -> dict:
+    import hashlib
+
+    return {
+        p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in path.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("cell", ["unfiltered/seed-0/base", "unfiltered/seed-0/sft", None])
+def test_verify_reproduces_a_cell_and_leaves_the_run_alone(run_copy, cell):
+    before = _digest(run_copy)
+    code, out, err = _cli(["verify", str(run_copy), *([cell] if cell else [])])
+    assert code == 0, out + err
+    assert "reproduced: every content hash and metric is identical" in out
+    assert "differs:" not in out and "machine: same as recorded in run.json" in out
+    assert _digest(run_copy) == before
+
+
+def test_verify_names_machine_and_metric_differences(run_copy):
+    import json
+
+    info = json.loads((run_copy / "run.json").read_text())
+    assert info["machine"]["torch_cpu_capability"] and info["machine"]["packages"]["torch"]  # recorded at creation
+    info["machine"]["torch_cpu_capability"] = "SOMETHING_ELSE"
+    (run_copy / "run.json").write_text(json.dumps(info))
+    rows = run_copy / "cells" / "unfiltered" / "seed-0" / "base" / "rows.parquet"
+    done_path = rows.parent / "DONE.json"
+    import pandas as pd
+
+    df = pd.read_parquet(rows)
+    df["value"] = df["value"] + 0.5  # what the run holds is no longer what this code computes
+    df.to_parquet(rows)
+    done = json.loads(done_path.read_text())
+    from hyperstition.io import sha256_file
+
+    done["files"][f"cells/unfiltered/seed-0/base/{rows.name}"] = {
+        "bytes": rows.stat().st_size,
+        "sha256": sha256_file(rows),
+    }
+    done_path.write_text(json.dumps(done))
+    code, out, _ = _cli(["verify", str(run_copy), "unfiltered/seed-0/base"])
+    assert code == 1
+    assert "different floats" in out and "largest difference 0.5" in out and "SOMETHING_ELSE -> " in out
+
+
+def test_verify_refuses_an_unknown_or_unfinished_cell(run_copy):
+    code, _, err = _cli(["verify", str(run_copy), "nobody/seed-0/base"])
+    assert code == 2 and "no cell" in err and len(err.strip().splitlines()) == 1
+    (run_copy / "cells" / "unfiltered" / "seed-0" / "base" / "DONE.json").unlink()
+    code, _, err = _cli(["verify", str(run_copy), "unfiltered/seed-0/base"])
+    assert code == 2 and "not finished" in err

@@ -7,12 +7,40 @@ import argparse
 from pathlib import Path
 
 from ..cliutil import refused
-from ..textsafe import plain
+from ..textsafe import plain, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_status(subparsers)
     _register_query(subparsers)
+    _register_verify(subparsers)
+
+
+def _register_verify(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "verify",
+        help="recompute one cell of a run and compare its content hashes and metrics with the run's",
+        description="Recompute CELL (default: the run's first job, a pretraining cell) in a temporary directory and "
+        "compare it with RUN: the corpus and tokenizer hashes (a difference there is code drift: they do not depend "
+        "on the machine), the hashes of every promised output, the metrics, and the machine and library versions "
+        "recorded in run.json. RUN is only read. Exit status 0 when everything is identical, 1 otherwise.",
+    )
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("cell", metavar="CELL", nargs="?", help="job id, e.g. unfiltered/seed-0/base (see status)")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .rundir import RunDirError
+    from .verify import verdict_lines, verify_cell
+
+    try:
+        verdict = verify_cell(args.run, args.cell)
+    except RunDirError as err:
+        return refused("verify", err)
+    for line in verdict_lines(verdict):
+        print(printable(line))
+    return 0 if verdict.identical else 1
 
 
 def _register_status(subparsers: argparse._SubParsersAction) -> None:

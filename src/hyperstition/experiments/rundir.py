@@ -39,6 +39,7 @@ from ..io import (
     try_directory_lock,
     write_json_atomic,
 )
+from ..machine import machine_record, package_versions
 from .finished import check_done, read_json_object
 
 RUN_JSON = "run.json"
@@ -46,21 +47,6 @@ LOCK = ".lock"
 # The files of a cell directory (see runner.py)
 RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
 TRACEBACK, LOG = "traceback.txt", "log.txt"
-PACKAGES = (
-    "hyperstition",
-    "torch",
-    "transformers",
-    "trl",
-    "tokenizers",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "duckdb",
-    "matplotlib",
-    "pydantic",
-    "scipy",
-    "rich",
-)
 
 
 class RunDirError(ConfigError):
@@ -149,6 +135,8 @@ def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
         "hyperstition_version": __version__,
         "experiment": experiment,
         "created": now_iso(),
+        "git": git_commit(),
+        "machine": machine_record(),  # what `hyperstition verify` compares a recomputation's machine with
     }
     write_json_atomic(run_dir / RUN_JSON, info)
     return info
@@ -223,18 +211,6 @@ def runner_active(run_dir: str | os.PathLike) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Provenance
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def git_commit() -> dict[str, Any]:

@@ -145,7 +145,8 @@ class TokenizedData:
         items = data.items
 
         def enc(texts: list[str]) -> list[list[int]]:
-            return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+            # verbose=False: no "longer than the maximum" warning; the length is checked against the context below
+            return [list(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
         self.prompts: list[list[int]] = encode_prompts(tokenizer, [it.prompt for it in items])
         self.chosen: list[list[int]] = enc([data.chosen(it) + END for it in items]) if algorithm != "rl" else []
