@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..io import read_jsonl, sha256_file
 from ..machine import differences, machine_record
@@ -49,7 +50,10 @@ class Verdict:
 
     def explanation(self) -> str:
         if self.identical:
-            return "reproduced: every content hash and metric is identical"
+            return (
+                "reproduced: every content hash and metric is identical (JSON metadata compared without the paths "
+                "and timings it records)"
+            )
         if self.inputs_differ:
             return "code drift: the corpus or tokenizer differ, and they do not depend on the machine"
         where = f" (machine differences: {'; '.join(self.machine)})" if self.machine else " on the same machine"
@@ -100,10 +104,24 @@ def compare_cell(run_dir: Path, job: dict, scratch: Path) -> Verdict:
     new_files = (read_json_object(new_cell / DONE) or {}).get("files") or {}
     for rel in sorted(set(old_files) | set(new_files)):
         same = (old_files.get(rel) or {}).get("sha256") == (new_files.get(rel) or {}).get("sha256")
+        if not same and rel.endswith(".json"):  # metadata holding where and how long: compare the rest
+            old_facts = _json_facts(run_dir / rel)
+            same = old_facts is not None and old_facts == _json_facts(scratch / rel)
         (verdict.outputs_same if same else verdict.outputs_differ).append(rel)
     verdict.metric_gap, verdict.metrics_compared = _metric_gap(old_cell, new_cell)
     verdict.machine = differences(read_run_json(run_dir).get("machine"), machine_record())
     return verdict
+
+
+VOLATILE_KEYS = ("base", "finished", "created", "written", "started")  # paths and clock times, not results
+
+
+def _json_facts(path: Path) -> Any:
+    """A JSON file's content without the keys that name where or when it was computed or how long it took."""
+    data = read_json_object(path) if path.is_file() else None
+    if data is None:
+        return None
+    return {k: v for k, v in data.items() if k not in VOLATILE_KEYS and not k.endswith(("_seconds", "wall_s"))}
 
 
 def _compare_trees(old: Path, new: Path, prefix: str) -> list[tuple[str, bool]]:
