@@ -325,6 +325,7 @@ def damaged_checkpoint_and_run_cases(tmp: Path, checkpoint: Path, finished_run: 
             Case(f"query {kind}", ("query", str(run), "select 1"), "run"),
             Case(f"report {kind}", ("report", str(run)), "run"),
             Case(f"compare {kind}", ("compare", str(finished_run), str(run)), "run"),
+            Case(f"verify {kind}", ("verify", str(run)), "run"),
         ]
         if kind not in ("run missing", "run.json missing"):  # those two are a fresh --out, which `run` accepts
             cases.append(Case(f"run into {kind}", ("run", "smoke", "--out", str(run), "--stages", SIMULATE), "run"))
@@ -722,6 +723,9 @@ def former_internal_error_cases(tmp: Path, finished_run: Path) -> list[Case]:
         ),
         Case("run override 20000 deep", ("run", "smoke", f"seeds={deep}", "--out", out), "seeds"),
         Case("report with 0-row results and no cells", ("report", str(empty)), "no finished"),
+        Case("verify an unknown cell", ("verify", run, "nobody/seed-0/base"), "nobody"),
+        Case("verify a cell given as markup", ("verify", run, "[bold]x[/bold]"), "[bold]x[/bold]"),
+        Case("verify a run without cells", ("verify", str(empty)), "verify"),
         Case("query only a comment", ("query", run, "-- nothing here"), "SELECT"),
         Case("query only a block comment", ("query", run, "/* nothing */"), "SELECT"),
         Case("query only semicolons", ("query", run, ";;"), "SQL"),
