@@ -76,7 +76,6 @@ def _floats_in(low: float, high: float, open_low: bool = False) -> Callable[[str
 
 
 _floats = _floats_in(-MAX_PRIOR_BITS, MAX_PRIOR_BITS)
-_sharing = _floats_in(0.0, 1.0)
 
 
 def _noise(text: str) -> float:
@@ -121,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--sharing",
-        type=_sharing,
+        type=_floats,  # finite and bounded here; PlotSettings says that sharing must lie in [0, 1]
         default=(0.0, 0.5, 0.9),
         metavar="RHO,...",
         help="sharing strengths of the gradient-descent model, each in [0, 1] (default 0,0.5,0.9)",
