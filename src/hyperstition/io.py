@@ -227,6 +227,27 @@ def read_lock_record(record_path: Path) -> str:
         return f"its {record_path.name} record is unreadable"
 
 
+def live_holder(record_path: Path) -> str | None:
+    """`pid P on HOST` when the lock record names another live hyperstition process on this host: a second check
+    behind the flock, for a holder that never took it (another version, or a lock on a filesystem without flock)."""
+    import platform
+
+    try:
+        if not stat.S_ISREG(os.lstat(record_path).st_mode):
+            return None
+        data = json.loads(read_regular_bytes(record_path).decode("utf-8"))
+        pid, host = int(data["pid"]), str(data.get("host"))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if host != platform.node() or pid == os.getpid() or pid <= 0:
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # not running (or no /proc to ask): the flock alone decides
+        return None
+    return f"pid {pid} on {host}" if b"hyperstition" in cmdline else None
+
+
 def try_directory_lock(directory: Path) -> int | None:
     """An exclusive, non-blocking flock on `directory` itself: its descriptor, or None when another process holds
     it. Every writer must open the directory to work in it, so no file can be removed or swapped to sneak past."""

@@ -264,3 +264,22 @@ def test_verify_refuses_an_unknown_or_unfinished_cell(run_copy):
     (run_copy / "cells" / "unfiltered" / "seed-0" / "base" / "DONE.json").unlink()
     code, _, err = _cli(["verify", str(run_copy), "unfiltered/seed-0/base"])
     assert code == 2 and "not finished" in err
+
+
+def test_a_live_holder_in_the_lock_record_is_respected_even_without_its_flock(run_copy):
+    """The record is checked behind the flock: a live hyperstition process named there (one that could not take
+    the flock, say on a filesystem without it) keeps a second runner out; a dead one does not."""
+    import json
+    import platform
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "hyperstition"])
+    try:
+        record = {"pid": holder.pid, "host": platform.node(), "since": "now"}
+        (run_copy / ".lock").write_text(json.dumps(record))
+        with pytest.raises(Exception, match=f"pid {holder.pid}"):
+            RunLock(run_copy).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(run_copy):  # the holder is gone: its record no longer counts
+        pass

@@ -33,6 +33,7 @@ from ..io import (
     BadFileError,
     directory_locked,
     file_kind,
+    live_holder,
     lock_record,
     read_lock_record,
     read_regular_bytes,
@@ -179,6 +180,12 @@ class RunLock:
     def acquire(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fd = try_directory_lock(self.run_dir)
+        holder = live_holder(self.path) if fd is not None else None
+        if holder is not None:
+            os.close(fd)
+            raise RunDirError(
+                f"{self.run_dir} is recorded as being run by {holder}, which is alive; wait for it or use another --out"
+            )
         if fd is None:
             raise RunDirError(
                 f"{self.run_dir} is being run by another process ({read_lock_record(self.path)}); wait for it or use "
