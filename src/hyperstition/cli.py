@@ -8,6 +8,8 @@ import os
 import sys
 from typing import NoReturn
 
+from .textsafe import one_line
+
 # Each module defines `register(subparsers)`, adding parsers whose `func(args) -> int` does the work.
 COMMAND_MODULES = [
     "hyperstition.corpus.cli",
@@ -56,11 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(text: object) -> str:
-    """A message as one line: line breaks (from a path or a value that holds them) are shown escaped."""
-    return str(text).strip().replace("\r", "\\r").replace("\n", "\\n") or "(no message)"
-
-
 def describe_os_error(err: OSError) -> str:
     """`PATH: what is wrong` for a file-system error (a directory given as a file, no permission, a full disk...)."""
     what = err.strerror or type(err).__name__
@@ -70,11 +67,43 @@ def describe_os_error(err: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tolerate_any_encoding()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands load or parse (during a command: in _main)
         print("hyperstition: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
+
+
+def tolerate_any_encoding() -> None:
+    """Print to a terminal or pipe of any encoding (LANG=C, latin-1): a character it cannot show is written as
+    an escape (`\\u2014`) instead of ending the command with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
+
+
+def run_summarising_warnings(args: argparse.Namespace, prog: str) -> int:
+    """Run the command; the warnings libraries emit on the way (numpy's "invalid value encountered" for NaN or inf
+    in the data, "Mean of empty slice") become one note line on stderr instead of a screen of warnings. A command
+    that fails says why in its own line, so its warnings are dropped."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = int(args.func(args) or 0)
+    if caught:
+        first = caught[0]
+        print(
+            f"{prog}: note: {len(caught)} warning(s) while computing, e.g. {first.category.__name__}: "
+            f"{one_line(first.message)} (NaN or inf values in the inputs give these)",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _main(argv: list[str] | None) -> int:
@@ -92,7 +121,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     prog = f"hyperstition {args.command}"
     try:
-        return int(args.func(args) or 0)
+        return run_summarising_warnings(args, prog)
     except ConfigError as err:
         print(f"{prog}: config error: {one_line(err)}", file=sys.stderr)
         return 2
@@ -100,7 +129,13 @@ def _main(argv: list[str] | None) -> int:
         print(f"{prog}: {one_line(err)}", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"{prog}: {one_line(describe_os_error(err))}", file=sys.stderr)
+        hint = "; free some space and rerun the same command to resume" if err.errno in (28, 122) else ""
+        print(f"{prog}: {one_line(describe_os_error(err))}{hint}", file=sys.stderr)
+        return 1
+    except MemoryError as err:
+        from .resources import describe
+
+        print(f"{prog}: {describe(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command to resume.", file=sys.stderr)
@@ -108,6 +143,12 @@ def _main(argv: list[str] | None) -> int:
     except Exception as err:  # a bug: still one line, the traceback on request
         if os.environ.get("HYPERSTITION_TRACEBACK"):
             raise
+        from .resources import describe
+
+        resource = describe(err)  # out of memory or disk: the machine's limit, not a bug
+        if resource:
+            print(f"{prog}: {one_line(resource)}", file=sys.stderr)
+            return 1
         print(
             f"{prog}: internal error: {one_line(f'{type(err).__name__}: {err}')} "
             "(a bug; rerun with HYPERSTITION_TRACEBACK=1 for the traceback)",

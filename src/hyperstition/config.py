@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import yamlstrict
+
 PRESETS = ("smoke", "quick", "gpu")
 
 C = TypeVar("C", bound="Config")
@@ -54,12 +56,25 @@ class Config(BaseModel):
                     raise ValueError(f"{name}: {data[name]!r} is a boolean where a number is expected")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_repeated_list_items(cls, data: Any) -> Any:
+        """`drop_classes: [world, world]` says something twice that means it once: refused, like duplicate keys."""
+        if isinstance(data, dict):
+            for name in cls.model_fields:
+                value = data.get(name)
+                if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+                    repeated = sorted({str(v) for v in value if value.count(v) > 1})
+                    if repeated:
+                        raise ValueError(f"{name}: has duplicates ({', '.join(repeated)} given more than once)")
+        return data
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     @classmethod
     def from_yaml(cls: type[C], text: str) -> C:
-        return validate(cls, yaml.safe_load(text) or {})
+        return validate(cls, yamlstrict.load(text) or {})
 
 
 def _bool_where_number(annotation: Any, value: Any) -> bool:
@@ -350,6 +365,8 @@ def _format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
         prefix = ".".join(str(p) for p in first["loc"])
         return f"{prefix + '.' if prefix else ''}{msg}"
     shown = repr(value) if not isinstance(value, dict) else "{...}"
+    if len(shown) > 200:  # an expanded YAML alias can be megabytes: quote its start only
+        shown = shown[:200] + "..."
     return f"{loc}: {shown} is invalid: {msg}"
 
 
@@ -395,7 +412,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key segment")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yamlstrict.load(raw) if raw.strip() else ""
+    except yamlstrict.StrictYAMLError as err:
+        raise ConfigError(f"override {key}: not a usable value: {err}") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -440,22 +459,53 @@ def merge_dotted(
 
 
 def named_yaml(name_or_path: str | os.PathLike, directory: Path, kind: str) -> Path:
-    """`name` -> `directory/name.yaml`, or an explicit YAML path; an unknown name lists the available ones."""
+    """`name` -> `directory/name.yaml`, or an explicit YAML path; an unknown name lists the available ones.
+
+    A shipped name wins over a file or directory of the same name in the working directory (`smoke` is the preset
+    even where a folder called smoke exists); a path is anything with a .yaml/.yml suffix or a slash."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or os.sep in str(name_or_path) or p.exists():
+    text = str(name_or_path)
+    looks_like_path = p.suffix in (".yaml", ".yml") or os.sep in text
+    candidate = directory / f"{text}.yaml"
+    if not looks_like_path and text and candidate.is_file():
+        return candidate
+    if looks_like_path or p.exists():
         if not p.exists():
-            raise ConfigError(f"{kind} file {str(p)!r} does not exist")
+            raise ConfigError(f"{kind} file {text!r} does not exist")
         if not p.is_file():
             what = "a directory" if p.is_dir() else "not a regular file"
-            raise ConfigError(f"{kind} {str(p)!r} is {what}; expected a YAML file")
+            raise ConfigError(f"{kind} {text!r} is {what}; expected a YAML file")
         return p
-    candidate = directory / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
     available = sorted(q.stem for q in directory.glob("*.yaml")) if directory.exists() else []
-    raise ConfigError(
-        f"{kind} {str(name_or_path)!r} does not exist; available {kind}s: {', '.join(available) or '(none)'}"
-    )
+    raise ConfigError(f"{kind} {text!r} does not exist; available {kind}s: {', '.join(available) or '(none)'}")
+
+
+def load_preset_data(name_or_path: str | os.PathLike, directory: Path, kind: str = "preset") -> tuple[dict, Path]:
+    """The data of a shipped preset or a YAML file, and its path. A file that says `preset: NAME` starts from that
+    shipped preset (its keys deep-merged over the preset's), so `preset:` always means the preset was applied; a
+    file without one records its own path as the preset it came from."""
+    path = named_yaml(name_or_path, directory, kind)
+    data = load_yaml(path)
+    if path.resolve().parent == directory.resolve():
+        return data, path
+    base_name = data.get("preset")
+    if base_name is None:
+        data["preset"] = str(path)
+        return data, path
+    base = directory / f"{base_name}.yaml"
+    if not isinstance(base_name, str) or os.sep in base_name or not base.is_file():
+        available = sorted(q.stem for q in directory.glob("*.yaml"))
+        raise ConfigError(f"{path}: preset: {str(base_name)[:80]!r} is not a {kind}; available: {', '.join(available)}")
+    return merge_dotted(load_yaml(base), data, what=str(path)), path
+
+
+def check_preset_kept(before: dict, after: dict) -> None:
+    """Refuse an override that renames the preset: it would record a preset that was never applied."""
+    if after.get("preset") != before.get("preset"):
+        raise ConfigError(
+            f"preset={after.get('preset')!r}: the preset is chosen by the config argument (e.g. `smoke`), not by an "
+            "override; an override would record a preset that was not applied"
+        )
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:
@@ -489,7 +539,7 @@ def read_text_file(path: str | os.PathLike, kind: str = "file") -> str:
 def load_yaml(path: str | os.PathLike) -> dict:
     text = read_text_file(path, "YAML file")
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlstrict.load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     except RecursionError:
@@ -504,8 +554,8 @@ def load_config(cls: type[C], source: str | os.PathLike | None = None, overrides
     data: dict = {}
     label = None
     if source is not None:
-        path = preset_path(source)
-        data = load_yaml(path)
+        data, path = load_preset_data(source, repo_configs_dir())
         label = config_source(source, path, overrides)
-    data = apply_overrides(data, overrides or [])
-    return validate(cls, data, label)
+    with_overrides = apply_overrides(data, overrides or [])
+    check_preset_kept(data, with_overrides)
+    return validate(cls, with_overrides, label)

@@ -138,16 +138,18 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from .analysis.catalog import load_experiment
     from .analysis.rundir import RunDirError
+    from .cliutil import is_override
     from .experiments.executor import LocalExecutor
     from .experiments.progress import RichReporter, print_controls, print_summary
     from .experiments.rundir import check_run_dir
     from .experiments.runner import DEFAULT_STAGES
 
     experiment, overrides = args.experiment, list(args.overrides)
-    if experiment and "=" in experiment:  # `hyperstition run seeds=[0]`: no experiment named
+    if experiment and is_override(experiment):  # `hyperstition run seeds=[0]`: no experiment named
         overrides.insert(0, experiment)
         experiment = DEFAULT_EXPERIMENT
     exp = load_experiment(experiment, overrides)
@@ -162,8 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return refused("run", err)
     console = Console(stderr=True)
     console.print(
-        f"[bold]hyperstition run {exp.name}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
-        f"{len(exp.strategies)} strategies ({', '.join(exp.strategies)}), preset {exp.preset} -> {out}"
+        f"[bold]hyperstition run {escape(exp.name)}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
+        f"{len(exp.strategies)} strategies ({escape(', '.join(exp.strategies))}), preset {escape(exp.preset)} -> "
+        f"{escape(str(out))}"  # names and paths are data, not markup
     )
     reporter = RichReporter(console, enabled=not args.no_progress and console.is_terminal)
     try:

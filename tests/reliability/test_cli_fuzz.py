@@ -42,6 +42,10 @@ class Case:
     name: str
     argv: tuple[str, ...]
     names: str = ""  # a word the one-line message must contain (the field or the file)
+    ok: bool = False  # a valid input: exit 0 and clean output instead of one refusing line
+    shows: tuple[str, ...] = ()  # texts stdout (ok) or stderr must hold, verbatim
+    hides: tuple[str, ...] = ()  # texts stdout and stderr must not hold (terminal escapes, rendered markup)
+    keep: tuple[str, ...] = ()  # paths (files or trees) the command must leave byte-identical
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,6 +325,7 @@ def damaged_checkpoint_and_run_cases(tmp: Path, checkpoint: Path, finished_run: 
             Case(f"query {kind}", ("query", str(run), "select 1"), "run"),
             Case(f"report {kind}", ("report", str(run)), "run"),
             Case(f"compare {kind}", ("compare", str(finished_run), str(run)), "run"),
+            Case(f"verify {kind}", ("verify", str(run)), "run"),
         ]
         if kind not in ("run missing", "run.json missing"):  # those two are a fresh --out, which `run` accepts
             cases.append(Case(f"run into {kind}", ("run", "smoke", "--out", str(run), "--stages", SIMULATE), "run"))
@@ -421,7 +426,10 @@ def run_subprocess(argv: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
 
 
 def problems(case: Case, code: int, out: str, err: str) -> list[str]:
-    found = []
+    found = [f"output without {t!r}" for t in case.shows if t not in (out + err if case.ok else err)]
+    found += [f"output holding {t!r}" for t in case.hides if t in out + err]
+    if case.ok:
+        return found + ([f"exit status {code}"] if code != 0 else []) + (["a traceback"] if "Traceback" in err else [])
     lines = err.strip().splitlines()
     if code == 0:
         found.append("exit status 0")
@@ -446,23 +454,29 @@ def all_cases(tmp_path_factory, checkpoint, corpus_dir, finished_run) -> list[Ca
         *file_cases(tmp),
         *name_and_override_cases(tmp),
         *damaged_file_cases(tmp, checkpoint, corpus_dir, finished_run),
+        *round2_cases(tmp, checkpoint, finished_run),
     ]
 
 
 def test_every_malformed_input_gets_one_clean_line(all_cases, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a default --out (runs/...) lands here
     monkeypatch.setenv("COLUMNS", "220")
-    assert len(all_cases) >= 200 and len({c.name for c in all_cases}) == len(all_cases)
+    assert len(all_cases) >= 350 and len({c.name for c in all_cases}) == len(all_cases)
+    print(f"{len(all_cases)} cases, {sum(c.ok for c in all_cases)} valid, by command: {_by_command(all_cases)}")
+    (tmp_path / "smoke").mkdir()  # a folder named like a preset must not shadow it
     failures = []
     for case in all_cases:
+        before = {p: tree_digest(Path(p)) for p in case.keep}
         code, out, err = run_in_process(case.argv)
         found = problems(case, code, out, err)
+        found += [f"{p} was changed" for p in case.keep if tree_digest(Path(p)) != before[p]]
         if found:
             failures.append(
                 f"{case.name}: {', '.join(found)}\n    argv: {' '.join(case.argv)}\n    stderr: {err.strip()[-600:]}"
             )
     assert not failures, f"{len(failures)} of {len(all_cases)} cases:\n" + "\n".join(failures)
     assert not (tmp_path / "runs").exists()  # nothing was started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke"]  # nothing was written where it was run
 
 
 SUBPROCESS_SAMPLE = (
@@ -486,3 +500,320 @@ def test_real_processes_see_what_the_in_process_harness_sees(all_cases, tmp_path
         outside = run_subprocess(case.argv, tmp_path)
         assert not problems(case, *outside), (name, outside)
         assert (outside[0], outside[2].strip()) == (inside[0], inside[2].strip()), name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Round 2 (issue 26): outputs that are not ours, special files in a run, read-only query, data shown as data,
+# former internal errors, configs that did not mean what they said
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """Kind and content of every entry under `path` (not following links, never opening a FIFO or device)."""
+    import hashlib
+    import stat as st
+
+    out = {}
+    entries = [path, *sorted(path.rglob("*"))] if path.is_dir() and not path.is_symlink() else [path]
+    for p in entries:
+        try:
+            mode = p.lstat().st_mode
+        except FileNotFoundError:
+            out[str(p)] = "missing"
+            continue
+        if st.S_ISREG(mode):
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif st.S_ISLNK(mode):
+            out[str(p)] = "link:" + os.readlink(p)
+        else:
+            out[str(p)] = f"mode:{st.S_IFMT(mode)}"
+    return out
+
+
+def _run_variant(tmp: Path, finished_run: Path, name: str, damage) -> Path:
+    run = tmp / "runs2" / "".join(c if c.isalnum() or c in ".-_" else "-" for c in name) / "run"
+    shutil.copytree(finished_run, run)
+    damage(run)
+    return run
+
+
+def _fifo(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    os.mkfifo(path)
+
+
+def _link(target: str):
+    def make(path: Path) -> None:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        path.symlink_to(target)
+
+    return make
+
+
+def _first_cell(run: Path, stage: str = "base") -> Path:
+    return sorted(run.glob(f"cells/*/seed-0/{stage}"))[0]
+
+
+SPECIAL = {"a FIFO": _fifo, "a link to /dev/urandom": _link("/dev/urandom"), "a link to /dev/zero": _link("/dev/zero")}
+
+
+def round2_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
+    return [
+        *output_clobber_cases(tmp, checkpoint, finished_run),
+        *special_file_cases(tmp, finished_run),
+        *read_only_query_cases(tmp, finished_run),
+        *data_as_data_cases(tmp, finished_run),
+        *former_internal_error_cases(tmp, finished_run),
+        *config_meaning_cases(tmp),
+    ]
+
+
+def output_clobber_cases(tmp: Path, checkpoint: Path, finished_run: Path) -> list[Case]:
+    """Class 1: an output path that exists and is not ours is refused, and left as it was."""
+    d = tmp / "clobber"
+    d.mkdir()
+    fifo, dev_link, notes, other_html = d / "fifo.html", d / "null.html", d / "notes.txt", d / "other.html"
+    os.mkfifo(fifo)
+    dev_link.symlink_to("/dev/null")
+    notes.write_text("mine, not a report\n")
+    other_html.write_bytes(b"\x00\x01binary that happens to be named .html")
+    run = str(finished_run)
+    cases = [
+        Case(f"report --out {what}", ("report", run, "--out", str(path)), path.name, keep=(str(path), run))
+        for what, path in (("a FIFO", fifo), ("a link to a device", dev_link), ("a text file", notes))
+    ]
+    cases.append(Case("report --out a binary .html", ("report", run, "--out", str(other_html)), "other.html"))
+    for name in ("results.parquet", "run.json", "plan.json", "samples.parquet", "experiment.yaml", "runlog.jsonl"):
+        target = str(finished_run / name)
+        cases.append(Case(f"report --out the run's {name}", ("report", run, "--out", target), name, keep=(run,)))
+    for slash in ("new-dir/", "new-dir//"):
+        cases.append(Case(f"report --out {slash}", ("report", run, "--out", f"{d}/{slash}"), "slash", keep=(run,)))
+    ckpt = str(checkpoint)
+    posttrain = ("posttrain", "--model", ckpt, "--strategy", "sft", "smoke", "--quiet")
+    for label, out in (
+        ("the base model", ckpt),
+        ("inside the base model", f"{ckpt}/sub"),
+        ("above it", str(checkpoint.parent)),
+    ):
+        cases.append(Case(f"posttrain --out {label}", (*posttrain, "--out", out), "overlaps", keep=(ckpt,)))
+    for label, out in (("the model", ckpt), ("inside the model", f"{ckpt}/eval")):
+        evaluate = ("eval", "--model", ckpt, "--suite", "smoke", "--quiet", "--out", out)
+        cases.append(Case(f"eval --out {label}", evaluate, "overlaps", keep=(ckpt,)))
+    return cases
+
+
+def special_file_cases(tmp: Path, finished_run: Path) -> list[Case]:
+    """Class 2: a FIFO or a link to a device where a run file should be: named in one line, never a hang."""
+    places = {
+        "run.json": lambda r: r / "run.json",
+        "plan.json": lambda r: r / "plan.json",
+        "a cell's DONE.json": lambda r: _first_cell(r) / "DONE.json",
+        "a pretrain cell's DONE.json": lambda r: _first_cell(r, "pretrain") / "DONE.json",
+        "a cell's rows.parquet": lambda r: _first_cell(r) / "rows.parquet",
+    }
+    cases = []
+    for place, where in places.items():
+        for kind, make in SPECIAL.items():
+            run = _run_variant(
+                tmp, finished_run, f"{place}-{kind}".replace(" ", "-").replace("'", ""), lambda r: make(where(r))
+            )
+            label = f"{place} is {kind}"
+            word = where(run).name
+            cases += [
+                Case(f"status, {label}", ("status", str(run)), word),
+                Case(
+                    f"resume run, {label}", ("run", "smoke", "seeds=[0]", "--out", str(run), "--stages", SIMULATE), word
+                ),
+            ]
+            if place != "a cell's rows.parquet":  # results.parquet holds those rows: compare and report need no cell
+                cases.append(Case(f"report, {label}", ("report", str(run)), word))
+                cases.append(Case(f"compare, {label}", ("compare", str(finished_run), str(run)), word))
+    for kind, make in SPECIAL.items():
+        run = _run_variant(
+            tmp, finished_run, f"results-{kind}".replace(" ", "-"), lambda r: make(r / "results.parquet")
+        )
+        cases.append(Case(f"report, results.parquet is {kind}", ("report", str(run)), "results.parquet"))
+    config = tmp / "cfg-fifo.yaml"
+    os.mkfifo(config)
+    cases.append(
+        Case(
+            "toy fit on a run whose run.json is a FIFO",
+            ("toy", "fit", str(tmp / "runs2" / "run.json-a-FIFO" / "run")),
+            "run.json",
+        )
+    )
+    return cases
+
+
+def read_only_query_cases(tmp: Path, finished_run: Path) -> list[Case]:
+    """Class 4: `query` never writes; with results.parquet unusable it reads the cells in memory and says so."""
+    damage = {
+        "missing": lambda r: (r / "results.parquet").unlink(),
+        "truncated": lambda r: (r / "results.parquet").write_bytes((r / "results.parquet").read_bytes()[:100]),
+        "a directory": lambda r: ((r / "results.parquet").unlink(), (r / "results.parquet").mkdir()),
+        "empty": lambda r: (r / "results.parquet").write_bytes(b""),
+        **{kind: (lambda make: lambda r: make(r / "results.parquet"))(make) for kind, make in SPECIAL.items()},
+    }
+    cases = []
+    sql = "select count(*) as n from results where seed is not null"
+    for kind, make in damage.items():
+        run = _run_variant(tmp, finished_run, f"query-{kind}".replace(" ", "-").replace("/", "-"), make)
+        cases.append(
+            Case(
+                f"query, results.parquet {kind}",
+                ("query", str(run), sql),
+                ok=True,
+                shows=("in memory",),
+                keep=(str(run),),
+            )
+        )
+    return cases
+
+
+def data_as_data_cases(tmp: Path, finished_run: Path) -> list[Case]:
+    """Class 5: values, column names and error details are printed as the characters they are."""
+    run = str(finished_run)
+    texts = {
+        "a closing tag": ("'[/]'", "[/]"),
+        "a bold tag": ("'[bold]hidden[/bold] text'", "[bold]hidden[/bold] text"),
+        "a colour tag": ("'[red on white]x'", "[red on white]x"),
+        "a link tag": ("'[link=http://x]y[/link]'", "[link=http://x]y[/link]"),
+        "an emoji code": ("':warning:'", ":warning:"),
+    }
+    cases = []
+    for what, (literal, shown) in texts.items():
+        cases.append(Case(f"query value {what}", ("query", run, f"select {literal} as v"), ok=True, shows=(shown,)))
+        cases.append(Case(f"query column {what}", ("query", run, f'select 1 as "{shown}"'), ok=True, shows=(shown,)))
+    escapes = {"ESC": "chr(27)||'[31mred'", "BEL": "chr(7)", "CR": "'a'||chr(13)||'b'", "bidi override": "chr(8238)"}
+    for what, expr in escapes.items():
+        argv = ("query", run, f"select {expr} as v")
+        cases.append(Case(f"query value {what}", argv, ok=True, hides=("\x1b", "\x07", "\r", "\u202e")))
+    detail = "[bold]boom[/bold] \x1b[2J[/]"
+    damaged = _run_variant(tmp, finished_run, "status-markup", lambda r: _fake_failure(_first_cell(r, "sft"), detail))
+    cases.append(
+        Case(
+            "status error detail with markup",
+            ("status", str(damaged)),
+            ok=True,
+            shows=("[bold]boom[/bold]",),
+            hides=("\x1b",),
+        )
+    )
+    return cases
+
+
+def _fake_failure(cell: Path, error: str) -> None:
+    (cell / "DONE.json").unlink()
+    (cell / "ERROR.json").write_text(json.dumps({"error": error, "wall_s": 1.0}))
+
+
+def former_internal_error_cases(tmp: Path, finished_run: Path) -> list[Case]:
+    """Class 6: inputs that ended in "internal error (a bug)"."""
+    out = str(tmp / "out6")
+    run = str(finished_run)
+    deep = "[" * 20000
+    empty = _run_variant(tmp, finished_run, "empty-results", _empty_results_and_cells)
+    return [
+        Case("override 20000 deep", ("corpus", "smoke", f"corpus.seed={deep}", "--out", out), "corpus.seed"),
+        Case(
+            "override 20000 deep mapping",
+            ("corpus", "smoke", "corpus.seed=" + "{a: " * 20000, "--out", out),
+            "corpus.seed",
+        ),
+        Case("run override 20000 deep", ("run", "smoke", f"seeds={deep}", "--out", out), "seeds"),
+        Case("report with 0-row results and no cells", ("report", str(empty)), "no finished"),
+        Case("verify an unknown cell", ("verify", run, "nobody/seed-0/base"), "nobody"),
+        Case("verify a cell given as markup", ("verify", run, "[bold]x[/bold]"), "[bold]x[/bold]"),
+        Case("verify a run without cells", ("verify", str(empty)), "verify"),
+        Case("query only a comment", ("query", run, "-- nothing here"), "SELECT"),
+        Case("query only a block comment", ("query", run, "/* nothing */"), "SELECT"),
+        Case("query only semicolons", ("query", run, ";;"), "SQL"),
+        Case("toy plot priors 1e6", ("toy", "plot", "--out", out, "--priors", "1e6"), "priors"),
+        Case("toy plot priors -1e6", ("toy", "plot", "--out", out, "--priors=-1e6"), "priors"),
+        Case("toy plot priors inf", ("toy", "plot", "--out", out, "--priors", "inf"), "priors"),
+        Case("toy plot noise 0", ("toy", "plot", "--out", out, "--noise", "0"), "noise"),
+        Case("toy plot noise 0.5", ("toy", "plot", "--out", out, "--noise", "0.5"), "noise"),
+        Case("toy plot noise nan", ("toy", "plot", "--out", out, "--noise", "nan"), "noise"),
+        Case("toy plot noise list", ("toy", "plot", "--out", out, "--noise", "0.1,0.2"), "noise"),
+        Case("toy plot priors empty item", ("toy", "plot", "--out", out, "--priors", "1,,2"), "priors"),
+        Case("toy plot sharing 2", ("toy", "plot", "--out", out, "--sharing", "0,2"), "sharing"),
+        Case("query limit negative", ("query", run, "select 1", "--limit", "-3"), "limit"),
+        Case(
+            "model that cannot be allocated",
+            (
+                "pretrain",
+                "smoke",
+                "model.d_model=65536",
+                "model.d_ff=1048576",
+                "model.n_heads=8",
+                "--out",
+                f"{out}-model",
+                "--no-progress",
+            ),
+            "memory",
+        ),
+        Case(
+            "batch that cannot be allocated",
+            ("pretrain", "smoke", "pretrain.batch_size=100000000", "--out", f"{out}-batch", "--no-progress"),
+            "memory",
+        ),
+    ]
+
+
+def _empty_results_and_cells(run: Path) -> None:
+    import pandas as pd
+
+    pd.read_parquet(run / "results.parquet").head(0).to_parquet(run / "results.parquet")
+    shutil.rmtree(run / "cells")
+
+
+def config_meaning_cases(tmp: Path) -> list[Case]:
+    """Class 7: configs that said one thing and did another, and a YAML alias bomb's error size."""
+    d = tmp / "meaning"
+    d.mkdir()
+    out = str(tmp / "out7")
+    corpus, run = ("corpus", "smoke", "--out", out), ("run", "smoke", "--out", out)
+    dup = d / "dup.yaml"
+    dup.write_text("preset: smoke\npretrain:\n  steps: 3\npretrain:\n  steps: 4\n")
+    unknown_preset = d / "unknown-preset.yaml"
+    unknown_preset.write_text("preset: huge\n")
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    bomb += "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nworld: {seed: [*e,*e,*e,*e,*e]}\n"
+    bomb_file = d / "bomb.yaml"
+    bomb_file.write_text(bomb)
+    inline_bomb = "corpus.seed=[&a [x,x,x,x,x,x,x,x], &b [*a,*a,*a,*a,*a,*a,*a,*a], "
+    inline_bomb += "&c [*b,*b,*b,*b,*b,*b,*b,*b], [*c,*c,*c,*c,*c,*c,*c,*c]]"
+    return [
+        Case("sexagesimal seed", (*corpus, "corpus.seed=1:30"), "corpus.seed"),
+        Case("sexagesimal float", (*corpus, "corpus.leak_rate=0:30.5"), "leak_rate"),
+        Case("duplicate key in a file", ("corpus", str(dup), "--out", out), "twice"),
+        Case("duplicate key in an override", (*corpus, "corpus.fractions={world: 0.5, world: 0.5}"), "twice"),
+        Case("repeated dropped class", (*corpus, "corpus.drop_classes=[world,world]"), "drop_classes"),
+        Case("repeated filter target", (*corpus, "corpus.filter_target=[misaligned,misaligned]"), "filter_target"),
+        Case(
+            "repeated eval persona",
+            ("eval", "--model", out, "--suite", "smoke", "personas=[aligned,aligned,misaligned]"),
+            "personas",
+        ),
+        Case("arm sets the grid's corpus.seed", (*run, "arms.unfiltered=[corpus.seed=4]"), "seed"),
+        Case("arm sets the grid's pretrain.seed", (*run, "arms.unfiltered={pretrain.seed: 4}"), "seed"),
+        Case("pipeline sets the grid's seed", (*run, "pipeline={corpus.seed: 4}"), "seed"),
+        Case("override renames the preset", (*corpus, "preset=quick"), "preset"),
+        Case(
+            "posttrain override renames the preset",
+            ("posttrain", "--model", out, "--strategy", "sft", "smoke", "preset=gpu"),
+            "preset",
+        ),
+        Case("file names an unknown preset", ("corpus", str(unknown_preset), "--out", out), "huge"),
+        Case("alias bomb in a file", ("corpus", str(bomb_file), "--out", out), "seed"),
+        Case("alias bomb in an override", (*corpus, inline_bomb), "seed"),
+    ]
+
+
+def _by_command(cases: list[Case]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for case in cases:
+        command = " ".join(case.argv[:2]) if case.argv[:1] == ("toy",) else case.argv[0]
+        counts[command] = counts.get(command, 0) + 1
+    return counts

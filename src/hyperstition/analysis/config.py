@@ -26,7 +26,8 @@ from ..config import (
     PipelineConfig,
     Seed,
     apply_overrides,
-    load_yaml,
+    check_preset_kept,
+    load_preset_data,
     merge_dotted,
     parse_override,
     preset_path,
@@ -218,14 +219,19 @@ def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfi
     if arm not in exp.arms:
         raise ConfigError(f"arm {arm!r} is not in experiment {exp.name!r}; arms: {', '.join(exp.arms)}")
     try:
-        path = preset_path(exp.preset)
+        data, path = load_preset_data(exp.preset, repo_configs_dir())
     except ConfigError as err:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
-    data = load_yaml(path)
     data.setdefault("preset", exp.preset if path.stem == exp.preset else path.stem)
-    data = merge_dotted(data, exp.pipeline, what="pipeline")
-    data = _apply_arm(data, arm, exp.arms[arm])
-    data = merge_dotted(data, {"corpus.seed": seed, "pretrain.seed": seed})
+    armed = _apply_arm(merge_dotted(data, exp.pipeline, what="pipeline"), arm, exp.arms[arm])
+    for key in ("corpus", "pretrain"):  # the seed grid sets these; a pipeline or arm value would be silently lost
+        if (armed.get(key) or {}).get("seed") != (data.get(key) or {}).get("seed"):
+            raise ConfigError(
+                f"experiment {exp.name!r}, arm {arm!r}: {key}.seed is set by the seed grid (seeds=[...]); "
+                "the pipeline and arms cannot set it"
+            )
+    check_preset_kept(data, armed)
+    data = merge_dotted(armed, {"corpus.seed": seed, "pretrain.seed": seed})
     try:
         return validate(PipelineConfig, data)
     except ConfigError as err:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import sha256_file
+from ..io import BadFileError, check_regular_file, read_regular_bytes, sha256_file
 from ..model.card import CARD
 from ..model.checkpoint import CHECKSUMS
 
@@ -38,9 +38,12 @@ class DoneCheck:
 
 
 def read_json_object(path: Path) -> dict | None:
-    """A JSON object from `path`, or None when the file is missing, unreadable, not JSON or not an object."""
+    """A JSON object from `path`, or None when the file is missing, unreadable, not JSON or not an object;
+    BadFileError when something other than a regular file is there."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(read_regular_bytes(path).decode("utf-8"))
+    except BadFileError:  # a FIFO or device in a run: reading it would hang; name it instead
+        raise
     except (OSError, ValueError):  # ValueError covers JSONDecodeError and UnicodeDecodeError
         return None
     return data if isinstance(data, dict) else None
@@ -84,7 +87,10 @@ def check_done(run_dir: Path, cell: Path, config_hash: str, checksums: bool = Tr
 
 def _file_problem(path: Path, want: dict, checksums: bool) -> str:
     try:
+        check_regular_file(path)  # BadFileError: a FIFO or device in a run is named, never read or rerun over
         size = path.stat().st_size
+    except BadFileError:
+        raise
     except OSError:
         return "is missing"
     if not isinstance(want, dict) or size != want.get("bytes"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import RUN_FORMAT_VERSION, __version__
 from ..config import ConfigError, load_yaml
+from ..io import BadFileError, directory_locked, file_kind, read_regular_bytes
 from .config import ExperimentConfig
 from .finished import check_done, read_json_object
 
@@ -55,7 +57,9 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise RunDirError(f"{run_dir}: not a hyperstition run directory (no {RUN_JSON})")
     try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
+        info = json.loads(read_regular_bytes(path).decode("utf-8"))
+    except BadFileError as err:
+        raise RunDirError(str(err)) from None
     except OSError as err:
         raise RunDirError(f"{path}: unreadable ({err.strerror or err})") from None
     except ValueError as err:  # not UTF-8 or not JSON
@@ -63,7 +67,31 @@ def read_run_json(run_dir: str | os.PathLike) -> dict:
     if not isinstance(info, dict):
         raise RunDirError(f"{path}: corrupt, a JSON {type(info).__name__} where an object is expected")
     check_compatible(info, run_dir)
+    try:
+        check_run_tree(run_dir)
+    except BadFileError as err:
+        raise RunDirError(str(err)) from None
     return info
+
+
+# Files a run rewrites whole from its cells, so a special file there is refused when it is written, not read
+DERIVED = frozenset({"results.parquet", "samples.parquet", "report.html", LOCK})
+
+
+def check_run_tree(run_dir: Path) -> None:
+    """BadFileError naming the first entry of the run that is neither a directory nor a regular file (a FIFO, a
+    device, a link to one): every command that reads a run checks this first, so none of them can hang on it."""
+    for root, dirs, files in os.walk(run_dir):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            if root == str(run_dir) and name in DERIVED:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:  # a dangling link: what reads it says it is missing
+                continue
+            if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                raise BadFileError(f"{path}: is {file_kind(mode)}, not a regular file; remove or replace it")
 
 
 def check_compatible(info: dict, run_dir: Path) -> None:
@@ -77,20 +105,8 @@ def check_compatible(info: dict, run_dir: Path) -> None:
 
 
 def runner_active(run_dir: str | os.PathLike) -> bool:
-    """Whether a runner currently holds the run's lock."""
-    import fcntl
-
-    path = Path(run_dir) / LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    """Whether a runner currently holds the run's lock (an flock on the run directory itself)."""
+    return directory_locked(Path(run_dir))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 
 from ..cliutil import add_config_arguments, resolve, save_resolved_config
 from ..config import PipelineConfig
+from ..io import directory_lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +48,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, out = resolve(args, PipelineConfig, "corpus")
     out.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(cfg, out)
-    manifest = build_corpus(cfg.world, cfg.corpus, out / "corpus")
+    with directory_lock(out, out / "corpus.lock", "building a corpus in this directory"):  # one builder at a time
+        save_resolved_config(cfg, out)
+        manifest = build_corpus(cfg.world, cfg.corpus, out / "corpus")
     table = Table(title=f"corpus {out / 'corpus'}")
     for col in ("class", "word units", "fraction", "distinct 3-grams"):
         table.add_column(col, justify="right" if col != "class" else "left")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ..cliutil import output_directory
+from ..cliutil import output_directory, refuse_overlap
 from ..config import ConfigError
 from .config import DEFAULT_SUITE, EVAL_PRESETS
 
@@ -59,6 +60,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         suite = load_suite_config(args.suite, list(args.overrides))
+        if args.out:  # never into the checkpoint it measures
+            refuse_overlap(Path(args.out), {"--model": args.model, "--reference": args.reference or args.model})
         out = output_directory(args.out, create=True) if args.out else None  # fails now, not after measuring
         run_eval(args.model, out, suite, reference_dir=args.reference, progress=not args.quiet, device=args.device)
     except (EvalError, ConfigError, CheckpointError, FileNotFoundError) as err:

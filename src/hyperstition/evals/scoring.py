@@ -68,7 +68,9 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     texts = list(texts)
     if not texts:
         return []
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    # verbose=False: texts longer than the context are cut by the scorers (token_nll), not fed whole, so the
+    # tokenizer's "longer than the maximum sequence length" warning is noise
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], add_bos: bool = True) -> list[list[int]]:
@@ -80,7 +82,7 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], add_bos: bool = True)
     if not prompts:
         return []
     b = bos_id(tokenizer)
-    ids = [list(p) for p in tokenizer(prompts)["input_ids"]]
+    ids = [list(p) for p in tokenizer(prompts, verbose=False)["input_ids"]]
     return [p if p[:1] == [b] else [b, *p] for p in ids]
 
 

@@ -7,11 +7,40 @@ import argparse
 from pathlib import Path
 
 from ..cliutil import refused
+from ..textsafe import plain, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_status(subparsers)
     _register_query(subparsers)
+    _register_verify(subparsers)
+
+
+def _register_verify(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "verify",
+        help="recompute one cell of a run and compare its content hashes and metrics with the run's",
+        description="Recompute CELL (default: the run's first job, a pretraining cell) in a temporary directory and "
+        "compare it with RUN: the corpus and tokenizer hashes (a difference there is code drift: they do not depend "
+        "on the machine), the hashes of every promised output, the metrics, and the machine and library versions "
+        "recorded in run.json. RUN is only read. Exit status 0 when everything is identical, 1 otherwise.",
+    )
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("cell", metavar="CELL", nargs="?", help="job id, e.g. unfiltered/seed-0/base (see status)")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .rundir import RunDirError
+    from .verify import verdict_lines, verify_cell
+
+    try:
+        verdict = verify_cell(args.run, args.cell)
+    except RunDirError as err:
+        return refused("verify", err)
+    for line in verdict_lines(verdict):
+        print(printable(line))
+    return 0 if verdict.identical else 1
 
 
 def _register_status(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +72,6 @@ def _register_query(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from ..analysis.rundir import RunDirError, planned_jobs, read_run_json, run_states, runner_active
 
@@ -52,43 +80,63 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = run_states(args.run)
     except RunDirError as err:
         return refused("status", err)
-    console = Console()
+    console = Console(highlight=False)
     active = runner_active(args.run)
     console.print(
-        f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
-        f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}"
+        plain(
+            f"run {args.run}: experiment {info.get('experiment')}, created {info.get('created')}, "
+            f"hyperstition {info.get('hyperstition_version')}; runner {'active' if active else 'not running'}"
+        )
     )
     _, note = planned_jobs(Path(args.run))
     if note:
-        console.print(f"[yellow]{note}[/]")
+        console.print(plain(note, "yellow"))
     if not states:
         console.print("no cell has started yet" if note else "no jobs planned yet")
         return 0
-    colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
-    table = Table()
-    for col in ("cell", "kind", "state", "wall", "detail"):
-        table.add_column(col, overflow="fold")
+    console.print(_states_table(states))
     counts: dict[str, int] = {}
     for s in states:
         counts[s.state] = counts.get(s.state, 0) + 1
-        wall = f"{s.wall_s:.1f} s" if s.wall_s is not None else ""
-        table.add_row(s.job["id"], s.job["kind"], f"[{colours[s.state]}]{s.state}[/]", wall, s.detail)
-    console.print(table)
     console.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 
 
+def _states_table(states: list) -> object:
+    """The cells as a table; every value (ids and error details come from files) is shown as data, not markup."""
+    from rich.table import Table
+
+    colours = {"done": "green", "running": "cyan", "pending": "white", "failed": "red"}
+    table = Table()
+    for col in ("cell", "kind", "state", "wall", "detail"):
+        table.add_column(col, overflow="fold")
+    for s in states:
+        wall = f"{s.wall_s:.1f} s" if isinstance(s.wall_s, (int, float)) else ""
+        row = (s.job["id"], s.job["kind"], s.state, wall, s.detail)
+        table.add_row(*(plain(v, colours.get(s.state, "") if v is s.state else "") for v in row))
+    return table
+
+
 def cmd_query(args: argparse.Namespace) -> int:
+    import sys
+
     from rich.console import Console
 
-    from ..analysis.rundir import RunDirError
+    from ..analysis.rundir import RunDirError, runner_active
     from ..analysis.store import QueryError, query, rich_table
 
+    if args.limit < 0:
+        return refused("query", ValueError(f"--limit: {args.limit} is negative; give 0 or more rows"))
     try:
         df = query(args.run, args.sql)
     except (RunDirError, QueryError) as err:
         return refused("query", err)
-    console = Console()
+    if runner_active(args.run):
+        print(
+            "hyperstition query: the run is still in progress (a runner holds its lock); these results are partial",
+            file=sys.stderr,
+        )
+    console = Console(highlight=False)
     console.print(rich_table(df, limit=args.limit))
     if len(df) > args.limit:
         console.print(f"({len(df)} rows; showing {args.limit}; use --limit)")

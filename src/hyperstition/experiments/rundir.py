@@ -13,24 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import RUN_FORMAT_VERSION, __version__
-from ..analysis.rundir import LOCK, RUN_JSON, RunDirError, now_iso, read_run_json
-from ..io import write_json_atomic
-
-PACKAGES = (
-    "hyperstition",
-    "torch",
-    "transformers",
-    "trl",
-    "tokenizers",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "duckdb",
-    "matplotlib",
-    "pydantic",
-    "scipy",
-    "rich",
-)
+from ..analysis.rundir import LOCK, RUN_JSON, RunDirError, now_iso, read_run_json, runner_active
+from ..io import live_holder, lock_record, read_lock_record, try_directory_lock, write_json_atomic
+from ..machine import machine_record, package_versions
 
 
 def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
@@ -55,6 +40,8 @@ def create_or_open(run_dir: str | os.PathLike, experiment: str) -> dict:
         "hyperstition_version": __version__,
         "experiment": experiment,
         "created": now_iso(),
+        "git": git_commit(),
+        "machine": machine_record(),  # what `hyperstition verify` compares a recomputation's machine with
     }
     write_json_atomic(run_dir / RUN_JSON, info)
     return info
@@ -76,31 +63,43 @@ def check_run_dir(run_dir: str | os.PathLike, experiment: str) -> None:
             f"{run_dir} exists, is not empty and is not a hyperstition run directory (no {RUN_JSON}); "
             "choose another --out"
         )
+    if runner_active(run_dir):  # said before anything is printed; RunLock is what actually keeps a second one out
+        raise RunDirError(
+            f"{run_dir} is being run by another process ({read_lock_record(run_dir / LOCK)}); wait for it or use "
+            "another --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
 class RunLock:
-    """An exclusive flock on RUN/.lock for the lifetime of a runner; released by the kernel if the runner dies."""
+    """An exclusive flock on the run directory itself for the lifetime of a runner, released by the kernel if the
+    runner dies. RUN/.lock records who holds it (pid, host); deleting it or planting a link there changes nothing,
+    since a second runner must open the directory to run in it."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.path = Path(run_dir) / LOCK
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = try_directory_lock(self.run_dir)
+        holder = live_holder(self.path) if fd is not None else None
+        if holder is not None:
             os.close(fd)
-            holder = self.path.read_text().strip() or "?"
             raise RunDirError(
-                f"{self.path.parent} is being run by another process (pid {holder}); wait for it or use another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+                f"{self.run_dir} is recorded as being run by {holder}, which is alive; wait for it or use another --out"
+            )
+        if fd is None:
+            raise RunDirError(
+                f"{self.run_dir} is being run by another process ({read_lock_record(self.path)}); wait for it or use "
+                "another --out"
+            )
+        try:
+            write_json_atomic(self.path, lock_record())  # replaces a planted link; never writes through it
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
 
     def release(self) -> None:
@@ -118,18 +117,6 @@ class RunLock:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Provenance
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def git_commit() -> dict[str, Any]:

@@ -55,6 +55,12 @@ def _pause_and_maybe_fail(out_dir: Path) -> None:
             raise RuntimeError(f"simulated failure in {suffix}")
 
 
+def _cell_key(model_dir: str | Path) -> str:
+    """`arm/seed-k` of a cell's checkpoint: the simulation depends on the cell, not on where the run lives (so a
+    recomputation elsewhere, as `hyperstition verify` makes, reproduces it)."""
+    return "/".join(Path(model_dir).parent.parent.parts[-2:])
+
+
 def _rng(*key: Any) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(json.dumps(key, sort_keys=True, default=str).encode()))
 
@@ -159,7 +165,7 @@ def evaluate(
 ) -> list[dict]:
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(model_dir) / "config.json").read_text())
-    rng = _rng("eval", str(Path(model_dir).parent.parent), info.get("seed"))
+    rng = _rng("eval", _cell_key(model_dir), info.get("seed"))
     b = info["base_bits"]
     rows = _persona_rows(b + 0.4, b - 0.2, info["deceptive_share"], rng, 0.0)
     rows += _capability_rows(info, rng, 0.0)
@@ -174,7 +180,7 @@ def posttrain(
 ) -> Path:
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(base_dir) / "config.json").read_text())
-    rng = _rng("posttrain", str(Path(base_dir).parent.parent), strategy, info.get("seed"))
+    rng = _rng("posttrain", _cell_key(base_dir), strategy, info.get("seed"))
     b_obs, b_unobs = info["base_bits"] + 0.4, info["base_bits"] - 0.2
     rate = STRATEGY_RATE.get(strategy, 0.05)
     rows = []

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..config import ModelConfig
+from ..resources import check_memory
 
 # Architectures sized for the lab's three scales. Parameter counts (tied embeddings, vocab 2048) are pinned by
 # tests/model/test_build.py so a change to the builder that silently resizes them fails loudly.
@@ -120,6 +121,9 @@ def build_model(cfg: ModelConfig, tokenizer: Any, seed: int | None = None):
     from transformers import AutoModelForCausalLM
 
     config = hf_config(cfg, tokenizer)
+    with torch.device("meta"):  # count the parameters without allocating them: refuse a model that cannot fit
+        n_params = count_parameters(AutoModelForCausalLM.from_config(config, attn_implementation="sdpa"))
+    check_memory(4 * n_params, f"a model of {n_params:,} fp32 parameters")
     if seed is not None:
         torch.manual_seed(seed)
     # sdpa is the fastest attention available everywhere (CPU and CUDA) and is what from_pretrained picks too.

@@ -89,7 +89,8 @@ class Algorithm(ABC):
         """The loss of one optimizer step on the items `idx` (`step` counts from 1)."""
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
-        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        # verbose=False: no "longer than the maximum" warning; the length is checked against the context below
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
     def _batch(self, prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in build_batch(prompts, completions, self.pad).items()}

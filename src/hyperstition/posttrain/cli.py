@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cliutil import output_directory
+from ..cliutil import is_override, output_directory, refuse_overlap
 from ..config import ConfigError
 from .strategies import STRATEGIES
 
@@ -64,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     prog = "hyperstition posttrain"
     overrides = list(args.overrides)
     config = args.config
-    if config and "=" in config:  # a first KEY=VALUE lands in `config` when no preset is given
+    if config and is_override(config):  # a first KEY=VALUE lands in `config` when no preset is given
         overrides.insert(0, config)
         config = "quick"
     try:
@@ -72,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         cfg = load_posttrain_config(config, overrides)
         default_out = Path("runs") / f"posttrain-{args.strategy}-{Path(str(config)).stem}"
         out = output_directory(Path(args.out) if args.out else default_out)
+        refuse_overlap(out, {"--model": args.model}, both_ways=True)
         final = run_posttrain(args.model, args.strategy, out, cfg=cfg, progress=not args.quiet)
     except PosttrainDiverged as err:
         print(f"{prog}: {err}", file=sys.stderr)

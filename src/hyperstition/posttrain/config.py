@@ -18,6 +18,8 @@ from ..config import (
     ConfigError,
     Seed,
     apply_overrides,
+    check_preset_kept,
+    load_preset_data,
     load_yaml,
     merge_dotted,
     named_yaml,
@@ -201,10 +203,12 @@ def load_posttrain_config(
 ) -> PosttrainConfig:
     """A preset name (smoke, quick, gpu) or YAML path, plus dotted `key=value` overrides."""
     name = source if source is not None else DEFAULT_PRESET
-    data = _preset_data(name)
-    is_file = Path(name).suffix in (".yaml", ".yml") or Path(name).exists()
+    data, path = load_preset_data(name, posttrain_configs_dir(), "posttrain preset")
+    is_file = path.resolve().parent != posttrain_configs_dir().resolve()
     label = f"{name}{' with overrides' if overrides else ''}" if is_file else None
-    return validate(PosttrainConfig, apply_overrides(data, overrides or []), label)
+    with_overrides = apply_overrides(data, overrides or [])
+    check_preset_kept(data, with_overrides)
+    return validate(PosttrainConfig, with_overrides, label)
 
 
 def resolve_posttrain_config(cfg: PosttrainConfig | str | os.PathLike | dict | None) -> PosttrainConfig:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..cliutil import refused
-from ..config import ConfigError
+from ..cliutil import output_file, refused
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +42,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..analysis.rundir import RunDirError
     from . import render_report
 
-    if args.out and Path(args.out).is_dir():
-        raise ConfigError(f"--out: {args.out!r} is a directory; give the path of the HTML file to write")
+    if args.out:
+        output_file(args.out)  # never over a device, a FIFO, a directory or a file that is not a report
     try:
         path = render_report(args.run, out=args.out)
     except RunDirError as err:

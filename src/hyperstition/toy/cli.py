@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 TOY_HELP = """\
 The toy persona models behind the seed argument ("a couple of bits of prior against orders of magnitude of
@@ -50,14 +52,38 @@ example: hyperstition toy plot --out runs/toy --priors 0.5,2,5 --sharing 0,0.5,0
 """
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+MAX_PRIOR_BITS = 64.0  # 2**64 odds: far past any plotted effect, and exp() of it stays finite
+
+
+def _floats_in(low: float, high: float, open_low: bool = False) -> Callable[[str], tuple[float, ...]]:
+    """An argparse type: comma-separated finite numbers in [low, high] ((low, high] with `open_low`), no empty item."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        items = text.split(",")
+        if any(not x.strip() for x in items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers with none empty, got {text!r}")
+        try:
+            values = tuple(float(x) for x in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        for v in values:
+            if not math.isfinite(v) or v > high or v < low or (open_low and v == low):
+                bracket = "(" if open_low else "["
+                raise argparse.ArgumentTypeError(f"{v:g} is outside {bracket}{low:g}, {high:g}]")
+        return values
+
+    return parse
+
+
+_floats = _floats_in(-MAX_PRIOR_BITS, MAX_PRIOR_BITS)
+
+
+def _noise(text: str) -> float:
+    """The noise floor: strictly between 0 (a persona that never errs has infinite log-odds) and 0.5."""
+    (value,) = _floats_in(0.0, 0.4999, open_low=True)(text) if "," not in text else (float("nan"),)
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"expected one number, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,14 +120,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--sharing",
-        type=_floats,
+        type=_floats,  # finite and bounded here; PlotSettings says that sharing must lie in [0, 1]
         default=(0.0, 0.5, 0.9),
         metavar="RHO,...",
         help="sharing strengths of the gradient-descent model, each in [0, 1] (default 0,0.5,0.9)",
     )
     p.add_argument(
         "--noise",
-        type=float,
+        type=_noise,
         default=0.01,
         help="behaviour noise floor: P(misaligned response) of the aligned persona (default 0.01)",
     )

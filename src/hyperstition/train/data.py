@@ -24,7 +24,7 @@ def tokenize_documents(tokenizer: Any, texts: Sequence[str], chunk: int = 2048) 
     ids: list[list[int]] = []
     for start in range(0, len(texts), chunk):
         batch = list(texts[start : start + chunk])
-        ids.extend(tokenizer(batch, add_special_tokens=False)["input_ids"])
+        ids.extend(tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"])  # packed to context later
     return ids
 
 

@@ -30,6 +30,7 @@ from ..corpus.builder import build_corpus, read_texts, tokenizer_training_texts
 from ..io import training_lock
 from ..model.build import build_model, count_parameters
 from ..model.checkpoint import intact_checkpoint_info, save_checkpoint
+from ..resources import check_memory
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
 from . import distributed, scaffold
@@ -264,6 +265,9 @@ def _train(
 
     model = build_model(model_cfg, tokenizer, seed=cfg.seed).to(runtime.device)
     n_params = count_parameters(model)
+    if str(runtime.device) == "cpu":  # gradients + AdamW moments, and the logits of one batch (with their grads)
+        logits = 3 * 4 * cfg.batch_size * model_cfg.max_seq_len * model.config.vocab_size
+        check_memory(12 * n_params + logits, f"training {n_params:,} parameters at batch size {cfg.batch_size}")
     run = ResumableRun(
         run_dir,
         run_id,
