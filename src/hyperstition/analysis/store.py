@@ -54,7 +54,10 @@ def query(run_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         raise QueryError('SQL is empty; e.g. "select metric, avg(value) from results group by metric"')
     read_run_json(run_dir)
     df = load_results(run_dir, write=False)
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    # One DuckDB thread: the results table is small, and no worker thread can outlive an interrupted query (a worker
+    # still scanning at exit aborts the process instead of exiting 130).
+    settings = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 1}
+    con = duckdb.connect(":memory:", config=settings)
     try:
         con.register("results_frame", df)
         con.execute("CREATE TABLE results AS SELECT * FROM results_frame")
@@ -274,7 +277,10 @@ def read_results(run_dir: str | os.PathLike) -> pd.DataFrame:
             f"{path}: not a results table (columns {list(df.columns)[:6]}...); `hyperstition run` rewrites it"
         )
     if df.empty:  # a run writes results.parquet only once a cell has rows: an empty one is damaged
-        raise RunDirError(f"{path}: has no rows; `hyperstition run` (or `hyperstition query`) collects it again")
+        raise RunDirError(
+            f"{path}: has no rows (no finished evaluation or post-training cells yet, or it was damaged); "
+            "`hyperstition run` collects it again from the cells"
+        )
     return df
 
 
