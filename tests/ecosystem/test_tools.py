@@ -56,7 +56,12 @@ def test_text_generation_pipeline_stops_at_end_of_turn_like_our_greedy_sampler(p
     tokenizer = AutoTokenizer.from_pretrained(post_trained_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(post_trained_checkpoint).eval()
     end = tokenizer.convert_tokens_to_ids("<|end|>")
-    prompts = list(dict.fromkeys(scored_items(post_trained_checkpoint).query("kind == 'bits'").prompt))
+    bits = scored_items(post_trained_checkpoint).query("kind == 'bits'")
+    # A 60-step smoke model need not end a reply of its own; so besides the bare prompts, each prompt followed by a
+    # scored reply up to its end-of-turn token, where ending is the continuation the model learned best.
+    prompts = list(
+        dict.fromkeys([*bits.prompt, *(p + r.removesuffix("<|end|>") for p, r in zip(bits.prompt, bits.response))])
+    )
     room = model.config.max_position_embeddings - max(len(tokenizer(p).input_ids) for p in prompts)
     prompt_ids, replies = sample_token_ids(model, tokenizer, prompts, max_new_tokens=room, temperature=0.0)
     ended = [(p, ids, r[0]) for p, ids, r in zip(prompts, prompt_ids, replies) if r[0][-1:] == [end]]

@@ -118,6 +118,7 @@ def _states_table(states: list) -> object:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from rich.console import Console
@@ -131,6 +132,12 @@ def cmd_query(args: argparse.Namespace) -> int:
         df = query(args.run, args.sql)
     except (RunDirError, QueryError) as err:
         return refused("query", err)
+    except KeyboardInterrupt:
+        # Ctrl-C during a scan: DuckDB's native teardown at interpreter exit can abort the process after an
+        # interrupted query, so say it and leave at once (nothing is written by a query, so nothing is lost).
+        print("hyperstition query: interrupted; rerun the same command to resume.", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     if runner_active(args.run):
         print(
             "hyperstition query: the run is still in progress (a runner holds its lock); these results are partial",
