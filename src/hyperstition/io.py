@@ -241,11 +241,24 @@ def live_holder(record_path: Path) -> str | None:
         return None
     if host != platform.node() or pid == os.getpid() or pid <= 0:
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:  # not running (or no /proc to ask): the flock alone decides
-        return None
-    return f"pid {pid} on {host}" if b"hyperstition" in cmdline else None
+    cmdline = _cmdline(pid)
+    return f"pid {pid} on {host}" if cmdline is not None and b"hyperstition" in cmdline else None
+
+
+def _cmdline(pid: int, tries: int = 20) -> bytes | None:
+    """/proc/PID/cmdline, or None when the process is not running (or there is no /proc to ask). A process that has
+    just been exec'd can read as empty for a moment, so an empty answer is asked again, up to `tries` x 25 ms."""
+    import time
+
+    for _ in range(tries):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if cmdline:
+            return cmdline
+        time.sleep(0.025)
+    return b""
 
 
 def try_directory_lock(directory: Path) -> int | None:
