@@ -32,8 +32,16 @@ def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[in
         "--workers",
         "2",
     ]
+    # SIGINT at its default in the child, as in a terminal: a suite launched in the background by a non-interactive
+    # shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt at all.
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     for line in proc.stderr:  # wait for the runner to reach the moment under test

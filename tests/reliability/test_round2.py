@@ -38,7 +38,14 @@ def _subprocess(argv: list[str], **env: str) -> subprocess.Popen:
         text=True,
         encoding=env.get("PYTHONIOENCODING", "utf-8"),
         env=dict(os.environ, PYTHONPATH=str(SRC), **env),
+        preexec_fn=sigint_default,
     )
+
+
+def sigint_default() -> None:
+    """The child starts with SIGINT at its default, as in a terminal: a suite launched in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # --- class 3: locks ----------------------------------------------------------------------------------------------
