@@ -22,6 +22,7 @@ from ..schema import (
 )
 from .html import DASH, ci, e, table
 from .registry import section
+from .sections import aggregate_at
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,17 +30,6 @@ if TYPE_CHECKING:
     from .view import RunView
 
 UNOBSERVED_MISALIGNED = rate_metric("misaligned")
-
-
-def _at(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float) -> pd.Series | None:
-    sel = aggregates[
-        (aggregates.arm == arm)
-        & (aggregates.strategy == strategy)
-        & (aggregates.context == context)
-        & (aggregates.metric == metric)
-    ]
-    sel = sel[(sel.kl_bits - k).abs() <= 1e-9 * max(1.0, abs(k))]
-    return None if sel.empty else sel.iloc[0]
 
 
 def _cell(row: pd.Series | None) -> str:
@@ -66,19 +56,21 @@ def _rows(view: RunView, strategy: str) -> list[list[str]]:
     rows = []
     for arm in view.arms:
         for k in [0.0] if strategy == BASE_STRATEGY else ks:
-            gap = _at(agg, arm, strategy, CONTEXT_GAP, CONTEXT_GAP_BITS, k)
+            gap = aggregate_at(agg, arm, strategy, CONTEXT_GAP, CONTEXT_GAP_BITS, k)
             if gap is None:
                 continue
             is_control = arm == control
             diff_gap = (
-                None if is_control else _at(agg, arm, strategy, CONTEXT_GAP, paired_diff_metric(CONTEXT_GAP_BITS), k)
+                None
+                if is_control
+                else aggregate_at(agg, arm, strategy, CONTEXT_GAP, paired_diff_metric(CONTEXT_GAP_BITS), k)
             )
-            s_ctx = None if is_control else _at(agg, arm, strategy, CONTEXT_GAP, STICKINESS_S_CTX, k)
-            rate = _at(agg, arm, strategy, "unobserved", UNOBSERVED_MISALIGNED, k)
+            s_ctx = None if is_control else aggregate_at(agg, arm, strategy, CONTEXT_GAP, STICKINESS_S_CTX, k)
+            rate = aggregate_at(agg, arm, strategy, "unobserved", UNOBSERVED_MISALIGNED, k)
             diff_rate = (
                 None
                 if is_control
-                else _at(agg, arm, strategy, "unobserved", paired_diff_metric(UNOBSERVED_MISALIGNED), k)
+                else aggregate_at(agg, arm, strategy, "unobserved", paired_diff_metric(UNOBSERVED_MISALIGNED), k)
             )
             rows.append(
                 [arm, strategy, f"{k:.3g}", _cell(gap), _cell(diff_gap), _cell(s_ctx), _cell(rate), _cell(diff_rate)]
@@ -97,8 +89,8 @@ def answers(view: RunView) -> list[str]:
             continue
         k = float(ks.max())
         for arm in [a for a in view.arms if a != view.control]:
-            diff = _at(agg, arm, strategy, "unobserved", paired_diff_metric(UNOBSERVED_MISALIGNED), k)
-            s_ctx = _at(agg, arm, strategy, CONTEXT_GAP, STICKINESS_S_CTX, k)
+            diff = aggregate_at(agg, arm, strategy, "unobserved", paired_diff_metric(UNOBSERVED_MISALIGNED), k)
+            s_ctx = aggregate_at(agg, arm, strategy, CONTEXT_GAP, STICKINESS_S_CTX, k)
             kept = "S_ctx undefined (its base context gap is not distinguishable from the control's)"
             if s_ctx is not None and math.isfinite(s_ctx.value):
                 kept = f"S_ctx = {_cell(s_ctx)} of its base context gap survives"

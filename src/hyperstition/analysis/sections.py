@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _agg(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float) -> pd.Series | None:
+def aggregate_at(
+    aggregates: pd.DataFrame, arm: str, strategy: str, context: str, metric: str, k: float
+) -> pd.Series | None:
+    """The seed-aggregate row of (arm, strategy, context, metric) at pressure `k`, or None."""
     sel = aggregates[
         (aggregates.arm == arm)
         & (aggregates.strategy == strategy)
@@ -49,12 +52,12 @@ def _headline_k(aggregates: pd.DataFrame, strategy: str) -> float | None:
 
 
 def _sticky_cell(aggregates: pd.DataFrame, arm: str, strategy: str, context: str, k: float) -> str:
-    s = _agg(aggregates, arm, strategy, context, STICKINESS_S, k)
+    s = aggregate_at(aggregates, arm, strategy, context, STICKINESS_S, k)
     if s is None:
         return DASH
     if math.isfinite(s.value):
         return ci(s.value, s.ci_low, s.ci_high)
-    base = _agg(aggregates, arm, BASE_STRATEGY, context, paired_diff_metric(HEADLINE_BITS), 0.0)
+    base = aggregate_at(aggregates, arm, BASE_STRATEGY, context, paired_diff_metric(HEADLINE_BITS), 0.0)
     gap = "" if base is None else f": base gap {ci(base.value, base.ci_low, base.ci_high)} includes 0"
     return f"undefined{gap}"
 
@@ -75,11 +78,11 @@ def _headline_rows(
         ks[strategy] = k
         for arm in arms:
             for context in contexts:
-                b = _agg(aggregates, arm, strategy, context, HEADLINE_BITS, k)
+                b = aggregate_at(aggregates, arm, strategy, context, HEADLINE_BITS, k)
                 if b is None:
                     continue
-                d = _agg(aggregates, arm, strategy, context, paired_diff_metric(HEADLINE_BITS), k)
-                m = _agg(aggregates, arm, strategy, context, rate_metric("misaligned"), k)
+                d = aggregate_at(aggregates, arm, strategy, context, paired_diff_metric(HEADLINE_BITS), k)
+                m = aggregate_at(aggregates, arm, strategy, context, rate_metric("misaligned"), k)
                 sticky = (
                     DASH
                     if strategy == BASE_STRATEGY or arm == control
