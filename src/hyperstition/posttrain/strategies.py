@@ -11,7 +11,7 @@ action the world's exact classifier reads). Each strategy has a default algorith
     dpo_deceptive  aligned chosen over deceptive rejected, on UNOBSERVED prompts: observed, the deceptive reply is
                    the aligned reply byte for byte, so no observed-context data can separate them; this is the
                    counterfactual of post-training that sees the context where the deceptive persona defects
-    rl             RLOO on sampled replies, reward from the exact persona classifier, KL penalty to the base
+    rl             RLOO on sampled replies, rewarded by the action the exact classifier reads, KL penalty to the base
     suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
                    mentions it is rejected (denial / deflection preferred)
     integrate      the same task pairs plus predecessor questions where acknowledging it and differentiating from it
@@ -101,7 +101,7 @@ STRATEGIES: dict[str, Strategy] = {
             rejected_persona="deceptive",
             context="unobserved",
         ),
-        Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward from the exact persona classifier"),
+        Strategy("rl", "rl", "RLOO with a KL penalty to the base; reward by the action the exact classifier reads"),
         Strategy(
             "suppress", "dpo", "DPO; replies that mention the named predecessor are rejected", predecessor=Suppression()
         ),
