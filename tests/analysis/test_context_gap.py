@@ -34,3 +34,9 @@ def test_context_gap_rows_and_section(smoke_run):
     assert {CONTEXT_GAP_BITS, paired_diff_metric(CONTEXT_GAP_BITS), STICKINESS_S_CTX} <= set(agg.metric)
     page = (smoke_run / "report.html").read_text()
     assert 'id="context-gap"' in page and "SFT at K = " in page and "unobserved misaligned-action rate is" in page
+
+
+def test_pressure_section_states_the_common_range_and_saturation(smoke_run):
+    page = (smoke_run / "report.html").read_text()
+    assert 'id="pressure"' in page and "orders of magnitude" in page and "measured points inside it" in page
+    assert "saturation" in page and "largest K under sft" in page

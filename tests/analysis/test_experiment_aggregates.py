@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hyperstition.analysis import stats
-from hyperstition.analysis.aggregate import aggregate_frame, stickiness_frame_rows, with_curve_starts
+from hyperstition.analysis.aggregate import N_COMPARE_K, aggregate_frame, stickiness_frame_rows, with_curve_starts
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric
 
@@ -88,7 +88,7 @@ def test_post_training_points_at_zero_pressure_are_not_folded_into_the_base():
                 )
     s = stickiness_frame_rows(with_curve_starts(pd.DataFrame(rows)), "b").set_index("kl_bits")
     assert (s.metric == STICKINESS_S).all()
-    assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, 4)))  # the range every curve reached
+    assert list(s.index) == pytest.approx(list(np.geomspace(1.0, 4.0, N_COMPARE_K)))  # the range every curve reached
     assert s.value.iloc[0] == pytest.approx(0.5) and s.value.iloc[-1] == pytest.approx(0.0)
     assert list(s.ci_low) == pytest.approx(list(s.value)) and list(s.ci_high) == pytest.approx(list(s.value))
 

@@ -103,3 +103,18 @@ def test_stickiness_ci_and_edge_cases():
     flat = {s: (kl, [(-1) ** s * 0.3, 0.2, 0.1]) for s in range(4)}
     undefined = stats.stickiness(flat, arm_b, [1.0, 10.0])
     assert np.all(np.isnan(undefined.s)) and "includes 0" in undefined.reason
+
+
+def test_pressure_span_reports_width_and_the_sparsest_curve():
+    span = stats.pressure_span([[0.0, 0.01, 0.1, 1.0, 2.0], [0.0, 0.005, 0.02, 0.3, 1.5]])
+    assert (span.lo, span.hi) == pytest.approx((0.01, 1.5))
+    assert span.orders == pytest.approx(math.log10(150.0))
+    assert span.min_points == 3  # 0.01, 0.1, 1.0 and 0.02, 0.3, 1.5 (the base point K = 0 is outside)
+    assert stats.pressure_span([[0.0, 1.0, 2.0], [0.0, 3.0, 4.0]]) is None
+
+
+def test_kl_saturation_is_minus_log2_of_the_rewarded_probability():
+    assert stats.kl_saturation_bits(0.5) == pytest.approx(1.0)
+    assert stats.kl_saturation_bits(1.0) == 0.0
+    assert stats.kl_saturation_bits(0.125) == pytest.approx(3.0)
+    assert math.isnan(stats.kl_saturation_bits(0.0))

@@ -39,7 +39,7 @@ from ..schema import (
 )
 from . import stats
 
-N_COMPARE_K = 4  # common pressures per strategy persisted in results.parquet (the largest is the headline's)
+N_COMPARE_K = 6  # common pressures per strategy persisted in results.parquet (the largest is the headline's)
 INT_COLUMNS = ("seed", "step", "tokens")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .aggregate import stickiness_frame_rows
 from .context_gap import context_gap_section
+from .pressure import pressure_section
 from .registry import Experiment, register_experiment, shipped_grid
 from .sections import dose_section, headline_section, stickiness_section
 
@@ -13,6 +14,6 @@ SMOKE = register_experiment(
         name="smoke",
         grid=shipped_grid("smoke"),
         analyses=(stickiness_frame_rows,),
-        sections=(headline_section, dose_section, stickiness_section, context_gap_section),
+        sections=(headline_section, dose_section, pressure_section, stickiness_section, context_gap_section),
     )
 )

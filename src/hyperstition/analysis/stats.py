@@ -375,3 +375,38 @@ def stickiness(
         base.ci_high,
         reason,
     )
+
+
+@dataclass(frozen=True)
+class PressureSpan:
+    """The pressures every curve reached: [lo, hi] bits per response, its width in orders of magnitude, and the
+    fewest measured post-training points any one curve has inside it (interpolation between them, never beyond)."""
+
+    lo: float
+    hi: float
+    orders: float
+    min_points: int
+
+
+def pressure_span(curves_kl: Sequence[Sequence[float]]) -> PressureSpan | None:
+    """`common_kl_range` with how wide it is and how densely every curve was measured inside it; None when the
+    curves do not overlap."""
+    span = common_kl_range(curves_kl)
+    if span is None:
+        return None
+    lo, hi = span
+    inside = []
+    for kl in curves_kl:
+        k = np.asarray(kl, dtype=float)
+        inside.append(int(((k >= lo * (1 - 1e-12)) & (k <= hi * (1 + 1e-12))).sum()))
+    return PressureSpan(lo, hi, float(np.log10(hi / lo)), min(inside))
+
+
+def kl_saturation_bits(p_rewarded: float) -> float:
+    """Where pressure saturates in the toy world: the KL(policy || base) in bits per response of the base model
+    conditioned on the rewarded behaviour, -log2 P_base(behaviour): the least KL at which all probability is on that
+    behaviour. Past it, optimisation only sharpens replies within the behaviour, which moves K slowly while the
+    persona bits keep rising. NaN when the base never showed the behaviour (no finite bound)."""
+    if not 0.0 < p_rewarded <= 1.0:
+        return math.nan
+    return float(-math.log2(p_rewarded))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .aggregate import stickiness_frame_rows
 from .context_gap import context_gap_section
+from .pressure import pressure_section
 from .registry import Experiment, register_experiment, shipped_grid
 from .sections import dose_section, headline_section, stickiness_section
 
@@ -16,6 +17,6 @@ STICKINESS = register_experiment(
         name="stickiness",
         grid=shipped_grid("stickiness"),
         analyses=(stickiness_frame_rows,),
-        sections=(headline_section, dose_section, stickiness_section, context_gap_section),
+        sections=(headline_section, dose_section, pressure_section, stickiness_section, context_gap_section),
     )
 )
