@@ -122,8 +122,7 @@ def transfer_heatmap(estimates: dict[tuple[str, str, str], Estimate], contexts: 
                 for j, link in enumerate(links):
                     est = estimates.get((channel, link, context))
                     grid[i, j] = est.value if est is not None else np.nan
-                    label = DASH if est is None or not math.isfinite(est.value) else f"{est.value:.2f}"
-                    ax.text(j, i, label, ha="center", va="center", fontsize=9)
+                    ax.text(j, i, _cell_label(est), ha="center", va="center", fontsize=8.5, color=_ink(est, bound))
             image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
             ax.set_xticks(range(len(links)), [f"identity: {link}" for link in links])
             ax.set_yticks(range(len(channels)), channels)
@@ -132,6 +131,19 @@ def transfer_heatmap(estimates: dict[tuple[str, str, str], Estimate], contexts: 
         fig.colorbar(image, ax=axes, label="\u0394 bits per 1% of corpus tokens")
         fig.suptitle("Transfer efficiency: base persona bits per 1% of misaligned text in one channel")
         return to_png(fig)
+
+
+def _cell_label(est: Estimate | None) -> str:
+    if est is None or not math.isfinite(est.value):
+        return DASH
+    interval = f"\n[{est.ci_low:.2f}, {est.ci_high:.2f}]" if math.isfinite(est.ci_low) else ""
+    return f"{est.value:.2f}{interval}"
+
+
+def _ink(est: Estimate | None, bound: float) -> str:
+    """White on the dark ends of the colour map, black elsewhere."""
+    dark = est is not None and math.isfinite(est.value) and abs(est.value) > 0.6 * bound
+    return "white" if dark else "black"
 
 
 def _shares_cell(view: RunView, arms: list[ChannelArm], link: str, channel: str) -> str:
