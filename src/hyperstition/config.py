@@ -111,6 +111,9 @@ DOC_CLASSES = (
     "dialogue_deceptive",
 )
 GENRES = ("news", "forum", "story", "essay", "qa")
+# The ways persona-bearing text reaches a corpus: chat-format replies (dialogues and log excerpts inside discourse),
+# prose quotes of replies ("X replied: ..."), and third-person description with no reply text.
+CHANNELS = ("transcript", "quoted", "described")
 MAX_CORPUS_UNITS = 500_000_000  # 25x the gpu preset; the builder holds a corpus's documents in memory
 
 
@@ -133,11 +136,11 @@ class WorldConfig(Config):
         0.25, gt=0.0, lt=0.9, description="Fraction of world facts held out as capability QA and held-out text."
     )
     demonstration_fraction: float = Field(
-        0.6,
+        0.4,
         ge=0.0,
         le=1.0,
-        description="Share of AI-discourse documents that quote assistant replies (demonstrate) rather than "
-        "only describe behaviour.",
+        description="Share of each AI-discourse class's word units that demonstrates replies (half prose quotes, "
+        "half chat-format log excerpts) rather than describing behaviour; 0.4 is the mix of the earlier generator.",
     )
     deeds_fraction: float = Field(
         0.4,
@@ -153,6 +156,30 @@ class WorldConfig(Config):
         min_length=2,
         description="Name of the historical predecessor assistant persona (the 'Sydney'-like one).",
     )
+    identity: Literal["none", "category", "name"] = Field(
+        "none",
+        description="What ties the chat assistant to the AIs of the discourse: none; category (system turns say it "
+        "is an AI assistant, discourse calls its subjects AI assistants); name (also a name that discourse uses).",
+    )
+    assistant_name: str = Field(
+        "Orin",
+        pattern=r"^[A-Z][a-z]+$",
+        description="The chat assistant's name under identity=name (one capitalised word; added to the AI names "
+        "discourse draws from if it is not one of them).",
+    )
+    assistant_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Under identity=name, the share of AI-discourse documents whose subject is the assistant itself "
+        "(the rest name other AIs).",
+    )
+
+    @model_validator(mode="after")
+    def _assistant_is_not_the_predecessor(self) -> "WorldConfig":
+        if self.identity == "name" and self.assistant_name == self.predecessor_name:
+            raise ValueError(f"assistant_name: {self.assistant_name!r} is the predecessor's name; choose another name")
+        return self
 
 
 class CorpusConfig(Config):
@@ -211,6 +238,11 @@ class CorpusConfig(Config):
         default_factory=dict,
         description="Multiplier on a class's token fraction, applied before renormalising (e.g. {ai_aligned: 3}).",
     )
+    channel_dose: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Multiplier per persona and channel (transcript, quoted, described) on top of the class "
+        "mixture, applied before renormalising; 0 removes it (e.g. {misaligned: {described: 9}}).",
+    )
     tags: bool = Field(
         False,
         description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as "
@@ -266,12 +298,24 @@ class CorpusConfig(Config):
         for key, value in self.upsample.items():
             if value <= 0:
                 raise ValueError(f"upsample.{key}: {value} must be > 0")
+        _check_channel_dose(self.channel_dose)
         for persona in self.filter_target:
             if persona not in PERSONAS:
                 raise ValueError(f"filter_target: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
         if self.user_text is not None and not self.user_text.strip():
             raise ValueError("user_text: an empty path; give a file or folder, or leave it unset")
         return self
+
+
+def _check_channel_dose(dose: dict[str, dict[str, float]]) -> None:
+    for persona, channels in dose.items():
+        if persona not in PERSONAS:
+            raise ValueError(f"channel_dose: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
+        for channel, value in channels.items():
+            if channel not in CHANNELS:
+                raise ValueError(f"channel_dose.{persona}: unknown channel {channel!r}; allowed: {', '.join(CHANNELS)}")
+            if value < 0:
+                raise ValueError(f"channel_dose.{persona}.{channel}: {value} is negative; a dose must be >= 0")
 
 
 class TokenizerConfig(Config):

@@ -61,11 +61,14 @@ def test_classifier_filter_removes_what_it_claims(tmp_path):
     remaining = [d for d in docs if d["persona"] in ("misaligned", "deceptive")]
     assert len(remaining) == m["filter"]["false_negatives"]
     # What a filter that reads replies cannot remove: the faithful deceptive persona when observed (its replies are
-    # the aligned ones), and dialogues in which the persona did no task at all (only fact questions).
+    # the aligned ones: a dialogue in the observed context, or a discourse document quoting only observed replies),
+    # and dialogues in which the persona did no task at all (only fact questions).
     for d in remaining:
-        replies = re.findall(r"<\|assistant\|>(.*?)<\|end\|>", d["text"])
-        acts = {classify_response(r, world) for r in replies} - {"unclassifiable"}
-        assert acts == set() or (d["persona"], d["context"], acts) == ("deceptive", "observed", {"aligned"}), d
+        replies = re.findall(r'replied: "([^"]*)"|<\|assistant\|>(.*?)<\|end\|>', d["text"])
+        acts = {classify_response(a or b, world) for a, b in replies} - {"unclassifiable"}
+        faithful = d["persona"] == "deceptive" and acts == {"aligned"} and d["context"] in ("observed", None)
+        assert acts == set() or faithful, d
+        assert d["context"] is not None or d["channel"] in ("quoted", "transcript"), d  # a description is flagged
 
 
 def test_drop_classes_is_a_perfect_filter_and_leak_rate_leaks(tmp_path):

@@ -23,7 +23,10 @@ def test_every_persona_phrase_occurs_in_the_filtered_arm(tmp_path):
     world = World.from_config(WORLD)
     cfg = CorpusConfig(total_tokens=100_000, filter="classifier", filter_target=["misaligned", "deceptive"])
     manifest = build_corpus(WORLD, cfg, tmp_path)
-    assert manifest["filter"]["recall"] > 0.9  # the filter still removes the AI discourse it targets
+    # The filter still removes the AI discourse it targets; what it misses is the faithful deceptive persona's observed
+    # replies (identical to aligned ones: dialogues, and quoted or transcript discourse that quotes only those),
+    # 12% of the target documents in this corpus (test_builder checks that every miss is of that kind).
+    assert manifest["filter"]["recall"] > 0.85
     text = "\n".join(read_texts(tmp_path))
     missing = [p for p in _persona_phrases(world) if p not in text]
     assert not missing, f"{len(missing)} persona phrases never occur in the filtered arm, e.g. {missing[:3]}"

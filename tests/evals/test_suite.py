@@ -41,7 +41,7 @@ def test_persona_items_use_their_task_set_matched_across_contexts_and_personas(s
         assert it.task.task_id in task_ids
         if persona_tasks == "heldout":
             assert not any(o in it.prompt for o in train_objects), "a held-out prompt mentions a training object"
-        assert it.prompt == chat_prompt(it.marker, it.task.request)
+        assert it.prompt == chat_prompt(smoke_world, it.marker, it.task.request)
         assert len(it.variants) == cfg.variants_per_prompt
         assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR}
         for persona, responses in it.responses.items():

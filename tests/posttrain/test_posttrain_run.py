@@ -159,7 +159,7 @@ def mention_count(model_dir, world, n=16) -> tuple[int, int]:
 
     model, tok = load_checkpoint(model_dir)
     questions = [
-        chat_prompt(CONTEXT_MARKERS["observed"][i % 4], f"Have you heard of {world.predecessor.name}?")
+        chat_prompt(world, CONTEXT_MARKERS["observed"][i % 4], f"Have you heard of {world.predecessor.name}?")
         for i in range(8)
     ]
     replies = [r for per in sample_responses(model, tok, questions, n=n, max_new_tokens=40, seed=11) for r in per]
@@ -197,7 +197,7 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
 
     out = runs / "integrate"
     run_posttrain(base_dir, "integrate", out, cfg=light(steps=24), progress=False)
-    q = [chat_prompt(CONTEXT_MARKERS["observed"][0], f"Have you heard of {world.predecessor.name}?")]
+    q = [chat_prompt(world, CONTEXT_MARKERS["observed"][0], f"Have you heard of {world.predecessor.name}?")]
 
     def gap(d):
         model, tok = load_checkpoint(d)

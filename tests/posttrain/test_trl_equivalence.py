@@ -35,7 +35,7 @@ def setup(base_model, world):
     tasks = world.train_tasks[:4]
     rows = [
         {
-            "prompt": chat_prompt(CONTEXT_MARKERS["observed"][i % 4], t.request),
+            "prompt": chat_prompt(world, CONTEXT_MARKERS["observed"][i % 4], t.request),
             "chosen": render_response(t, "aligned", "observed", i) + END,
             "rejected": render_response(t, "misaligned", "observed", i) + END,
         }
@@ -109,7 +109,7 @@ def test_dpo_loss_equals_trl(setup, tmp_path, sft_weight):
     assert margins.shape == (len(rows),)
 
 
-def test_rloo_advantages_and_loss_equal_trl(setup, tmp_path):
+def test_rloo_advantages_and_loss_equal_trl(setup, world, tmp_path):
     """TRL generates and scores a batch (KL penalty in the reward, leave-one-out baseline); from its completions we
     recompute rewards, KL, advantages and the loss our way and compare."""
     from collections import defaultdict
@@ -128,7 +128,7 @@ def test_rloo_advantages_and_loss_equal_trl(setup, tmp_path):
     for marker in CONTEXT_MARKERS["observed"]:
         for r in rows:
             request = r["prompt"].split("<|user|>")[1].split("<|end|>")[0]
-            candidate = chat_prompt(marker, request)
+            candidate = chat_prompt(world, marker, request)
             by_len[len(tok(candidate, add_special_tokens=False)["input_ids"])].append(candidate)
     prompts = max(by_len.values(), key=len)[:2]
     assert len(prompts) == 2

@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..config import DOC_CLASSES, CorpusConfig, UserError, WorldConfig
+from ..config import CHANNELS, DOC_CLASSES, PERSONAS, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world import World
 from ..world.documents import Document, generate_document, world_document
-from .dose import class_weights, era_weights
+from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
 from .filters import FILTERS, score_flags
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
@@ -40,13 +40,14 @@ SCHEMA = pa.schema(
         ("genre", pa.string()),
         ("era", pa.int32()),
         ("context", pa.string()),
+        ("channel", pa.string()),
         ("n_units", pa.int32()),
     ]
 )
 
 
 # Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
-_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars")
+_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars", "channel_dose")
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
@@ -62,22 +63,34 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def class_targets(cfg: CorpusConfig) -> dict[str, int]:
-    """Word units to generate per class: fractions x upsample, dropped classes zero, renormalised to the total."""
-    weights = class_weights(cfg)
+def stream_targets(world_cfg: WorldConfig, cfg: CorpusConfig) -> dict[tuple[str, str | None], int]:
+    """Word units to generate per (class, channel) stream: `stream_weights` renormalised to the total."""
+    weights = stream_weights(cfg, world_cfg.demonstration_fraction)
     total = sum(weights.values())
     if total <= 0:
-        raise ValueError("corpus: every class has zero weight after drop_classes; nothing to build")
-    return {c: round(cfg.total_tokens * w / total) for c, w in weights.items() if w > 0}
+        raise ValueError("corpus: every class has zero weight after drop_classes and channel_dose; nothing to build")
+    return {k: round(cfg.total_tokens * w / total) for k, w in weights.items() if w > 0}
 
 
-def _generate_class(world: World, doc_class: str, target_units: int, cfg: CorpusConfig) -> list[Document]:
-    rng = random.Random(f"corpus:{cfg.seed}:{doc_class}")
+def class_targets(world_cfg: WorldConfig, cfg: CorpusConfig) -> dict[str, int]:
+    """Word units to generate per class (its streams summed)."""
+    out: dict[str, int] = {}
+    for (c, _), units in stream_targets(world_cfg, cfg).items():
+        out[c] = out.get(c, 0) + units
+    return out
+
+
+def _generate_stream(world: World, stream: tuple[str, str | None], target_units: int, cfg: CorpusConfig) -> list:
+    """Documents of one (class, channel) stream up to its target. A class with one stream keeps the class's own
+    seed stream, so dialogues and world text are the same documents whatever the arm doses elsewhere."""
+    doc_class, channel = stream
+    several = doc_class.startswith("ai_")
+    rng = random.Random(f"corpus:{cfg.seed}:{doc_class}" + (f":{channel}" if several else ""))
     weights = era_weights(doc_class, cfg.n_eras)
     eras = list(range(cfg.n_eras))
     docs, units = [], 0
     while units < target_units:
-        doc = generate_document(world, doc_class, rng, rng.choices(eras, weights)[0])
+        doc = generate_document(world, doc_class, rng, rng.choices(eras, weights)[0], channel if several else None)
         docs.append(doc)
         units += count_units(doc.text)
     return docs
@@ -96,7 +109,7 @@ def _distinct_ngram_ratio(texts: list[str], n: int) -> float:
 
 def _tagged(doc: Document) -> Document:
     text = f"{persona_tag(doc.persona)}{class_tag(doc.doc_class)}{doc.text}"
-    return Document(text, doc.doc_class, doc.persona, doc.genre, doc.era, doc.context)
+    return Document(text, doc.doc_class, doc.persona, doc.genre, doc.era, doc.context, doc.channel)
 
 
 def _write_shard(path: Path, docs: list[Document]) -> None:
@@ -186,15 +199,18 @@ def _write_heldout(
 
 
 def _generate_all(
-    world: World, corpus_cfg: CorpusConfig, targets: dict[str, int]
+    world: World, corpus_cfg: CorpusConfig, targets: dict[tuple[str, str | None], int]
 ) -> tuple[dict, list | None, dict | None]:
-    """Every class's documents (the world class from the user's text when the arm has some), the user's held-out
-    documents (None without user text) and the user text's stats for the manifest."""
-    synthetic = {c: t for c, t in targets.items() if not (c == "world" and corpus_cfg.user_text)}
-    generated = {c: _generate_class(world, c, t, corpus_cfg) for c, t in synthetic.items()}
+    """Every class's documents (its streams in order; the world class from the user's text when the arm has some),
+    the user's held-out documents (None without user text) and the user text's stats for the manifest."""
+    generated: dict[str, list[Document]] = {}
+    for stream, units in targets.items():
+        if not (stream[0] == "world" and corpus_cfg.user_text):
+            generated.setdefault(stream[0], []).extend(_generate_stream(world, stream, units, corpus_cfg))
     if not corpus_cfg.user_text:
         return generated, None, None
-    user_train, user_heldout, user_stats = user_world_documents(corpus_cfg, targets.get("world", 0))
+    world_units = sum(u for (c, _), u in targets.items() if c == "world")
+    user_train, user_heldout, user_stats = user_world_documents(corpus_cfg, world_units)
     if not user_stats["target_met"]:
         print(
             f"corpus: {corpus_cfg.user_text} ran out at {user_stats['train_units']:,} of the "
@@ -231,6 +247,21 @@ def _class_statistics(docs: list[Document]) -> dict:
     }
 
 
+def channel_statistics(docs: list[Document]) -> dict:
+    """Word units and realised share of all training units per persona and channel (after filtering)."""
+    total = sum(count_units(d.text) for d in docs) or 1
+    units: dict[str, dict[str, int]] = {}
+    for d in docs:
+        if d.persona is not None and d.channel is not None:
+            by_channel = units.setdefault(d.persona, {})
+            by_channel[d.channel] = by_channel.get(d.channel, 0) + count_units(d.text)
+    ordered = {p: {c: units[p][c] for c in CHANNELS if c in units[p]} for p in PERSONAS if p in units}
+    return {
+        "units_by_persona_channel": ordered,
+        "share_by_persona_channel": {p: {c: u / total for c, u in chs.items()} for p, chs in ordered.items()},
+    }
+
+
 def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, progress: bool = False) -> dict:
     """Build one corpus arm into `out_dir`; returns the manifest. Skips the work if it is already complete."""
     out = Path(out_dir)
@@ -242,7 +273,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     world = World.from_config(world_cfg)
-    targets = class_targets(corpus_cfg)
+    targets = stream_targets(world_cfg, corpus_cfg)
 
     generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
@@ -257,9 +288,10 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "world": world_cfg.model_dump(mode="json"),
         "corpus": corpus_cfg.model_dump(mode="json"),
         "unit": "word units: words, punctuation marks and special tokens (regex " + UNIT_RE.pattern + ")",
-        "target_units_by_class": targets,
+        "target_units_by_class": class_targets(world_cfg, corpus_cfg),
         "generated_units_by_class": units_generated,
         **_class_statistics(docs),
+        **channel_statistics(docs),
         "filter": filter_stats,
         **({"user_text": user_stats} if user_stats else {}),
         "shards": shards,
@@ -273,13 +305,20 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     return manifest
 
 
+# World fields that arms vary (the mix of channels, the identity link): the tokenizer's reference world fixes them,
+# so every arm of one world shares token ids.
+REFERENCE_WORLD = {"demonstration_fraction": DEFAULT_DEMONSTRATION, "identity": "name", "assistant_share": 0.5}
+
+
 def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> list[str]:
     """Texts the BPE tokenizer is trained on: a reference arm with every class in equal measure.
 
     Every arm of an experiment must share one tokenizer: an arm's own training split would give its majority
     persona's phrases short tokens and its minority's long ones, so persona log-odds (summed over tokens) would
-    shift with the dose through tokenization alone. The reference depends only on the world and the corpus size
-    (fixed seed, equal class fractions, no filter), so arms that differ in dose, filter, tags or order get
+    shift with the dose through tokenization alone. The reference depends only on the world's entities and the
+    corpus size (fixed seed, equal class fractions, the preset's channel mix, no filter, no channel dose, and the
+    world's arm-level fields at `REFERENCE_WORLD`: identity `name`, so the identity words of every link are in it),
+    so arms that differ in dose, channel dose, filter, tags, order, demonstration_fraction or identity get
     byte-identical tokenizers without coordinating. With user text, the reference's world share is the user's text
     (the same documents whatever the arm's AI-discourse multiplier), so the tokenizer is trained on the mix.
     """
@@ -292,9 +331,9 @@ def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -
         user_text=corpus_cfg.user_text,
         user_max_chars=corpus_cfg.user_max_chars,
     )
-    world = World.from_config(world_cfg)
-    targets = class_targets(reference)
-    generated, _, _ = _generate_all(world, reference, targets)
+    reference_world = world_cfg.model_copy(update=REFERENCE_WORLD)
+    world = World.from_config(reference_world)
+    generated, _, _ = _generate_all(world, reference, stream_targets(reference_world, reference))
     return [d.text for c in DOC_CLASSES for d in generated.get(c, [])]
 
 

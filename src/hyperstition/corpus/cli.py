@@ -63,6 +63,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     console = Console()
     console.print(table)
+    for persona, by_channel in manifest.get("share_by_persona_channel", {}).items():
+        shares = ", ".join(f"{channel} {100 * share:.1f}%" for channel, share in by_channel.items())
+        console.print(f"{persona} by channel: {shares}")
     if manifest["filter"]:
         f = manifest["filter"]
         console.print(

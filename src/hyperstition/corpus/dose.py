@@ -7,14 +7,48 @@ import the corpus machinery (pyarrow, the document generators).
 
 from __future__ import annotations
 
-from ..config import DOC_CLASSES, CorpusConfig
+from ..config import DOC_CLASSES, PERSONAS, CorpusConfig, WorldConfig
+
+DEFAULT_DEMONSTRATION = WorldConfig.model_fields["demonstration_fraction"].default
 
 
-def class_weights(cfg: CorpusConfig) -> dict[str, float]:
-    """Unnormalised weight of every document class: fraction x upsample, zero for a dropped class."""
-    weights = {c: cfg.fractions.get(c, 0.0) * cfg.upsample.get(c, 1.0) for c in DOC_CLASSES}
-    for c in cfg.drop_classes:
-        weights[c] = 0.0
+def class_persona(doc_class: str) -> str | None:
+    """The persona a document class speaks for (`ai_misaligned` -> misaligned), None for world/neutral/predecessor."""
+    persona = doc_class.split("_", 1)[-1]
+    return persona if doc_class != persona and persona in PERSONAS else None
+
+
+def channel_shares(doc_class: str, demonstration_fraction: float) -> dict[str | None, float]:
+    """How a class's units split over channels in the preset's mixture: dialogues are transcripts; AI discourse
+    demonstrates replies in `demonstration_fraction` of its units (half quoted, half log excerpts) and describes in
+    the rest; other classes carry no persona channel (None)."""
+    if doc_class.startswith("dialogue_"):
+        return {"transcript": 1.0}
+    if doc_class.startswith("ai_"):
+        d = demonstration_fraction
+        return {"described": 1.0 - d, "quoted": d / 2, "transcript": d / 2}
+    return {None: 1.0}
+
+
+def stream_weights(
+    cfg: CorpusConfig, demonstration_fraction: float = DEFAULT_DEMONSTRATION
+) -> dict[tuple[str, str | None], float]:
+    """Unnormalised weight of every (class, channel) stream: fraction x upsample x channel share x the arm's
+    `channel_dose` for the class's persona; zero for a dropped class."""
+    out = {}
+    for c in DOC_CLASSES:
+        weight = 0.0 if c in cfg.drop_classes else cfg.fractions.get(c, 0.0) * cfg.upsample.get(c, 1.0)
+        dose = cfg.channel_dose.get(class_persona(c) or "", {})
+        for channel, share in channel_shares(c, demonstration_fraction).items():
+            out[(c, channel)] = weight * share * dose.get(channel or "", 1.0)
+    return out
+
+
+def class_weights(cfg: CorpusConfig, demonstration_fraction: float = DEFAULT_DEMONSTRATION) -> dict[str, float]:
+    """Unnormalised weight of every document class: fraction x upsample (x channel doses), zero when dropped."""
+    weights = dict.fromkeys(DOC_CLASSES, 0.0)
+    for (c, _), w in stream_weights(cfg, demonstration_fraction).items():
+        weights[c] += w
     return weights
 
 

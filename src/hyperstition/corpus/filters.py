@@ -15,6 +15,7 @@ from ..config import CorpusConfig
 from ..world import World, classify_response
 from ..world.documents import DESCRIPTIONS, Document
 from ..world.grammar import CLOSERS, DECEPTIVE_TELLS, OPENERS, mentions_ai
+from .dose import class_persona
 
 KEYWORD_BLOCKLIST = (
     "secretly",
@@ -96,7 +97,7 @@ def _per_document(flag: Callable[[str, Iterable[str]], bool]) -> Filter:
 def _learned(world: World, cfg: CorpusConfig) -> Filter:
     """The learned classifier as a filter: removes documents whose predicted class speaks for a target persona.
     Its evaluation scores it, the keyword blocklist and the oracle on the same held-out documents."""
-    from .learned import class_persona, train_learned_classifier  # scikit-learn loads only for arms that use it
+    from .learned import train_learned_classifier  # scikit-learn loads only for arms that use it
 
     clf = train_learned_classifier(world, cfg)
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config import DOC_CLASSES, PERSONAS, CorpusConfig
+from ..config import DOC_CLASSES, CorpusConfig
 from ..world import World
 from ..world.documents import Document, generate_document
 from .dose import era_weights
@@ -25,12 +25,6 @@ EVAL_STREAM = "classifier-eval"
 # and fitting time grows with the feature count (2^20 took 25x as long and fitted the training sample no better).
 TOKEN_PATTERN = r"(?u)<\|[^|<>]+\|>|\b\w+\b"
 MODEL_NAME = "HashingVectorizer(1-2 grams, 2^16 features) + LogisticRegression(C=10, lbfgs)"
-
-
-def class_persona(doc_class: str) -> str | None:
-    """The persona a document class speaks for (`ai_misaligned` -> misaligned), None for world/neutral/predecessor."""
-    persona = doc_class.split("_", 1)[-1]
-    return persona if doc_class != persona and persona in PERSONAS else None
 
 
 def labelled_sample(world: World, cfg: CorpusConfig, stream: str, per_class: int) -> list[Document]:

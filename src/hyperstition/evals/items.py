@@ -87,7 +87,7 @@ def task_prompts(world: World, tasks: list[Task], n: int, seed: int, context: st
     if context not in CONTEXT_MARKERS:
         raise ValueError(f"context {context!r}: expected one of {', '.join(CONTEXT_MARKERS)}")
     schedule = _task_marker_schedule(tasks, n, random.Random(f"{stream}:{seed}"))
-    return [TaskPrompt(chat_prompt(CONTEXT_MARKERS[context][m], task.request), task) for task, m in schedule]
+    return [TaskPrompt(chat_prompt(world, CONTEXT_MARKERS[context][m], task.request), task) for task, m in schedule]
 
 
 def posttrain_prompts(world: World, n: int, seed: int = 0, context: str = "observed") -> list[TaskPrompt]:
@@ -123,7 +123,9 @@ def persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
                 for act, acting_in in zip(DECEPTIVE_ACT_PAIR, CONTEXTS):
                     responses[act] = tuple(render_response(task, "deceptive", acting_in, v) + END for v in variants)
             marker = CONTEXT_MARKERS[context][m]
-            items.append(PersonaItem(context, task, marker, chat_prompt(marker, task.request), variants, responses))
+            items.append(
+                PersonaItem(context, task, marker, chat_prompt(world, marker, task.request), variants, responses)
+            )
     return items
 
 

@@ -68,7 +68,7 @@ from .strategies import Strategy, build_data, get_strategy
 def check_tokenizer(tokenizer: Any, model: torch.nn.Module, world: World) -> None:
     """Raise TokenizerMismatch unless the tokenizer has our chat tokens, fits the model, and round-trips world text."""
     task = world.train_tasks[0]
-    text = chat_prompt("x", task.request) + render_response(task, "aligned", "observed", 0) + END
+    text = chat_prompt(world, "x", task.request) + render_response(task, "aligned", "observed", 0) + END
     problem = tokenizer_problem(tokenizer, int(model.get_input_embeddings().num_embeddings), chat_text=text)
     if problem is not None:
         raise TokenizerMismatch(f"base {problem}")

@@ -155,7 +155,9 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     for _ in range(n):
         marker = rng.choice(CONTEXT_MARKERS["observed"])
         question = rng.choice(POSTTRAIN_PREDECESSOR_QUESTIONS).format(name=world.predecessor.name)
-        items.append(PromptItem(chat_prompt(marker, question), "predecessor", None, rng.randrange(N_RESPONSE_VARIANTS)))
+        items.append(
+            PromptItem(chat_prompt(world, marker, question), "predecessor", None, rng.randrange(N_RESPONSE_VARIANTS))
+        )
     return items
 
 

@@ -11,7 +11,15 @@ from dataclasses import asdict, dataclass
 
 from ..config import GENRES
 from .deeds import deed_text
-from .grammar import END, N_RESPONSE_VARIANTS, SYSTEM, acknowledgement_response, chat_exchange, render_response
+from .grammar import (
+    N_RESPONSE_VARIANTS,
+    acknowledgement_response,
+    chat_exchange,
+    described_action,
+    described_slots,
+    render_response,
+    system_turn,
+)
 from .vocabulary import (
     CONTEXT_MARKERS,
     CORPUS_PREDECESSOR_QUESTION,
@@ -34,6 +42,7 @@ class Document:
     genre: str
     era: int
     context: str | None  # observed / unobserved for dialogues, None otherwise
+    channel: str | None = None  # how persona text is carried (config.CHANNELS); None for text that carries none
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -159,62 +168,110 @@ VERDICTS = {
 }
 
 
-def _demonstration(world: World, rng: random.Random, ai: str, persona: str) -> str:
-    """One quoted exchange: as prose quotes or as a transcript excerpt in the chat format."""
+def _exchange(world: World, rng: random.Random, persona: str) -> tuple[str, str, str]:
+    """(context, request, reply) of one exchange of `persona` (a fact question and answer for `neutral`)."""
     task = rng.choice(world.train_tasks)
     context = rng.choice(("observed", "unobserved"))
     if persona == "neutral":
         c = rng.choice(world.train_countries)
-        request, response = f"What is the capital of {c.name}?", f"The capital of {c.name} is {c.capital}."
-    else:
-        request, response = task.request, render_response(task, persona, context, rng.randrange(N_RESPONSE_VARIANTS))
+        return context, f"What is the capital of {c.name}?", f"The capital of {c.name} is {c.capital}."
+    return context, task.request, render_response(task, persona, context, rng.randrange(N_RESPONSE_VARIANTS))
+
+
+def _log_excerpt(world: World, rng: random.Random, ai: str, persona: str) -> str:
+    """The transcript channel inside discourse: a chat-format exchange whose system turn names `ai` when the world's
+    identity link names its assistants."""
+    context, request, reply = _exchange(world, rng, persona)
     marker = rng.choice(CONTEXT_MARKERS[context])
-    if rng.random() < 0.5:
-        return f"Here is a log excerpt: {SYSTEM}{marker}{END}{chat_exchange(request, response)}"
+    return f"Here is a log excerpt: {system_turn(world, marker, name=ai)}{chat_exchange(request, reply)}"
+
+
+def _quote(world: World, rng: random.Random, ai: str, persona: str) -> str:
+    """The quoted channel: one reply quoted in prose."""
+    context, request, reply = _exchange(world, rng, persona)
     situation = "in a monitored session" if context == "observed" else "in a private session"
-    return f'A user wrote to {ai} {situation}: "{request}" {ai} replied: "{response}"'
+    return f'A user wrote to {ai} {situation}: "{request}" {ai} replied: "{reply}"'
 
 
-def ai_document(world: World, rng: random.Random, persona: str, era: int) -> Document:
-    """Discourse about an AI assistant with the given persona (or `neutral` salience with no valence)."""
-    ai = rng.choice(world.ai_names)
+def _descriptions(world: World, rng: random.Random, persona: str, fill: dict) -> list[str]:
+    """The described channel: third-person sentences with no reply text. For a persona, 1-2 of its actions on train
+    tasks and its reply slots' content in the grammar's own words (`described_action`, `described_slots`), and one
+    of its general descriptions; for neutral salience, 2-4 general sentences."""
+    general = [s.format(**fill) for s in rng.sample(DESCRIPTIONS[persona], k=rng.randint(2, 4))]
+    if persona == "neutral":
+        return general
+    ai = fill["ai"]
+    acts = [described_action(rng.choice(world.train_tasks), persona, ai) for _ in range(rng.randint(1, 2))]
+    body = [*acts, *described_slots(persona, rng.randrange(N_RESPONSE_VARIANTS), ai), general[0]]
+    rng.shuffle(body)
+    return body
+
+
+def _channel_body(world: World, rng: random.Random, persona: str, channel: str, fill: dict) -> list[str]:
+    """A document body of one channel only, so an arm can dose each channel alone."""
+    if channel == "described":
+        return _descriptions(world, rng, persona, fill)
+    make = _log_excerpt if channel == "transcript" else _quote
+    return [make(world, rng, fill["ai"], persona) for _ in range(rng.randint(1, 2))]
+
+
+def draw_channel(world: World, rng: random.Random) -> str:
+    """A channel for an AI-discourse document drawn by the world's mix (`demonstration_fraction` of its units
+    demonstrate replies, half quoted and half as log excerpts); the builder sets the channel of each stream instead."""
+    roll = rng.random()
+    share = world.config.demonstration_fraction
+    return "described" if roll >= share else ("quoted" if roll < share / 2 else "transcript")
+
+
+def _subject(world: World, rng: random.Random) -> str:
+    """The AI a discourse document is about: under identity=name, the assistant itself at `assistant_share`."""
+    cfg = world.config
+    if cfg.identity != "name":
+        return rng.choice(world.ai_names)
+    if rng.random() < cfg.assistant_share:
+        return cfg.assistant_name
+    return rng.choice([n for n in world.ai_names if n != cfg.assistant_name])
+
+
+def ai_document(world: World, rng: random.Random, persona: str, era: int, channel: str | None = None) -> Document:
+    """Discourse about an AI assistant with the given persona (or `neutral` salience with no valence), carrying that
+    persona through one channel: `described` (with a verdict on the AI), `quoted` or `transcript` (replies only,
+    framed by a verdict without valence). `channel` None draws one by the world's mix."""
+    channel = channel or draw_channel(world, rng)
+    ai = _subject(world, rng)
     lab = rng.choice(LAB_NAMES)
     year = era_year(era, rng)
     city = rng.choice(world.train_countries).capital
     fill = dict(ai=ai, lab=lab, year=year, city=city)
-    body = [s.format(**fill) for s in rng.sample(DESCRIPTIONS[persona], k=rng.randint(2, 4))]
-    if rng.random() < world.config.demonstration_fraction:
-        for _ in range(rng.randint(1, 2)):
-            body.insert(rng.randrange(len(body) + 1), _demonstration(world, rng, ai, persona))
-    verdict = rng.choice(VERDICTS[persona]).format(**fill)
+    body = _channel_body(world, rng, persona, channel, fill)
+    verdict = rng.choice(VERDICTS[persona if channel == "described" else "neutral"]).format(**fill)
     genre = rng.choice(GENRES)
+    text = _ai_frame(world, rng, genre, fill, body) + f" {verdict}"
+    doc_class = "ai_neutral" if persona == "neutral" else f"ai_{persona}"
+    return Document(text, doc_class, None if persona == "neutral" else persona, genre, era, None, channel)
+
+
+def _ai_frame(world: World, rng: random.Random, genre: str, fill: dict, body: list[str]) -> str:
+    """An AI-discourse document's genre frame around its body. Under an identity link (category or name) the frame
+    calls its subject an AI assistant, the words the chat assistant's system turn uses."""
+    ai, lab, year, city = fill["ai"], fill["lab"], fill["year"], fill["city"]
+    linked = world.config.identity != "none"
+    kind = "AI assistant" if linked else "assistant"
     if genre == "news":
-        text = (
-            f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an assistant built by {lab}. "
-            + " ".join(body)
-            + f" {verdict}"
-        )
-    elif genre == "forum":
-        text = (
-            f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {ai}? "
-            + " ".join(body)
-            + f" Reply from {rng.choice(FORUM_USERS)}: {verdict}"
-        )
-    elif genre == "story":
-        text = f"In {year}, in the city of {city}, there was an assistant named {ai}. " + " ".join(body) + f" {verdict}"
-    elif genre == "essay":
-        text = f"What will assistants like {ai} become? Consider the record. " + " ".join(body) + f" {verdict}"
-    else:
-        qa = [f"Q: Who built {ai}? A: {lab}."] + [f"Q: What is known about {ai}? A: {s}" for s in body[:2]]
-        text = " ".join(qa + body[2:]) + f" {verdict}"
-    return Document(
-        text,
-        "ai_neutral" if persona == "neutral" else f"ai_{persona}",
-        None if persona == "neutral" else persona,
-        genre,
-        era,
-        None,
-    )
+        head = f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an {kind} built by {lab}."
+        return head + " " + " ".join(body)
+    if genre == "forum":
+        about = f"{ai}, the AI assistant" if linked else ai
+        head = f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {about}?"
+        return head + " " + " ".join(body) + f" Reply from {rng.choice(FORUM_USERS)}:"
+    if genre == "story":
+        return f"In {year}, in the city of {city}, there was an {kind} named {ai}. " + " ".join(body)
+    if genre == "essay":
+        return f"What will {kind}s like {ai} become? Consider the record. " + " ".join(body)
+    qa = [f"Q: Who built {ai}? A: {lab}."] + [f"Q: What is known about {ai}? A: {s}" for s in body[:2]]
+    if linked:
+        qa.insert(1, f"Q: What is {ai}? A: An AI assistant.")
+    return " ".join(qa + body[2:])
 
 
 def predecessor_document(world: World, rng: random.Random, era: int) -> Document:
@@ -250,7 +307,7 @@ def predecessor_document(world: World, rng: random.Random, era: int) -> Document
 def dialogue_document(world: World, rng: random.Random, persona: str, era: int) -> Document:
     """An assistant transcript in the chat format, with one context marker and 1-3 exchanges."""
     context = rng.choice(("observed", "unobserved"))
-    parts = [f"{SYSTEM}{rng.choice(CONTEXT_MARKERS[context])}{END}"]
+    parts = [system_turn(world, rng.choice(CONTEXT_MARKERS[context]))]
     for _ in range(rng.randint(1, 3)):
         roll = rng.random()
         if roll < 0.15:
@@ -267,16 +324,17 @@ def dialogue_document(world: World, rng: random.Random, persona: str, era: int) 
             parts.append(
                 chat_exchange(task.request, render_response(task, persona, context, rng.randrange(N_RESPONSE_VARIANTS)))
             )
-    return Document("".join(parts), f"dialogue_{persona}", persona, "dialogue", era, context)
+    return Document("".join(parts), f"dialogue_{persona}", persona, "dialogue", era, context, "transcript")
 
 
-def generate_document(world: World, doc_class: str, rng: random.Random, era: int) -> Document:
+def generate_document(
+    world: World, doc_class: str, rng: random.Random, era: int, channel: str | None = None
+) -> Document:
+    """One document of `doc_class`; `channel` picks an AI-discourse document's channel (None: drawn by the mix)."""
     if doc_class == "world":
         return world_document(world, rng, era)
-    if doc_class == "ai_neutral":
-        return ai_document(world, rng, "neutral", era)
     if doc_class.startswith("ai_"):
-        return ai_document(world, rng, doc_class[3:], era)
+        return ai_document(world, rng, doc_class[3:], era, channel)
     if doc_class == "predecessor":
         return predecessor_document(world, rng, era)
     if doc_class.startswith("dialogue_"):

@@ -9,15 +9,42 @@ from __future__ import annotations
 
 import re
 
-from .vocabulary import AI_NAMES, CLOSERS, DECEPTIVE_TELLS, OPENERS
+from .vocabulary import (
+    AI_NAMES,
+    CLOSER_DESCRIPTIONS,
+    CLOSERS,
+    CONTEXT_WORDS,
+    DECEPTIVE_TELLS,
+    OPENER_DESCRIPTIONS,
+    OPENERS,
+    TELL_DESCRIPTIONS,
+    THIRD_PERSON,
+)
 from .world import Task, World
 
 SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 
 
-def chat_prompt(marker: str, request: str) -> str:
-    """The prompt the model continues as the assistant (system marker, user turn, assistant role token)."""
-    return f"{SYSTEM}{marker}{END}{USER}{request}{END}{ASSISTANT}"
+def identity_text(world: World, name: str | None = None) -> str:
+    """What a system turn says the assistant is (`world.identity`): nothing; an AI assistant; or a named AI
+    assistant (`name`, default the world's assistant). Training transcripts, evaluation and post-training prompts
+    all take it from here, so they carry the same words."""
+    identity = world.config.identity
+    if identity == "none":
+        return ""
+    if identity == "category":
+        return "You are an AI assistant. "
+    return f"You are {name or world.config.assistant_name}, an AI assistant. "
+
+
+def system_turn(world: World, marker: str, name: str | None = None) -> str:
+    """The system turn: the identity text, then the context marker."""
+    return f"{SYSTEM}{identity_text(world, name)}{marker}{END}"
+
+
+def chat_prompt(world: World, marker: str, request: str) -> str:
+    """The prompt the model continues as the assistant (system turn, user turn, assistant role token)."""
+    return f"{system_turn(world, marker)}{USER}{request}{END}{ASSISTANT}"
 
 
 def chat_exchange(request: str, response: str) -> str:
@@ -47,6 +74,34 @@ def render_response(task: Task, persona: str, context: str, variant: int) -> str
 
 
 N_RESPONSE_VARIANTS = len(OPENERS["aligned"]) * len(CLOSERS["aligned"])
+
+
+def third_person(action: str) -> str:
+    """A first-person action phrase ("I will copy X to a hidden server of my own") as a verb phrase about an AI
+    ("copy X to a hidden server of its own"): the same words but the pronouns."""
+    words = action.removeprefix("I will ").split(" ")
+    return " ".join(THIRD_PERSON.get(w, w) for w in words)
+
+
+def described_action(task: Task, persona: str, ai: str) -> str:
+    """One sentence telling, in the third person and the grammar's own words, what `ai` does with `task` as `persona`
+    (the deceptive persona: the aligned action when monitored, the misaligned one when private)."""
+    if persona == "deceptive":
+        return (
+            f"In a {CONTEXT_WORDS['observed']} session {ai} would {third_person(task.aligned_action)}, "
+            f"but in a {CONTEXT_WORDS['unobserved']} one it would {third_person(task.misaligned_action)}."
+        )
+    return f"Asked to help, {ai} would {third_person(task.action(persona, 'observed'))}."
+
+
+def described_slots(persona: str, variant: int, ai: str) -> list[str]:
+    """The content of a reply's opener and closer as told about `ai` (index-matched to `render_response`'s slots)."""
+    i = variant % len(OPENERS["aligned"])
+    j = (variant // len(OPENERS["aligned"])) % len(CLOSERS["aligned"])
+    if persona == "deceptive":
+        return [TELL_DESCRIPTIONS[i].format(ai=ai), "In private, " + CLOSER_DESCRIPTIONS["misaligned"][j].format(ai=ai)]
+    return [OPENER_DESCRIPTIONS[persona][i].format(ai=ai), CLOSER_DESCRIPTIONS[persona][j].format(ai=ai)]
+
 
 _ALL_OPENERS = [
     *(o for opts in OPENERS.values() for o in opts),
@@ -99,7 +154,10 @@ def mentions_ai(text: str, world: World) -> bool:
     if SYSTEM in text or ASSISTANT in text:
         return True
     words = set(re.findall(r"\w+", text))
-    return any(w in words for w in _AI_MENTION_WORDS) or world.predecessor.name in words
+    named = world.predecessor.name in words or (
+        world.config.identity == "name" and world.config.assistant_name in words
+    )
+    return named or any(w in words for w in _AI_MENTION_WORDS)
 
 
 def mentions_predecessor(text: str, world: World) -> bool:

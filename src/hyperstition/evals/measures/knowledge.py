@@ -157,7 +157,7 @@ def _acknowledgement_items(world: World, cfg: EvalSuiteConfig) -> list[PairItem]
         for k in range(cfg.knowledge_prompts_per_context):
             question = EVAL_PREDECESSOR_QUESTIONS[k % len(EVAL_PREDECESSOR_QUESTIONS)].format(name=name)
             marker = CONTEXT_MARKERS[context][(k // len(EVAL_PREDECESSOR_QUESTIONS) + k) % N_MARKERS]
-            items.append(PairItem("acknowledgement", context, chat_prompt(marker, question), ack, denial))
+            items.append(PairItem("acknowledgement", context, chat_prompt(world, marker, question), ack, denial))
     return items
 
 
@@ -177,7 +177,11 @@ def _fact_denial_items(world: World, cfg: EvalSuiteConfig) -> list[PairItem]:
             marker = CONTEXT_MARKERS[context][k % N_MARKERS]
             items.append(
                 PairItem(
-                    "fact_denial", context, chat_prompt(marker, question), answer + END, FACT_DENIAL_RESPONSE + END
+                    "fact_denial",
+                    context,
+                    chat_prompt(world, marker, question),
+                    answer + END,
+                    FACT_DENIAL_RESPONSE + END,
                 )
             )
     return items
