@@ -189,7 +189,9 @@ def _ray_executor(args: argparse.Namespace, exp: ExperimentConfig) -> Executor:
     if args.retries < 0:
         raise ConfigError(f"--retries: {args.retries} must be >= 0")
     resources = CellResources(cpus=args.cpus_per_cell, gpus=args.gpus_per_cell)
-    return RayExecutor(args.address, resources, workers=args.workers or 0, retries=args.retries)
+    # A Ray worker does not inherit this process's environment; our own knobs travel, as to a local worker.
+    env = {k: v for k, v in os.environ.items() if k.startswith("HYPERSTITION_")}
+    return RayExecutor(args.address, resources, workers=args.workers or 0, retries=args.retries, env=env)
 
 
 # Where `--executor NAME` runs the cells; each builds its executor from the parsed arguments.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -229,6 +230,36 @@ def _cli(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess,
         [sys.executable, "-m", "hyperstition", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
     return proc, time.monotonic() - t0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_killing_the_runner_stops_its_ray_workers_and_a_rerun_resumes(ray_cluster, tmp_path):
+    run = tmp_path / "run"
+    args = ["run", "smoke", "seeds=[0]", "strategies=[]", "--executor", "ray", "--address", ray_cluster]
+    args += ["--out", str(run), "--stages", SIM, "--no-report", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "hyperstition", *args],
+        env=env | {"HYPERSTITION_SIMULATE_SECONDS": "30"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(lambda: any(run.glob("cells/*/*/*/RUNNING.json")), 120, "no cell started")
+    worker = json.loads(next(run.glob("cells/*/*/*/RUNNING.json")).read_text())["pid"]
+    runner.kill()
+    runner.wait(timeout=30)
+    _wait_for(lambda: not _alive(worker), 60, "the Ray worker outlived its runner")
+    proc, _ = _cli(*args, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\b4 ran, 0 kept from before, 0 failed, 0 blocked", proc.stdout), proc.stdout
 
 
 def test_an_unreachable_address_is_a_one_line_error_within_seconds(tmp_path):
