@@ -207,6 +207,10 @@ def _ray_only_options(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.executor == "ray" and args.address:  # first: an unreachable cluster fails before the heavy imports
+        from .experiments.ray_executor import check_reachable
+
+        check_reachable(args.address)
     from rich.console import Console
     from rich.markup import escape
 

@@ -16,11 +16,14 @@ raises is not retried (it would raise again). Ray's own task retries are off so 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..config import UserError
 from .executor import Executor, Handle, JobCrashed
@@ -153,7 +156,7 @@ class RayExecutor(Executor):
             check_reachable(address, connect_timeout_s)
         self._own_connection = not ray.is_initialized()
         if self._own_connection:
-            _connect(ray, address, env or {})
+            _connect(ray, address, env or {}, connect_timeout_s)
         self._remote = ray.remote(_call).options(
             num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0, retry_exceptions=False
         )
@@ -212,7 +215,7 @@ class RayExecutor(Executor):
             ray.shutdown()
 
 
-def _connect(ray: Any, address: str | None, extra_env: dict[str, str]) -> None:
+def _connect(ray: Any, address: str | None, extra_env: dict[str, str], timeout_s: float) -> None:
     """Join (or start) the cluster; `extra_env` reaches every worker of this run (a worker does not inherit this
     process's environment: it is a child of its node's raylet)."""
     # Workers log to the cell's log.txt (cell.py redirects them), not to this terminal.
@@ -220,10 +223,59 @@ def _connect(ray: Any, address: str | None, extra_env: dict[str, str]) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning", "runtime_env": {"env_vars": env}}
     if address is None:
         kwargs["include_dashboard"] = False
+    # Ray retries a head that answers but is not a GCS (a proxy) for ~20 one-second rounds, each a warning on fd 2
+    # from its C++ core: bound the rounds, hold the warnings back and give them back only if the connection works.
+    wait = {"RAY_gcs_server_port_wait_time_s": str(max(1, round(timeout_s)))} if address else {}
+    with _environ(wait), _held_stderr() as held:
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:
+            held.discard = True
+            why = next((ln for ln in reversed(held.text().splitlines()) if "Failed" in ln), "")
+            why = why.split("] ", 1)[-1].split(": ", 1)[-1][:200]
+            raise RayUnavailable(f"--address {address}: {_first_line(err)}" + (f" ({why})" if why else "")) from None
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables the user has not set themselves, for the duration."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
     try:
-        ray.init(address=address, **kwargs)
-    except ConnectionError as err:
-        raise RayUnavailable(f"--address {address}: {_first_line(err)}") from None
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+class _Held:
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.discard = False
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _held_stderr() -> Iterator[_Held]:
+    """fd 2 (Python and native code alike) goes to a temporary file meanwhile; written back afterwards unless
+    `discard` was set."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        held = _Held(tmp)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not held.discard:
+                sys.stderr.write(held.text())
+                sys.stderr.flush()
 
 
 def _cluster_capacity(total: dict[str, float], resources: CellResources) -> int:
