@@ -295,6 +295,8 @@ def test_an_unreachable_address_is_a_one_line_error_within_seconds(tmp_path):
 def test_ray_options_need_the_ray_executor(tmp_path):
     proc, _ = _cli("run", "smoke", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r"), "--stages", SIM)
     assert proc.returncode == 2 and "--address: only with --executor ray" in proc.stderr
+    proc, _ = _cli("run", "smoke", "--executor", "ray", "--cpus-per-cell", "0", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "--cpus-per-cell: 0.0 must be" in proc.stderr
 
 
 @pytest.mark.slow
