@@ -8,6 +8,7 @@ test extra installs it, so CI runs them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -50,21 +51,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node_env() -> dict[str, str]:
+# Hermetic: no token authentication (Ray turns it on wherever ~/.ray/auth_token exists, which a local `ray.init()`
+# writes), no usage reporting, and this tree's hyperstition on the nodes' PYTHONPATH.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
-    return env | {"RAY_USAGE_STATS_ENABLED": "0"}
+    return env | RAY_ENV
 
 
 def _start_node(args: list[str], log: Path) -> subprocess.Popen:
     """`ray start --block ...` in its own process group, so the teardown stops exactly the processes it started."""
     cmd = [RAY_BIN, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args]
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_node_env(), start_new_session=True)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
 
 
 def _stop(process: subprocess.Popen) -> None:
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
@@ -92,31 +98,46 @@ def _reachable(address: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _driver_env():
+    """This process is a Ray driver too: the same hermetic RAY_* settings as the nodes, restored afterwards."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("RAY_")}
+    os.environ.update(RAY_ENV)
+    try:
+        yield
+    finally:
+        for key in RAY_ENV:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """HOST:PORT of a two-node local Ray cluster (head + one worker node, 1 CPU each) on 127.0.0.1."""
     temp = Path(tempfile.mkdtemp(prefix="hray"))  # short: Ray's unix socket paths must fit in 107 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    head = _start_node(
-        ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false"]
-        + ["--temp-dir", str(temp)],
-        temp / "head.log",
-    )
-    nodes = [head]
-    try:
-        _wait_for(lambda: _reachable(address) or head.poll() is not None, 90, "the Ray head did not start")
-        assert head.poll() is None, (temp / "head.log").read_text()[-2000:]
-        nodes.append(_start_node(["--address", address], temp / "worker.log"))
-        ray.init(address=address, logging_level="warning", log_to_driver=False)
+    nodes: list[subprocess.Popen] = []
+    with _driver_env():
         try:
-            _wait_for(lambda: ray.cluster_resources().get("CPU", 0) >= 2, 90, "the worker node did not join")
+            head = _start_node(
+                ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false"]
+                + ["--temp-dir", str(temp)],
+                temp / "head.log",
+            )
+            nodes.append(head)
+            _wait_for(lambda: _reachable(address) or head.poll() is not None, 90, "the Ray head did not start")
+            assert head.poll() is None, (temp / "head.log").read_text()[-2000:]
+            nodes.append(_start_node(["--address", address], temp / "worker.log"))
+            ray.init(address=address, logging_level="warning", log_to_driver=False)
+            try:
+                _wait_for(lambda: ray.cluster_resources().get("CPU", 0) >= 2, 90, "the worker node did not join")
+            finally:
+                ray.shutdown()
+            yield address
         finally:
-            ray.shutdown()
-        yield address
-    finally:
-        for node in reversed(nodes):
-            _stop(node)
+            for node in reversed(nodes):
+                _stop(node)
 
 
 def _rows(run: Path) -> pd.DataFrame:
@@ -223,8 +244,7 @@ def test_a_killed_workers_cell_without_retries_is_reported_then_resumed(ray_clus
 
 
 def _cli(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    env = _env()
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "hyperstition", *args], capture_output=True, text=True, env=env, timeout=timeout
@@ -244,8 +264,7 @@ def test_killing_the_runner_stops_its_ray_workers_and_a_rerun_resumes(ray_cluste
     run = tmp_path / "run"
     args = ["run", "smoke", "seeds=[0]", "strategies=[]", "--executor", "ray", "--address", ray_cluster]
     args += ["--out", str(run), "--stages", SIM, "--no-report", "--no-progress"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    env = _env()
     runner = subprocess.Popen(
         [sys.executable, "-m", "hyperstition", *args],
         env=env | {"HYPERSTITION_SIMULATE_SECONDS": "30"},
