@@ -229,6 +229,9 @@ def _connect(ray: Any, address: str | None, extra_env: dict[str, str], timeout_s
     with _environ(wait), _held_stderr() as held:
         try:
             ray.init(address=address, **kwargs)
+        except ImportError as err:  # ray:// (Ray Client) needs grpcio, which plain `ray` does not install
+            held.discard = True
+            raise RayUnavailable(f"--address {address}: {_first_line(err)}; pip install 'ray[client]'") from None
         except ConnectionError as err:
             held.discard = True
             why = next((ln for ln in reversed(held.text().splitlines()) if "Failed" in ln), "")
