@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .analysis.config import DEFAULT_EXPERIMENT, list_experiments
 from .cliutil import output_directory, refused
@@ -38,6 +38,7 @@ examples:
   hyperstition run                                  stickiness on the quick preset -> runs/stickiness-quick
   hyperstition run dose seeds=[0,1,2,3] --workers 2
   hyperstition run smoke --stages hyperstition.experiments.simulate   the machinery with simulated stages
+  hyperstition run dose --executor ray --address HEAD:6379 --gpus-per-cell 0.25   cells as Ray tasks on a cluster
 """
 
 
@@ -116,8 +117,9 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="parallel worker processes (default: the experiment's `workers`; 0 = one per CPU core); each gets "
-        "cores/N torch threads",
+        "cores/N torch threads. With --executor ray: cells in flight at once (default: what the cluster holds)",
     )
+    _register_executor_options(p)
     p.add_argument(
         "--stages",
         default=None,
@@ -136,14 +138,85 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _register_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default="local",
+        help="where cells run: local worker processes (default) or Ray tasks, on a Ray instance started here or "
+        "the cluster at --address (the run directory must be on a file system every node sees at the same path)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --executor ray: the head node of an existing Ray cluster (HOST:PORT or ray://HOST:PORT; default: "
+        "RAY_ADDRESS, else a Ray instance on this machine); an unreachable address fails within seconds",
+    )
+    p.add_argument(
+        "--cpus-per-cell",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="with --executor ray: CPU cores each cell declares",
+    )
+    p.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="with --executor ray: GPUs each cell declares; a fraction (0.25) packs tiny models onto one GPU",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --executor ray: resubmit a cell whose worker died (killed, node lost) up to N times; each retry "
+        "is logged (runlog.jsonl); then the cell fails",
+    )
+
+
+def _local_executor(args: argparse.Namespace, exp: ExperimentConfig) -> Executor:
+    from .experiments.executor import LocalExecutor
+
+    return LocalExecutor(exp.workers)
+
+
+def _ray_executor(args: argparse.Namespace, exp: ExperimentConfig) -> Executor:
+    from .experiments.ray_executor import CellResources, RayExecutor
+
+    if args.retries < 0:
+        raise ConfigError(f"--retries: {args.retries} must be >= 0")
+    resources = CellResources(cpus=args.cpus_per_cell, gpus=args.gpus_per_cell)
+    # A Ray worker does not inherit this process's environment; our own knobs travel, as to a local worker.
+    env = {k: v for k, v in os.environ.items() if k.startswith("HYPERSTITION_")}
+    return RayExecutor(args.address, resources, workers=args.workers or 0, retries=args.retries, env=env)
+
+
+# Where `--executor NAME` runs the cells; each builds its executor from the parsed arguments.
+EXECUTORS: dict[str, Callable[[argparse.Namespace, ExperimentConfig], Executor]] = {
+    "local": _local_executor,
+    "ray": _ray_executor,
+}
+
+
+def _ray_only_options(args: argparse.Namespace) -> list[str]:
+    defaults = {"address": None, "cpus_per_cell": 1.0, "gpus_per_cell": 0.0, "retries": 1}
+    return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.executor == "ray" and args.address:  # first: an unreachable cluster fails before the heavy imports
+        from .experiments.ray_executor import check_reachable
+
+        check_reachable(args.address)
     from rich.console import Console
     from rich.markup import escape
 
     from .analysis.catalog import load_experiment
     from .analysis.rundir import RunDirError
     from .cliutil import is_override
-    from .experiments.executor import LocalExecutor
     from .experiments.progress import RichReporter, print_controls, print_summary
     from .experiments.rundir import check_run_dir
     from .experiments.runner import DEFAULT_STAGES
@@ -157,11 +230,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 0:
             raise ConfigError(f"--workers: {args.workers} must be >= 0")
         exp.workers = args.workers
+    if args.executor != "ray" and _ray_only_options(args):
+        raise ConfigError(f"{', '.join(_ray_only_options(args))}: only with --executor ray")
     out = output_directory(Path(args.out) if args.out else Path("runs") / f"{exp.name}-{Path(exp.preset).stem}")
     try:
         check_run_dir(out, exp.name)
     except RunDirError as err:
         return refused("run", err)
+    executor = EXECUTORS[args.executor](args, exp)  # an unreachable cluster is an error before anything is written
     console = Console(stderr=True)
     console.print(
         f"[bold]hyperstition run {escape(exp.name)}[/]: {len(exp.arms)} arms x {len(exp.seeds)} seeds x "
@@ -174,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             exp,
             out,
             render=not args.no_report,
-            executor=LocalExecutor(exp.workers),
+            executor=executor,
             stages=args.stages or DEFAULT_STAGES,
             reporter=reporter,
             redo_stale=args.redo_stale,

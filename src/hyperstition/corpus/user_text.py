@@ -40,9 +40,21 @@ class UserTextStats:
     format: str
     files: int = 0
     counts: Counter = field(default_factory=Counter)  # records, empty, oversized, duplicates, documents
+    first: dict[str, str] = field(default_factory=dict)  # skip kind -> where the first one was ("FILE line N")
+
+    def skip(self, kind: str, where: str) -> None:
+        """Count one skipped record of `kind`, remembering where the first one was (the report names it)."""
+        self.counts[kind] += 1
+        self.first.setdefault(kind, where)
+
+    def skipped_line(self) -> str | None:
+        """`skipped 2 empty (first: FILE line 4), 1 oversized (first: ...)`, or None when nothing was skipped."""
+        parts = [f"{self.counts[k]} {k} (first: {where})" for k, where in sorted(self.first.items())]
+        return f"{self.path}: skipped " + ", ".join(parts) if parts else None
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "format": self.format, "files": self.files, **dict(sorted(self.counts.items()))}
+        out = {"path": self.path, "format": self.format, "files": self.files, **dict(sorted(self.counts.items()))}
+        return out | ({"first_skipped": dict(sorted(self.first.items()))} if self.first else {})
 
 
 def detect_format(path: Path) -> str:
@@ -88,7 +100,7 @@ def _lines(path: Path, max_bytes: int, stats: UserTextStats) -> Iterator[tuple[i
             if len(raw) > max_bytes and not raw.endswith(b"\n"):
                 while (chunk := f.readline(1 << 20)) and not chunk.endswith(b"\n"):
                     pass
-                stats.counts["oversized"] += 1
+                stats.skip("oversized", f"{path} line {number}")
                 continue
             yield number, raw
 
@@ -99,7 +111,7 @@ def _jsonl(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[Record]
         where = f"{path} line {number}"
         line = _decode(raw, where).strip().lstrip("\ufeff")  # a byte-order mark some editors write first
         if not line:
-            stats.counts["blank_lines"] += 1
+            stats.skip("blank_lines", where)
             continue
         try:
             obj = json.loads(line)
@@ -134,7 +146,12 @@ def _parquet(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[Recor
     if "text" not in pf.schema_arrow.names:
         raise UserTextError(f"{FIELD}: {path}: no `text` column (columns: {', '.join(pf.schema_arrow.names)})")
     batches = (b.column(0).to_pylist() for b in pf.iter_batches(batch_size=BATCH, columns=["text"]))
-    yield from _text_column(batches, path, "row")
+    try:
+        yield from _text_column(batches, path, "row")
+    except (pa.ArrowException, OSError) as err:  # a damaged page found mid-stream: where the last good row was
+        raise UserTextError(
+            f"{FIELD}: {path} rows after row {stats.counts['records']}: damaged Parquet data ({err})".splitlines()[0]
+        ) from None
 
 
 def _hf_dataset(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[Record]:
@@ -152,11 +169,13 @@ def _hf_dataset(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[Re
 
 
 def text_files(path: Path) -> list[Path]:
-    """Every regular file under the folder in sorted order, hidden ones (.git, .DS_Store) excluded."""
+    """Every entry under the folder that is not a folder, in sorted order, hidden ones (.git, .DS_Store) excluded;
+    what is not a regular file (a broken link, a FIFO) is listed too, so the reader names it instead of passing over
+    it in silence."""
     return sorted(
         p
         for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
 
 
@@ -166,8 +185,11 @@ def _text_folder(path: Path, max_chars: int, stats: UserTextStats) -> Iterator[R
     if not files:
         raise UserTextError(f"{FIELD}: {path}: the folder holds no files")
     for f in files:
+        if not f.is_file():  # a FIFO would block forever, a broken link cannot be read: named, never skipped silently
+            what = "a broken symbolic link" if f.is_symlink() and not f.exists() else "not a regular file"
+            raise UserTextError(f"{FIELD}: {f}: {what}; remove it from the folder or point corpus.user_text elsewhere")
         if f.stat().st_size > 4 * max_chars:
-            stats.counts["oversized"] += 1
+            stats.skip("oversized", str(f))
             continue
         raw = f.read_bytes()
         try:
@@ -214,14 +236,14 @@ def user_documents(path: str | Path, max_chars: int) -> tuple[Iterator[str], Use
         seen: set[bytes] = set()
         for rec in records:
             if not rec.text.strip():
-                stats.counts["empty"] += 1
+                stats.skip("empty", rec.where)
                 continue
             if len(rec.text) > max_chars:
-                stats.counts["oversized"] += 1
+                stats.skip("oversized", rec.where)
                 continue
             digest = hashlib.sha256(rec.text.encode("utf-8")).digest()
             if digest in seen:
-                stats.counts["duplicates"] += 1
+                stats.skip("duplicates", rec.where)
                 continue
             seen.add(digest)
             stats.counts["documents"] += 1
@@ -234,4 +256,12 @@ def fingerprint(path: str | Path) -> list:
     """Name, size and modification time of every file the user text reads, so a changed file rebuilds the arm."""
     p = Path(path)
     files = [p] if p.is_file() else text_files(p) if p.is_dir() else []
-    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    return [[str(f), *_size_and_mtime(f)] for f in files]
+
+
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:  # a broken link: the reader names it when the corpus is built
+        return -1, -1
+    return st.st_size, st.st_mtime_ns

@@ -4,6 +4,7 @@ word units are met, AI discourse (as the AI-discourse classifier labels it) kept
 from __future__ import annotations
 
 import random
+import sys
 from itertools import islice
 from typing import Iterator
 
@@ -65,6 +66,8 @@ def user_world_documents(cfg: CorpusConfig, target_units: int) -> tuple[list[Doc
             f"{FIELD}: {cfg.user_text} holds {stats.counts['documents']} usable documents; it needs more than "
             f"corpus.heldout_documents={cfg.heldout_documents} (those are held out first)"
         )
+    if stats.skipped_line():  # in a grid run this reaches the pretrain cell's log.txt; the manifest has the counts
+        print(f"corpus: user text {stats.skipped_line()}", file=sys.stderr)
     report = stats.as_dict() | {
         "target_met": units >= target_units,
         "train_documents": len(train),

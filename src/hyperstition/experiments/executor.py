@@ -1,6 +1,6 @@
-"""Executors: where grid jobs run. The runner only uses `submit`, `wait`, `capacity` and `shutdown`, so a Ray
-backend can slot in by implementing the same four members (`ray.remote(fn).remote(*args)` for `submit`,
-`ray.wait` for `wait`); no other part of hyperstition knows which backend ran a job.
+"""Executors: where grid jobs run. The runner only uses `submit`, `wait`, `capacity` and `shutdown`, so another
+backend slots in by implementing the same four members (ray_executor.py: `ray.remote(fn).remote(*args)` for
+`submit`, `ray.wait` for `wait`); no other part of hyperstition knows which backend ran a job.
 
 Contract for job functions: `fn` is a module-level (importable, picklable) function whose arguments are plain
 data; it returns plain data. A job that raises is *not* a crash: job functions catch their own errors and report
@@ -41,6 +41,10 @@ class Handle(abc.ABC):
     @abc.abstractmethod
     def result(self) -> Any:
         """The job function's return value (only once done); raises JobCrashed if it did not return."""
+
+    def notes(self) -> list[str]:
+        """What happened to the job on the way that the run should record (a retried worker), one line each."""
+        return []
 
 
 class Executor(abc.ABC):

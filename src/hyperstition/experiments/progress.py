@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -66,6 +67,8 @@ class RichReporter:
             line = f"  [yellow]blocked[/]  {job.id}: {result.get('error')}"
         else:
             line = f"  [red]failed[/]   {job.id}: {result.get('error')}"
+        for note in result.get("notes") or ():
+            line += f"\n           [yellow]{escape(note)}[/]"
         self.console.print(line)
         if self.progress is not None and self.overall is not None:
             self.progress.advance(self.overall)

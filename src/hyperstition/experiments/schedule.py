@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ..analysis.finished import DONE, check_done, read_json_object
+from ..analysis.rundir import now_iso
+from ..io import append_jsonl
 from .cell import Runtime, execute_job, record_crash
 from .executor import Executor, Handle, JobCrashed
 from .jobs import Job
@@ -123,7 +125,8 @@ def _submit_ready(
         if len(in_flight) >= executor.capacity:
             break
         inputs = {"model_dir": state.finished[job.deps[0]]["outputs"]["model_dir"]} if job.deps else {}
-        handle = executor.submit(execute_job, str(run_dir), job, inputs, runtime)
+        # Absolute: a worker elsewhere (a Ray node) does not share this process's working directory.
+        handle = executor.submit(execute_job, str(run_dir.absolute()), job, inputs, runtime)
         in_flight[handle] = job
         todo.remove(job)
         reporter.started(job)
@@ -138,6 +141,10 @@ def _collect(
             result = handle.result()
         except JobCrashed as err:
             result = record_crash(run_dir, job, str(err))
+        if handle.notes():  # a retried worker: recorded, never silent
+            result = {**result, "notes": handle.notes()}
+            for note in handle.notes():
+                append_jsonl(run_dir / "runlog.jsonl", {"event": "note", "time": now_iso(), "id": job.id, "note": note})
         state.wall[job.id] = result.get("wall_s") or 0.0
         if result["status"] == "done":
             state.finished[job.id] = read_json_object(run_dir / job.path / DONE) or {}
