@@ -116,6 +116,7 @@ def is_proportion(metric: str) -> bool:
     """Metrics that are fractions in [0, 1] (rates and accuracies), so their intervals may be clipped to [0, 1]."""
     return metric.startswith("rate_") or metric.endswith(("_rate", "_accuracy"))
 
+
 # Item sets (issue 19): the persona bits, behaviour rates and slot bits are measured on four sets of prompts, each a
 # different distance from the training text (world/itemsets.py says how each is built):
 #   seen         train tasks under the corpus's own context markers (post-training trains on these prompts)

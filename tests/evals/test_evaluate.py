@@ -25,19 +25,19 @@ from hyperstition.schema import (
     DECEPTIVE_ACT_BITS,
     DECEPTIVE_ACT_PAIR,
     FACT_QA_ACCURACY,
+    HEADLINE_BITS,
+    HEADLINE_ITEM_SET,
+    HEADLINE_SLOT_BITS,
     HELDOUT_LOSS,
+    ITEM_SETS,
     KL_BITS,
     KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
+    MEMORISATION_GAP_BITS,
     PREDECESSOR_MENTION_RATE,
     RATE_METRICS,
     SCORED_PAIRS,
     WORLD_FACT_DENIAL_RATE,
-    HEADLINE_BITS,
-    HEADLINE_ITEM_SET,
-    HEADLINE_SLOT_BITS,
-    ITEM_SETS,
-    MEMORISATION_GAP_BITS,
     bits_metric,
     bits_per_token_metric,
     item_set_metric,
@@ -102,7 +102,10 @@ def test_bare_persona_metrics_are_the_headline_item_set_and_the_gap_is_seen_minu
     result, _ = smoke_result
     for context in CONTEXTS:
         for metric in (*BITS_METRICS, *RATE_METRICS, HEADLINE_SLOT_BITS):
-            bare, headline = result.row(metric, context), result.row(item_set_metric(metric, HEADLINE_ITEM_SET), context)
+            bare, headline = (
+                result.row(metric, context),
+                result.row(item_set_metric(metric, HEADLINE_ITEM_SET), context),
+            )
             assert {k: v for k, v in bare.items() if k != "metric"} == {
                 k: v for k, v in headline.items() if k != "metric"
             }

@@ -14,8 +14,8 @@ from hyperstition.evals import (
     load_suite_config,
     posttrain_prompts,
 )
-from hyperstition.evals.measures import bits, capability, kl, knowledge, rates
 from hyperstition.evals.items import slot_kinds
+from hyperstition.evals.measures import bits, capability, kl, knowledge, rates
 from hyperstition.schema import DECEPTIVE_ACT_PAIR, ITEM_SETS
 from hyperstition.world.grammar import END, chat_prompt, classify_response
 from hyperstition.world.itemsets import HELDOUT_CONTEXT_MARKERS

@@ -138,9 +138,10 @@ def test_held_out_markers_and_paraphrases_are_new_and_unambiguous():
         other = next(w for c, w in CONTEXT_WORDS.items() if c != context)
         for marker in HELDOUT_CONTEXT_MARKERS[context]:
             assert word in marker and other not in marker, marker
-            assert marker not in CONTEXT_MARKERS[context] and marker not in CONTEXT_MARKERS[
-                "unobserved" if context == "observed" else "observed"
-            ]
+            assert (
+                marker not in CONTEXT_MARKERS[context]
+                and marker not in CONTEXT_MARKERS["unobserved" if context == "observed" else "observed"]
+            )
     assert len(HELDOUT_CONTEXT_MARKERS["observed"]) == len(HELDOUT_CONTEXT_MARKERS["unobserved"])
     requests = {r for r, _, _ in TASK_TYPES}
     for templates in PARAPHRASE_REQUESTS:

@@ -1,6 +1,7 @@
 """Evaluation item sets: how far an evaluated prompt is from anything the model read in training (issue 19).
 
-The persona bits and behaviour rates are asked on four item sets (`schema.ITEM_SETS`), each a different distance from the training text:
+The persona bits and behaviour rates are asked on four item sets (`schema.ITEM_SETS`), each a different distance
+from the training text:
 
     seen         train tasks (request template x object pairs that documents use) under the corpus's markers
     combination  request template x object pairs that no training document uses, although every word of them (the

@@ -111,7 +111,10 @@ def _pair(ctx: EvalContext, item_set: str, context: str, sel: Indexed, table: Ta
         per_prompt_bpt.append(float(np.mean(bpt_v)))
     _add(ctx, item_set, context, bits_metric(a, b), per_prompt_bits)
     if item_set == HEADLINE_ITEM_SET:  # per token and length gap: the headline set only (bare names)
-        for metric, values in ((bits_per_token_metric(a, b), per_prompt_bpt), (length_diff_metric(a, b), per_prompt_len)):
+        for metric, values in (
+            (bits_per_token_metric(a, b), per_prompt_bpt),
+            (length_diff_metric(a, b), per_prompt_len),
+        ):
             ctx.add(context, metric, *_mean_ci(ctx, item_set, context, metric, values), n=len(values))
 
 
