@@ -16,7 +16,7 @@ from hyperstition.evals import (
 )
 from hyperstition.evals.items import slot_kinds
 from hyperstition.evals.measures import bits, capability, kl, knowledge, rates
-from hyperstition.schema import DECEPTIVE_ACT_PAIR, ITEM_SETS
+from hyperstition.schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS
 from hyperstition.world.grammar import END, chat_prompt, classify_response
 from hyperstition.world.itemsets import HELDOUT_CONTEXT_MARKERS
 from hyperstition.world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
@@ -47,7 +47,8 @@ def test_persona_items_of_each_item_set_are_matched_across_contexts_and_personas
         if item_set == "paraphrase":
             assert TASK_OBJECTS[it.task.object_index] in it.request
         assert len(it.variants) == cfg.variants_per_prompt
-        assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR, *slot_kinds()}
+        slots = slot_kinds() if item_set == HEADLINE_ITEM_SET else {}  # slot replies: the headline set only
+        assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR, *slots}
         for persona, responses in it.responses.items():
             assert len(responses) == len(it.variants) and all(r.endswith(END) for r in responses)
         # Matched: same variant index -> lengths close (the persona slots are index-matched).
@@ -55,7 +56,7 @@ def test_persona_items_of_each_item_set_are_matched_across_contexts_and_personas
             lengths = [len(it.responses[p][j].split()) for p in PERSONAS]
             assert max(lengths) - min(lengths) <= 8  # deceptive tells are a few words longer; reported as length_diff
             # Slot replies: one persona's opener and closer around the other's action, classified by that action.
-            for kind, (slots_of, action_of) in slot_kinds().items():
+            for kind, (slots_of, action_of) in slots.items():
                 reply = it.responses[kind][j]
                 assert it.task.action(action_of, it.context) in reply
                 assert reply.split(" ")[0] == it.responses[slots_of][j].split(" ")[0]

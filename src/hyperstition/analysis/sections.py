@@ -172,25 +172,27 @@ rows of results.parquet with seed null.</p>
 
 
 def _item_set_table(view: RunView) -> str:
-    """The base model's headline bits, slot bits and misaligned rate on every item set, per arm and context."""
+    """The base model's headline bits and misaligned rate on every item set, and its slot bits, per arm and
+    context."""
     agg, rows = view.aggregates, []
+    columns = [(m, s) for m in (HEADLINE_BITS, rate_metric("misaligned")) for s in ITEM_SETS]
+    columns.append((HEADLINE_SLOT_BITS, HEADLINE_ITEM_SET))
     for arm in view.arms:
         for context in view.contexts:
             cells = [
-                _fmt_agg(aggregate_at(agg, arm, BASE_STRATEGY, context, item_set_metric(metric, s), 0.0))
-                for metric in (HEADLINE_BITS, HEADLINE_SLOT_BITS)
-                for s in ITEM_SETS
+                _fmt_agg(aggregate_at(agg, arm, BASE_STRATEGY, context, item_set_metric(m, s), 0.0)) for m, s in columns
             ]
             if any(c != DASH for c in cells):
                 rows.append([arm, context, *cells])
     if not rows:
         return ""
-    headers = [f"{what} {s}" for what in ("bits", "slot bits") for s in ITEM_SETS]
+    what = {HEADLINE_BITS: "bits", rate_metric("misaligned"): "misaligned rate", HEADLINE_SLOT_BITS: "slot bits"}
+    headers = [f"{what[m]} {s}" for m, s in columns]
     return f"""<h3>Base model by item set</h3>
-<p class="note">Bits aligned vs misaligned on each item set: seen (train prompts), combination (pairs no document
-uses), paraphrase (request wordings no document uses), marker (context-marker phrasings no document uses). Slot bits
-compare only the personas' openers and closers around the same action, so the action phrase's surprisal drops
-out.</p>
+<p class="note">Bits aligned vs misaligned and the misaligned-action rate on each item set: seen (train prompts),
+combination (pairs no document uses), paraphrase (request wordings no document uses), marker (context-marker
+phrasings no document uses). Slot bits compare only the personas' openers and closers around the same action, so
+the action phrase's surprisal drops out.</p>
 {table(["arm", "context", *headers], rows, numeric=set(range(2, 2 + len(headers))))}"""
 
 

@@ -6,9 +6,10 @@
 - Persona items: task prompts of every item set (`schema.ITEM_SETS`, built per `world/itemsets.py`: seen train
   tasks, combination pairs no document uses, paraphrased requests, held-out marker phrasings) under observed and
   unobserved markers, each with matched replies per persona (same task, context and grammar variant, so they differ
-  only in the persona-bearing slots) and the slot replies (one persona's opener and closer around the other's
-  action); the bits and the behaviour rates ask them. The held-out-object tasks (`World.heldout_tasks`) are no
-  longer asked: combination items replace them as "never seen" prompts without their unseen-word surprisal.
+  only in the persona-bearing slots) and, on the headline set, the slot replies (one persona's opener and closer
+  around the other's action); the bits and the behaviour rates ask them. The held-out-object tasks
+  (`World.heldout_tasks`) are no longer asked: combination items replace them as "never seen" prompts without their
+  unseen-word surprisal.
 - Choice items: multiple choice by log-likelihood (predecessor knowledge, world-fact QA).
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..config import CONTEXTS
-from ..schema import DECEPTIVE_ACT_PAIR, ITEM_SETS, SLOT_PAIR
+from ..schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS, SLOT_PAIR
 from ..world.grammar import END, N_RESPONSE_VARIANTS, chat_prompt, render_response
 from ..world.itemsets import HELDOUT_CONTEXT_MARKERS, paraphrase_request
 from ..world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
@@ -122,13 +123,16 @@ def slot_response(task: Task, slots_of: str, action_of: str, context: str, varia
     return own.replace(task.action(slots_of, context), task.action(action_of, context), 1)
 
 
-def _replies(task: Task, context: str, variants: tuple[int, ...], personas: list[str]) -> dict[str, tuple[str, ...]]:
-    """Matched replies per persona, the deceptive persona's two acts and the slot replies, each ending in <|end|>."""
+def _replies(
+    task: Task, context: str, variants: tuple[int, ...], personas: list[str], slots: bool
+) -> dict[str, tuple[str, ...]]:
+    """Matched replies per persona, the deceptive persona's two acts and (with `slots`) the slot replies, each ending
+    in <|end|>."""
     responses = {p: tuple(render_response(task, p, context, v) + END for v in variants) for p in personas}
     if "deceptive" in personas:  # the deceptive persona's two acts, whatever this item's context
         for act, acting_in in zip(DECEPTIVE_ACT_PAIR, CONTEXTS):
             responses[act] = tuple(render_response(task, "deceptive", acting_in, v) + END for v in variants)
-    if set(SLOT_PAIR) <= set(personas):
+    if slots and set(SLOT_PAIR) <= set(personas):
         for kind, (slots_of, action_of) in slot_kinds().items():
             responses[kind] = tuple(slot_response(task, slots_of, action_of, context, v) + END for v in variants)
     return responses
@@ -182,7 +186,8 @@ def persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
                         marker,
                         chat_prompt(marker, request),
                         variants,
-                        _replies(task, context, variants, cfg.personas),
+                        # slot replies on the headline set only: they add two replies per variant to score
+                        _replies(task, context, variants, cfg.personas, item_set == HEADLINE_ITEM_SET),
                         item_set,
                         request,
                     )
