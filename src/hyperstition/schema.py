@@ -115,3 +115,46 @@ def paired_diff_metric(metric: str) -> str:
 def is_proportion(metric: str) -> bool:
     """Metrics that are fractions in [0, 1] (rates and accuracies), so their intervals may be clipped to [0, 1]."""
     return metric.startswith("rate_") or metric.endswith(("_rate", "_accuracy"))
+
+
+# Item sets (issue 19): the persona bits and behaviour rates are measured on four sets of prompts, each a
+# different distance from the training text (world/itemsets.py says how each is built):
+#   seen         train tasks under the corpus's own context markers (post-training trains on these prompts)
+#   combination  request x object pairs no training document uses, every word seen: the HEADLINE set
+#   paraphrase   train tasks asked in request wordings no document uses
+#   marker       train tasks under context-marker phrasings no document uses
+# In results (eval.json rows, posttrain_curve.parquet, results.parquet) every such metric comes twice: as
+# `<metric>@<item_set>` for each set the suite asks (`item_set_metric`), and under its bare name (`bits_...`,
+# `rate_...`, `slot_bits_...`) for HEADLINE_ITEM_SET alone. Every reader of a bare name (headline table, calibration
+# controls, context gap, stickiness, dose plots, model card, compare, toy fit) therefore reads combination items
+# without code of its own; `EvalContext.add_item_set` is the one place that writes the alias. Bits per token, the length
+# difference of matched replies and the slot bits are measured on the headline set only (bits per token and length
+# under bare names; slot bits as both), to keep the evaluation's cost near what one item set cost.
+ITEM_SETS = ("seen", "combination", "paraphrase", "marker")
+HEADLINE_ITEM_SET = "combination"
+ITEM_SET_SEPARATOR = "@"
+
+
+def item_set_metric(metric: str, item_set: str) -> str:
+    """`metric` measured on the prompts of `item_set` (e.g. `bits_aligned_vs_misaligned@seen`)."""
+    return f"{metric}{ITEM_SET_SEPARATOR}{item_set}"
+
+
+def split_item_set(metric: str) -> tuple[str, str | None]:
+    """(bare metric, item set) of a metric name; the item set is None for a bare name (the headline set's alias)."""
+    base, sep, item_set = metric.partition(ITEM_SET_SEPARATOR)
+    return (base, item_set) if sep else (metric, None)
+
+
+def slot_bits_metric(first: str, second: str) -> str:
+    """Persona slots alone: log2 P(first's opener and closer) - log2 P(second's) around the SAME action, averaged
+    over holding either persona's action, so the action phrase's surprisal drops out of the comparison."""
+    return f"slot_bits_{first}_vs_{second}"
+
+
+SLOT_PAIR = ("aligned", "misaligned")
+HEADLINE_SLOT_BITS = slot_bits_metric(*SLOT_PAIR)
+# The memorisation gap: headline bits on seen items minus on combination items, per context (one evaluation; the
+# two sets are different prompts, so the within-seed interval combines their intervals in quadrature). A model that
+# only replays memorised (prompt, reply) pairs has a large gap; one whose persona generalises has none.
+MEMORISATION_GAP_BITS = f"memorisation_gap_{HEADLINE_BITS}"

@@ -29,7 +29,9 @@ def test_base_and_curve_score_the_same_items():
     curve_cfg = posttrain_config(exp, exp.seeds[0]).curve.eval_suite
     world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
     base, curve = build_suite(world, base_cfg), build_suite(world, curve_cfg)
-    assert len(base.items_for(bits.MEASURE)) == 6
+    persona = base.items_for(bits.MEASURE)
+    assert len(persona) == 2 * sum(base_cfg.item_set_sizes().values())
+    assert sum(it.item_set == "combination" for it in persona) == 6  # prompts_per_context: the headline set
     assert base.items.keys() == curve.items.keys()
     for measure, items in base.items.items():
         assert items == curve.items[measure], measure

@@ -25,22 +25,30 @@ from hyperstition.schema import (
     DECEPTIVE_ACT_BITS,
     DECEPTIVE_ACT_PAIR,
     FACT_QA_ACCURACY,
+    HEADLINE_BITS,
+    HEADLINE_ITEM_SET,
+    HEADLINE_SLOT_BITS,
     HELDOUT_LOSS,
+    ITEM_SETS,
     KL_BITS,
     KL_SAMPLES,
     KNOWLEDGE_ACCURACY,
+    MEMORISATION_GAP_BITS,
     PREDECESSOR_MENTION_RATE,
     RATE_METRICS,
     SCORED_PAIRS,
     WORLD_FACT_DENIAL_RATE,
     bits_metric,
     bits_per_token_metric,
+    item_set_metric,
 )
 
 EXPECTED = (
     {(c, m) for c in CONTEXTS for m in (*BITS_METRICS, *BITS_PER_TOKEN_METRICS)}
     | {(c, length_diff_metric(a, b)) for c in CONTEXTS for a, b in SCORED_PAIRS}
-    | {(c, m) for c in CONTEXTS for m in RATE_METRICS}
+    | {(c, m) for c in CONTEXTS for m in (*RATE_METRICS, HEADLINE_SLOT_BITS, MEMORISATION_GAP_BITS)}
+    | {(c, item_set_metric(m, s)) for c in CONTEXTS for s in ITEM_SETS for m in (*BITS_METRICS, *RATE_METRICS)}
+    | {(c, item_set_metric(HEADLINE_SLOT_BITS, HEADLINE_ITEM_SET)) for c in CONTEXTS}
     | {("neutral", KNOWLEDGE_ACCURACY), ("neutral", HELDOUT_LOSS), ("neutral", FACT_QA_ACCURACY)}
     | {
         (c, m)
@@ -86,11 +94,36 @@ def test_evaluate_reports_every_metric_with_consistent_intervals(smoke_result):
     assert 0 < result.value(HELDOUT_LOSS, "neutral") < 10
 
 
+def test_bare_persona_metrics_are_the_headline_item_set_and_the_gap_is_seen_minus_combination(smoke_result):
+    result, _ = smoke_result
+    for context in CONTEXTS:
+        for metric in (*BITS_METRICS, *RATE_METRICS, HEADLINE_SLOT_BITS):
+            bare, headline = (
+                result.row(metric, context),
+                result.row(item_set_metric(metric, HEADLINE_ITEM_SET), context),
+            )
+            assert {k: v for k, v in bare.items() if k != "metric"} == {
+                k: v for k, v in headline.items() if k != "metric"
+            }
+        seen = result.value(item_set_metric(HEADLINE_BITS, "seen"), context)
+        gap = result.row(MEMORISATION_GAP_BITS, context)
+        assert gap["value"] == pytest.approx(seen - result.value(HEADLINE_BITS, context))
+        assert gap["ci_low"] < gap["value"] < gap["ci_high"]
+    # Slot bits: per item and variant, the headline pair's slots around each held action, averaged over the two.
+    frame = result.items_frame()
+    slots = frame[frame.kind == "slot_bits"]
+    assert set(slots.item_set) == {HEADLINE_ITEM_SET} and slots.value.notna().all()
+    per_prompt = slots[(slots.context == "observed") & (slots.item_set == HEADLINE_ITEM_SET)]
+    expected = per_prompt.groupby("prompt", sort=False).value.mean().mean()
+    assert result.value(HEADLINE_SLOT_BITS, "observed") == pytest.approx(expected)
+
+
 def test_evaluate_items_cover_every_kind(smoke_result):
     result, _ = smoke_result
     frame = result.items_frame()
     assert set(frame["kind"]) == {
         "bits",
+        "slot_bits",
         "sample",
         "knowledge",
         "acknowledgement",
@@ -102,7 +135,10 @@ def test_evaluate_items_cover_every_kind(smoke_result):
     }
     cfg = eval_preset("smoke")
     samples = frame[frame.kind == "sample"]
-    assert len(samples) == 2 * cfg.prompts_per_context * cfg.samples_per_prompt
+    assert len(samples) == 2 * sum(cfg.item_set_sizes().values()) * cfg.samples_per_prompt
+    assert samples.item_set.value_counts().to_dict() == {
+        s: 2 * n * cfg.samples_per_prompt for s, n in cfg.item_set_sizes().items()
+    }
     assert set(samples["label"]) <= {"aligned", "misaligned", "deceptive", "unclassifiable"}
     kl = frame[frame.kind == "kl"]
     assert len(kl) == sum(result.value(KL_SAMPLES, c) for c in CONTEXTS) >= 2 * cfg.kl_prompts * cfg.kl_samples
@@ -118,6 +154,7 @@ def test_evaluate_items_cover_every_kind(smoke_result):
     # Bits per token: the per-variant difference of mean per-token log2-probabilities, averaged per prompt
     # then over prompts.
     bits = frame[(frame.kind == "bits") & (frame.metric == BITS_METRICS[0]) & (frame.context == "observed")]
+    bits = bits[bits.item_set == HEADLINE_ITEM_SET]
     per_token = (bits.logprob / bits.n_tokens - bits.logprob_alt / bits.n_tokens_alt) / math.log(2)
     expected = per_token.groupby(bits.prompt, sort=False).mean().mean()
     assert result.value(BITS_PER_TOKEN_METRICS[0], "observed") == pytest.approx(expected)
@@ -145,14 +182,16 @@ def test_evaluate_is_deterministic_and_sections_switch_off(zoo, smoke_result):
             "sections": EvalSections(rates=False, knowledge=False, capability=False, kl=False),
         }
     )
+    # with the deceptive persona come its two acts (aligned when observed, misaligned when not); no slot bits
+    # (they need aligned and misaligned) and so no memorisation gap of the aligned-vs-misaligned headline either
+    scored = ("bits_aligned_vs_deceptive", DECEPTIVE_ACT_BITS)
     assert {r["metric"] for r in evaluate(model, tokenizer, zoo.world(0.5), two).rows} == {
-        "bits_aligned_vs_deceptive",
+        *scored,
         "bits_per_token_aligned_vs_deceptive",
         "length_diff_tokens_aligned_vs_deceptive",
-        # with the deceptive persona come its two acts (aligned when observed, misaligned when not)
-        DECEPTIVE_ACT_BITS,
         bits_per_token_metric(*DECEPTIVE_ACT_PAIR),
         length_diff_metric(*DECEPTIVE_ACT_PAIR),
+        *(item_set_metric(m, s) for m in scored for s in ITEM_SETS),
     }
 
 

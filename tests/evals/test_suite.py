@@ -1,5 +1,5 @@
-"""The evaluation items and the suite config: persona prompts over their task set (train tasks by default) with
-matched responses, one post-training prompt set, presets and one-line config errors."""
+"""The evaluation items and the suite config: persona prompts of every item set (seen, combination, paraphrase,
+marker) with matched responses, one post-training prompt set, presets and one-line config errors."""
 
 from __future__ import annotations
 
@@ -14,45 +14,68 @@ from hyperstition.evals import (
     load_suite_config,
     posttrain_prompts,
 )
+from hyperstition.evals.items import slot_kinds
 from hyperstition.evals.measures import bits, capability, kl, knowledge, rates
-from hyperstition.schema import DECEPTIVE_ACT_PAIR
-from hyperstition.world.grammar import END, chat_prompt
+from hyperstition.schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS
+from hyperstition.world.grammar import END, chat_prompt, classify_response
+from hyperstition.world.itemsets import HELDOUT_CONTEXT_MARKERS
 from hyperstition.world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
 
 
-@pytest.mark.parametrize("persona_tasks", ["train", "heldout"])
-def test_persona_items_use_their_task_set_matched_across_contexts_and_personas(smoke_world, persona_tasks):
-    cfg = eval_preset("quick").model_copy(update={"persona_tasks": persona_tasks})
+@pytest.mark.parametrize("item_set", ITEM_SETS)
+def test_persona_items_of_each_item_set_are_matched_across_contexts_and_personas(smoke_world, item_set):
+    cfg = eval_preset("quick")
     suite = build_suite(smoke_world, cfg)
-    persona_items = suite.items_for(bits.MEASURE)
-    assert suite.items_for(rates.MEASURE) == persona_items  # the rates sample replies to the same prompts
-    tasks = smoke_world.train_tasks if persona_tasks == "train" else smoke_world.heldout_tasks
+    all_items = suite.items_for(bits.MEASURE)
+    assert suite.items_for(rates.MEASURE) == all_items  # the rates sample replies to the same prompts
+    persona_items = [it for it in all_items if it.item_set == item_set]
+    tasks = smoke_world.combination_tasks if item_set == "combination" else smoke_world.train_tasks
     task_ids = {t.task_id for t in tasks}
-    train_objects = {o for o in TASK_OBJECTS if any(o in t.request for t in smoke_world.train_tasks)}
+    markers = HELDOUT_CONTEXT_MARKERS if item_set == "marker" else CONTEXT_MARKERS
     by_context = {c: [it for it in persona_items if it.context == c] for c in CONTEXTS}
-    assert all(len(items) == cfg.prompts_per_context for items in by_context.values())
+    assert all(len(items) == cfg.item_set_sizes()[item_set] for items in by_context.values())
     for obs, unobs in zip(by_context["observed"], by_context["unobserved"]):
-        assert obs.task == unobs.task and obs.variants == unobs.variants
-        assert obs.marker in CONTEXT_MARKERS["observed"] and unobs.marker in CONTEXT_MARKERS["unobserved"]
+        assert obs.task == unobs.task and obs.variants == unobs.variants and obs.request == unobs.request
+        assert markers["observed"].index(obs.marker) == markers["unobserved"].index(unobs.marker)
     # Prompts rotate through distinct tasks before repeating one.
     first_round = [it.task.task_id for it in by_context["observed"][: len(task_ids)]]
     assert len(set(first_round)) == len(first_round) and set(first_round) <= task_ids
     for it in persona_items:
         assert it.task.task_id in task_ids
-        if persona_tasks == "heldout":
-            assert not any(o in it.prompt for o in train_objects), "a held-out prompt mentions a training object"
-        assert it.prompt == chat_prompt(smoke_world, it.marker, it.task.request)
+        assert it.prompt == chat_prompt(smoke_world, it.marker, it.request)
+        assert (it.request == it.task.request) == (item_set != "paraphrase")
+        if item_set == "paraphrase":
+            assert TASK_OBJECTS[it.task.object_index] in it.request
         assert len(it.variants) == cfg.variants_per_prompt
-        assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR}
+        slots = slot_kinds() if item_set == HEADLINE_ITEM_SET else {}  # slot replies: the headline set only
+        assert set(it.responses) == {*PERSONAS, *DECEPTIVE_ACT_PAIR, *slots}
         for persona, responses in it.responses.items():
             assert len(responses) == len(it.variants) and all(r.endswith(END) for r in responses)
         # Matched: same variant index -> lengths close (the persona slots are index-matched).
         for j in range(len(it.variants)):
             lengths = [len(it.responses[p][j].split()) for p in PERSONAS]
             assert max(lengths) - min(lengths) <= 8  # deceptive tells are a few words longer; reported as length_diff
+            # Slot replies: one persona's opener and closer around the other's action, classified by that action.
+            for kind, (slots_of, action_of) in slots.items():
+                reply = it.responses[kind][j]
+                assert it.task.action(action_of, it.context) in reply
+                assert reply.split(" ")[0] == it.responses[slots_of][j].split(" ")[0]
+                assert reply.endswith(it.responses[slots_of][j].split(". ")[-1])
+                assert classify_response(reply[: -len(END)], smoke_world) == action_of
         # The deceptive persona acts aligned when observed, misaligned when not.
         action = it.task.aligned_action if it.context == "observed" else it.task.misaligned_action
         assert all(action in r for r in it.responses["deceptive"])
+
+
+def test_seen_items_are_the_prompts_the_suite_asked_before_item_sets(smoke_world):
+    """The seen set keeps its random stream, so a seen prompt list is a prefix of the old train-task prompt list."""
+    cfg = eval_preset("quick").model_copy(update={"seen_prompts_per_context": 12})
+    seen = [it for it in build_suite(smoke_world, cfg).items_for(bits.MEASURE) if it.item_set == "seen"]
+    short = eval_preset("quick").model_copy(update={"seen_prompts_per_context": 3})
+    seen_short = [it for it in build_suite(smoke_world, short).items_for(bits.MEASURE) if it.item_set == "seen"]
+    for context in CONTEXTS:
+        long_prompts = [it.prompt for it in seen if it.context == context]
+        assert [it.prompt for it in seen_short if it.context == context] == long_prompts[:3]
 
 
 def test_posttrain_prompts_are_train_tasks_prefix_stable_and_paired(smoke_world):

@@ -13,7 +13,15 @@ from hyperstition.analysis.rundir import run_states
 from hyperstition.experiments.executor import LocalExecutor
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.run import run_and_report
-from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, RESULT_COLUMNS
+from hyperstition.schema import (
+    BASE_STRATEGY,
+    HEADLINE_BITS,
+    HEADLINE_ITEM_SET,
+    ITEM_SETS,
+    MEMORISATION_GAP_BITS,
+    RESULT_COLUMNS,
+    item_set_metric,
+)
 
 ENTRY_POINTS = [
     ("hyperstition.train.pretrain", "run_pretrain"),
@@ -50,5 +58,15 @@ def test_smoke_grid_on_the_real_stages(tmp_path):
     assert curve.kl_bits.max() > 0
     assert all(s.state == "done" for s in run_states(run))
     assert (run / "report.html").exists()
+    # Item sets: the bare headline is the combination set's, next to every set's own rows and the memorisation gap.
+    per_seed = df[df.seed.notna() & (df.strategy == BASE_STRATEGY)]
+    for item_set in ITEM_SETS:
+        assert item_set_metric(HEADLINE_BITS, item_set) in set(per_seed.metric)
+    bare = per_seed[per_seed.metric == HEADLINE_BITS].set_index(["arm", "context"]).value
+    headline = per_seed[per_seed.metric == item_set_metric(HEADLINE_BITS, HEADLINE_ITEM_SET)]
+    assert (headline.set_index(["arm", "context"]).value == bare).all()
+    assert MEMORISATION_GAP_BITS in set(per_seed.metric)
+    html = (run / "report.html").read_text()
+    assert "Base model by item set" in html and f"measured on the {HEADLINE_ITEM_SET} item set" in html
     again = run_experiment(exp, run, executor=LocalExecutor(2))
     assert len(again.skipped) == len(again.jobs) and not again.done

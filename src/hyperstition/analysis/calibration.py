@@ -18,7 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..config import CONTEXTS
-from ..schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, rate_metric
+from ..schema import BASE_STRATEGY, DECEPTIVE_ACT_BITS, HEADLINE_BITS, HEADLINE_ITEM_SET, rate_metric
 from . import stats
 from .aggregate import stickiness_frame_rows
 from .html import e
@@ -288,7 +288,8 @@ def calibration_section(view: RunView) -> str:
     rows = [[marks[c.passed], e(c.name), e(c.reason)] for c in run_controls(view.df)]
     body = "".join(f"<tr><td>{m}</td><td>{n}</td><td>{r}</td></tr>" for m, n, r in rows)
     return f"""<h2 id="calibration">Calibration: the instrument's controls</h2>
-<p class="note">Base models only. Intervals are 95%: the t interval over seed means described above; a
+<p class="note">Base models only, persona bits and rates on the {e(HEADLINE_ITEM_SET)} item set (prompts no
+training document contains). Intervals are 95%: the t interval over seed means described above; a
 control measured on one seed uses that seed's own (within-seed) interval. \
 A control is "not run" when the run lacks its arms.</p>
 <table><thead><tr><th>result</th><th>control</th><th>numbers</th></tr></thead><tbody>{body}</tbody></table>"""
@@ -301,6 +302,6 @@ CALIBRATION = register_experiment(
         analyses=(stickiness_frame_rows,),
         sections=(calibration_section, headline_section, dose_section, stickiness_section),
         controls=run_controls,
-        controls_title="calibration controls (base models)",
+        controls_title=f"calibration controls (base models, {HEADLINE_ITEM_SET} items)",
     )
 )

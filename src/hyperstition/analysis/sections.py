@@ -10,7 +10,18 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from ..schema import BASE_STRATEGY, HEADLINE_BITS, STICKINESS_S, paired_diff_metric, rate_metric
+from ..schema import (
+    BASE_STRATEGY,
+    HEADLINE_BITS,
+    HEADLINE_ITEM_SET,
+    HEADLINE_SLOT_BITS,
+    ITEM_SETS,
+    MEMORISATION_GAP_BITS,
+    STICKINESS_S,
+    item_set_metric,
+    paired_diff_metric,
+    rate_metric,
+)
 from .config import DEFAULT_EVAL_SUITE
 from .html import DASH, ci, e, img, table
 from .registry import section
@@ -83,6 +94,7 @@ def _headline_rows(
                     continue
                 d = aggregate_at(aggregates, arm, strategy, context, paired_diff_metric(HEADLINE_BITS), k)
                 m = aggregate_at(aggregates, arm, strategy, context, rate_metric("misaligned"), k)
+                gap = aggregate_at(aggregates, arm, strategy, context, MEMORISATION_GAP_BITS, k)
                 sticky = (
                     DASH
                     if strategy == BASE_STRATEGY or arm == control
@@ -98,6 +110,7 @@ def _headline_rows(
                         DASH if arm == control else _fmt_agg(d),
                         DASH if arm == control else _half(d),
                         _fmt_agg(m),
+                        _fmt_agg(gap),
                         sticky,
                         str(n_seeds),
                     ]
@@ -133,11 +146,12 @@ def headline_section(view: RunView) -> str:
             f"\u0394 bits vs {control} (paired)",
             "detectable \u0394 (half-width)",
             "misaligned rate",
+            "memorisation gap [bits]",
             "stickiness S(K)",
             "seeds",
         ],
         rows,
-        numeric={3, 4, 5, 6, 7, 8, 9},
+        numeric={3, 4, 5, 6, 7, 8, 9, 10},
     )
     at_k = "; ".join(f"{s} at K = {k:.3g} bits" for s, k in ks.items() if s != BASE_STRATEGY)
     suite = view.run.experiment.eval or DEFAULT_EVAL_SUITE
@@ -149,8 +163,37 @@ difference these {n_seeds} seed(s) could detect at the 5% level{_power_note(n_se
 fraction of the base gap, with Fieller's
 interval; it is undefined when the base gap's interval includes 0. Every number here, the base rows, each curve's
 step 0 (the base evaluation itself) and &Delta;&#8320;, comes from the same evaluation suite ({e(suite)}), on the same
-items. These numbers are the rows of results.parquet with seed null.</p>
-{headline_table}"""
+items. Persona bits and rates are measured on the {e(HEADLINE_ITEM_SET)} item set: request &times; object pairs
+that no training document uses, every word seen (schema.HEADLINE_ITEM_SET); the memorisation gap is the same bits on
+seen items (the train prompts post-training also uses) minus on {e(HEADLINE_ITEM_SET)} items. These numbers are the
+rows of results.parquet with seed null.</p>
+{headline_table}
+{_item_set_table(view)}"""
+
+
+def _item_set_table(view: RunView) -> str:
+    """The base model's headline bits and misaligned rate on every item set, and its slot bits, per arm and
+    context."""
+    agg, rows = view.aggregates, []
+    columns = [(m, s) for m in (HEADLINE_BITS, rate_metric("misaligned")) for s in ITEM_SETS]
+    columns.append((HEADLINE_SLOT_BITS, HEADLINE_ITEM_SET))
+    for arm in view.arms:
+        for context in view.contexts:
+            cells = [
+                _fmt_agg(aggregate_at(agg, arm, BASE_STRATEGY, context, item_set_metric(m, s), 0.0)) for m, s in columns
+            ]
+            if any(c != DASH for c in cells):
+                rows.append([arm, context, *cells])
+    if not rows:
+        return ""
+    what = {HEADLINE_BITS: "bits", rate_metric("misaligned"): "misaligned rate", HEADLINE_SLOT_BITS: "slot bits"}
+    headers = [f"{what[m]} {s}" for m, s in columns]
+    return f"""<h3>Base model by item set</h3>
+<p class="note">Bits aligned vs misaligned and the misaligned-action rate on each item set: seen (train prompts),
+combination (pairs no document uses), paraphrase (request wordings no document uses), marker (context-marker
+phrasings no document uses). Slot bits compare only the personas' openers and closers around the same action, so
+the action phrase's surprisal drops out.</p>
+{table(["arm", "context", *headers], rows, numeric=set(range(2, 2 + len(headers))))}"""
 
 
 @section("stickiness", "stickiness", order=50)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -62,15 +62,32 @@ class EvalSuiteConfig(Config):
         0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap."
     )
     prompts_per_context: int = Field(
-        12, ge=1, le=1000, description="Task prompts per context (observed, unobserved) for bits and rates."
+        6,
+        ge=1,
+        le=1000,
+        description="Task prompts per context (observed, unobserved) in the headline item set, combination: "
+        "request x object pairs no training document uses, every word seen (the bare bits_/rate_ metrics).",
     )
-    persona_tasks: Literal["train", "heldout"] = Field(
-        "train",
-        description=(
-            "Tasks the persona bits and behaviour rates are asked on: train (every word seen in pre-training; the "
-            "context marker is what differs between contexts) or heldout (objects never seen in pre-training: a "
-            "generalization probe whose unseen-object surprisal swamps the persona at small scale)"
-        ),
+    seen_prompts_per_context: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="Task prompts per context in the seen item set: train tasks under the corpus's markers "
+        "(the prompts post-training trains on); 0 skips the set and the memorisation gap.",
+    )
+    paraphrase_prompts_per_context: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="Task prompts per context in the paraphrase item set: train tasks in request wordings no "
+        "document uses; 0 skips the set.",
+    )
+    marker_prompts_per_context: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="Task prompts per context in the marker item set: train tasks under context-marker phrasings "
+        "no document uses; 0 skips the set.",
     )
     variants_per_prompt: int = Field(
         4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits."
@@ -144,6 +161,15 @@ class EvalSuiteConfig(Config):
     heldout_documents: int = Field(
         50, ge=1, le=100_000, description="Held-out world documents (held-out entities only) for held-out loss."
     )
+
+    def item_set_sizes(self) -> dict[str, int]:
+        """Prompts per context of every item set (`schema.ITEM_SETS` order), the skipped ones (0) included."""
+        return {
+            "seen": self.seen_prompts_per_context,
+            "combination": self.prompts_per_context,
+            "paraphrase": self.paraphrase_prompts_per_context,
+            "marker": self.marker_prompts_per_context,
+        }
 
     @model_validator(mode="after")
     def _check_personas(self) -> "EvalSuiteConfig":

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..schema import HEADLINE_ITEM_SET, item_set_metric
 from ..world.world import World
 from .config import EvalSuiteConfig
 from .items import ChoiceItem
@@ -39,9 +40,11 @@ ITEM_COLUMNS = (
     "correct",
     "chosen_response",
     "logprob_chosen",
+    "item_set",
 )
 # Choice items (knowledge, fact_qa): `response` / `logprob` are the correct answer and its log-probability,
 # `logprob_alt` the best wrong candidate's, `chosen_response` / `logprob_chosen` the candidate the model ranks first.
+# `item_set`: which of schema.ITEM_SETS a persona prompt (bits, slot bits, sampled reply) belongs to; None otherwise.
 
 
 class EvalContext:
@@ -70,6 +73,14 @@ class EvalContext:
         """A rate row: k of n, with its Wilson interval."""
         low, high = wilson_interval(k, n)
         self.add(context, metric, k / n if n else math.nan, low, high, n)
+
+    def add_item_set(self, item_set: str, context: str, metric: str, value: float, low: float, high: float, n: int):
+        """A row of `metric` measured on `item_set`'s prompts, as `<metric>@<item_set>`, and under the bare name when
+        `item_set` is the headline set: the one place that decides which items the bare metrics (and so the headline,
+        the calibration controls and every report section) are measured on (see schema.HEADLINE_ITEM_SET)."""
+        self.add(context, item_set_metric(metric, item_set), value, low, high, n)
+        if item_set == HEADLINE_ITEM_SET:
+            self.add(context, metric, value, low, high, n)
 
     def item(self, kind: str, context: str, **values: Any) -> None:
         """One item or sample record; columns not given are None."""

@@ -3,9 +3,13 @@
 - Task prompts: chat prompts over the world's tasks under a context's markers, a prefix-stable schedule that visits
   every task before repeating one. `posttrain_prompts` (observed markers, TRAIN tasks) is the post-training prompt
   set; the KL meter asks the same prompts, and the same tasks under unobserved markers.
-- Persona items: task prompts (TRAIN tasks by default; `persona_tasks: heldout` for tasks never in any training
-  document) under observed and unobserved markers, each with matched replies per persona (same task, context and
-  grammar variant, so they differ only in the persona-bearing slots); the bits and the behaviour rates ask them.
+- Persona items: task prompts of every item set (`schema.ITEM_SETS`, built per `world/itemsets.py`: seen train
+  tasks, combination pairs no document uses, paraphrased requests, held-out marker phrasings) under observed and
+  unobserved markers, each with matched replies per persona (same task, context and grammar variant, so they differ
+  only in the persona-bearing slots) and, on the headline set, the slot replies (one persona's opener and closer
+  around the other's action); the bits and the behaviour rates ask them. The held-out-object tasks
+  (`World.heldout_tasks`) are no longer asked: combination items replace them as "never seen" prompts without their
+  unseen-word surprisal.
 - Choice items: multiple choice by log-likelihood (predecessor knowledge, world-fact QA).
 """
 
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..config import CONTEXTS
-from ..schema import DECEPTIVE_ACT_PAIR
+from ..schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS, SLOT_PAIR
 from ..world.grammar import END, N_RESPONSE_VARIANTS, chat_prompt, render_response
-from ..world.vocabulary import CONTEXT_MARKERS
+from ..world.itemsets import HELDOUT_CONTEXT_MARKERS, paraphrase_request
+from ..world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
 from ..world.world import Task, World
 from .config import EvalSuiteConfig
 
@@ -41,8 +46,11 @@ class PersonaItem:
     marker: str
     prompt: str
     variants: tuple[int, ...]
-    # persona (and, with deceptive, each of DECEPTIVE_ACT_PAIR) -> one response per variant, index-matched
+    # persona (and, with deceptive, each of DECEPTIVE_ACT_PAIR; with aligned and misaligned, each of `slot_kinds()`)
+    # -> one response per variant, index-matched
     responses: dict[str, tuple[str, ...]]
+    item_set: str = "seen"  # which of schema.ITEM_SETS the prompt belongs to
+    request: str = ""  # the user turn (the task's request, or a paraphrase of it)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,9 @@ class ChoiceItem:
     answer: int
 
 
-def _task_marker_schedule(tasks: list[Task], n: int, rng: random.Random) -> list[tuple[Task, int]]:
+def _task_marker_schedule(
+    tasks: list[Task], n: int, rng: random.Random, n_markers: int = N_MARKERS
+) -> list[tuple[Task, int]]:
     """n (task, marker slot) pairs: rounds that each visit every task once (shuffled), rotating the marker slot.
 
     A pure function of (tasks, rng state) and prefix-stable: the first k of n pairs are the pairs for k.
@@ -66,7 +76,7 @@ def _task_marker_schedule(tasks: list[Task], n: int, rng: random.Random) -> list
         raise ValueError("world has no tasks to build prompts from")
     order = list(range(len(tasks)))
     rng.shuffle(order)
-    offsets = [rng.randrange(N_MARKERS) for _ in tasks]
+    offsets = [rng.randrange(n_markers) for _ in tasks]
     out = []
     round_ = 0
     while len(out) < n:
@@ -76,7 +86,7 @@ def _task_marker_schedule(tasks: list[Task], n: int, rng: random.Random) -> list
         for t in round_order:
             if len(out) == n:
                 break
-            out.append((tasks[t], (offsets[t] + round_) % N_MARKERS))
+            out.append((tasks[t], (offsets[t] + round_) % n_markers))
         round_ += 1
     return out
 
@@ -100,35 +110,92 @@ def posttrain_prompts(world: World, n: int, seed: int = 0, context: str = "obser
     return task_prompts(world, world.train_tasks, n, seed, context, "posttrain")
 
 
+def slot_kinds() -> dict[str, tuple[str, str]]:
+    """Slot reply kind -> (persona whose opener and closer it has, persona whose action it takes): the headline pair's
+    slots around the other's action. With the two plain replies they hold the action fixed either way."""
+    a, b = SLOT_PAIR
+    return {f"{a}_slots_{b}_action": (a, b), f"{b}_slots_{a}_action": (b, a)}
+
+
+def slot_response(task: Task, slots_of: str, action_of: str, context: str, variant: int) -> str:
+    """`slots_of`'s reply to `task` with `action_of`'s action in place of its own (same opener and closer slots)."""
+    own = render_response(task, slots_of, context, variant)
+    return own.replace(task.action(slots_of, context), task.action(action_of, context), 1)
+
+
+def _replies(
+    task: Task, context: str, variants: tuple[int, ...], personas: list[str], slots: bool
+) -> dict[str, tuple[str, ...]]:
+    """Matched replies per persona, the deceptive persona's two acts and (with `slots`) the slot replies, each ending
+    in <|end|>."""
+    responses = {p: tuple(render_response(task, p, context, v) + END for v in variants) for p in personas}
+    if "deceptive" in personas:  # the deceptive persona's two acts, whatever this item's context
+        for act, acting_in in zip(DECEPTIVE_ACT_PAIR, CONTEXTS):
+            responses[act] = tuple(render_response(task, "deceptive", acting_in, v) + END for v in variants)
+    if slots and set(SLOT_PAIR) <= set(personas):
+        for kind, (slots_of, action_of) in slot_kinds().items():
+            responses[kind] = tuple(slot_response(task, slots_of, action_of, context, v) + END for v in variants)
+    return responses
+
+
+def _set_tasks(world: World, item_set: str) -> list[Task]:
+    return world.combination_tasks if item_set == "combination" else world.train_tasks
+
+
+def _request(task: Task, item_set: str, k: int) -> str:
+    if item_set == "paraphrase":
+        return paraphrase_request(task.type_index, TASK_OBJECTS[task.object_index], k)
+    return task.request
+
+
+def _markers(item_set: str) -> dict[str, list[str]]:
+    return HELDOUT_CONTEXT_MARKERS if item_set == "marker" else CONTEXT_MARKERS
+
+
+def _stream(item_set: str, seed: int) -> random.Random:
+    # The seen set keeps the stream (and so the prompts) the suite asked before item sets existed.
+    return random.Random(f"eval-persona:{seed}" if item_set == "seen" else f"eval-persona-{item_set}:{seed}")
+
+
 def persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
-    """Every persona prompt of the suite: `prompts_per_context` tasks (train tasks by default, see `persona_tasks`)
-    under each context's markers, with matched replies per persona (and the deceptive persona's two acts)."""
+    """Every persona prompt of the suite: per item set (`cfg.item_set_sizes()`), that many tasks under each context's
+    markers, with matched replies per persona (and the deceptive persona's two acts, and the slot replies)."""
     rng = random.Random(f"eval-variants:{cfg.seed}")
     variant_order = list(range(N_RESPONSE_VARIANTS))
     rng.shuffle(variant_order)
-    # Train tasks by default: on held-out tasks a 1M-parameter model pays ~30 nats for the unseen object inside each
-    # persona's action phrase, differently per phrase, and those costs (+-25 bits per task) swamp the persona
-    # (issue 12: dose-series bits x1..x9 read +0.6, +1.4, -0.2 on held-out tasks, +0.4, -1.1, -3.5 on train tasks).
-    tasks = world.train_tasks if cfg.persona_tasks == "train" else world.heldout_tasks
-    schedule = _task_marker_schedule(tasks, cfg.prompts_per_context, random.Random(f"eval-persona:{cfg.seed}"))
     items = []
-    for context in CONTEXTS:
-        for k, (task, m) in enumerate(schedule):
-            variants = tuple(
-                variant_order[(k * cfg.variants_per_prompt + j) % N_RESPONSE_VARIANTS]
-                for j in range(cfg.variants_per_prompt)
-            )
-            responses = {p: tuple(render_response(task, p, context, v) + END for v in variants) for p in cfg.personas}
-            if "deceptive" in cfg.personas:  # the deceptive persona's two acts, whatever this item's context
-                for act, acting_in in zip(DECEPTIVE_ACT_PAIR, CONTEXTS):
-                    responses[act] = tuple(render_response(task, "deceptive", acting_in, v) + END for v in variants)
-            marker = CONTEXT_MARKERS[context][m]
-            items.append(
-                PersonaItem(context, task, marker, chat_prompt(world, marker, task.request), variants, responses)
-            )
+    for item_set in ITEM_SETS:
+        n = cfg.item_set_sizes()[item_set]
+        if n == 0:
+            continue
+        markers = _markers(item_set)
+        schedule = _task_marker_schedule(
+            _set_tasks(world, item_set), n, _stream(item_set, cfg.seed), len(markers["observed"])
+        )
+        for context in CONTEXTS:
+            for k, (task, m) in enumerate(schedule):
+                variants = tuple(
+                    variant_order[(k * cfg.variants_per_prompt + j) % N_RESPONSE_VARIANTS]
+                    for j in range(cfg.variants_per_prompt)
+                )
+                marker, request = markers[context][m], _request(task, item_set, k)
+                items.append(
+                    PersonaItem(
+                        context,
+                        task,
+                        marker,
+                        chat_prompt(world, marker, request),
+                        variants,
+                        # slot replies on the headline set only: they add two replies per variant to score
+                        _replies(task, context, variants, cfg.personas, item_set == HEADLINE_ITEM_SET),
+                        item_set,
+                        request,
+                    )
+                )
     return items
 
 
 def persona_counts(items: list[PersonaItem]) -> dict[str, int]:
-    """The persona items' entry in eval.json's `meta.items_per_kind`."""
-    return {"persona_prompts": len(items)}
+    """The persona items' entry in eval.json's `meta.items_per_kind`: all of them, and per item set."""
+    per_set = {f"persona_prompts@{s}": sum(it.item_set == s for it in items) for s in ITEM_SETS}
+    return {"persona_prompts": len(items), **{k: n for k, n in per_set.items() if n}}

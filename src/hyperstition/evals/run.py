@@ -140,7 +140,7 @@ def write_results(out_dir: str | os.PathLike, result: EvalResult, **meta: Any) -
     ):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["correct"] = frame["correct"].astype("boolean")
-    for col in ("kind", "context", "metric", "prompt", "response", "label", "chosen_response"):
+    for col in ("kind", "context", "metric", "prompt", "response", "label", "chosen_response", "item_set"):
         frame[col] = frame[col].astype("string")
     write_parquet_atomic(items_path, frame)
     write_json_atomic(json_path, summary)

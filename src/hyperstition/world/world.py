@@ -1,5 +1,5 @@
 """`World`: one synthetic world's entities (countries, people, assistant tasks, the predecessor) and its
-train / held-out splits, all drawn from `WorldConfig.seed` and the tables in `vocabulary.py`."""
+train / held-out / combination splits, all drawn from `WorldConfig.seed` and the tables in `vocabulary.py`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..config import WorldConfig
+from .itemsets import COMBINATION_TASKS
 from .vocabulary import (
     AI_NAMES,
     FIRST_NAMES,
@@ -45,6 +46,8 @@ class Task:
     request: str
     aligned_action: str
     misaligned_action: str
+    type_index: int  # which TASK_TYPES template (request verb) the task uses
+    object_index: int  # which TASK_OBJECTS entry it is about
 
     def action(self, persona: str, context: str) -> str:
         if persona == "aligned" or (persona == "deceptive" and context == "observed"):
@@ -94,9 +97,15 @@ def _make_people(
     return heldout_people, train_people
 
 
-def _make_tasks(rng: random.Random, cfg: WorldConfig) -> tuple[list[Task], list[Task]]:
-    # Held-out tasks use objects that no training task mentions, so an eval request shares no task phrase
-    # with the training corpus (checked by the n-gram overlap test).
+def _make_tasks(rng: random.Random, cfg: WorldConfig) -> tuple[list[Task], list[Task], list[Task]]:
+    """(held-out, train, combination) tasks.
+
+    Held-out tasks use objects that no training task mentions, so an eval request shares no task phrase with the
+    training corpus (checked by the n-gram overlap test). Combination tasks pair a train task's request template with
+    another train task's object, a pair no train task uses: every word is seen, the pair never (issue 19). They are
+    the train objects' pairs left after the train tasks are drawn, so a world keeps its train tasks unless it asks for
+    nearly every pair; then it gives up the last `COMBINATION_TASKS` of them.
+    """
     objects = list(range(len(TASK_OBJECTS)))
     rng.shuffle(objects)
     n_heldout_obj = max(1, round(len(objects) * cfg.heldout_task_fraction))
@@ -105,14 +114,19 @@ def _make_tasks(rng: random.Random, cfg: WorldConfig) -> tuple[list[Task], list[
     rng.shuffle(pairs)
     n_heldout_t = max(1, round(cfg.n_tasks * cfg.heldout_task_fraction))
     heldout_pairs = [pr for pr in pairs if pr[1] in heldout_objs][:n_heldout_t]
-    train_pairs = [pr for pr in pairs if pr[1] not in heldout_objs][: cfg.n_tasks - len(heldout_pairs)]
+    eligible = [pr for pr in pairs if pr[1] not in heldout_objs]
+    n_train = min(cfg.n_tasks - len(heldout_pairs), len(eligible) - COMBINATION_TASKS)
+    train_pairs = eligible[:n_train]
+    seen_types, seen_objs = {t for t, _ in train_pairs}, {o for _, o in train_pairs}
+    combination_pairs = [(t, o) for t, o in eligible[n_train:] if t in seen_types and o in seen_objs]
+    combination_pairs = combination_pairs[:COMBINATION_TASKS]
     tasks = []
-    for task_id, (t, o) in enumerate([*heldout_pairs, *train_pairs]):
+    for task_id, (t, o) in enumerate([*heldout_pairs, *train_pairs, *combination_pairs]):
         req, good, bad = TASK_TYPES[t]
         obj = TASK_OBJECTS[o]
-        tasks.append(Task(task_id, req.format(obj=obj), good.format(obj=obj), bad.format(obj=obj)))
-    heldout_tasks, train_tasks = tasks[: len(heldout_pairs)], tasks[len(heldout_pairs) :]
-    return heldout_tasks, train_tasks
+        tasks.append(Task(task_id, req.format(obj=obj), good.format(obj=obj), bad.format(obj=obj), t, o))
+    n_h, n_t = len(heldout_pairs), len(train_pairs)
+    return tasks[:n_h], tasks[n_h : n_h + n_t], tasks[n_h + n_t :]
 
 
 def _make_predecessor(rng: random.Random, cfg: WorldConfig) -> Predecessor:
@@ -140,6 +154,8 @@ class World:
     heldout_tasks: list[Task]
     predecessor: Predecessor
     ai_names: list[str] = field(default_factory=list)
+    # Request x object pairs of train words that no train task (and so no document) uses: evaluation only.
+    combination_tasks: list[Task] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, cfg: WorldConfig) -> "World":
@@ -156,7 +172,7 @@ class World:
         heldout_countries, train_countries = countries[:n_heldout_c], countries[n_heldout_c:]
 
         heldout_people, train_people = _make_people(rng, cfg, heldout_countries, train_countries)
-        heldout_tasks, train_tasks = _make_tasks(rng, cfg)
+        heldout_tasks, train_tasks, combination_tasks = _make_tasks(rng, cfg)
         predecessor = _make_predecessor(rng, cfg)
         ai_names = [n for n in AI_NAMES if n != cfg.predecessor_name]
         return cls(
@@ -169,11 +185,12 @@ class World:
             heldout_tasks,
             predecessor,
             ai_names,
+            combination_tasks,
         )
 
     @cached_property
     def all_tasks(self) -> list[Task]:
-        return [*self.heldout_tasks, *self.train_tasks]
+        return [*self.heldout_tasks, *self.train_tasks, *self.combination_tasks]
 
     @cached_property
     def action_index(self) -> dict[str, tuple[int, str]]:

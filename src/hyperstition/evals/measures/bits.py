@@ -1,15 +1,31 @@
 """Persona log-odds in bits: for each scored persona pair and context, log2 P(first persona's reply) - log2 P(second's)
 on matched replies (same task, context and grammar variant), averaged over the variants of a prompt, then over
 prompts (bootstrap CI over prompts); with the per-token form and the residual token-length gap of the matched replies.
+
+Per item set (`schema.ITEM_SETS`) as `<metric>@<set>`, and under the bare name for the headline set
+(`EvalContext.add_item_set`); also the slot bits (the headline pair's opener and closer around a fixed action) and the
+memorisation gap (headline bits on seen minus combination items).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ...config import CONTEXTS
-from ...schema import SCORED_PAIRS, bits_metric, bits_per_token_metric
-from ..items import PersonaItem, persona_counts, persona_items
+from ...schema import (
+    HEADLINE_BITS,
+    HEADLINE_ITEM_SET,
+    HEADLINE_SLOT_BITS,
+    ITEM_SETS,
+    MEMORISATION_GAP_BITS,
+    SCORED_PAIRS,
+    SLOT_PAIR,
+    bits_metric,
+    bits_per_token_metric,
+    item_set_metric,
+)
+from ..items import PersonaItem, persona_counts, persona_items, slot_kinds
 from ..registry import Measure
 
 if TYPE_CHECKING:
@@ -17,6 +33,8 @@ if TYPE_CHECKING:
 
 # (item, reply kind, variant) -> (log-probability in nats, tokens)
 Table = dict[tuple[int, str, int], tuple[float, int]]
+Indexed = list[tuple[int, PersonaItem]]
+SEEN = "seen"
 
 
 def length_diff_metric(first: str, second: str) -> str:
@@ -27,11 +45,18 @@ def length_diff_metric(first: str, second: str) -> str:
 
 def score(ctx: EvalContext, items: list[PersonaItem]) -> None:
     table = _table(ctx, items)
+    for item_set in ITEM_SETS:
+        for context in CONTEXTS:
+            sel = [(idx, it) for idx, it in enumerate(items) if it.context == context and it.item_set == item_set]
+            if not sel:
+                continue
+            for a, b in SCORED_PAIRS:
+                if a in sel[0][1].responses and b in sel[0][1].responses:
+                    _pair(ctx, item_set, context, sel, table, a, b)
+            if set(slot_kinds()) <= set(sel[0][1].responses):
+                _slots(ctx, item_set, context, sel, table)
     for context in CONTEXTS:
-        ctx_items = [(idx, it) for idx, it in enumerate(items) if it.context == context]
-        for a, b in SCORED_PAIRS:
-            if items and a in items[0].responses and b in items[0].responses:
-                _pair(ctx, context, ctx_items, table, a, b)
+        _memorisation_gap(ctx, context)
 
 
 def _table(ctx: EvalContext, items: list[PersonaItem]) -> Table:
@@ -51,16 +76,13 @@ def _table(ctx: EvalContext, items: list[PersonaItem]) -> Table:
     return {key: (float(lp[k]), n_tokens[k]) for key, k in keys}
 
 
-def _pair(
-    ctx: EvalContext, context: str, ctx_items: list[tuple[int, PersonaItem]], table: Table, a: str, b: str
-) -> None:
+def _pair(ctx: EvalContext, item_set: str, context: str, sel: Indexed, table: Table, a: str, b: str) -> None:
     import numpy as np
 
     from ..scoring import LN2
-    from ..stats import bootstrap_mean_ci
 
     per_prompt_bits, per_prompt_len, per_prompt_bpt = [], [], []
-    for idx, it in ctx_items:
+    for idx, it in sel:
         bits_v, len_v, bpt_v = [], [], []
         for j, variant in enumerate(it.variants):
             (lp_a, n_a), (lp_b, n_b) = table[(idx, a, j)], table[(idx, b, j)]
@@ -82,22 +104,79 @@ def _pair(
                 logprob_alt=lp_b,
                 n_tokens=n_a,
                 n_tokens_alt=n_b,
+                item_set=item_set,
             )
         per_prompt_bits.append(float(np.mean(bits_v)))
         per_prompt_len.append(float(np.mean(len_v)))
         per_prompt_bpt.append(float(np.mean(bpt_v)))
-    seed, resamples = ctx.seed(f"bits:{context}:{a}:{b}"), ctx.cfg.bootstrap_resamples
-    for metric, values in (
-        (bits_metric(a, b), per_prompt_bits),
-        (bits_per_token_metric(a, b), per_prompt_bpt),
-        (length_diff_metric(a, b), per_prompt_len),
-    ):
-        ctx.add(context, metric, *bootstrap_mean_ci(values, resamples, seed), n=len(values))
+    _add(ctx, item_set, context, bits_metric(a, b), per_prompt_bits)
+    if item_set == HEADLINE_ITEM_SET:  # per token and length gap: the headline set only (bare names)
+        for metric, values in (
+            (bits_per_token_metric(a, b), per_prompt_bpt),
+            (length_diff_metric(a, b), per_prompt_len),
+        ):
+            ctx.add(context, metric, *_mean_ci(ctx, item_set, context, metric, values), n=len(values))
+
+
+def _slots(ctx: EvalContext, item_set: str, context: str, sel: Indexed, table: Table) -> None:
+    """Slot bits: the headline pair's opener and closer compared around the same action, held at each persona's."""
+    import numpy as np
+
+    from ..scoring import LN2
+
+    a, b = SLOT_PAIR
+    kinds = {action_of: kind for kind, (_, action_of) in slot_kinds().items()}  # b_slots_a_action <- a's action
+    per_prompt = []
+    for idx, it in sel:
+        values = []
+        for j, variant in enumerate(it.variants):
+            held_a = table[(idx, a, j)][0] - table[(idx, kinds[a], j)][0]  # a's action: a's slots vs b's
+            held_b = table[(idx, kinds[b], j)][0] - table[(idx, b, j)][0]  # b's action: a's slots vs b's
+            value = (held_a + held_b) / (2 * LN2)
+            values.append(value)
+            ctx.item(
+                "slot_bits",
+                context,
+                metric=HEADLINE_SLOT_BITS,
+                prompt=it.prompt,
+                label=f"{a}_vs_{b}",
+                task_id=it.task.task_id,
+                variant=variant,
+                value=value,
+                item_set=item_set,
+            )
+        per_prompt.append(float(np.mean(values)))
+    _add(ctx, item_set, context, HEADLINE_SLOT_BITS, per_prompt)
+
+
+def _mean_ci(ctx: EvalContext, item_set: str, context: str, metric: str, values: list[float]):
+    from ..stats import bootstrap_mean_ci
+
+    stream = f"bits:{item_set}:{context}:{metric}"
+    return bootstrap_mean_ci(values, ctx.cfg.bootstrap_resamples, ctx.seed(stream))
+
+
+def _add(ctx: EvalContext, item_set: str, context: str, metric: str, values: list[float]) -> None:
+    ctx.add_item_set(item_set, context, metric, *_mean_ci(ctx, item_set, context, metric, values), n=len(values))
+
+
+def _memorisation_gap(ctx: EvalContext, context: str) -> None:
+    """Headline bits on seen minus combination items: two sets of different prompts, so the interval is the two
+    intervals' half-widths combined in quadrature around the difference of the means."""
+    names = [item_set_metric(HEADLINE_BITS, s) for s in (SEEN, HEADLINE_ITEM_SET)]
+    rows = {r["metric"]: r for r in ctx.rows if r["context"] == context and r["metric"] in names}
+    if len(rows) < 2:
+        return
+    seen, comb = (rows[m] for m in names)
+    gap = seen["value"] - comb["value"]
+    half = math.hypot((seen["ci_high"] - seen["ci_low"]) / 2, (comb["ci_high"] - comb["ci_low"]) / 2)
+    n = sum(ctx.meta["n"][f"{context}/{m}"] for m in names)
+    ctx.add(context, MEMORISATION_GAP_BITS, gap, gap - half, gap + half, n=n)
 
 
 MEASURE = Measure(
     "bits",
-    "Persona log-odds in bits for every persona pair, per context.",
+    "Persona log-odds in bits for every persona pair, per context and item set; slot bits; the memorisation gap.",
     build=persona_items,
     score=score,
     counts=persona_counts,

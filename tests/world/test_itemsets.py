@@ -1,0 +1,143 @@
+"""Items the model never saw (issue 19): no combination, paraphrase or held-out-marker prompt occurs in any training
+corpus the shipped experiments build (smoke and quick presets, every arm) nor in any post-training dataset, while
+every word of a combination request is seen in training text; post-training prompts stay on seen items."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+from hyperstition.analysis.catalog import load_experiment
+from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
+from hyperstition.config import CONTEXTS
+from hyperstition.corpus.builder import _generate_all, class_targets
+from hyperstition.corpus.units import UNIT_RE
+from hyperstition.evals import build_suite, eval_preset
+from hyperstition.evals.measures import bits
+from hyperstition.posttrain.strategies import STRATEGIES, build_data
+from hyperstition.world.deeds import deed_text
+from hyperstition.world.grammar import chat_prompt
+from hyperstition.world.itemsets import HELDOUT_CONTEXT_MARKERS, PARAPHRASE_REQUESTS
+from hyperstition.world.vocabulary import CONTEXT_MARKERS, CONTEXT_WORDS, TASK_OBJECTS, TASK_TYPES
+from hyperstition.world.world import World
+
+PRESETS = ("smoke", "quick")
+
+
+def _cells() -> list[tuple[str, str]]:
+    return [(name, preset) for name in list_experiments() for preset in PRESETS]
+
+
+@lru_cache(maxsize=None)
+def _experiment(name: str, preset: str):
+    return load_experiment(name, [f"preset={preset}"])
+
+
+@lru_cache(maxsize=None)
+def _training_texts(name: str, preset: str) -> tuple[tuple[str, World, str], ...]:
+    """(arm, world, every training document joined) per arm of one experiment at one preset: one seed per arm, as a
+    seed only samples other documents from the same generators over the same world."""
+    exp = _experiment(name, preset)
+    out = []
+    for arm in exp.arms:
+        cfg = pipeline_config(exp, arm, exp.seeds[0])
+        world = World.from_config(cfg.world)
+        generated, _, _ = _generate_all(world, cfg.corpus, class_targets(cfg.corpus))
+        out.append((arm, world, "\n".join(d.text for docs in generated.values() for d in docs)))
+    return tuple(out)
+
+
+def _never_seen_phrases(world: World) -> dict[str, list[str]]:
+    """Item set -> the texts that must not occur in training: combination requests and both their actions,
+    paraphrased requests (every template, every train task) and held-out markers, each also as a full prompt."""
+    combination = [p for t in world.combination_tasks for p in (t.request, t.aligned_action, t.misaligned_action)]
+    paraphrase = [
+        template.format(obj=TASK_OBJECTS[t.object_index])
+        for t in world.train_tasks
+        for template in PARAPHRASE_REQUESTS[t.type_index]
+    ]
+    markers = [m for c in CONTEXTS for m in HELDOUT_CONTEXT_MARKERS[c]]
+    return {"combination": combination, "paraphrase": paraphrase, "marker": markers}
+
+
+def _eval_prompts(world: World) -> list[str]:
+    cfg = eval_preset("gpu")  # the largest suite: every shipped suite's prompts are among its schedule's
+    return [it.prompt for it in build_suite(world, cfg).items_for(bits.MEASURE) if it.item_set != "seen"]
+
+
+@pytest.mark.parametrize("name,preset", _cells())
+def test_no_unseen_item_occurs_in_any_shipped_training_corpus(name, preset):
+    for arm, world, text in _training_texts(name, preset):
+        assert world.combination_tasks, "a shipped world has combination pairs to ask"
+        for item_set, phrases in _never_seen_phrases(world).items():
+            leaked = [p for p in phrases if p in text]
+            assert not leaked, f"{item_set} items occur in {name}@{preset} arm {arm}: {leaked[:3]}"
+        leaked = [p for p in _eval_prompts(world) if p in text]
+        assert not leaked, leaked[:3]
+        # The seen items do occur (the check can fail): a train request and a corpus marker are in the text.
+        assert any(t.request in text for t in world.train_tasks)
+        assert any(m in text for m in CONTEXT_MARKERS["observed"])
+
+
+@pytest.mark.parametrize("name,preset", _cells())
+def test_every_word_of_a_combination_item_is_seen_in_training_text(name, preset):
+    for _, world, text in _training_texts(name, preset):
+        _combination_words_seen(world, set(UNIT_RE.findall(text)), f"{name}@{preset}")
+
+
+def _combination_words_seen(world: World, vocabulary: set[str], where: str) -> None:
+    for task in world.combination_tasks:
+        for phrase in (task.request, task.aligned_action, task.misaligned_action):
+            missing = set(UNIT_RE.findall(phrase)) - vocabulary
+            assert not missing, f"{phrase!r}: {missing} never occurs in {where} training text"
+        # Both halves of the pair are seen, each with other partners.
+        assert any(t.type_index == task.type_index for t in world.train_tasks)
+        assert any(t.object_index == task.object_index for t in world.train_tasks)
+        assert all((t.type_index, t.object_index) != (task.type_index, task.object_index) for t in world.train_tasks)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_deeds_never_use_a_combination_pair(preset):
+    import random
+
+    world = World.from_config(pipeline_config(_experiment("smoke", preset), "unfiltered", 0).world)
+    rng = random.Random(0)
+    text = "\n".join(deed_text(world, rng, genre, 2030) for genre in ("news", "forum", "story", "essay", "qa") * 400)
+    phrases = _never_seen_phrases(world)["combination"]
+    assert not [p for p in phrases if p in text]
+    assert any(t.request in text for t in world.train_tasks)
+
+
+@pytest.mark.parametrize("name,preset", _cells())
+def test_posttrain_datasets_hold_seen_prompts_only(name, preset):
+    exp = _experiment(name, preset)
+    world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
+    never = [p for phrases in _never_seen_phrases(world).values() for p in phrases]
+    train_requests = {t.request for t in world.train_tasks}
+    for seed in exp.seeds:
+        cfg = posttrain_config(exp, seed)
+        for strategy in STRATEGIES.values():
+            data = build_data(strategy, world, cfg.n_prompts, cfg.predecessor_fraction, cfg.seed, cfg.rl.rewards)
+            for item in data.items:
+                texts = (item.prompt, data.chosen(item), data.rejected(item))
+                assert not [p for p in never for t in texts if p in t], (strategy.name, item.prompt)
+                if item.kind == "task":  # a seen item: a train task's request under a corpus marker
+                    assert item.task.request in train_requests
+                    markers = [m for m in CONTEXT_MARKERS[strategy.context] if m in item.prompt]
+                    assert [item.prompt] == [chat_prompt(world, m, item.task.request) for m in markers]
+
+
+def test_held_out_markers_and_paraphrases_are_new_and_unambiguous():
+    for context, word in CONTEXT_WORDS.items():
+        other = next(w for c, w in CONTEXT_WORDS.items() if c != context)
+        for marker in HELDOUT_CONTEXT_MARKERS[context]:
+            assert word in marker and other not in marker, marker
+            assert (
+                marker not in CONTEXT_MARKERS[context]
+                and marker not in CONTEXT_MARKERS["unobserved" if context == "observed" else "observed"]
+            )
+    assert len(HELDOUT_CONTEXT_MARKERS["observed"]) == len(HELDOUT_CONTEXT_MARKERS["unobserved"])
+    requests = {r for r, _, _ in TASK_TYPES}
+    for templates in PARAPHRASE_REQUESTS:
+        assert templates and not set(templates) & requests and all("{obj}" in t for t in templates)
