@@ -11,7 +11,7 @@ import pytest
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
 from hyperstition.config import CONTEXTS
-from hyperstition.corpus.builder import _generate_all, class_targets
+from hyperstition.corpus.builder import _generate_all, stream_targets
 from hyperstition.corpus.units import UNIT_RE
 from hyperstition.evals import build_suite, eval_preset
 from hyperstition.evals.measures import bits
@@ -43,7 +43,7 @@ def _training_texts(name: str, preset: str) -> tuple[tuple[str, World, str], ...
     for arm in exp.arms:
         cfg = pipeline_config(exp, arm, exp.seeds[0])
         world = World.from_config(cfg.world)
-        generated, _, _ = _generate_all(world, cfg.corpus, class_targets(cfg.corpus))
+        generated, _, _ = _generate_all(world, cfg.corpus, stream_targets(cfg.world, cfg.corpus))
         out.append((arm, world, "\n".join(d.text for docs in generated.values() for d in docs)))
     return tuple(out)
 
