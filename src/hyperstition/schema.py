@@ -70,6 +70,9 @@ FACT_QA_ACCURACY = "fact_qa_accuracy"
 # (over all KL prompts) the estimate used: sampling continues until its interval is tight enough (evals.measures.kl).
 KL_BITS = "kl_bits_per_response"
 KL_SAMPLES = "kl_samples_used"
+# A chained post-training run (a fine-tune after post-training) measures KL_BITS to its immediate parent, as every
+# curve does, and this to the original pretrained model the chain started from (posttrain `origin_dir`).
+KL_TO_BASE_BITS = "kl_to_base_bits_per_response"
 
 # Tidy result columns. posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
 CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
