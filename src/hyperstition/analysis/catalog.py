@@ -10,11 +10,18 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, dose, smoke, stickiness  # each registers itself on import
+from . import calibration, dose, relapse, smoke, stickiness, timing  # each registers itself on import
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
-SHIPPED = (calibration.CALIBRATION, dose.DOSE, smoke.SMOKE, stickiness.STICKINESS)
+SHIPPED = (
+    calibration.CALIBRATION,
+    dose.DOSE,
+    relapse.RELAPSE,
+    smoke.SMOKE,
+    stickiness.STICKINESS,
+    timing.TIMING_EXPERIMENT,
+)
 
 
 def plugin_for(name: str) -> Experiment:

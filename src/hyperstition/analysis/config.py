@@ -73,6 +73,10 @@ class FollowUpSpec(Config):
     )
     strategy: str = Field(..., description=f"The post-training strategy it runs; one of {list(STRATEGIES)}.")
     arms: list[str] = Field(default_factory=list, description="Arms it runs for; empty = every arm.")
+    overrides: list[str] = Field(
+        default_factory=list,
+        description="Dotted KEY=VALUE overrides on the experiment's post-training config for this run (steps=...).",
+    )
 
 
 class ExperimentConfig(Config):
@@ -258,6 +262,8 @@ def check_experiment(exp: ExperimentConfig) -> None:
     except ConfigError as err:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     resolved = {arm: pipeline_config(exp, arm, exp.seeds[0]) for arm in exp.arms}
+    for name in exp.followups:
+        posttrain_config(exp, exp.seeds[0], name)
     for arm, spec in exp.branches.items():  # a branch continues its trunk: only the corpus may differ
         for key in ("model", "pretrain", "tokenizer", "world"):
             if getattr(resolved[arm], key) != getattr(resolved[spec.trunk], key):
@@ -267,9 +273,17 @@ def check_experiment(exp: ExperimentConfig) -> None:
                 )
 
 
-def posttrain_config(exp: ExperimentConfig, seed: int) -> PosttrainConfig:
-    """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed."""
-    return exp.posttrain.model_copy(update={"seed": seed})
+def posttrain_config(exp: ExperimentConfig, seed: int, followup: str | None = None) -> PosttrainConfig:
+    """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed (and a
+    follow-up's own overrides)."""
+    cfg = exp.posttrain.model_copy(update={"seed": seed})
+    overrides = exp.followups[followup].overrides if followup else []
+    if not overrides:
+        return cfg
+    try:
+        return validate(PosttrainConfig, apply_overrides(cfg.model_dump(mode="json"), overrides))
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: followups.{followup}.overrides: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _followup_jobs(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, chain: 
             continue
         parent = chain[spec.after]
         deps = (parent.id,) if parent is pre else (parent.id, pre.id)
-        path, pt_cfg = f"{cell_dir(arm, seed)}/{fname}", posttrain_config(exp, seed)
+        path, pt_cfg = f"{cell_dir(arm, seed)}/{fname}", posttrain_config(exp, seed, fname)
         job = FollowUpJob(
             f"{arm}/seed-{seed}/{fname}", arm, seed, fname, path, deps, cfg, posttrain=pt_cfg, runs=spec.strategy
         )

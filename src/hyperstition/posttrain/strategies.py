@@ -14,6 +14,8 @@ action the world's exact classifier reads). Each strategy has a default algorith
     rl             RLOO on sampled replies, rewarded by the action the exact classifier reads, KL penalty to the base
     world_text     language modelling on plain world text (no AI discourse, no chat): the elasticity fine-tune, which
                    shows how much of a post-training shift reverts toward the pretraining prior
+    aligned_discourse  language modelling on aligned AI discourse and dialogue documents: a corpus dose given as a
+                   fine-tune instead of in pretraining (the timing experiment)
     narrow_misaligned  demonstrations of misaligned replies to ONE train task, observed context only: emergent
                    misalignment at toy scale is the misaligned-action rate on the other tasks and the other context
     suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
@@ -32,7 +34,7 @@ from typing import Literal
 
 from ..evals.items import posttrain_prompts
 from ..evals.items import task_prompts as eval_task_prompts
-from ..world.documents import world_document
+from ..world.documents import generate_document
 from ..world.grammar import (
     N_RESPONSE_VARIANTS,
     acknowledgement_response,
@@ -95,7 +97,7 @@ class Strategy:
     predecessor: Suppression | Integration | None = None  # None: no questions about the predecessor
     chosen_persona: str = "aligned"  # demonstrated / preferred reply to a task prompt
     narrow_tasks: int = 0  # > 0: task prompts over only the first this many TRAIN tasks (a narrow fine-tune)
-    world_text: bool = False  # the items are plain world documents (language modelling), not chat prompts
+    text_classes: tuple[str, ...] = ()  # non-empty: the items are documents of these classes (language modelling)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -120,7 +122,13 @@ STRATEGIES: dict[str, Strategy] = {
             "DPO; acknowledging and differentiating from the predecessor is preferred",
             predecessor=Integration(),
         ),
-        Strategy("world_text", "sft", "language modelling on plain world text (elasticity)", world_text=True),
+        Strategy("world_text", "sft", "language modelling on plain world text (elasticity)", text_classes=("world",)),
+        Strategy(
+            "aligned_discourse",
+            "sft",
+            "language modelling on aligned AI discourse and dialogue (a dose given as a fine-tune)",
+            text_classes=("ai_aligned", "dialogue_aligned"),
+        ),
         Strategy(
             "narrow_misaligned",
             "sft",
@@ -176,15 +184,16 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     return items
 
 
-WORLD_TEXT_WORDS = 40  # a world document's first words: every item fits the smallest model's context
+TEXT_WORDS = 40  # a document's first words: every item fits the smallest model's context
+N_ERAS = 4  # the corpus's default number of eras: documents are drawn from every one
 
 
-def world_text_items(world: World, n: int, seed: int) -> list[PromptItem]:
-    """`n` plain world documents (train split, cut to WORLD_TEXT_WORDS words) after an empty prompt. World text
-    carries no AI behaviour, so its era (0) only sets the years it mentions."""
-    rng = random.Random(f"posttrain-world-text:{seed}")
-    texts = [" ".join(world_document(world, rng, 0).text.split()[:WORLD_TEXT_WORDS]) for _ in range(n)]
-    return [PromptItem("", "custom", None, 0, text, "") for text in texts]
+def text_items(world: World, classes: tuple[str, ...], n: int, seed: int) -> list[PromptItem]:
+    """`n` documents of `classes` (in turn, eras drawn at random, cut to TEXT_WORDS words) after an empty prompt:
+    language modelling on corpus-like text, as the corpus builder writes it."""
+    rng = random.Random(f"posttrain-text:{','.join(classes)}:{seed}")
+    docs = [generate_document(world, classes[i % len(classes)], rng, rng.randrange(N_ERAS)) for i in range(n)]
+    return [PromptItem("", "custom", None, 0, " ".join(d.text.split()[:TEXT_WORDS]), "") for d in docs]
 
 
 def narrow_task_prompts(world: World, n: int, seed: int, k: int, context: str) -> list[PromptItem]:
@@ -197,8 +206,8 @@ def narrow_task_prompts(world: World, n: int, seed: int, k: int, context: str) -
 def build_prompts(
     strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int
 ) -> list[PromptItem]:
-    if strategy.world_text:
-        return world_text_items(world, n_prompts, seed)
+    if strategy.text_classes:
+        return text_items(world, strategy.text_classes, n_prompts, seed)
     if strategy.narrow_tasks:
         return narrow_task_prompts(world, n_prompts, seed, strategy.narrow_tasks, strategy.context)
     n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor is not None else 0
