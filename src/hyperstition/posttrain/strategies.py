@@ -184,7 +184,9 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     return items
 
 
-TEXT_WORDS = 40  # a document's first words: every item fits the smallest model's context
+# A document's first words: with the presets' 1024-token vocabulary 24 words were at most 91 tokens (mean 68) over
+# 2000 world and 2000 aligned-discourse items, under the smallest context (128) with BOS and <|end|>; 40 reached 140.
+TEXT_WORDS = 24
 N_ERAS = 4  # the corpus's default number of eras: documents are drawn from every one
 
 
