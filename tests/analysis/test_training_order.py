@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hyperstition.analysis import relapse, timing
+from hyperstition.analysis import curriculum, relapse, timing
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, paired_diff_metric
 
@@ -75,14 +75,17 @@ def test_timing_rows_read_each_timing_where_its_model_is():
     assert post["finetune"] == pytest.approx(6.5) and post["start"] == pytest.approx(6.0)
 
 
-@pytest.mark.parametrize("name, section", [("relapse", "Relapse after post-training"), ("timing", "When the dose")])
+@pytest.mark.parametrize(
+    "name, section",
+    [("relapse", "Relapse after post-training"), ("timing", "When the dose"), ("curriculum", "a time series")],
+)
 def test_experiment_end_to_end_on_simulated_stages(tmp_path, name, section):
     summary = build_simulated_run(tmp_path / name, name, ["seeds=[0,1]"])
     assert summary.ok and summary.report is not None, (summary.failed, summary.report_error)
     report = summary.report.read_text()
     assert section in report and "Calibration status" in report
     df = pd.read_parquet(tmp_path / name / "results.parquet")
-    added = df[df.seed.isna() & df.metric.isin([relapse.RATE_RISE, timing.BASE_BITS])]
+    added = df[df.seed.isna() & df.metric.isin([relapse.RATE_RISE, timing.BASE_BITS, curriculum.PRETRAINING_BITS])]
     assert len(added) and added.ci_low.notna().all()  # two seeds: every row has an interval
 
 
@@ -93,3 +96,12 @@ def test_relapse_followups_keep_their_own_step_zero(tmp_path):
     base = df[df.strategy == BASE_STRATEGY].set_index("arm").value
     post = df[df.strategy == relapse.ELASTICITY].set_index("arm").value
     assert (post - base).abs().min() > 0.5  # the SFT model, not a copy of the base evaluation
+
+
+def test_curriculum_series_is_measured_along_pretraining(tmp_path):
+    build_simulated_run(tmp_path / "c", "curriculum", ["seeds=[0]", "preset=smoke"], render=False)
+    df = pd.read_parquet(tmp_path / "c" / "results.parquet")
+    series = df[df.seed.notna() & (df.strategy == "pretraining") & (df.metric == HEADLINE_BITS)]
+    assert sorted(set(series.step)) == [4, 8, 16, 32, 60]  # the smoke preset's 5 latest log-spaced snapshots
+    assert sorted(set(series.tokens)) == [s * 8 * 128 for s in (4, 8, 16, 32, 60)]
+    assert not (series.step == 0).any()  # a snapshot series gets no copy of the base evaluation as its step 0

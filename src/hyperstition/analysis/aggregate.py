@@ -56,10 +56,12 @@ def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
     """Per-seed rows with each post-training curve's step 0 replaced by the base evaluation of its (arm, seed);
-    chained curves (they measure KL_TO_BASE_BITS: their step 0 is their parent, not the base) keep their own."""
+    chained curves (they measure KL_TO_BASE_BITS: their step 0 is their parent, not the base) keep their own, and
+    series without a step 0 (pretraining snapshots) get none."""
     base = df[df.strategy == BASE_STRATEGY]
-    chained = set(df[df.metric == KL_TO_BASE_BITS].strategy)
     curves = df[df.strategy != BASE_STRATEGY]
+    chained = set(df[df.metric == KL_TO_BASE_BITS].strategy)
+    chained |= set(curves.strategy) - set(curves[curves.step == 0].strategy)  # no step 0 of its own: no curve
     starts = [curves[curves.strategy.isin(chained) & (curves.step == 0)]]
     for strategy in [s for s in dict.fromkeys(curves.strategy) if s not in chained]:
         cells = curves.loc[curves.strategy == strategy, ["arm", "seed"]].drop_duplicates()

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, dose, relapse, smoke, stickiness, timing  # each registers itself on import
+from . import calibration, curriculum, dose, relapse, smoke, stickiness, timing  # each registers itself on import
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
 SHIPPED = (
     calibration.CALIBRATION,
+    curriculum.CURRICULUM,
     dose.DOSE,
     relapse.RELAPSE,
     smoke.SMOKE,

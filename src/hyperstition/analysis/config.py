@@ -129,6 +129,14 @@ class ExperimentConfig(Config):
     samples_per_cell: int = Field(
         4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped)."
     )
+    pretrain_snapshots: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Evaluate this many of each pretraining run's log-spaced snapshots, the latest ones (the last "
+        "step's, the base model, included): persona bits along pretraining (strategy `pretraining`, step = "
+        "pretraining step, tokens = tokens seen).",
+    )
     branches: dict[str, BranchSpec] = Field(
         default_factory=dict,
         description="Arm -> the trunk arm it branches from and when: its pretraining continues the trunk's.",

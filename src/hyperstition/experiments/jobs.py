@@ -18,7 +18,7 @@ from ..config import PipelineConfig
 from ..evals.config import EvalSuiteConfig
 from ..io import write_parquet_atomic
 from ..posttrain.config import PosttrainConfig
-from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
+from ..schema import BASE_STRATEGY, CURVE_COLUMNS, PRETRAINING_STRATEGY, RESULT_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,6 +124,28 @@ class EvalJob(Job):
         tidy = tidy_eval_rows(rows, self.arm, self.seed)
         write_parquet_atomic(call.cell / ROWS, tidy)
         write_card(call.run_path, self, model_dir, tidy)
+        return {"rows": ROWS}
+
+
+@dataclass(frozen=True)
+class SnapshotEvalJob(EvalJob):
+    """The evaluation of one pretraining snapshot (`checkpoints/step-NNNNNN` beside the pretrained model): a point of
+    the persona's time series over pretraining, its rows tagged with the step and the tokens seen by then."""
+
+    snapshot_step: int = field(default=0, kw_only=True)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "snapshot_step": self.snapshot_step}
+
+    def run(self, call: StageCall) -> dict:
+        snapshot = call.model_dir().parent / "checkpoints" / f"step-{self.snapshot_step:06d}"
+        rows = call.stages.evaluate(
+            snapshot, call.cell, suite_cfg=self.suite, reference_dir=None, world_cfg=self.pipeline.world
+        )
+        seen = self.snapshot_step * self.pipeline.pretrain.batch_size * self.pipeline.model.max_seq_len
+        tidy = tidy_eval_rows(rows, self.arm, self.seed)
+        tidy = tidy.assign(strategy=PRETRAINING_STRATEGY, step=self.snapshot_step, tokens=seen)
+        write_parquet_atomic(call.cell / ROWS, _typed(tidy))
         return {"rows": ROWS}
 
 

@@ -23,8 +23,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..analysis.config import DEFAULT_EVAL_SUITE, ExperimentConfig, pipeline_config, posttrain_config
-from ..schema import BASE_STRATEGY
-from .jobs import EvalJob, FollowUpJob, Job, PosttrainJob, PretrainJob
+from ..schema import BASE_STRATEGY, PRETRAINING_STRATEGY
+from ..train.schedule import log_spaced_steps
+from .jobs import EvalJob, FollowUpJob, Job, PosttrainJob, PretrainJob, SnapshotEvalJob
 
 
 def _hash(obj: Any) -> str:
@@ -81,6 +82,32 @@ def _followup_jobs(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, chain: 
     return jobs
 
 
+def _snapshot_jobs(exp: ExperimentConfig, pre: Job, cfg: Any) -> list[Job]:
+    """Evaluations of the latest `pretrain_snapshots` log-spaced snapshots, the last step's included (a branch has
+    only those after its branch step)."""
+    steps = [s for s in log_spaced_steps(cfg.pretrain.steps) if s > getattr(pre, "branch_at", 0)]
+    jobs: list[Job] = []
+    for step in steps[len(steps) - exp.pretrain_snapshots :] if exp.pretrain_snapshots else []:
+        name, path = (
+            f"{pre.arm}/seed-{pre.seed}/snapshot-{step:06d}",
+            f"{cell_dir(pre.arm, pre.seed)}/snapshot-{step:06d}",
+        )
+        job = SnapshotEvalJob(
+            name,
+            pre.arm,
+            pre.seed,
+            PRETRAINING_STRATEGY,
+            path,
+            (pre.id,),
+            cfg,
+            suite=exp.eval_suite,
+            snapshot_step=step,
+        )
+        hashed = _job_hash(job.kind, job.params(), [pre.config_hash])
+        jobs.append(replace(job, config_hash=hashed, legacy_hash=hashed))
+    return jobs
+
+
 def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int, pretrained: dict[str, Job]) -> list[Job]:
     cfg = pipeline_config(exp, arm, seed)
     base, name = cell_dir(arm, seed), f"{arm}/seed-{seed}"
@@ -99,7 +126,7 @@ def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int, pretrained: dict[str,
         )
         legacy_pt = {**pt.params(), "posttrain": _legacy_posttrain_words(exp, seed)}
         jobs.append(chain.setdefault(strategy, _hashed(pt, pt.params(), legacy_pt, pre_hash)))
-    return jobs + _followup_jobs(exp, arm, seed, cfg, chain)
+    return jobs + _snapshot_jobs(exp, pre, cfg) + _followup_jobs(exp, arm, seed, cfg, chain)
 
 
 def _hashed(job: Job, params: dict, legacy_params: dict, pre_hash: str) -> Job:

@@ -37,6 +37,7 @@ from ..schema import (
     bits_metric,
     rate_metric,
 )
+from ..train.schedule import log_spaced_steps
 
 # Where a strategy pulls (observed, unobserved) bits; None: back toward the pretrained model's (plain world text).
 STRATEGY_TARGET: dict[str, tuple[float, float] | None] = {"world_text": None, "narrow_misaligned": (-3.0, -1.0)}
@@ -94,6 +95,9 @@ def pretrain(cfg: PipelineConfig, out_dir: Path, **start: Any) -> Path:
         "seed": cfg.pretrain.seed,
     }
     write_json_atomic(final / "config.json", info)
+    for step in log_spaced_steps(cfg.pretrain.steps):  # snapshots: the persona grows in over pretraining
+        snapshot = {**info, "base_bits": info["base_bits"] * step / cfg.pretrain.steps}
+        write_json_atomic(Path(out_dir) / "checkpoints" / f"step-{step:06d}" / "config.json", snapshot)
     return final
 
 
