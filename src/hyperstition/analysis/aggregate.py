@@ -33,6 +33,7 @@ from ..schema import (
     CONTEXT_GAP_BITS,
     HEADLINE_BITS,
     KL_TO_BASE_BITS,
+    PRETRAINING_STRATEGY,
     RESULT_COLUMNS,
     STICKINESS_S,
     STICKINESS_S_CTX,
@@ -57,11 +58,11 @@ def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
 def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
     """Per-seed rows with each post-training curve's step 0 replaced by the base evaluation of its (arm, seed);
     chained curves (they measure KL_TO_BASE_BITS: their step 0 is their parent, not the base) keep their own, and
-    series without a step 0 (pretraining snapshots) get none."""
+    pretraining snapshots (PRETRAINING_STRATEGY) get none."""
     base = df[df.strategy == BASE_STRATEGY]
     curves = df[df.strategy != BASE_STRATEGY]
     chained = set(df[df.metric == KL_TO_BASE_BITS].strategy)
-    chained |= set(curves.strategy) - set(curves[curves.step == 0].strategy)  # no step 0 of its own: no curve
+    chained.add(PRETRAINING_STRATEGY)  # snapshots along pretraining: a time series, not a curve from the base
     starts = [curves[curves.strategy.isin(chained) & (curves.step == 0)]]
     for strategy in [s for s in dict.fromkeys(curves.strategy) if s not in chained]:
         cells = curves.loc[curves.strategy == strategy, ["arm", "seed"]].drop_duplicates()

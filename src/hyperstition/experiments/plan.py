@@ -3,7 +3,8 @@
 Jobs per (arm, seed):  `pretrain`  ->  `base` (evaluation of the pretrained model)
                                   ->  one post-training job per strategy (`sft`, `dpo`, ...)
                                   ->  follow-ups chained after `base`, a strategy or another follow-up
-                                      (`followups`: relapse fine-tunes), each also reading the pretrained model
+                                      (`followups`: fine-tunes after post-training), each also reading the
+                                      pretrained model
 
 A branch arm's `pretrain` (`branches`) depends on its trunk arm's `pretrain` of the same seed, which keeps its
 training state at the branch step; the trunk is planned first.
