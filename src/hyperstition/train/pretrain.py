@@ -446,9 +446,15 @@ def check_branch(cfg: PipelineConfig, trunk_dir: Path) -> None:
 
 
 def _branch_tokenizer(start: Start, tokenizer_dir: Path) -> None:
-    """A branch reads text with its trunk's vocabulary: the trunk's tokenizer is copied in once."""
-    if start.branch_from is not None and not (tokenizer_dir / "tokenizer.json").exists():
-        shutil.copytree(trunk_run_dir(start.branch_from) / "tokenizer", tokenizer_dir, dirs_exist_ok=True)
+    """A branch reads text with its trunk's vocabulary: the trunk's tokenizer is copied in once, whole or not at all
+    (copied beside it, then renamed: a kill mid-copy leaves no half tokenizer to load)."""
+    if start.branch_from is None or (tokenizer_dir / "tokenizer.json").exists():
+        return
+    partial = tokenizer_dir.with_name(tokenizer_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(trunk_run_dir(start.branch_from) / "tokenizer", partial)
+    shutil.rmtree(tokenizer_dir, ignore_errors=True)
+    os.replace(partial, tokenizer_dir)
 
 
 def run_pretrain(
