@@ -107,7 +107,7 @@ def test_sigkill_of_a_chained_grid_then_resume(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     finished = _done(out)
-    assert 3 <= len(finished) < 8, finished
+    assert 2 <= len(finished) < 8, finished  # at least the pretraining and the SFT the relapse follows
     rerun = subprocess.run(_run_argv(out, "--no-report", *CHAINED), capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     after = _done(out)
