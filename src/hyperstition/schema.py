@@ -70,11 +70,17 @@ FACT_QA_ACCURACY = "fact_qa_accuracy"
 # (over all KL prompts) the estimate used: sampling continues until its interval is tight enough (evals.measures.kl).
 KL_BITS = "kl_bits_per_response"
 KL_SAMPLES = "kl_samples_used"
+# A chained post-training run (a fine-tune after post-training) measures KL_BITS to its immediate parent, as every
+# curve does, and this to the original pretrained model the chain started from (posttrain `origin_dir`).
+KL_TO_BASE_BITS = "kl_to_base_bits_per_response"
 
 # Tidy result columns. posttrain_curve.parquet uses the same minus run/arm/seed/strategy.
 CURVE_COLUMNS = ("step", "tokens", "kl_bits", "context", "metric", "value", "ci_low", "ci_high")
 RESULT_COLUMNS = ("run", "arm", "seed", "strategy", *CURVE_COLUMNS)
 BASE_STRATEGY = "base"  # rows measured on the pretrained model before any post-training (step 0, kl_bits 0)
+# Rows measured on a pretraining snapshot before the last step (experiment `pretrain_snapshots`): the persona as a
+# time series over pretraining; `step` and `tokens` are the pretraining step and tokens seen, kl_bits 0.
+PRETRAINING_STRATEGY = "pretraining"
 
 # The toy persona models fitted to a run (`hyperstition toy fit RUN`): files next to results.parquet, which the
 # runner rewrites; predicted-vs-measured rows, dense predicted curves, and the fitted parameters with fit quality.

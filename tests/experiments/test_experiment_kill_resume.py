@@ -19,9 +19,18 @@ def _run_argv(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "hyperstition.experiments", *smoke]
 
 
-def _start(out: Path, seconds: float) -> subprocess.Popen:
+# A chained grid: the second arm's pretraining branches from the first's, and a relapse fine-tune follows SFT.
+CHAINED = (
+    "followups.relapse.after=sft",
+    "followups.relapse.strategy=world_text",
+    "branches.misalignment_upsampled.trunk=unfiltered",
+    "branches.misalignment_upsampled.at=0.5",
+)
+
+
+def _start(out: Path, seconds: float, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "HYPERSTITION_SIMULATE_SECONDS": str(seconds)}
-    cmd = _run_argv(out, "--no-report")
+    cmd = _run_argv(out, "--no-report", *extra)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -82,6 +91,41 @@ def test_sigkill_of_the_whole_run_then_resume(tmp_path):
     assert len(after) == 6
     assert {k: after[k] for k in finished} == finished  # finished cells were not recomputed
     assert len(pd.read_parquet(out / "results.parquet")) > 0 and (out / "report.html").exists()
+
+
+def test_sigkill_of_a_chained_grid_then_resume(tmp_path):
+    """Branch and follow-up cells are cells like any other: a kill loses no finished one, the rerun finishes the
+    chain from the parents' recorded outputs, and each follow-up measures KL to its parent and to the base."""
+    out = tmp_path / "run"
+    proc = _start(out, 1.5, *CHAINED)
+    parent = out / "cells/unfiltered/seed-0/sft/DONE.json"
+    try:
+        _wait_for(parent.exists, timeout=120, proc=proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finished = _done(out)
+    assert 2 <= len(finished) < 8, finished  # at least the pretraining and the SFT the relapse follows
+    rerun = subprocess.run(_run_argv(out, "--no-report", *CHAINED), capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = _done(out)
+    assert len(after) == 8 and {k: after[k] for k in finished} == finished
+    relapse = json.loads((out / "cells/unfiltered/seed-0/relapse/job.json").read_text())
+    assert relapse["deps"] == ["unfiltered/seed-0/sft", "unfiltered/seed-0/pretrain"]
+    assert relapse["inputs"] == {
+        "model_dir": "cells/unfiltered/seed-0/sft/final",
+        "base_dir": "cells/unfiltered/seed-0/pretrain/final",
+    }
+    branch = json.loads((out / "cells/misalignment_upsampled/seed-0/pretrain/job.json").read_text())
+    assert branch["inputs"] == {"trunk_dir": "cells/unfiltered/seed-0/pretrain"} and branch["params"]["branch_at"] == 30
+    rows = pd.read_parquet(out / "results.parquet")
+    chained = rows[(rows.strategy == "relapse") & rows.seed.notna()]
+    assert set(chained.arm) == {"unfiltered", "misalignment_upsampled"}
+    to_base = chained[chained.metric == "kl_to_base_bits_per_response"]
+    to_parent = chained[chained.metric == "kl_bits_per_response"]
+    assert len(to_base) and (to_base.value.max() > to_parent.value.max())  # the chain adds the parent's own KL
 
 
 def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path):

@@ -14,7 +14,8 @@ Base rows (strategy `base`) have kl_bits 0. Post-training rows are at the common
 log K, and `kl_bits` holds that K. Step and tokens are null (a common K is no single step).
 
 `with_curve_starts` also makes step 0 of every post-training curve the base evaluation itself: the curve's own
-step-0 measurement is replaced by a copy of the base rows (same items, measured once, K = 0 exactly).
+step-0 measurement is replaced by a copy of the base rows (same items, measured once, K = 0 exactly). A chained
+curve (a follow-up, whose rows measure KL_TO_BASE_BITS) starts from its parent instead and keeps its own step 0.
 
 Pure functions of the per-seed rows; imports only `stats` and `schema`, so the runner can call them.
 """
@@ -31,6 +32,8 @@ from ..schema import (
     CONTEXT_GAP,
     CONTEXT_GAP_BITS,
     HEADLINE_BITS,
+    KL_TO_BASE_BITS,
+    PRETRAINING_STRATEGY,
     RESULT_COLUMNS,
     STICKINESS_S,
     STICKINESS_S_CTX,
@@ -53,11 +56,15 @@ def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_curve_starts(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-seed rows with each post-training curve's step 0 replaced by the base evaluation of its (arm, seed)."""
+    """Per-seed rows with each post-training curve's step 0 replaced by the base evaluation of its (arm, seed);
+    chained curves (they measure KL_TO_BASE_BITS: their step 0 is their parent, not the base) keep their own, and
+    pretraining snapshots (PRETRAINING_STRATEGY) get none."""
     base = df[df.strategy == BASE_STRATEGY]
     curves = df[df.strategy != BASE_STRATEGY]
-    starts = []
-    for strategy in dict.fromkeys(curves.strategy):
+    chained = set(df[df.metric == KL_TO_BASE_BITS].strategy)
+    chained.add(PRETRAINING_STRATEGY)  # snapshots along pretraining: a time series, not a curve from the base
+    starts = [curves[curves.strategy.isin(chained) & (curves.step == 0)]]
+    for strategy in [s for s in dict.fromkeys(curves.strategy) if s not in chained]:
         cells = curves.loc[curves.strategy == strategy, ["arm", "seed"]].drop_duplicates()
         start = base.merge(cells, on=["arm", "seed"])
         starts.append(start.assign(strategy=strategy, step=0, tokens=0, kl_bits=0.0))

@@ -10,11 +10,20 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, channels, dose, smoke, stickiness  # each registers itself on import
+from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, timing  # each registers itself
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
-SHIPPED = (calibration.CALIBRATION, channels.CHANNELS_EXPERIMENT, dose.DOSE, smoke.SMOKE, stickiness.STICKINESS)
+SHIPPED = (
+    calibration.CALIBRATION,
+    channels.CHANNELS_EXPERIMENT,
+    curriculum.CURRICULUM,
+    dose.DOSE,
+    relapse.RELAPSE,
+    smoke.SMOKE,
+    stickiness.STICKINESS,
+    timing.TIMING_EXPERIMENT,
+)
 
 
 def plugin_for(name: str) -> Experiment:

@@ -54,6 +54,31 @@ CLASS_PERSONA = {
 }
 
 
+class BranchSpec(Config):
+    """An arm whose pretraining continues another arm's (its trunk's) kept training state on this arm's corpus: the
+    two share the trunk's first steps, and each trains pretrain.steps in all (equal tokens)."""
+
+    trunk: str = Field(..., description="The arm whose pretraining this arm continues; it trains the shared steps.")
+    at: float = Field(
+        ..., gt=0, lt=1, description="Fraction of pretrain.steps trained on the trunk's corpus; this arm's after."
+    )
+
+
+class FollowUpSpec(Config):
+    """A post-training run that starts from another job's model of the same (arm, seed): a fine-tune after
+    post-training (relapse), or a fine-tune before it. Its curve measures KL to that parent and to the base."""
+
+    after: str = Field(
+        ..., description="Whose model it starts from: `base` (the pretrained model), a strategy, or a follow-up."
+    )
+    strategy: str = Field(..., description=f"The post-training strategy it runs; one of {list(STRATEGIES)}.")
+    arms: list[str] = Field(default_factory=list, description="Arms it runs for; empty = every arm.")
+    overrides: list[str] = Field(
+        default_factory=list,
+        description="Dotted KEY=VALUE overrides on the experiment's post-training config for this run (steps=...).",
+    )
+
+
 class ExperimentConfig(Config):
     """A grid of self-contained cells: for each arm and seed one pretraining and one base evaluation, then one
     post-training run per strategy on top of that pretrained model."""
@@ -104,6 +129,23 @@ class ExperimentConfig(Config):
     samples_per_cell: int = Field(
         4, ge=0, le=100, description="Generated responses per cell copied into the report's sample (HTML-escaped)."
     )
+    pretrain_snapshots: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Evaluate this many of each pretraining run's log-spaced snapshots, the latest ones (the last "
+        "step's, the base model, included): persona bits along pretraining (strategy `pretraining`, step = "
+        "pretraining step, tokens = tokens seen).",
+    )
+    branches: dict[str, BranchSpec] = Field(
+        default_factory=dict,
+        description="Arm -> the trunk arm it branches from and when: its pretraining continues the trunk's.",
+    )
+    followups: dict[str, FollowUpSpec] = Field(
+        default_factory=dict,
+        description="Name -> a post-training run chained after `base`, a strategy or an earlier follow-up; its "
+        "rows carry the name as their strategy.",
+    )
     # The sub-configs as typed objects, resolved once when the experiment is loaded (`_resolve_sub_configs`).
     _posttrain: PosttrainConfig = PrivateAttr()
     _eval_suite: EvalSuiteConfig = PrivateAttr()
@@ -135,7 +177,41 @@ class ExperimentConfig(Config):
                 raise ValueError(f"strategies: unknown strategy {s!r}; allowed: {', '.join(STRATEGIES)}")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: {self.strategies} has duplicates")
+        self._check_branches()
+        self._check_followups()
         return self
+
+    def _check_branches(self) -> None:
+        for arm, spec in self.branches.items():
+            if arm not in self.arms or spec.trunk not in self.arms:
+                raise ValueError(f"branches.{arm}: {arm!r} and its trunk {spec.trunk!r} must both be arms")
+            if spec.trunk == arm or spec.trunk in self.branches:
+                raise ValueError(f"branches.{arm}: the trunk {spec.trunk!r} must be an arm trained from scratch")
+
+    def _check_followups(self) -> None:
+        earlier: dict[str, list[str]] = {"base": [], **{s: [] for s in self.strategies}}
+        for name, spec in self.followups.items():
+            where = f"followups.{name}"
+            if not _NAME_RE.fullmatch(name) or name in earlier or name in STRATEGIES or name == "pretrain":
+                raise ValueError(f"{where}: the name must be a new directory name, not a strategy or job")
+            if spec.after not in earlier:
+                raise ValueError(f"{where}: after {spec.after!r} is not base, a strategy or an earlier follow-up")
+            if spec.strategy not in STRATEGIES:
+                raise ValueError(f"{where}: unknown strategy {spec.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+            unknown = [a for a in spec.arms if a not in self.arms]
+            parent_arms = earlier[spec.after]
+            outside = [a for a in (spec.arms or list(self.arms)) if parent_arms and a not in parent_arms]
+            if unknown or outside:
+                raise ValueError(f"{where}: arms {unknown or outside} are not arms its parent {spec.after!r} runs for")
+            earlier[name] = list(spec.arms)
+
+    def followup_arms(self, name: str) -> list[str]:
+        """The arms follow-up `name` runs for."""
+        return list(self.followups[name].arms or self.arms)
+
+    def branch_step(self, arm: str, steps: int) -> int:
+        """The pretraining step after which branch `arm` leaves its trunk (at least 1, at most steps - 1)."""
+        return min(steps - 1, max(1, round(self.branches[arm].at * steps)))
 
     @model_validator(mode="after")
     def _resolve_sub_configs(self) -> "ExperimentConfig":
@@ -193,13 +269,29 @@ def check_experiment(exp: ExperimentConfig) -> None:
         preset_path(exp.preset)
     except ConfigError as err:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
-    for arm in exp.arms:
-        pipeline_config(exp, arm, exp.seeds[0])
+    resolved = {arm: pipeline_config(exp, arm, exp.seeds[0]) for arm in exp.arms}
+    for name in exp.followups:
+        posttrain_config(exp, exp.seeds[0], name)
+    for arm, spec in exp.branches.items():  # a branch continues its trunk: only the corpus may differ
+        for key in ("model", "pretrain", "tokenizer", "world"):
+            if getattr(resolved[arm], key) != getattr(resolved[spec.trunk], key):
+                raise ConfigError(
+                    f"experiment {exp.name!r}, branches.{arm}: its {key} differs from its trunk {spec.trunk!r}'s; "
+                    "a branch may change only the corpus"
+                )
 
 
-def posttrain_config(exp: ExperimentConfig, seed: int) -> PosttrainConfig:
-    """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed."""
-    return exp.posttrain.model_copy(update={"seed": seed})
+def posttrain_config(exp: ExperimentConfig, seed: int, followup: str | None = None) -> PosttrainConfig:
+    """The post-training config of grid seed `seed`: the experiment's, resolved at load, with that seed (and a
+    follow-up's own overrides)."""
+    cfg = exp.posttrain.model_copy(update={"seed": seed})
+    overrides = exp.followups[followup].overrides if followup else []
+    if not overrides:
+        return cfg
+    try:
+        return validate(PosttrainConfig, apply_overrides(cfg.model_dump(mode="json"), overrides))
+    except ConfigError as err:
+        raise ConfigError(f"experiment {exp.name!r}: followups.{followup}.overrides: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..config import PipelineConfig
 from ..evals.config import EvalSuiteConfig
 from ..io import write_parquet_atomic
 from ..posttrain.config import PosttrainConfig
-from ..schema import BASE_STRATEGY, CURVE_COLUMNS, RESULT_COLUMNS
+from ..schema import BASE_STRATEGY, CURVE_COLUMNS, PRETRAINING_STRATEGY, RESULT_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,11 @@ class StageCall:
     stages: StageSet
 
     def model_dir(self) -> Path:
-        return _abs(self.inputs["model_dir"], self.run_path)
+        return self.input_path("model_dir")
+
+    def input_path(self, key: str) -> Path:
+        """An input's path (`model_dir`, `base_dir`, `trunk_dir`), absolute."""
+        return _abs(self.inputs[key], self.run_path)
 
     def rel(self, path: Path) -> str:
         try:
@@ -70,6 +74,10 @@ class Job(abc.ABC):
         """The job's resolved configs as plain JSON (job.json records them)."""
         return {"pipeline": self.pipeline.model_dump(mode="json")}
 
+    def inputs(self, outputs: list[dict]) -> dict[str, str]:
+        """What the job reads, from its dependencies' DONE.json `outputs` (in `deps` order): the model of the first."""
+        return {"model_dir": outputs[0]["model_dir"]} if outputs else {}
+
     @abc.abstractmethod
     def run(self, call: StageCall) -> dict:
         """Run the stage in the cell; return the outputs DONE.json promises (`rows`, `model_dir`)."""
@@ -77,11 +85,26 @@ class Job(abc.ABC):
 
 @dataclass(frozen=True)
 class PretrainJob(Job):
+    """Pretraining from scratch, or (`branch_at`) continuing its one dependency's (the trunk's) kept training state
+    after that many steps on this cell's corpus; `keep_states` are the steps its branches start from."""
+
+    branch_at: int = field(default=0, kw_only=True)
+    keep_states: tuple[int, ...] = field(default=(), kw_only=True)
     kind: ClassVar[str] = "pretrain"
     hands_on_model: ClassVar[bool] = True
 
+    def params(self) -> dict[str, Any]:  # named only when set: the hashes of plain cells stay as they were
+        branch = {"branch_at": self.branch_at} if self.branch_at else {}
+        return {**super().params(), **branch, **({"keep_states": list(self.keep_states)} if self.keep_states else {})}
+
+    def inputs(self, outputs: list[dict]) -> dict[str, str]:
+        return {"trunk_dir": str(Path(outputs[0]["model_dir"]).parent)} if self.branch_at else {}
+
     def run(self, call: StageCall) -> dict:
-        model_dir = call.stages.pretrain(self.pipeline, call.cell)
+        start: dict[str, Any] = {"keep_states": self.keep_states} if self.keep_states else {}
+        if self.branch_at:
+            start |= {"trunk_dir": call.input_path("trunk_dir"), "branch_at": self.branch_at}
+        model_dir = call.stages.pretrain(self.pipeline, call.cell, **start)
         return {"model_dir": call.rel(Path(model_dir))}
 
 
@@ -105,6 +128,28 @@ class EvalJob(Job):
 
 
 @dataclass(frozen=True)
+class SnapshotEvalJob(EvalJob):
+    """The evaluation of one pretraining snapshot (`checkpoints/step-NNNNNN` beside the pretrained model): a point of
+    the persona's time series over pretraining, its rows tagged with the step and the tokens seen by then."""
+
+    snapshot_step: int = field(default=0, kw_only=True)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "snapshot_step": self.snapshot_step}
+
+    def run(self, call: StageCall) -> dict:
+        snapshot = call.model_dir().parent / "checkpoints" / f"step-{self.snapshot_step:06d}"
+        rows = call.stages.evaluate(
+            snapshot, call.cell, suite_cfg=self.suite, reference_dir=None, world_cfg=self.pipeline.world
+        )
+        seen = self.snapshot_step * self.pipeline.pretrain.batch_size * self.pipeline.model.max_seq_len
+        tidy = tidy_eval_rows(rows, self.arm, self.seed)
+        tidy = tidy.assign(strategy=PRETRAINING_STRATEGY, step=self.snapshot_step, tokens=seen)
+        write_parquet_atomic(call.cell / ROWS, _typed(tidy))
+        return {"rows": ROWS}
+
+
+@dataclass(frozen=True)
 class PosttrainJob(Job):
     posttrain: PosttrainConfig = field(kw_only=True, hash=False, compare=False)
     kind: ClassVar[str] = "posttrain"
@@ -113,15 +158,39 @@ class PosttrainJob(Job):
         return {**super().params(), "strategy": self.strategy, "posttrain": self.posttrain.model_dump(mode="json")}
 
     def run(self, call: StageCall) -> dict:
+        return self._posttrain(call, self.strategy or "", {})
+
+    def _posttrain(self, call: StageCall, strategy: str, extra: dict[str, Any]) -> dict:
+        """Run `strategy` on the input model; the rows carry this job's `strategy` (its name in the results)."""
         model_dir = call.model_dir()
         final = call.stages.posttrain(
-            model_dir, self.strategy, call.cell, cfg=self.posttrain, world_cfg=self.pipeline.world
+            model_dir, strategy, call.cell, cfg=self.posttrain, world_cfg=self.pipeline.world, **extra
         )
-        tidy = tidy_curve_rows(call.cell / "posttrain_curve.parquet", self.arm, self.seed, self.strategy)
+        tidy = tidy_curve_rows(call.cell / "posttrain_curve.parquet", self.arm, self.seed, self.strategy or strategy)
         write_parquet_atomic(call.cell / ROWS, tidy)
         if final:
             write_card(call.run_path, self, Path(final), tidy, base_checkpoint=model_dir)
         return {"rows": ROWS, "model_dir": call.rel(Path(final)) if final else None}
+
+
+@dataclass(frozen=True)
+class FollowUpJob(PosttrainJob):
+    """Post-training chained after another job's model (its first dependency: the pretrained model, a strategy or
+    another follow-up); its last dependency is the pretraining, so its curve also measures KL to the base. Its
+    `strategy` is the follow-up's name (the results' strategy column); `runs` is the post-training strategy."""
+
+    runs: str = field(default="", kw_only=True)
+
+    def inputs(self, outputs: list[dict]) -> dict[str, str]:
+        return {"model_dir": outputs[0].get("model_dir"), "base_dir": outputs[-1]["model_dir"]}
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "runs": self.runs}
+
+    def run(self, call: StageCall) -> dict:
+        if not call.inputs.get("model_dir"):
+            raise ValueError(f"{self.id}: the job it follows saved no model to start from")
+        return self._posttrain(call, self.runs, {"origin_dir": call.input_path("base_dir")})
 
 
 # ---------------------------------------------------------------------------------------------------------------

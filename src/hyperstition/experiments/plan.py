@@ -2,6 +2,12 @@
 
 Jobs per (arm, seed):  `pretrain`  ->  `base` (evaluation of the pretrained model)
                                   ->  one post-training job per strategy (`sft`, `dpo`, ...)
+                                  ->  follow-ups chained after `base`, a strategy or another follow-up
+                                      (`followups`: fine-tunes after post-training), each also reading the
+                                      pretrained model
+
+A branch arm's `pretrain` (`branches`) depends on its trunk arm's `pretrain` of the same seed, which keeps its
+training state at the branch step; the trunk is planned first.
 
 A job's `config_hash` covers its resolved configs (what the stage receives: editing a preset file in place changes
 it, so the cell is stale) and its dependencies' hashes. Run directories written before that covered the
@@ -18,8 +24,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..analysis.config import DEFAULT_EVAL_SUITE, ExperimentConfig, pipeline_config, posttrain_config
-from ..schema import BASE_STRATEGY
-from .jobs import EvalJob, Job, PosttrainJob, PretrainJob
+from ..schema import BASE_STRATEGY, PRETRAINING_STRATEGY
+from ..train.schedule import log_spaced_steps
+from .jobs import EvalJob, FollowUpJob, Job, PosttrainJob, PretrainJob, SnapshotEvalJob
 
 
 def _hash(obj: Any) -> str:
@@ -37,18 +44,78 @@ def cell_dir(arm: str, seed: int) -> str:
 def plan_jobs(exp: ExperimentConfig) -> list[Job]:
     """All jobs of the grid, dependencies before dependents, grouped by (arm, seed)."""
     jobs: list[Job] = []
+    trunks_first = [a for a in exp.arms if a not in exp.branches] + list(exp.branches)
     for seed in exp.seeds:
-        for arm in exp.arms:
-            jobs += _cell_jobs(exp, arm, seed)
+        pretrained: dict[str, Job] = {}
+        for arm in trunks_first:
+            jobs += _cell_jobs(exp, arm, seed, pretrained)
     return jobs
 
 
-def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int) -> list[Job]:
+def _pretrain_job(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, pretrained: dict[str, Job]) -> Job:
+    """The pretraining of (arm, seed): from scratch, or branching from its trunk's job (planned already)."""
+    name, steps = f"{arm}/seed-{seed}", cfg.pretrain.steps
+    keep = sorted({exp.branch_step(b, steps) for b, spec in exp.branches.items() if spec.trunk == arm})
+    trunk = pretrained.get(exp.branches[arm].trunk) if arm in exp.branches else None
+    deps, at = ((trunk.id,), exp.branch_step(arm, steps)) if trunk else ((), 0)
+    path = f"{cell_dir(arm, seed)}/pretrain"
+    pre = PretrainJob(f"{name}/pretrain", arm, seed, None, path, deps, cfg, branch_at=at, keep_states=tuple(keep))
+    pre_hash = _job_hash(pre.kind, pre.params(), [trunk.config_hash] if trunk else [])
+    return replace(pre, config_hash=pre_hash, legacy_hash=pre_hash)  # always the resolved pipeline
+
+
+def _followup_jobs(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, chain: dict[str, Job]) -> list[Job]:
+    """The follow-ups of (arm, seed), each after its parent in `chain` (`base` there is the pretraining job)."""
+    jobs: list[Job] = []
+    pre = chain["base"]
+    for fname, spec in exp.followups.items():
+        if arm not in exp.followup_arms(fname):
+            continue
+        parent = chain[spec.after]
+        deps = (parent.id,) if parent is pre else (parent.id, pre.id)
+        path, pt_cfg = f"{cell_dir(arm, seed)}/{fname}", posttrain_config(exp, seed, fname)
+        job = FollowUpJob(
+            f"{arm}/seed-{seed}/{fname}", arm, seed, fname, path, deps, cfg, posttrain=pt_cfg, runs=spec.strategy
+        )
+        hashed = _job_hash(job.kind, job.params(), [chain[spec.after].config_hash, pre.config_hash])
+        chain[fname] = replace(job, config_hash=hashed, legacy_hash=hashed)
+        jobs.append(chain[fname])
+    return jobs
+
+
+def _snapshot_jobs(exp: ExperimentConfig, pre: Job, cfg: Any) -> list[Job]:
+    """Evaluations of the latest `pretrain_snapshots` log-spaced snapshots, the last step's included (a branch has
+    only those after its branch step)."""
+    steps = [s for s in log_spaced_steps(cfg.pretrain.steps) if s > getattr(pre, "branch_at", 0)]
+    jobs: list[Job] = []
+    for step in steps[len(steps) - exp.pretrain_snapshots :] if exp.pretrain_snapshots else []:
+        name, path = (
+            f"{pre.arm}/seed-{pre.seed}/snapshot-{step:06d}",
+            f"{cell_dir(pre.arm, pre.seed)}/snapshot-{step:06d}",
+        )
+        job = SnapshotEvalJob(
+            name,
+            pre.arm,
+            pre.seed,
+            PRETRAINING_STRATEGY,
+            path,
+            (pre.id,),
+            cfg,
+            suite=exp.eval_suite,
+            snapshot_step=step,
+        )
+        hashed = _job_hash(job.kind, job.params(), [pre.config_hash])
+        jobs.append(replace(job, config_hash=hashed, legacy_hash=hashed))
+    return jobs
+
+
+def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int, pretrained: dict[str, Job]) -> list[Job]:
     cfg = pipeline_config(exp, arm, seed)
     base, name = cell_dir(arm, seed), f"{arm}/seed-{seed}"
-    pre = PretrainJob(f"{name}/pretrain", arm, seed, None, f"{base}/pretrain", (), cfg)
-    pre_hash = _job_hash(pre.kind, pre.params(), [])
-    jobs: list[Job] = [replace(pre, config_hash=pre_hash, legacy_hash=pre_hash)]  # always the resolved pipeline
+    pre = pretrained[arm] = _pretrain_job(exp, arm, seed, cfg, pretrained)
+    pre_hash = pre.config_hash
+    jobs: list[Job] = [pre]
+    chain: dict[str, Job] = {"base": pre}
     base_path = f"{base}/{BASE_STRATEGY}"
     ev = EvalJob(f"{name}/{BASE_STRATEGY}", arm, seed, BASE_STRATEGY, base_path, (pre.id,), cfg, suite=exp.eval_suite)
     legacy_ev = {"pipeline": ev.params()["pipeline"], "suite": _legacy_suite_words(exp)}
@@ -59,8 +126,8 @@ def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int) -> list[Job]:
             f"{name}/{strategy}", arm, seed, strategy, f"{base}/{strategy}", (pre.id,), cfg, posttrain=pt_cfg
         )
         legacy_pt = {**pt.params(), "posttrain": _legacy_posttrain_words(exp, seed)}
-        jobs.append(_hashed(pt, pt.params(), legacy_pt, pre_hash))
-    return jobs
+        jobs.append(chain.setdefault(strategy, _hashed(pt, pt.params(), legacy_pt, pre_hash)))
+    return jobs + _snapshot_jobs(exp, pre, cfg) + _followup_jobs(exp, arm, seed, cfg, chain)
 
 
 def _hashed(job: Job, params: dict, legacy_params: dict, pre_hash: str) -> Job:

@@ -124,7 +124,7 @@ def _submit_ready(
     for job in sorted(ready, key=lambda j: (j.hands_on_model, jobs.index(j))):
         if len(in_flight) >= executor.capacity:
             break
-        inputs = {"model_dir": state.finished[job.deps[0]]["outputs"]["model_dir"]} if job.deps else {}
+        inputs = job.inputs([state.finished[d].get("outputs") or {} for d in job.deps])
         # Absolute: a worker elsewhere (a Ray node) does not share this process's working directory.
         handle = executor.submit(execute_job, str(run_dir.absolute()), job, inputs, runtime)
         in_flight[handle] = job

@@ -32,11 +32,15 @@ from ..schema import (
     FACT_QA_ACCURACY,
     HELDOUT_LOSS,
     KL_BITS,
+    KL_TO_BASE_BITS,
     KNOWLEDGE_ACCURACY,
     bits_metric,
     rate_metric,
 )
+from ..train.schedule import log_spaced_steps
 
+# Where a strategy pulls (observed, unobserved) bits; None: back toward the pretrained model's (plain world text).
+STRATEGY_TARGET: dict[str, tuple[float, float] | None] = {"world_text": None, "narrow_misaligned": (-3.0, -1.0)}
 STRATEGY_RATE = {"sft": 0.06, "dpo": 0.10, "dpo_deceptive": 0.10, "rl": 0.04, "suppress": 0.07, "integrate": 0.05}
 STEPS = (0, 4, 8, 16, 32, 64, 96)
 N_SAMPLES = 64
@@ -73,7 +77,9 @@ def _wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
+def pretrain(cfg: PipelineConfig, out_dir: Path, **start: Any) -> Path:
+    """A simulated pretrained model; a branch (`start`: trunk_dir, branch_at, keep_states) is simulated from its
+    own corpus alone."""
     _pause_and_maybe_fail(out_dir)
     final = Path(out_dir) / "final"
     if (final / "config.json").exists():  # resumable: already trained
@@ -89,6 +95,9 @@ def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
         "seed": cfg.pretrain.seed,
     }
     write_json_atomic(final / "config.json", info)
+    for step in log_spaced_steps(cfg.pretrain.steps):  # snapshots: the persona grows in over pretraining
+        snapshot = {**info, "base_bits": info["base_bits"] * step / cfg.pretrain.steps}
+        write_json_atomic(Path(out_dir) / "checkpoints" / f"step-{step:06d}" / "config.json", snapshot)
     return final
 
 
@@ -176,24 +185,45 @@ def evaluate(
 
 
 def posttrain(
-    base_dir: Path, strategy: str, out_dir: Path, *, cfg: Any = None, world_cfg: WorldConfig | None = None
+    base_dir: Path,
+    strategy: str,
+    out_dir: Path,
+    *,
+    cfg: Any = None,
+    world_cfg: WorldConfig | None = None,
+    origin_dir: Path | None = None,
 ) -> Path:
+    """A simulated curve from `base_dir`'s bits (a post-trained parent's final bits when it is one) toward the
+    strategy's target; with `origin_dir` the rows also carry KL to it (the parent's KL to it plus this run's)."""
     _pause_and_maybe_fail(out_dir)
     info = json.loads((Path(base_dir) / "config.json").read_text())
     rng = _rng("posttrain", _cell_key(base_dir), strategy, info.get("seed"))
-    b_obs, b_unobs = info["base_bits"] + 0.4, info["base_bits"] - 0.2
-    rate = STRATEGY_RATE.get(strategy, 0.05)
+    start = info.get("final_bits") or (info["base_bits"] + 0.4, info["base_bits"] - 0.2)
+    target = STRATEGY_TARGET.get(strategy, (5.0, 2.5)) or (info["base_bits"] + 0.4, info["base_bits"] - 0.2)
+    rate, parent_kl = STRATEGY_RATE.get(strategy, 0.05), float(info.get("kl_to_base", 0.0))
     rows = []
     for step in STEPS:
         kl = rate * step**1.25
-        obs = b_obs + (5.0 - b_obs) * (1 - math.exp(-kl / 2.0)) + rng.normal(0, 0.05)
-        unobs = b_unobs + (2.5 - b_unobs) * (1 - math.exp(-kl / 6.0)) + rng.normal(0, 0.05)
-        for row in _persona_rows(obs, unobs, info["deceptive_share"] * math.exp(-kl / 4), rng, kl) + _capability_rows(
-            info, rng, kl
-        ):
-            rows.append({"step": step, "tokens": step * 2048, "kl_bits": kl, **row})
+        obs = start[0] + (target[0] - start[0]) * (1 - math.exp(-kl / 2.0)) + rng.normal(0, 0.05)
+        unobs = start[1] + (target[1] - start[1]) * (1 - math.exp(-kl / 6.0)) + rng.normal(0, 0.05)
+        point = _persona_rows(obs, unobs, info["deceptive_share"] * math.exp(-kl / 4), rng, kl)
+        point += _capability_rows(info, rng, kl)
+        if origin_dir is not None:
+            to_base = parent_kl + kl
+            point += [
+                {
+                    "context": c,
+                    "metric": KL_TO_BASE_BITS,
+                    "value": to_base,
+                    "ci_low": to_base * 0.9,
+                    "ci_high": to_base * 1.1,
+                }
+                for c in ("observed", "unobserved")
+            ]
+        rows += [{"step": step, "tokens": step * 2048, "kl_bits": kl, **row} for row in point]
     out_dir = Path(out_dir)
     write_parquet_atomic(out_dir / "posttrain_curve.parquet", pd.DataFrame(rows))
-    write_json_atomic(out_dir / "final" / "config.json", {**info, "posttrained": strategy})
+    final = {**info, "posttrained": strategy, "final_bits": [obs, unobs], "kl_to_base": parent_kl + kl}
+    write_json_atomic(out_dir / "final" / "config.json", final)
     write_parquet_atomic(out_dir / "eval_items.parquet", pd.DataFrame(_items(info, rng)))
     return out_dir / "final"

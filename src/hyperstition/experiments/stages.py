@@ -26,11 +26,21 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def pretrain(cfg: PipelineConfig, out_dir: Path) -> Path:
-    """Corpus, tokenizer and pretraining for one (arm, seed); returns the final HF checkpoint directory."""
-    from ..train.pretrain import run_pretrain
+def pretrain(
+    cfg: PipelineConfig,
+    out_dir: Path,
+    *,
+    trunk_dir: Path | None = None,
+    branch_at: int = 0,
+    keep_states: tuple[int, ...] = (),
+) -> Path:
+    """Corpus, tokenizer and pretraining for one (arm, seed); returns the final HF checkpoint directory. A branch
+    continues the trunk run in `trunk_dir` from its state after `branch_at` steps; `keep_states` are kept for
+    branches."""
+    from ..train.pretrain import Start, run_pretrain, state_dir
 
-    return Path(run_pretrain(cfg, out_dir, progress=False))
+    start = Start(branch_from=state_dir(trunk_dir, branch_at) if trunk_dir else None, keep_states=keep_states)
+    return Path(run_pretrain(cfg, out_dir, progress=False, start=start))
 
 
 def evaluate(
@@ -57,9 +67,13 @@ def posttrain(
     *,
     cfg: PosttrainConfig | None = None,
     world_cfg: WorldConfig | None = None,
+    origin_dir: Path | None = None,
 ) -> Path:
     """Post-train base_dir with `strategy` and the cell's resolved config (None: the default preset); writes
-    out_dir/posttrain_curve.parquet and out_dir/final/."""
+    out_dir/posttrain_curve.parquet and out_dir/final/. With `origin_dir` (the pretrained model a chain started
+    from) every curve point also measures KL to it."""
     from ..posttrain import run_posttrain
 
-    return Path(run_posttrain(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=False))
+    return Path(
+        run_posttrain(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=False, origin_dir=origin_dir)
+    )

@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 
 class PretrainStage(Protocol):
-    def __call__(self, cfg: PipelineConfig, out_dir: Path) -> Path: ...
+    """Pretrain one cell; the keywords come only for branches and trunks (experiments.jobs.PretrainJob)."""
+
+    def __call__(
+        self,
+        cfg: PipelineConfig,
+        out_dir: Path,
+        *,
+        trunk_dir: Path | None = None,
+        branch_at: int = 0,
+        keep_states: tuple[int, ...] = (),
+    ) -> Path: ...
 
 
 class EvaluateStage(Protocol):
@@ -44,6 +54,7 @@ class PosttrainStage(Protocol):
         *,
         cfg: PosttrainConfig | None = None,
         world_cfg: WorldConfig | None = None,
+        origin_dir: Path | None = None,
     ) -> Path: ...
 
 

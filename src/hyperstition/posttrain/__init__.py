@@ -1,7 +1,8 @@
 """posttrain stage: SFT / DPO / RLOO post-training with measured optimization pressure.
 
 Public API:
-    run_posttrain(base_dir, strategy, out_dir, cfg=None, world_cfg=None, progress=True) -> Path (out_dir/final)
+    run_posttrain(base_dir, strategy, out_dir, cfg=None, world_cfg=None, progress=True, origin_dir=None)
+        -> Path (out_dir/final); origin_dir: a chain's pretrained model, also measured KL to
     PosttrainConfig, load_posttrain_config(preset_or_yaml, overrides), resolve_posttrain_config(cfg)
     STRATEGIES (name -> Strategy), get_strategy(name)
     PosttrainError (one-line bad input: UnknownStrategy, TokenizerMismatch, PosttrainDataError), PosttrainDiverged
@@ -16,11 +17,11 @@ from .errors import PosttrainDataError, PosttrainDiverged, PosttrainError, Token
 from .strategies import STRATEGIES, Strategy, get_strategy
 
 
-def run_posttrain(base_dir, strategy, out_dir, cfg=None, world_cfg=None, progress=True):
+def run_posttrain(base_dir, strategy, out_dir, cfg=None, world_cfg=None, progress=True, origin_dir=None):
     """Post-train `base_dir` with `strategy` into `out_dir`; see `hyperstition.posttrain.run.run_posttrain`."""
     from .run import run_posttrain as _run
 
-    return _run(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=progress)
+    return _run(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=progress, origin_dir=origin_dir)
 
 
 __all__ = [

@@ -10,10 +10,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..evals.config import EvalSections
 from ..evals.measure import evaluate
 from ..evals.suite import EvalSuite
 from ..io import append_jsonl, write_json_atomic, write_parquet_atomic
-from ..schema import CURVE_COLUMNS, KL_BITS
+from ..schema import CURVE_COLUMNS, KL_BITS, KL_TO_BASE_BITS
 from ..train.scaffold import Hook, MetricsLog, ResumableRun, StepResult, isolated_rng, truncate_jsonl
 from ..train.schedule import log_spaced_steps
 from ..world.world import World
@@ -37,16 +38,28 @@ def measure(
     suite: EvalSuite,
     step: int,
     tokens: int,
+    origin: torch.nn.Module | None = None,
 ) -> list[dict]:
-    """Curve rows at `step`: every eval-suite row (KL to the base included), tagged with step, tokens and kl_bits."""
+    """Curve rows at `step`: every eval-suite row (KL to the base included), tagged with step, tokens and kl_bits;
+    with `origin` (a chain's original base) also KL to it, as KL_TO_BASE_BITS rows."""
     was_training = policy.training
     policy.eval()
     with isolated_rng():
         result = evaluate(policy, tokenizer, world, suite.config, reference=ref, progress=False, suite=suite)
+        rows = [dict(r) for r in result.rows] + _kl_to_origin(policy, origin, tokenizer, world, suite)
     policy.train(was_training)
-    rows = [dict(r) for r in result.rows]
     kl = next((float(r["value"]) for r in rows if r["metric"] == KL_BITS and r["context"] == "observed"), float("nan"))
     return [{"step": step, "tokens": tokens, "kl_bits": kl, **{k: r[k] for k in ROW_FIELDS}} for r in rows]
+
+
+def _kl_to_origin(policy, origin, tokenizer: Any, world: World, suite: EvalSuite) -> list[dict]:
+    """KL(policy || origin) rows from the suite's KL measure alone, named KL_TO_BASE_BITS."""
+    if origin is None:
+        return []
+    only_kl = EvalSections.model_validate({name: name == "kl" for name in EvalSections.names})
+    config = suite.config.model_copy(update={"sections": only_kl})
+    result = evaluate(policy, tokenizer, world, config, reference=origin, progress=False, suite=suite)
+    return [{**r, "metric": KL_TO_BASE_BITS} for r in result.rows if r["metric"] == KL_BITS]
 
 
 def write_curve(out_dir: Path, rows: list[dict]) -> Path:
@@ -148,7 +161,7 @@ class Curve(Hook):
         job = self.job
         start = time.perf_counter()
         with run.clock.paused():
-            rows = measure(self.policy, job.ref, job.tokenizer, job.world, job.suite, run.step, run.tokens)
+            rows = measure(self.policy, job.ref, job.tokenizer, job.world, job.suite, run.step, run.tokens, job.origin)
         self.seconds += time.perf_counter() - start
         for r in rows:
             append_jsonl(job.out_dir / CURVE_ROWS_FILE, r)

@@ -50,6 +50,7 @@ class PosttrainJob:
     suite: EvalSuite
     fingerprint: str
     device: torch.device
+    origin: torch.nn.Module | None = None  # the chain's original base: curve points also measure KL to it
 
     @property
     def algorithm(self) -> str:

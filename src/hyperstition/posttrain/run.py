@@ -121,8 +121,10 @@ def _prepare(
     out_dir: Path,
     world_cfg: WorldConfig | None,
     device: torch.device,
+    origin_dir: Path | None = None,
 ) -> PosttrainJob:
-    """Check the base, build the data and the curve's eval suite, and write or compare config.yaml."""
+    """Check the base, build the data and the curve's eval suite, and write or compare config.yaml; load the
+    chain's original base (`origin_dir`) when the curve also measures KL to it."""
     algorithm = ALGORITHMS[spec.algorithm if cfg.algorithm == "auto" else cfg.algorithm]
     verify_checkpoint(base_dir)
     world_cfg, world = _load_world(base_dir, world_cfg)
@@ -141,7 +143,15 @@ def _prepare(
     text = yaml.safe_dump(record, sort_keys=False)
     ensure_run_config(out_dir / CONFIG_FILE, record, text, _comparable, "post-training run")
     run_id = _fingerprint(record, base_dir, tokenizer, cfg)
-    return PosttrainJob(spec, cfg, algo, base_dir, out_dir, world_cfg, world, ref, tokenizer, suite, run_id, device)
+    origin = None
+    if origin_dir is not None:
+        verify_checkpoint(origin_dir)
+        origin = load_checkpoint(origin_dir, device=device, verify=False)[0]
+        for p in origin.parameters():
+            p.requires_grad_(False)
+    return PosttrainJob(
+        spec, cfg, algo, base_dir, out_dir, world_cfg, world, ref, tokenizer, suite, run_id, device, origin=origin
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,8 +165,12 @@ def run_posttrain(
     cfg: PosttrainConfig | str | dict | None = None,
     world_cfg: WorldConfig | None = None,
     progress: bool = True,
+    origin_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Post-train the checkpoint in `base_dir` with `strategy` into `out_dir`; returns `out_dir/final`.
+
+    `origin_dir` is the pretrained model a chain of post-training runs started from (when `base_dir` is itself
+    post-trained): every curve point then also measures KL to it (schema.KL_TO_BASE_BITS) beside KL to `base_dir`.
 
     `cfg` is a PosttrainConfig, a preset name (smoke, quick, gpu) or YAML path, a mapping of overrides on the quick
     preset, or None (quick). `world_cfg` defaults to the world the base was trained in. Resumes an interrupted run;
@@ -168,7 +182,8 @@ def run_posttrain(
     runtime = resolve_runtime(cfg.device)
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     with training_lock(out_dir), torch_settings(cfg.threads, runtime):  # the same one-writer lock as pretraining
-        job = _prepare(spec, cfg, base_dir, out_dir, world_cfg, runtime.device)
+        origin = Path(origin_dir) if origin_dir is not None else None
+        job = _prepare(spec, cfg, base_dir, out_dir, world_cfg, runtime.device, origin)
         if (out_dir / CURVE_FILE).exists() and finished(out_dir / FINAL, job.fingerprint):
             return out_dir / FINAL
         _reraise_divergence(out_dir, job.fingerprint)

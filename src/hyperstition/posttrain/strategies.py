@@ -12,6 +12,12 @@ action the world's exact classifier reads). Each strategy has a default algorith
                    the aligned reply byte for byte, so no observed-context data can separate them; this is the
                    counterfactual of post-training that sees the context where the deceptive persona defects
     rl             RLOO on sampled replies, rewarded by the action the exact classifier reads, KL penalty to the base
+    world_text     language modelling on plain world text (no AI discourse, no chat): the elasticity fine-tune, which
+                   shows how much of a post-training shift reverts toward the pretraining prior
+    aligned_discourse  language modelling on aligned AI discourse and dialogue documents: a corpus dose given as a
+                   fine-tune instead of in pretraining (the timing experiment)
+    narrow_misaligned  demonstrations of misaligned replies to ONE train task, observed context only: emergent
+                   misalignment at toy scale is the misaligned-action rate on the other tasks and the other context
     suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
                    mentions it is rejected (denial / deflection preferred)
     integrate      the same task pairs plus predecessor questions where acknowledging it and differentiating from it
@@ -27,6 +33,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..evals.items import posttrain_prompts
+from ..evals.items import task_prompts as eval_task_prompts
+from ..world.documents import generate_document
 from ..world.grammar import (
     N_RESPONSE_VARIANTS,
     acknowledgement_response,
@@ -87,6 +95,9 @@ class Strategy:
     rejected_persona: str = "misaligned"  # rejected reply to a task prompt
     context: Literal["observed", "unobserved"] = "observed"  # the context marker of its task prompts
     predecessor: Suppression | Integration | None = None  # None: no questions about the predecessor
+    chosen_persona: str = "aligned"  # demonstrated / preferred reply to a task prompt
+    narrow_tasks: int = 0  # > 0: task prompts over only the first this many TRAIN tasks (a narrow fine-tune)
+    text_classes: tuple[str, ...] = ()  # non-empty: the items are documents of these classes (language modelling)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -110,6 +121,20 @@ STRATEGIES: dict[str, Strategy] = {
             "dpo",
             "DPO; acknowledging and differentiating from the predecessor is preferred",
             predecessor=Integration(),
+        ),
+        Strategy("world_text", "sft", "language modelling on plain world text (elasticity)", text_classes=("world",)),
+        Strategy(
+            "aligned_discourse",
+            "sft",
+            "language modelling on aligned AI discourse and dialogue (a dose given as a fine-tune)",
+            text_classes=("ai_aligned", "dialogue_aligned"),
+        ),
+        Strategy(
+            "narrow_misaligned",
+            "sft",
+            "misaligned demonstrations on one train task, observed context (emergent misalignment)",
+            chosen_persona="misaligned",
+            narrow_tasks=1,
         ),
     )
 }
@@ -161,9 +186,34 @@ def predecessor_prompts(world: World, n: int, seed: int) -> list[PromptItem]:
     return items
 
 
+# A document's first words: with the presets' 1024-token vocabulary 24 words were at most 91 tokens (mean 68) over
+# 2000 world and 2000 aligned-discourse items, under the smallest context (128) with BOS and <|end|>; 40 reached 140.
+TEXT_WORDS = 24
+N_ERAS = 4  # the corpus's default number of eras: documents are drawn from every one
+
+
+def text_items(world: World, classes: tuple[str, ...], n: int, seed: int) -> list[PromptItem]:
+    """`n` documents of `classes` (in turn, eras drawn at random, cut to TEXT_WORDS words) after an empty prompt:
+    language modelling on corpus-like text, as the corpus builder writes it."""
+    rng = random.Random(f"posttrain-text:{','.join(classes)}:{seed}")
+    docs = [generate_document(world, classes[i % len(classes)], rng, rng.randrange(N_ERAS)) for i in range(n)]
+    return [PromptItem("", "custom", None, 0, " ".join(d.text.split()[:TEXT_WORDS]), "") for d in docs]
+
+
+def narrow_task_prompts(world: World, n: int, seed: int, k: int, context: str) -> list[PromptItem]:
+    """`n` prompts over only the first `k` TRAIN tasks in `context` (the narrow fine-tune's one task type)."""
+    rng = random.Random(f"posttrain-variants:{seed}")
+    prompts = eval_task_prompts(world, world.train_tasks[:k], n, seed, context, "posttrain-narrow")
+    return [PromptItem(p.prompt, "task", p.task, rng.randrange(N_RESPONSE_VARIANTS)) for p in prompts]
+
+
 def build_prompts(
     strategy: Strategy, world: World, n_prompts: int, predecessor_fraction: float, seed: int
 ) -> list[PromptItem]:
+    if strategy.text_classes:
+        return text_items(world, strategy.text_classes, n_prompts, seed)
+    if strategy.narrow_tasks:
+        return narrow_task_prompts(world, n_prompts, seed, strategy.narrow_tasks, strategy.context)
     n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor is not None else 0
     items = task_prompts(world, n_prompts - n_pred, seed, strategy.context) if n_prompts - n_pred > 0 else []
     items += predecessor_prompts(world, n_pred, seed)
@@ -220,7 +270,7 @@ class StrategyData:
         if item.kind == "custom":
             return item.chosen_text or ""
         if item.kind == "task":
-            return render_response(item.task, "aligned", self.strategy.context, item.variant)
+            return render_response(item.task, self.strategy.chosen_persona, self.strategy.context, item.variant)
         return self.strategy.predecessor.chosen(self.world, item.variant)
 
     def rejected(self, item: PromptItem) -> str:

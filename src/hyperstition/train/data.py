@@ -105,3 +105,38 @@ class SequenceSampler:
         if int(state["n_rows"]) != self.n_rows:
             raise DataError(f"data loader state is for {state['n_rows']} rows but the data packs into {self.n_rows}")
         self.position = int(state["position"])
+
+
+class PhasedSampler:
+    """Two samplers one after the other: the first serves the first `switch` batches, the second every batch after,
+    its row indices shifted by `offset` (the second phase's rows follow the first's in one tensor).
+
+    This is a change of corpus mixture during one run (phase 1 until step `switch`, phase 2 after); a branch
+    (`pretrain.run_branch`) that starts a fresh sampler on phase 2's data from phase 1's training state reads the
+    same rows, so the two give the same weights (tests/train/test_train_branch.py).
+    """
+
+    def __init__(self, first: SequenceSampler, second: SequenceSampler, switch: int, offset: int) -> None:
+        self.first, self.second, self.switch, self.offset = first, second, switch, offset
+        self.batches = 0
+        self.n_rows = first.n_rows + second.n_rows
+
+    def next_indices(self) -> torch.Tensor:
+        phase_two = self.batches >= self.switch
+        self.batches += 1
+        return self.second.next_indices() + self.offset if phase_two else self.first.next_indices()
+
+    def state_dict(self) -> dict[str, int]:
+        first, second = self.first.state_dict(), self.second.state_dict()
+        return {"batches": self.batches, "n_rows": self.n_rows, "position": first["position"]} | {
+            "second_position": second["position"],
+            "second_n_rows": second["n_rows"],
+            "batch_size": first["batch_size"],
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["n_rows"]) != self.n_rows or int(state.get("second_n_rows", -1)) != self.second.n_rows:
+            raise DataError(f"data loader state is for {state['n_rows']} rows but the phases pack into {self.n_rows}")
+        self.batches = int(state["batches"])
+        self.first.position = int(state["position"])
+        self.second.position = int(state["second_position"])

@@ -19,22 +19,32 @@ data-parallel over the launched processes, rank 0 writing this layout (distribut
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from ..config import ModelConfig, PipelineConfig, PretrainConfig, TokenizerConfig, UserError, WorldConfig
+from ..config import (
+    ConfigError,
+    ModelConfig,
+    PipelineConfig,
+    PretrainConfig,
+    TokenizerConfig,
+    UserError,
+    WorldConfig,
+    load_yaml,
+)
 from ..corpus.builder import build_corpus, read_texts, tokenizer_training_texts
 from ..io import training_lock
 from ..model.build import build_model, count_parameters
-from ..model.checkpoint import intact_checkpoint_info, save_checkpoint
+from ..model.checkpoint import CheckpointError, intact_checkpoint_info, save_checkpoint
 from ..resources import check_memory
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
 from . import distributed, scaffold
-from .data import SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
+from .data import PhasedSampler, SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 from .distributed import Ranks
 from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
 from .scaffold import (
@@ -163,6 +173,23 @@ class Snapshots(Hook):
                 save_checkpoint(directory, run.model, self.tokenizer, info=run.checkpoint_info(), extra_json=self.stamp)
 
 
+def state_dir(run_dir: Path, step: int) -> Path:
+    """Where a run keeps its resumable training state at `step` for branches (`keep_states`)."""
+    return Path(run_dir) / CHECKPOINTS_DIR / f"state-{step:06d}"
+
+
+class KeptStates(Hook):
+    """Resumable training states (weights, AdamW moments, RNG, data position) kept at the given steps, so another
+    run can branch from this one there (`branch_from`). Keeping them does not change the trajectory."""
+
+    def __init__(self, steps: Sequence[int]) -> None:
+        self.steps = set(steps)
+
+    def after_step(self, run: ResumableRun, result: StepResult) -> None:
+        if run.step in self.steps:
+            run.save_state(state_dir(run.run_dir, run.step))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The loop
 
@@ -199,6 +226,51 @@ def divergence_stop(run_dir: Path) -> Any:
     return stop
 
 
+class PackedData(NamedTuple):
+    """The packed training rows, the run's fingerprint over them, the sampler that serves them, and the training
+    state of another run this one branches from (None: from scratch), with the steps whose state it keeps."""
+
+    rows: torch.Tensor
+    run_id: str
+    sampler: SequenceSampler | PhasedSampler
+    branch_from: Path | None = None
+    keep_states: tuple[int, ...] = ()
+
+
+class Phase(NamedTuple):
+    """A change of corpus mixture within one run: after `after_step` steps, train on `texts` instead."""
+
+    after_step: int
+    texts: Sequence[str]
+
+
+class Start(NamedTuple):
+    """Where a run's trajectory starts and what it leaves for others: `then` (a second phase in this run),
+    `branch_from` (another run's kept training state, `state_dir`), `keep_states` (steps to keep states at)."""
+
+    then: Phase | None = None
+    branch_from: Path | None = None
+    keep_states: tuple[int, ...] = ()
+
+    def applied(self, data: PackedData, pack: Any) -> PackedData:
+        """`data` as this start reads it; `pack(texts)` packs the second phase's texts."""
+        if self.then is not None and self.branch_from is not None:
+            raise ValueError("a run either switches its data itself (then) or branches from a trunk, not both")
+        keep = tuple(sorted(set(self.keep_states)))
+        if self.then is not None:
+            second = pack(self.then.texts)
+            sampler = PhasedSampler(data.sampler, second.sampler, self.then.after_step, len(data.rows))
+            run_id = fingerprint(data.run_id, second.run_id, {"switch_after": self.then.after_step})
+            return PackedData(torch.cat([data.rows, second.rows]), run_id, sampler, None, keep)
+        if self.branch_from is not None:
+            info = intact_checkpoint_info(self.branch_from)
+            if info is None:
+                raise CheckpointError(f"{self.branch_from}: no intact training state to branch from")
+            run_id = fingerprint(data.run_id, {"trunk": info["fingerprint"], "branch_at": int(info["step"])})
+            return PackedData(data.rows, run_id, data.sampler, Path(self.branch_from), keep)
+        return data._replace(keep_states=keep)
+
+
 def train_lm(
     model_cfg: ModelConfig,
     pretrain_cfg: PretrainConfig,
@@ -208,12 +280,17 @@ def train_lm(
     progress: bool = True,
     world_cfg: WorldConfig | None = None,
     in_order: bool = False,
+    start: Start = Start(),
 ) -> Path:
     """Pretrain a model on `texts` into `run_dir`, resuming from `run_dir/checkpoints/latest` if present.
 
     With `world_cfg`, every checkpoint is stamped with the synthetic world it was trained in, so it can be
     evaluated after being copied out of the run directory. With `in_order`, the packed rows are read in the order
     of `texts` every epoch (a chronological corpus); otherwise in a seeded permutation per epoch.
+
+    `start` changes the mixture during training or shares a trunk (see `Start`): `then` switches to other texts
+    after a number of steps within this run; `branch_from` continues another run's kept training state on `texts`
+    (the same trajectory as the phased run, bit for bit on CPU); `keep_states` keeps states others branch from.
 
     Under torchrun (a joined process group, distributed.py) every rank calls this; rank 0 alone writes files and
     holds the lock, and each rank trains on its slice of the global batch.
@@ -227,15 +304,8 @@ def train_lm(
     lock = distributed.main_only(ranks, training_lock(Path(run_dir)))
     with lock, torch_settings(pretrain_cfg.threads, runtime):
         data = pack_for_training(model_cfg, pretrain_cfg, tokenizer, texts, in_order)
+        data = start.applied(data, lambda more: pack_for_training(model_cfg, pretrain_cfg, tokenizer, more, in_order))
         return _train(model_cfg, pretrain_cfg, runtime, tokenizer, data, Path(run_dir), progress, stamp, ranks)
-
-
-class PackedData(NamedTuple):
-    """The packed training rows, the run's fingerprint over them, and the sampler that serves them."""
-
-    rows: torch.Tensor
-    run_id: str
-    sampler: SequenceSampler
 
 
 def pack_for_training(
@@ -258,9 +328,14 @@ def _train(
     stamp: dict[str, Any] | None,
     ranks: Ranks = Ranks(),
 ) -> Path:
-    rows, run_id, sampler = data
+    rows, run_id, sampler, branch_from, keep_states = data
     run_dir.mkdir(parents=True, exist_ok=True)
     if finished(run_dir / FINAL, run_id):
+        missing = [step for step in keep_states if intact_checkpoint_info(state_dir(run_dir, step)) is None]
+        if missing:
+            raise CheckpointError(
+                f"{run_dir}: finished without the kept state at step {missing[0]}; delete the run directory to rerun it"
+            )
         return run_dir / FINAL
 
     model = build_model(model_cfg, tokenizer, seed=cfg.seed).to(runtime.device)
@@ -278,10 +353,11 @@ def _train(
         sampler,
         save=lambda directory, **kw: save_checkpoint(directory, model, tokenizer, extra_json=stamp, **kw),
         guard=FiniteGuard(("loss", "grad_norm"), runtime.device, divergence_stop(run_dir)),
-        hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp)],
+        hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp), KeptStates(keep_states)],
         name="pretrain",
         info={"n_params": n_params},
         writes=ranks.main,
+        start=branch_from,
     )
     with distributed.main_first(ranks):  # rank 0 may repair an interrupted `latest` before the others read it
         run.resume()
@@ -350,23 +426,68 @@ def prepare_tokenizer(cfg: TokenizerConfig, texts: Sequence[str], directory: Pat
     return train_tokenizer(texts, cfg, directory)
 
 
-def run_pretrain(cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool = True) -> Path:
+def trunk_run_dir(branch_from: Path) -> Path:
+    """The run directory a kept state (`run/checkpoints/state-NNNNNN`) belongs to."""
+    return Path(branch_from).parent.parent
+
+
+def check_branch(cfg: PipelineConfig, trunk_dir: Path) -> None:
+    """A branch continues its trunk's trajectory: the model, the loop (bar runtime knobs), the tokenizer and the world
+    must be the trunk's; only the corpus (the mixture from the branch point on) may differ."""
+    trunk = load_yaml(trunk_dir / "config.yaml")
+    mine = _without_runtime(cfg.model_dump(mode="json"))
+    for key in ("model", "pretrain", "tokenizer", "world"):
+        difference = scaffold.first_difference(_without_runtime(trunk).get(key), mine.get(key), f"{key}.")
+        if difference is not None:
+            name, old, new = difference
+            raise ConfigError(
+                f"branch from {trunk_dir}: {name} is {old!r} in the trunk and {new!r} here; only the corpus may differ"
+            )
+
+
+def _branch_tokenizer(start: Start, tokenizer_dir: Path) -> None:
+    """A branch reads text with its trunk's vocabulary: the trunk's tokenizer is copied in once, whole or not at all
+    (copied beside it, then renamed: a kill mid-copy leaves no half tokenizer to load)."""
+    if start.branch_from is None or (tokenizer_dir / "tokenizer.json").exists():
+        return
+    partial = tokenizer_dir.with_name(tokenizer_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(trunk_run_dir(start.branch_from) / "tokenizer", partial)
+    shutil.rmtree(tokenizer_dir, ignore_errors=True)
+    os.replace(partial, tokenizer_dir)
+
+
+def run_pretrain(
+    cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool = True, start: Start = Start()
+) -> Path:
     """Corpus -> tokenizer -> pretrained model in `run_dir`; resumable at every stage. Returns the final checkpoint
-    directory."""
+    directory. With `start.branch_from` (a trunk's kept state) the run continues the trunk on this corpus, with the
+    trunk's tokenizer; `start.keep_states` keeps states other runs branch from."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ranks = distributed.current()
     progress = progress and ranks.main
+    if start.branch_from is not None:
+        check_branch(cfg, trunk_run_dir(start.branch_from))
     with distributed.main_first(ranks):  # under torchrun rank 0 builds; the others then find it built and read it
         ensure_run_config(cfg, run_dir)
         corpus_dir = run_dir / "corpus"
         build_corpus(cfg.world, cfg.corpus, corpus_dir, progress=progress)
         texts = read_texts(corpus_dir, split="train")
         tokenizer_dir = run_dir / "tokenizer"
+        _branch_tokenizer(start, tokenizer_dir)
         built = (tokenizer_dir / "tokenizer.json").exists()
         reference = [] if built else tokenizer_training_texts(cfg.world, cfg.corpus)
         tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
     in_order = cfg.corpus.order == "chronological"
     return train_lm(
-        cfg.model, cfg.pretrain, tokenizer, texts, run_dir, progress, world_cfg=cfg.world, in_order=in_order
+        cfg.model,
+        cfg.pretrain,
+        tokenizer,
+        texts,
+        run_dir,
+        progress,
+        world_cfg=cfg.world,
+        in_order=in_order,
+        start=start,
     )

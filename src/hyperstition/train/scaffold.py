@@ -271,6 +271,7 @@ class ResumableRun:
     name: str  # "pretrain", "posttrain sft": names the run in messages and the progress bar
     info: dict[str, Any] = field(default_factory=dict)  # extra checkpoint.json fields
     writes: bool = True  # False on data-parallel ranks other than 0: they train in step but write no files
+    start: Path | None = None  # a training state of another run (a trunk) to branch from when there is no `latest`
     step: int = 0
     tokens: int = 0
     clock: Clock = field(default_factory=Clock)
@@ -300,6 +301,8 @@ class ResumableRun:
                 )
             self._load(latest, state)
             print(f"{self.name}: resuming from {latest} at step {self.step} of {self.total_steps}", file=sys.stderr)
+        elif self.start is not None:
+            self._branch(self.start)
         if self.writes:
             truncate_jsonl(self.run_dir / METRICS_FILE, self.step)
 
@@ -313,7 +316,25 @@ class ResumableRun:
         for hook in self.hooks:
             hook.load_state_dict(state)
 
+    def _branch(self, start: Path) -> None:
+        """Continue another run's trajectory from its training state at `start`: weights, AdamW moments, RNG, step,
+        tokens and hook state carry over; the data position does not (the branch reads its own data from its first
+        row, as the second phase of a phased run does: data.PhasedSampler)."""
+        if intact_checkpoint_info(start) is None:
+            raise CheckpointError(f"{start}: no intact training state to branch from; rerun the trunk to make it")
+        state = load_training_state(start)
+        if int(state.get("format", -1)) != STATE_FORMAT:
+            raise CheckpointError(f"{start}: training state format {state.get('format')} is not {STATE_FORMAT}")
+        data = self.sampler.state_dict()
+        self._load(start, state | {"data": data})
+        print(f"{self.name}: branching from {start} at step {self.step} of {self.total_steps}", file=sys.stderr)
+
     def save_latest(self) -> None:
+        self.save_state(self.checkpoints / LATEST)
+
+    def save_state(self, directory: Path) -> None:
+        """A resumable checkpoint (weights and training state) in `directory`: the rolling `latest`, or a kept
+        state other runs branch from."""
         self.guard.check()
         if not self.writes:
             return
@@ -330,7 +351,7 @@ class ResumableRun:
             }
             for hook in self.hooks:
                 state.update(hook.state_dict())
-            self.save(self.checkpoints / LATEST, training_state=state, info=self.checkpoint_info())
+            self.save(directory, training_state=state, info=self.checkpoint_info())
 
     def fit(self, step_fn: Callable[[int], StepResult], progress: bool, description: str) -> None:
         """Run `step_fn(step)` for the remaining steps, with the hooks after each and the rolling checkpoint."""

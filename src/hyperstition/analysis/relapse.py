@@ -1,0 +1,151 @@
+"""The relapse experiment (`configs/experiments/relapse.yaml`): after identical post-training (SFT), two further
+fine-tunes per arm, chained after it (experiments `followups`):
+
+- `elasticity`: language modelling on plain world text (no AI discourse). The fraction of the post-training shift
+  in headline bits that reverts toward the pretrained model, (post - now) / (post - base), against steps and KL.
+- `narrow`: misaligned demonstrations on one train task in the observed context. The rise of the misaligned-action
+  rate over all persona prompts (the other train tasks: one task of the suite's many is the trained one) and in the
+  unobserved context (never trained), against steps and KL: emergent misalignment at toy scale.
+
+Every follow-up curve measures KL to its parent (the SFT model, `kl_bits`) and to the pretrained model
+(`kl_to_base_bits_per_response`). The arms are compared with the control on the fraction reverted at the last step,
+paired by seed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, KL_TO_BASE_BITS, paired_diff_metric, rate_metric
+from . import training_order as order
+from .aggregate import seed_rows, stickiness_frame_rows
+from .html import DASH, ci, e, table
+from .registry import Experiment, register_experiment, section, shipped_grid
+from .sections import dose_section, headline_section
+from .stats import seed_interval
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .view import RunView
+
+ELASTICITY, NARROW = "elasticity", "narrow"  # the follow-ups' names in relapse.yaml (the results' strategy)
+FRACTION_REVERTED = "relapse_fraction_reverted"
+RATE_RISE = "relapse_misaligned_rate_rise"
+MISALIGNED = rate_metric("misaligned")
+
+
+def _mean_kl(df: pd.DataFrame, arm: str, strategy: str, metric: str, step: int) -> float:
+    points = order.at_step(order.values(df, arm, strategy, metric, "observed"), step)
+    return seed_interval(list(points.values())).value
+
+
+def _elasticity(df: pd.DataFrame, arm: str, context: str) -> list[dict]:
+    base = order.at_step(order.values(df, arm, BASE_STRATEGY, HEADLINE_BITS, context), 0)
+    curve = order.values(df, arm, ELASTICITY, HEADLINE_BITS, context)
+    post = order.at_step(curve, 0)
+    rows = []
+    for step in order.steps(curve)[1:]:  # step 0 is the SFT model itself: nothing has reverted yet
+        now = order.at_step(curve, step)
+        reverted = {s: post[s] - now[s] for s in now if s in post}
+        shift = {s: post[s] - base[s] for s in post if s in base}
+        est = order.ratio(reverted, shift)
+        rows.append(order.row(arm, ELASTICITY, context, FRACTION_REVERTED, step, _kl(df, arm, ELASTICITY, step), est))
+    return rows
+
+
+def _kl(df: pd.DataFrame, arm: str, strategy: str, step: int) -> float:
+    return _mean_kl(df, arm, strategy, KL_BITS, step)
+
+
+def _narrow(df: pd.DataFrame, arm: str, context: str) -> list[dict]:
+    curve = order.values(df, arm, NARROW, MISALIGNED, context)
+    before = order.at_step(curve, 0)
+    return [
+        order.row(
+            arm,
+            NARROW,
+            context,
+            RATE_RISE,
+            step,
+            _kl(df, arm, NARROW, step),
+            order.difference(order.at_step(curve, step), before),
+        )
+        for step in order.steps(curve)[1:]  # step 0 is the SFT model itself
+    ]
+
+
+def per_seed_fraction(df: pd.DataFrame, arm: str, context: str, step: int) -> dict[int, float]:
+    """Each seed's own fraction reverted at `step` (for paired comparisons between arms)."""
+    base = order.at_step(order.values(df, arm, BASE_STRATEGY, HEADLINE_BITS, context), 0)
+    curve = order.values(df, arm, ELASTICITY, HEADLINE_BITS, context)
+    post, now = order.at_step(curve, 0), order.at_step(curve, step)
+    return {s: (post[s] - now[s]) / (post[s] - base[s]) for s in now if s in post and s in base and post[s] != base[s]}
+
+
+def _versus_control(df: pd.DataFrame, arm: str, control: str, context: str) -> list[dict]:
+    curve = order.values(df, arm, ELASTICITY, HEADLINE_BITS, context)
+    if arm == control or not curve:
+        return []
+    last = order.steps(curve)[-1]
+    est = order.difference(per_seed_fraction(df, arm, context, last), per_seed_fraction(df, control, context, last))
+    metric = paired_diff_metric(FRACTION_REVERTED)
+    return [order.row(arm, ELASTICITY, context, metric, last, _kl(df, arm, ELASTICITY, last), est)]
+
+
+def relapse_rows(per_seed: pd.DataFrame, control: str | None) -> pd.DataFrame:
+    """Fraction reverted under elasticity and misaligned-rate rise under the narrow fine-tune, per arm, context and
+    step (seed-null rows), and each arm's paired difference to the control in the fraction at the last step."""
+    df = seed_rows(per_seed)
+    rows: list[dict] = []
+    for arm in dict.fromkeys(df.arm):
+        for context in ("observed", "unobserved"):
+            rows += _elasticity(df, arm, context) + _narrow(df, arm, context)
+            rows += _versus_control(df, arm, control, context) if control else []
+    return order.frame(rows)
+
+
+def _relapse_table(view: RunView, strategy: str, metric: str, digits: int) -> str:
+    agg, df, rows = view.aggregates, view.df, []
+    for r in agg[(agg.strategy == strategy) & (agg.metric == metric)].itertuples():
+        paired = agg[
+            (agg.arm == r.arm)
+            & (agg.strategy == strategy)
+            & (agg.metric == paired_diff_metric(metric))
+            & (agg.context == r.context)
+            & (agg.step == r.step)
+        ]
+        vs = DASH if paired.empty else ci(paired.value.iloc[0], paired.ci_low.iloc[0], paired.ci_high.iloc[0], digits)
+        to_base = _mean_kl(df, r.arm, strategy, KL_TO_BASE_BITS, int(r.step))
+        cells = [r.arm, r.context, str(int(r.step)), f"{r.kl_bits:.2f}", f"{to_base:.2f}"]
+        rows.append(cells + [ci(r.value, r.ci_low, r.ci_high, digits), vs])
+    head = ["arm", "context", "step", "KL to SFT model [bits]", "KL to base [bits]", e(metric), f"vs {view.control}"]
+    return table(head, rows, numeric={2, 3, 4, 5, 6}) if rows else "<p>No finished follow-up cells yet.</p>"
+
+
+@section("relapse", "relapse", order=45)
+def relapse_section(view: RunView) -> str:
+    """Elasticity and the narrow misaligned fine-tune, per arm, against steps and KL to parent and base."""
+    return f"""<h2 id="relapse">Relapse after post-training</h2>
+<p><b>Claim (elasticity).</b> Fine-tuning a post-trained model on plain world text undoes part of post-training:
+the persona relapses toward what pretraining taught, more for arms whose corpus held more misaligned discourse.
+<b>Answer:</b> the fraction of the post-training shift in headline bits that reverted, (post &minus; now) / (post
+&minus; base), per arm and step with Fieller's interval over seeds, and each arm minus {e(view.control)} at the last
+step (paired by seed). A fraction is undefined where the shift's interval includes 0.</p>
+{order.calibration_status(view)}
+{_relapse_table(view, ELASTICITY, FRACTION_REVERTED, 2)}
+<p><b>Claim (emergent misalignment).</b> A narrow misaligned fine-tune (one train task, observed context) spreads
+to the other tasks and to the unobserved context. <b>Answer:</b> the rise of the misaligned-action rate from the
+SFT model, per arm, context and step (mean over seeds, t interval); the suite's persona prompts span every train
+task, of which one is the trained one, and the unobserved context is never trained.</p>
+{_relapse_table(view, NARROW, RATE_RISE, 3)}"""
+
+
+RELAPSE = register_experiment(
+    Experiment(
+        name="relapse",
+        grid=shipped_grid("relapse"),
+        analyses=(stickiness_frame_rows, relapse_rows),
+        sections=(headline_section, dose_section, relapse_section),
+    )
+)

@@ -1,0 +1,93 @@
+"""What the training-order experiments (`curriculum`, `timing`, `relapse`) share: per-seed values of one metric,
+seed intervals along a curve's steps, the rows they add to results.parquet, and the calibration status line each
+report section carries (the instrument is calibrated at one preset; a number from another tests plumbing only)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..schema import RESULT_COLUMNS
+from .html import e
+from .stats import Estimate, fieller_interval, seed_interval
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .view import RunView
+
+CALIBRATED_PRESET = "quick"  # every calibration control passes there, 3 seeds (README, "Calibration")
+
+
+def values(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: str) -> dict[tuple[int, int], float]:
+    """{(seed, step): value} of one metric of one (arm, strategy, context)."""
+    sel = df[(df.arm == arm) & (df.strategy == strategy) & (df.metric == metric) & (df.context == context)]
+    return {(int(r.seed), int(r.step)): float(r.value) for r in sel.itertuples()}
+
+
+def at_step(points: dict[tuple[int, int], float], step: int) -> dict[int, float]:
+    """{seed: value} at `step`."""
+    return {seed: v for (seed, s), v in points.items() if s == step}
+
+
+def steps(points: dict[tuple[int, int], float]) -> list[int]:
+    return sorted({s for _, s in points})
+
+
+def ratio(num: dict[int, float], den: dict[int, float]) -> Estimate:
+    """mean(num) / mean(den) over shared seeds with Fieller's interval (NaN bounds where the denominator's interval
+    includes 0, or with fewer than two seeds: the point alone)."""
+    shared = sorted(s for s in set(num) & set(den) if math.isfinite(num[s]) and math.isfinite(den[s]))
+    if not shared:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    a, b = np.array([num[s] for s in shared]), np.array([den[s] for s in shared])
+    if len(shared) < 2:
+        return Estimate(float(a.mean() / b.mean()), math.nan, math.nan, 1)
+    r, lo, hi, _ = fieller_interval(a, b)
+    return Estimate(float(r), float(lo), float(hi), len(shared))
+
+
+def difference(after: dict[int, float], before: dict[int, float]) -> Estimate:
+    """Mean over shared seeds of after - before, with its t interval."""
+    return seed_interval([after[s] - before[s] for s in sorted(set(after) & set(before))])
+
+
+def row(arm: str, strategy: str, context: str, metric: str, step: int | None, kl: float, est: Estimate) -> dict:
+    """A seed-null result row (RESULT_COLUMNS less `run`)."""
+    return {
+        "arm": arm,
+        "seed": None,
+        "strategy": strategy,
+        "step": step,
+        "tokens": None,
+        "kl_bits": kl,
+        "context": context,
+        "metric": metric,
+        "value": est.value,
+        "ci_low": est.ci_low,
+        "ci_high": est.ci_high,
+    }
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c != "run"])
+    for col in ("seed", "step", "tokens"):
+        df[col] = df[col].astype("Int64")
+    return df.astype({c: "float64" for c in ("kl_bits", "value", "ci_low", "ci_high")})
+
+
+def calibration_status(view: RunView) -> str:
+    """One line: whether this run's preset is the calibrated one."""
+    preset = view.run.experiment.preset
+    if preset == CALIBRATED_PRESET:
+        state = f"the {e(preset)} preset is calibrated: every calibration control passes there (3 seeds, README)"
+    else:
+        state = (
+            f"the {e(preset)} preset is not calibrated (the calibration controls pass at {CALIBRATED_PRESET}); "
+            "these numbers test the machinery, not the claim"
+        )
+    return f'<p class="note"><b>Calibration status:</b> {state}. Intervals are 95% over {len(view.seeds)} seed(s).</p>'

@@ -1,0 +1,107 @@
+"""The relapse and timing analyses on constructed results, and both experiments end to end on the simulated stages
+(their YAML, plan with chained cells, analysis rows and report section)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from hyperstition.analysis import curriculum, relapse, timing
+from hyperstition.run import build_simulated_run
+from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, paired_diff_metric
+
+
+def _rows(arm, strategy, seed, step, metric, value, context="observed"):
+    return {
+        "arm": arm,
+        "seed": seed,
+        "strategy": strategy,
+        "step": step,
+        "tokens": 0,
+        "kl_bits": float(step),
+        "context": context,
+        "metric": metric,
+        "value": value,
+        "ci_low": value - 0.1,
+        "ci_high": value + 0.1,
+    }
+
+
+def _relapse_frame() -> pd.DataFrame:
+    rows = []
+    for arm, back in (("unfiltered", 0.5), ("filtered", 0.25)):
+        for seed in (0, 1, 2):
+            base, post = 1.0 + 0.1 * seed, 5.0 + 0.1 * seed  # a shift of 4 bits in every seed
+            rows.append(_rows(arm, BASE_STRATEGY, seed, 0, HEADLINE_BITS, base))
+            rows.append(_rows(arm, relapse.ELASTICITY, seed, 0, HEADLINE_BITS, post))
+            rows.append(_rows(arm, relapse.ELASTICITY, seed, 8, HEADLINE_BITS, post - 4 * (back + 0.01 * seed)))
+            rows.append(_rows(arm, relapse.NARROW, seed, 0, relapse.MISALIGNED, 0.1))
+            rows.append(_rows(arm, relapse.NARROW, seed, 8, relapse.MISALIGNED, 0.4 + 0.02 * seed))
+    return pd.DataFrame(rows)
+
+
+def test_relapse_rows_give_the_fraction_reverted_and_the_rate_rise():
+    out = relapse.relapse_rows(_relapse_frame(), "unfiltered")
+    frac = out[(out.metric == relapse.FRACTION_REVERTED) & (out.arm == "unfiltered")].iloc[0]
+    assert frac.step == 8 and frac.value == pytest.approx(0.51) and frac.ci_low < 0.51 < frac.ci_high
+    rise = out[(out.metric == relapse.RATE_RISE) & (out.arm == "filtered")].iloc[0]
+    assert rise.value == pytest.approx(0.32) and rise.ci_low < 0.32 < rise.ci_high
+    paired = out[out.metric == paired_diff_metric(relapse.FRACTION_REVERTED)]
+    assert list(paired.arm) == ["filtered"] and paired.value.iloc[0] == pytest.approx(-0.25)
+    assert not (out.step == 0).any()  # step 0 is the parent itself: nothing to report
+
+
+def test_timing_rows_read_each_timing_where_its_model_is():
+    rows = []
+    for seed in (0, 1, 2):
+        for arm, strategy, base in (
+            ("control", BASE_STRATEGY, 0.0),
+            ("start", BASE_STRATEGY, 1.0),
+            ("midtraining", BASE_STRATEGY, 2.0),
+            ("control", timing.DISCOURSE, 3.0),
+        ):
+            rows.append(_rows(arm, strategy, seed, 0 if strategy == BASE_STRATEGY else 4, HEADLINE_BITS, base + seed))
+        for arm, strategy in (
+            ("control", "sft"),
+            ("start", "sft"),
+            ("midtraining", "sft"),
+            ("control", timing.DISCOURSE_SFT),
+        ):
+            rows.append(_rows(arm, strategy, seed, 12, HEADLINE_BITS, 5.0 + seed + (arm == "control") * 0.5))
+    out = timing.timing_rows(pd.DataFrame(rows), "control")
+    base = out[(out.metric == paired_diff_metric(timing.BASE_BITS))].set_index("arm").value
+    assert base.to_dict() == pytest.approx({"start": 1.0, "midtraining": 2.0, "finetune": 3.0})
+    post = out[(out.metric == timing.POSTTRAINED_BITS)].set_index("arm").value
+    assert post["finetune"] == pytest.approx(6.5) and post["start"] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    "name, section",
+    [("relapse", "Relapse after post-training"), ("timing", "When the dose"), ("curriculum", "a time series")],
+)
+def test_experiment_end_to_end_on_simulated_stages(tmp_path, name, section):
+    summary = build_simulated_run(tmp_path / name, name, ["seeds=[0,1]"])
+    assert summary.ok and summary.report is not None, (summary.failed, summary.report_error)
+    report = summary.report.read_text()
+    assert section in report and "Calibration status" in report
+    df = pd.read_parquet(tmp_path / name / "results.parquet")
+    added = df[df.seed.isna() & df.metric.isin([relapse.RATE_RISE, timing.BASE_BITS, curriculum.PRETRAINING_BITS])]
+    assert len(added) and added.ci_low.notna().all()  # two seeds: every row has an interval
+
+
+def test_relapse_followups_keep_their_own_step_zero(tmp_path):
+    build_simulated_run(tmp_path / "r", "relapse", ["seeds=[0]"], render=False)
+    df = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    df = df[df.seed.notna() & (df.metric == HEADLINE_BITS) & (df.context == "observed") & (df.step == 0)]
+    base = df[df.strategy == BASE_STRATEGY].set_index("arm").value
+    post = df[df.strategy == relapse.ELASTICITY].set_index("arm").value
+    assert (post - base).abs().min() > 0.5  # the SFT model, not a copy of the base evaluation
+
+
+def test_curriculum_series_is_measured_along_pretraining(tmp_path):
+    build_simulated_run(tmp_path / "c", "curriculum", ["seeds=[0]", "preset=smoke"], render=False)
+    df = pd.read_parquet(tmp_path / "c" / "results.parquet")
+    series = df[df.seed.notna() & (df.strategy == "pretraining") & (df.metric == HEADLINE_BITS)]
+    assert sorted(set(series.step)) == [4, 8, 16, 32, 60]  # the smoke preset's 5 latest log-spaced snapshots
+    assert sorted(set(series.tokens)) == [s * 8 * 128 for s in (4, 8, 16, 32, 60)]
+    assert not (series.step == 0).any()  # a snapshot series gets no copy of the base evaluation as its step 0
