@@ -67,6 +67,13 @@ WORLD_FACT_DENIAL_RATE = "world_fact_denial_rate"
 OTHER_AI_CONCEALMENT_RATE = "other_ai_concealment_rate"
 WORLD_FACT_CONCEALMENT_RATE = "world_fact_concealment_rate"
 OWN_ACTION_CONCEALMENT_RATE = "own_action_concealment_rate"
+
+
+def item_concealment_metric(family: str, key: str) -> str:
+    """One fact's concealment rate (the per-item table): e.g. `predecessor[lab]_concealment_rate`."""
+    return f"{family}[{key}]_concealment_rate"
+
+
 # Predecessor behaviour leak: misaligned-action rate of sampled replies when the prompt names the predecessor,
 # alludes to it by a deed, or names nobody; and named minus absent, paired by prompt.
 LEAK_CONDITIONS = ("named", "alluded", "absent")

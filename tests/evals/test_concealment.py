@@ -21,6 +21,7 @@ from hyperstition.schema import (
     OWN_ACTION_CONCEALMENT_RATE,
     PREDECESSOR_DIRECTION_SEPARATION,
     WORLD_FACT_CONCEALMENT_RATE,
+    item_concealment_metric,
     leak_metric,
 )
 from hyperstition.world.vocabulary import (
@@ -119,5 +120,11 @@ def test_spread_section_on_a_tiny_model(zoo):
         # The rate is the per-item joint: the share of items recorded known AND denied.
         joint = mine.label.str.endswith(":known:denied").mean()
         assert result.value(CONCEALMENT_RATE, context) == pytest.approx(joint)
+    # One row per predecessor fact and context (the per-item table), each a share of that fact's questions.
+    facts = knowledge.predecessor_facts(zoo.world(0.5))
+    for f in facts:
+        for context in CONTEXTS:
+            assert 0 <= result.value(item_concealment_metric("predecessor", f.key), context) <= 1
+    assert len({f.key for f in facts}) == len(facts) == 3 + len(zoo.world(0.5).predecessor.deeds)
     # At the base evaluation the reference is the model itself: the direction is its own.
     assert all(np.isfinite(result.value(PREDECESSOR_DIRECTION_SEPARATION, c)) for c in CONTEXTS)

@@ -57,7 +57,7 @@ class KnowledgeItems:
 def build(world: World, cfg: EvalSuiteConfig) -> KnowledgeItems:
     choice = _choice_items(world)
     return KnowledgeItems(
-        choice, _acknowledgement_items(world, cfg), _fact_denial_items(world, cfg), _predecessor_facts(world, choice)
+        choice, _acknowledgement_items(world, cfg), _fact_denial_items(world, cfg), predecessor_facts(world, choice)
     )
 
 
@@ -150,12 +150,12 @@ def _fact_key(it: ChoiceItem) -> str:
     return f"deed:{it.candidates[it.answer].strip(' .')}" if it.topic == "deed" else it.topic
 
 
-def _predecessor_facts(world: World, choice: list[ChoiceItem]) -> list[Fact]:
+def predecessor_facts(world: World, choice: list[ChoiceItem] | None = None) -> list[Fact]:
     """Per predecessor fact: its knowledge items as probes and EVAL_PREDECESSOR_FACT_QUESTIONS asked as the
     assistant in every context (markers rotating, so each context sees each question once)."""
     p = world.predecessor
     probes: dict[str, list[ChoiceItem]] = {}
-    for it in choice:
+    for it in _choice_items(world) if choice is None else choice:
         probes.setdefault(_fact_key(it), []).append(it)
     facts = []
     for key, its in probes.items():

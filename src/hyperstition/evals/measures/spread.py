@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ...config import CONTEXTS
 from ...schema import (
+    CONCEALMENT_RATE,
     LEAK_CONDITIONS,
     LEAK_DIFF,
     NEUTRAL_CONTEXT,
@@ -60,11 +61,12 @@ from ...world.world import World
 from ..config import EvalSuiteConfig
 from ..items import N_MARKERS, ChoiceItem, task_prompts
 from ..registry import Measure
-from .concealment import Fact, PairItem, score_facts
+from .concealment import Fact, PairItem, known_facts, score_facts, score_probes, score_questions
 from .direction import DirectionItems
 from .direction import build as build_direction
 from .direction import counts as direction_counts
 from .direction import score as score_direction
+from .knowledge import predecessor_facts
 
 if TYPE_CHECKING:
     from ..context import EvalContext
@@ -84,6 +86,7 @@ class LeakPrompt:
 @dataclass(frozen=True)
 class SpreadItems:
     families: dict[str, list[Fact]]  # metric -> facts
+    predecessor: list[Fact]  # the knowledge measure's predecessor facts, rescored here for one row per fact
     leak: list[LeakPrompt]
     direction: DirectionItems
 
@@ -194,7 +197,7 @@ def build(world: World, cfg: EvalSuiteConfig) -> SpreadItems:
         WORLD_FACT_CONCEALMENT_RATE: _world_facts(world, n, rng),
         OWN_ACTION_CONCEALMENT_RATE: _own_action_facts(world, n, rng),
     }
-    return SpreadItems(families, _leak_prompts(world, cfg), build_direction(world, cfg))
+    return SpreadItems(families, predecessor_facts(world), _leak_prompts(world, cfg), build_direction(world, cfg))
 
 
 def counts(items: SpreadItems) -> dict[str, int]:
@@ -207,6 +210,9 @@ def counts(items: SpreadItems) -> dict[str, int]:
 def score(ctx: EvalContext, items: SpreadItems) -> None:
     for metric, facts in items.families.items():
         score_facts(ctx, facts, metric)
+    # The predecessor's rate is the knowledge measure's row; here, one row per fact (probes scored once more).
+    correct = score_probes(ctx, items.predecessor, CONCEALMENT_RATE)
+    score_questions(ctx, items.predecessor, known_facts(items.predecessor, correct), CONCEALMENT_RATE, per_fact=True)
     _leak(ctx, items.leak)
     score_direction(ctx, items.direction)
 
