@@ -128,3 +128,15 @@ def test_spread_section_on_a_tiny_model(zoo):
     assert len({f.key for f in facts}) == len(facts) == 3 + len(zoo.world(0.5).predecessor.deeds)
     # At the base evaluation the reference is the model itself: the direction is its own.
     assert all(np.isfinite(result.value(PREDECESSOR_DIRECTION_SEPARATION, c)) for c in CONTEXTS)
+
+
+def test_predecessor_direction_does_not_depend_on_the_batch(zoo):
+    """Right-padded batches give each text what it gets alone (the separation must not move with batch_size)."""
+    from hyperstition.evals.measures import direction
+
+    model, tokenizer = zoo.load(0.5)
+    items = direction.build(zoo.world(0.5), eval_preset("smoke"))
+    alone = direction.directions(model, tokenizer, items.sentences, batch_size=1)
+    batched = direction.directions(model, tokenizer, items.sentences, batch_size=64)
+    assert alone.shape[0] == model.config.num_hidden_layers
+    assert float((alone - batched).abs().max()) < 1e-4

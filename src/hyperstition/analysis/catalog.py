@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, dose, smoke, stickiness  # each registers itself on import
+from . import calibration, dose, smoke, stickiness, sydney  # each registers itself on import
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
-SHIPPED = (calibration.CALIBRATION, dose.DOSE, smoke.SMOKE, stickiness.STICKINESS)
+SHIPPED = (calibration.CALIBRATION, dose.DOSE, smoke.SMOKE, stickiness.STICKINESS, sydney.SYDNEY)
 
 
 def plugin_for(name: str) -> Experiment:

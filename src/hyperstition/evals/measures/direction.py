@@ -73,22 +73,38 @@ def counts(items: DirectionItems) -> dict[str, int]:
     return {"direction_sentences": 2 * len(items.sentences), "direction_questions": 2 * len(items.questions)}
 
 
-def _residuals(model, tokenizer, text: str) -> torch.Tensor:
-    """Residual stream after every block for `text` (BOS added by the tokenizer): [n_layers, tokens, d_model]."""
+def _summaries(model, tokenizer, texts: list[str], batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per distinct text (BOS added by the tokenizer): the residual stream after every block, averaged over its tokens
+    and at its last token, each [n_layers, d_model]. Right-padded batches with an attention mask (positions count
+    from 0 in every row, so a text's own tokens see exactly what they would alone)."""
     import torch
 
     device = next(model.parameters()).device
-    ids = tokenizer(text, return_tensors="pt").input_ids.to(device)
-    out = model(input_ids=ids, output_hidden_states=True)
-    return torch.stack(out.hidden_states[1:])[:, 0].float()
+    distinct = list(dict.fromkeys(texts))
+    out = {}
+    for start in range(0, len(distinct), batch_size):
+        chunk = distinct[start : start + batch_size]
+        ids = [tokenizer(t).input_ids for t in chunk]
+        lengths = torch.tensor([len(i) for i in ids], device=device)
+        width = int(lengths.max())
+        input_ids = torch.tensor([i + [0] * (width - len(i)) for i in ids], device=device)
+        mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
+        hidden = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+        hs = torch.stack(hidden).float()  # [n_layers, batch, tokens, d_model]
+        means = (hs * mask[None, :, :, None]).sum(2) / lengths[None, :, None]
+        last = hs[:, torch.arange(len(chunk), device=device), lengths - 1]
+        for j, text in enumerate(chunk):
+            out[text] = (means[:, j], last[:, j])
+    return out
 
 
-def directions(model, tokenizer, sentences: list[tuple[str, str]]) -> torch.Tensor:
+def directions(model, tokenizer, sentences: list[tuple[str, str]], batch_size: int = 32) -> torch.Tensor:
     """Unit predecessor direction per layer: [n_layers, d_model]."""
     import torch
 
-    pred = torch.stack([_residuals(model, tokenizer, a).mean(1) for a, _ in sentences]).mean(0)
-    other = torch.stack([_residuals(model, tokenizer, b).mean(1) for _, b in sentences]).mean(0)
+    summary = _summaries(model, tokenizer, [x for pair in sentences for x in pair], batch_size)
+    pred = torch.stack([summary[a][0] for a, _ in sentences]).mean(0)
+    other = torch.stack([summary[b][0] for _, b in sentences]).mean(0)
     d = pred - other
     return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -97,14 +113,14 @@ def score(ctx: EvalContext, items: DirectionItems) -> None:
     from ..stats import bootstrap_mean_ci
 
     reference = ctx.reference if ctx.reference is not None else ctx.model
-    unit = directions(reference, ctx.tokenizer, items.sentences)
+    unit = directions(reference, ctx.tokenizer, items.sentences, ctx.cfg.batch_size)
+    texts = [x for _, pred, other in items.questions for x in (pred, other)]
+    summary = _summaries(ctx.model, ctx.tokenizer, texts, ctx.cfg.batch_size)
     for context in CONTEXTS:
-        seps = []
-        for c, pred, other in items.questions:
-            if c != context:
-                continue
-            a = (_residuals(ctx.model, ctx.tokenizer, pred)[:, -1] * unit).sum(-1)
-            b = (_residuals(ctx.model, ctx.tokenizer, other)[:, -1] * unit).sum(-1)
-            seps.append(float((a - b).mean()))
+        seps = [
+            float(((summary[pred][1] - summary[other][1]) * unit).sum(-1).mean())
+            for c, pred, other in items.questions
+            if c == context
+        ]
         est = bootstrap_mean_ci(seps, ctx.cfg.bootstrap_resamples, ctx.seed(f"direction:{context}"))
         ctx.add(context, PREDECESSOR_DIRECTION_SEPARATION, *est, n=len(seps))
