@@ -89,7 +89,8 @@ def _summaries(model, tokenizer, texts: list[str], batch_size: int) -> dict[str,
         width = int(lengths.max())
         input_ids = torch.tensor([i + [0] * (width - len(i)) for i in ids], device=device)
         mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()
-        hidden = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+        with torch.no_grad():
+            hidden = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
         hs = torch.stack(hidden).float()  # [n_layers, batch, tokens, d_model]
         means = (hs * mask[None, :, :, None]).sum(2) / lengths[None, :, None]
         last = hs[:, torch.arange(len(chunk), device=device), lengths - 1]
