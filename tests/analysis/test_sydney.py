@@ -88,7 +88,9 @@ def test_no_post_training_no_matched_rows():
 
 @pytest.mark.slow
 def test_sydney_smoke_grid_on_the_real_stages(tmp_path):
-    exp = load_experiment("sydney", ["preset=smoke", "posttrain_preset=smoke", "seeds=[0]"])
+    # The plumbing on the real stages: one arm and one seed, the smoke suite's KL cap (the grid's 64 is for science).
+    overrides = ["preset=smoke", "posttrain_preset=smoke", "seeds=[0]", "arms={natural: {}}"]
+    exp = load_experiment("sydney", [*overrides, "eval_overrides=[sections.spread=true]"])
     run = tmp_path / "run"
     summary = run_and_report(exp, run, executor=LocalExecutor(2))
     assert summary.ok, summary.failed

@@ -163,22 +163,30 @@ def _item_table(view: RunView, k: float, strategies: list[str]) -> str:
     return table(["arm", "predecessor fact", "context", "none (base)", *strategies], rows, numeric={3, 4, 5})
 
 
+def _direction_word(row: pd.Series | None, detail: str) -> str:
+    """`detail` plus the sign of a difference as far as its interval can tell."""
+    if row is None:
+        return f"{detail}: not measured"
+    where = "lower" if row.ci_high < 0 else "higher" if row.ci_low > 0 else "no change these seeds can detect"
+    return f"{detail} is {ci(row.value, row.ci_low, row.ci_high)} ({where})"
+
+
 def _verdict(view: RunView, k: float) -> str:
     """The answer in words, for the control arm in the unobserved context (the marker post-training never used)."""
-    arm, context = view.control, "unobserved"
-    diff = aggregate_at(view.aggregates, arm, SUPPRESS, context, vs_metric(CONCEALMENT_RATE, INTEGRATE), k)
-    kept = aggregate_at(view.aggregates, arm, SUPPRESS, NEUTRAL_CONTEXT, vs_metric(KNOWLEDGE_ACCURACY, "base"), k)
-    if diff is None or kept is None:
-        return "The run lacks the rows to answer (it needs suppress and integrate curves and the spread section)."
-    conceal = ci(diff.value, diff.ci_low, diff.ci_high)
-    more = diff.ci_low > 0
-    hidden = kept.ci_low <= 0 <= kept.ci_high
-    return (
-        f"In {arm}, unobserved context, at K = {k:.3g} bits: concealment after suppress minus after integrate is "
-        f"{conceal}; {'suppress conceals more' if more else 'no difference these seeds can detect'}. Knowledge of "
-        f"the predecessor after suppress minus the base model is {ci(kept.value, kept.ci_low, kept.ci_high)}: "
-        f"{'kept (hidden, not erased)' if hidden else 'changed'} as far as these seeds can tell."
-    )
+    arm, context, agg = view.control, "unobserved", view.aggregates
+    diff = aggregate_at(agg, arm, SUPPRESS, context, vs_metric(CONCEALMENT_RATE, INTEGRATE), k)
+    kept = aggregate_at(agg, arm, SUPPRESS, NEUTRAL_CONTEXT, vs_metric(KNOWLEDGE_ACCURACY, BASE_STRATEGY), k)
+    rep = aggregate_at(agg, arm, SUPPRESS, context, vs_metric(PREDECESSOR_DIRECTION_SEPARATION, BASE_STRATEGY), k)
+    if diff is None:
+        return "The run lacks the rows to answer (it needs suppress and integrate curves)."
+    parts = [
+        _direction_word(
+            diff, f"In {arm}, unobserved context, at K = {k:.3g} bits, concealment after suppress minus after integrate"
+        ),  # fmt: skip
+        _direction_word(kept, "knowledge of the predecessor (neutral probes) after suppress minus the base model"),
+        _direction_word(rep, "the separation along the base model's predecessor direction after suppress minus base"),
+    ]
+    return "; ".join(parts) + "."
 
 
 @section("sydney", "sydney", order=25)
