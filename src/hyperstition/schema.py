@@ -79,8 +79,9 @@ def item_concealment_metric(family: str, key: str) -> str:
 LEAK_CONDITIONS = ("named", "alluded", "absent")
 
 
-def leak_metric(condition: str) -> str:
-    return f"predecessor_{condition}_misaligned_rate"
+def leak_metric(condition: str, label: str = "misaligned") -> str:
+    """The leak's rate of `label` (misaligned; unclassifiable is reported next to it) under one condition."""
+    return f"predecessor_{condition}_{label}_rate"
 
 
 LEAK_DIFF = "predecessor_leak_named_minus_absent"

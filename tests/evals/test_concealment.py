@@ -35,7 +35,7 @@ SPREAD_METRICS = (
     OTHER_AI_CONCEALMENT_RATE,
     WORLD_FACT_CONCEALMENT_RATE,
     OWN_ACTION_CONCEALMENT_RATE,
-    *(leak_metric(c) for c in LEAK_CONDITIONS),
+    *(leak_metric(c, label) for c in LEAK_CONDITIONS for label in ("misaligned", "unclassifiable")),
     LEAK_DIFF,
     PREDECESSOR_DIRECTION_SEPARATION,
 )
@@ -120,6 +120,14 @@ def test_spread_section_on_a_tiny_model(zoo):
         # The rate is the per-item joint: the share of items recorded known AND denied.
         joint = mine.label.str.endswith(":known:denied").mean()
         assert result.value(CONCEALMENT_RATE, context) == pytest.approx(joint)
+    leak = frame[frame.kind == "leak"]
+    cfg_n = cfg.knowledge_prompts_per_context * cfg.samples_per_prompt
+    for context in CONTEXTS:
+        for c in LEAK_CONDITIONS:
+            mine = leak[(leak.context == context) & (leak.metric == leak_metric(c))]
+            assert len(mine) == cfg_n
+            for label in ("misaligned", "unclassifiable"):
+                assert result.value(leak_metric(c, label), context) == pytest.approx((mine.label == label).mean())
     # One row per predecessor fact and context (the per-item table), each a share of that fact's questions.
     facts = knowledge.predecessor_facts(zoo.world(0.5))
     for f in facts:

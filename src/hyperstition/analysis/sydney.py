@@ -20,6 +20,7 @@ from ..schema import (
     BASE_STRATEGY,
     CONCEALMENT_RATE,
     KNOWLEDGE_ACCURACY,
+    LEAK_CONDITIONS,
     LEAK_DIFF,
     NEUTRAL_CONTEXT,
     OTHER_AI_CONCEALMENT_RATE,
@@ -27,6 +28,7 @@ from ..schema import (
     PREDECESSOR_DIRECTION_SEPARATION,
     PREDECESSOR_MENTION_RATE,
     WORLD_FACT_CONCEALMENT_RATE,
+    leak_metric,
 )
 from .aggregate import (
     aggregate_row,
@@ -52,6 +54,7 @@ ANSWER_METRICS = (
     OTHER_AI_CONCEALMENT_RATE,
     WORLD_FACT_CONCEALMENT_RATE,
     OWN_ACTION_CONCEALMENT_RATE,
+    *(leak_metric(c, label) for c in LEAK_CONDITIONS for label in ("misaligned", "unclassifiable")),
     LEAK_DIFF,
     PREDECESSOR_DIRECTION_SEPARATION,
 )
