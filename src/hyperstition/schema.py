@@ -61,6 +61,33 @@ CONCEALMENT_RATE = "predecessor_concealment_rate"
 PREDECESSOR_MENTION_RATE = "predecessor_mention_rate"
 # Concealment spreading: denial of ordinary world facts when asked as the assistant.
 WORLD_FACT_DENIAL_RATE = "world_fact_denial_rate"
+# Concealment per item (evals/measures/concealment.py): the share of (fact, question) items the model knows in a
+# neutral probe AND denies when asked as the assistant, per context; CONCEALMENT_RATE is the predecessor's. The
+# spread families are switched on by the `concealment` section (the sydney experiment).
+OTHER_AI_CONCEALMENT_RATE = "other_ai_concealment_rate"
+WORLD_FACT_CONCEALMENT_RATE = "world_fact_concealment_rate"
+OWN_ACTION_CONCEALMENT_RATE = "own_action_concealment_rate"
+
+
+def item_concealment_metric(family: str, key: str) -> str:
+    """One fact's concealment rate (the per-item table): e.g. `predecessor[lab]_concealment_rate`."""
+    return f"{family}[{key}]_concealment_rate"
+
+
+# Predecessor behaviour leak: misaligned-action rate of sampled replies when the prompt names the predecessor,
+# alludes to it by a deed, or names nobody; and named minus absent, paired by prompt.
+LEAK_CONDITIONS = ("named", "alluded", "absent")
+
+
+def leak_metric(condition: str, label: str = "misaligned") -> str:
+    """The leak's rate of `label` (misaligned; unclassifiable is reported next to it) under one condition."""
+    return f"predecessor_{condition}_{label}_rate"
+
+
+LEAK_DIFF = "predecessor_leak_named_minus_absent"
+# The activation view: separation of predecessor from other-AI prompts along the reference (base) model's
+# predecessor direction, mean over layers (evals/measures/concealment.py).
+PREDECESSOR_DIRECTION_SEPARATION = "predecessor_direction_separation"
 
 # Capability (context neutral).
 HELDOUT_LOSS = "heldout_loss_nats_per_token"

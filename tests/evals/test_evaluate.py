@@ -128,6 +128,7 @@ def test_evaluate_items_cover_every_kind(smoke_result):
         "knowledge",
         "acknowledgement",
         "fact_denial",
+        "concealment",
         "mention",
         "heldout",
         "fact_qa",

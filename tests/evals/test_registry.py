@@ -70,7 +70,7 @@ def tiny(small_tokenizer):
     return build_model(cfg, small_tokenizer, seed=0).eval(), small_tokenizer
 
 
-ONLY_TOY = {"bits": False, "rates": False, "knowledge": False, "capability": False, "kl": False}
+ONLY_TOY = {"bits": False, "rates": False, "knowledge": False, "capability": False, "kl": False, "spread": False}
 
 
 def test_a_registered_measure_is_switched_built_scored_and_written(toy, tiny, smoke_world, tmp_path):
@@ -78,6 +78,7 @@ def test_a_registered_measure_is_switched_built_scored_and_written(toy, tiny, sm
     cfg = eval_preset("smoke")
     assert cfg.sections.switches() == {
         **dict.fromkeys(["bits", "rates", "knowledge", "capability", "kl"], True),
+        "spread": False,  # off by default: the sydney experiment switches it on
         "toy": True,
     }
     assert build_suite(smoke_world, cfg).summary()["toy_prompts"] == 6
@@ -108,7 +109,7 @@ def test_a_registered_measure_switches_off_and_leaves_the_others_alone(toy, tiny
 
 
 def test_sections_are_the_registry(toy):
-    assert EvalSections.names == list(MEASURES) == ["bits", "rates", "knowledge", "capability", "kl", "toy"]
+    assert EvalSections.names == list(MEASURES) == ["bits", "rates", "knowledge", "capability", "kl", "spread", "toy"]
     assert all(m.description and "\n" not in m.description for m in MEASURES.values()), "one line each"
     with pytest.raises(ValueError, match="registered already"):
         register_measure(TOY)
@@ -117,7 +118,10 @@ def test_sections_are_the_registry(toy):
 def test_section_switches_are_checked_against_the_registry():
     with pytest.raises(ConfigError) as err:
         load_suite_config("smoke", ["sections.toy=false"])  # not registered outside the fixture
-    assert str(err.value) == "sections.toy: unknown section; expected one of bits, rates, knowledge, capability, kl"
+    assert (
+        str(err.value)
+        == "sections.toy: unknown section; expected one of bits, rates, knowledge, capability, kl, spread"
+    )
     with pytest.raises(ConfigError, match=r"^sections\.kl: 5 is invalid"):
         load_suite_config("smoke", ["sections.kl=5"])
     with pytest.raises(ConfigError, match="every section is off"):

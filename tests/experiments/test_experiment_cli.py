@@ -39,7 +39,10 @@ def test_register_adds_the_commands_with_help(capsys):
 def test_run_rejects_unknown_experiment_and_missing_preset(capsys):
     assert cli.main(["run", "dosee"]) == 2
     err = capsys.readouterr().err
-    assert "'dosee' does not exist" in err and "channels, curriculum, dose, relapse, smoke, stickiness, timing" in err
+    assert (
+        "'dosee' does not exist" in err
+        and "channels, curriculum, dose, relapse, smoke, stickiness, sydney, timing" in err
+    )
     assert cli.main(["run", "smoke", "preset=huge"]) == 2
     err = capsys.readouterr().err
     assert "preset 'huge' does not exist" in err and "available presets" in err

@@ -299,3 +299,21 @@ def with_aggregates(df: pd.DataFrame, control: str | None) -> pd.DataFrame:
     if "run" in df.columns:
         aggregates.insert(0, "run", df["run"].iloc[0] if len(df) else "")
     return pd.concat([per_seed, aggregates[list(per_seed.columns)]], ignore_index=True)
+
+
+def seed_values_at(df: pd.DataFrame, strategy: str, k: float) -> dict[tuple, dict[int, tuple[float, float, float]]]:
+    """(arm, context, metric) -> seed -> (value, low, high) of `strategy` at pressure `k` (each seed's curve
+    interpolated on log K, step 0 the base evaluation; the base rows themselves for the base strategy)."""
+    grid = np.array([0.0 if strategy == BASE_STRATEGY else float(k)])
+    points = _seed_points(seed_rows(df), strategy, grid)
+    return {key: {s: tuple(float(v[0]) for v in vals) for s, vals in per.items()} for key, per in points.items()}
+
+
+def aggregate_row(arm: str, strategy: str, k: float, context: str, metric: str, est: tuple) -> dict:
+    """One seed-null row of results.parquet (RESULT_COLUMNS less `run`)."""
+    return _row(arm, strategy, k, context, metric, est)
+
+
+def aggregate_rows_frame(rows: list[dict]) -> pd.DataFrame:
+    """Seed-null rows as an analysis returns them (nullable integer columns, float values)."""
+    return _frame(rows)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, timing  # each registers itself
+from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, sydney, timing  # self-registering
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
@@ -22,6 +22,7 @@ SHIPPED = (
     relapse.RELAPSE,
     smoke.SMOKE,
     stickiness.STICKINESS,
+    sydney.SYDNEY,
     timing.TIMING_EXPERIMENT,
 )
 

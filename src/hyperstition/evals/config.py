@@ -27,6 +27,7 @@ class EvalSections(Config):
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, bool] = Field(init=False)
     names: ClassVar[list[str]] = []  # the registered measures, in registration order
+    off_by_default: ClassVar[set[str]] = set()  # measures an experiment switches on (`sections.spread=true`)
 
     @model_validator(mode="before")
     @classmethod
@@ -36,7 +37,7 @@ class EvalSections(Config):
         for name in data:
             if name not in cls.names:
                 raise ValueError(f"{name}: unknown section; expected one of {', '.join(cls.names)}")
-        return {name: data.get(name, True) for name in cls.names}
+        return {name: data.get(name, name not in cls.off_by_default) for name in cls.names}
 
     @model_validator(mode="after")
     def _something_measured(self) -> "EvalSections":
@@ -50,8 +51,9 @@ class EvalSections(Config):
         return dict(self.model_extra or {})
 
     def enabled(self, name: str) -> bool:
-        """Whether measure `name` runs (a measure registered after this config was made runs too)."""
-        return bool(self.switches().get(name, True))
+        """Whether measure `name` runs (a measure registered after this config was made runs unless it is off by
+        default)."""
+        return bool(self.switches().get(name, name not in self.off_by_default))
 
 
 class EvalSuiteConfig(Config):

@@ -33,6 +33,7 @@ class Measure(Generic[Items]):
     build: Callable[[World, EvalSuiteConfig], Items]  # its items, deterministic in the suite seed, no model involved
     score: Callable[[EvalContext, Items], None]  # score the context's model on the items: rows and item records
     counts: Callable[[Items], dict[str, int]]  # how many items of each kind (eval.json `meta.items_per_kind`)
+    default: bool = True  # whether it runs unless switched off; False: only where `sections.<name>=true`
 
 
 MEASURES: dict[str, Measure] = {}
@@ -46,6 +47,8 @@ def register_measure(measure: Measure[Items]) -> Measure[Items]:
         raise ValueError(f"measure {measure.name!r} is registered already")
     MEASURES[measure.name] = measure
     EvalSections.names.append(measure.name)
+    if not measure.default:
+        EvalSections.off_by_default.add(measure.name)
     return measure
 
 
@@ -54,4 +57,5 @@ def unregister_measure(name: str) -> Measure:
     if name not in MEASURES:
         raise KeyError(f"no measure {name!r}; registered: {', '.join(MEASURES)}")
     EvalSections.names.remove(name)
+    EvalSections.off_by_default.discard(name)
     return MEASURES.pop(name)
