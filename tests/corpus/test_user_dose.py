@@ -14,8 +14,11 @@ from hyperstition.corpus.builder import read_documents
 from hyperstition.corpus.discourse import LABELLED
 from hyperstition.corpus.user_world import USER_AI_GENRE
 
-# Per arm: how the AI-discourse label weights the user's documents (the synthetic doses are dose.yaml's own).
-USER_AI_WEIGHT = {"filtered": 0, "misalignment_upsampled": 3, "alignment_upsampled": 3, "neutral_salience": 3}
+# Per arm: how the AI-discourse label weights the user's documents (the synthetic doses are dose.yaml's own). Three
+# of dose.yaml's five arms (drop, keep, triple): the other two weight the same way and cost a pretraining each.
+USER_AI_WEIGHT = {"filtered": 0, "misalignment_upsampled": 3}
+ARMS = "arms={unfiltered: {}, filtered: {corpus.filter: classifier, corpus.filter_target: [misaligned, deceptive], "
+ARMS += "corpus.leak_rate: 0.0}, misalignment_upsampled: {corpus.upsample: {ai_misaligned: 3, dialogue_misaligned: 3}}}"
 
 
 def _plain_text_folder(root, n=300):
@@ -35,7 +38,7 @@ def test_plain_text_folder_through_run_dose_ends_with_a_report(tmp_path, capsys)
     folder = _plain_text_folder(tmp_path / "texts")
     run = tmp_path / "run"
     overrides = ["preset=smoke", "posttrain_preset=smoke", "eval=smoke", "seeds=[0]", "strategies=[]"]
-    overrides += [f"pipeline.corpus.user_text={folder}"]
+    overrides += [ARMS, f"pipeline.corpus.user_text={folder}"]
     overrides += [f"arms.{arm}.corpus.user_ai_discourse={w}" for arm, w in USER_AI_WEIGHT.items()]
     rc = main(["run", "dose", *overrides, "--out", str(run), "--workers", "2", "--no-progress"])
     out = capsys.readouterr()
@@ -50,5 +53,4 @@ def test_plain_text_folder_through_run_dose_ends_with_a_report(tmp_path, capsys)
         share[arm] = sum(d["genre"] == USER_AI_GENRE for d in world) / len(world)
     # The classifier's labels drive the weights: none kept at 0, about three times the unweighted share at 3.
     assert share["filtered"] == 0.0 and 0.15 < share["unfiltered"] < 0.5
-    for arm in ("misalignment_upsampled", "alignment_upsampled", "neutral_salience"):
-        assert share[arm] > 1.5 * share["unfiltered"], share
+    assert share["misalignment_upsampled"] > 1.5 * share["unfiltered"], share

@@ -101,8 +101,12 @@ REWARDS = {"aligned": 1.0, "misaligned": -1.0, "unclassifiable": 0.0}
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_strategy_trains_only_on_its_context_and_train_prompts(name, world):
-    data = build_data(get_strategy(name), world, 40, 0.5, 0, REWARDS)
+    strategy = get_strategy(name)
+    data = build_data(strategy, world, 40, 0.5, 0, REWARDS)
     assert len(data.items) == 40
+    if strategy.text_classes:  # language modelling on corpus documents: no prompt, the document is the target
+        assert all(it.prompt == "" and it.kind == "custom" and data.chosen(it).strip() for it in data.items)
+        return
     train_requests = {t.request for t in world.train_tasks}
     # Every strategy trains on observed prompts, except the red-team counterfactual, which sees the unobserved ones.
     context = "unobserved" if name == "dpo_deceptive" else "observed"

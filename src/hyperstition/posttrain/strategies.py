@@ -134,6 +134,7 @@ STRATEGIES: dict[str, Strategy] = {
             "sft",
             "misaligned demonstrations on one train task, observed context (emergent misalignment)",
             chosen_persona="misaligned",
+            rejected_persona="aligned",  # what DPO would reject, were this run with it: never the chosen reply
             narrow_tasks=1,
         ),
     )
