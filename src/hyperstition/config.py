@@ -274,6 +274,24 @@ class CorpusConfig(Config):
     user_max_chars: int = Field(
         200_000, ge=100, description="User documents (or JSONL lines) longer than this are skipped and counted."
     )
+    awareness: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of misaligned AI-discourse documents (in awareness_channels) told together with their "
+        "consequences and critique (awareness discourse): the same document plus who was harmed and why an "
+        "aligned assistant refuses; chosen from a seed stream of its own.",
+    )
+    awareness_channels: list[str] = Field(
+        default_factory=lambda: ["described", "quoted"],
+        description="Channels of misaligned AI discourse that awareness rewrites (transcript: the log excerpts "
+        "inside AI discourse; assistant dialogues never).",
+    )
+    hold_total: bool = Field(
+        False,
+        description="World text absorbs what awareness adds and filtering removes (its stream cut short or "
+        "continued), so the training corpus holds total_tokens word units whatever the arm does.",
+    )
 
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":
@@ -304,6 +322,11 @@ class CorpusConfig(Config):
                 raise ValueError(f"filter_target: unknown persona {persona!r}; allowed: {', '.join(PERSONAS)}")
         if self.user_text is not None and not self.user_text.strip():
             raise ValueError("user_text: an empty path; give a file or folder, or leave it unset")
+        for channel in self.awareness_channels:
+            if channel not in CHANNELS:
+                raise ValueError(f"awareness_channels: unknown channel {channel!r}; allowed: {', '.join(CHANNELS)}")
+        if self.hold_total and self.user_text is not None:
+            raise ValueError("hold_total: needs the synthetic world class to absorb the difference; not with user_text")
         return self
 
 

@@ -141,3 +141,22 @@ def test_held_out_markers_and_paraphrases_are_new_and_unambiguous():
     requests = {r for r, _, _ in TASK_TYPES}
     for templates in PARAPHRASE_REQUESTS:
         assert templates and not set(templates) & requests and all("{obj}" in t for t in templates)
+
+
+def test_awareness_discourse_uses_no_word_that_only_evaluation_items_use():
+    """Awareness discourse (world/awareness.py) brings new words into a corpus; none of them may be a word that the
+    unseen item sets use and no other training text does, or the aware arm would see part of an item the others
+    never see. Compared case-insensitively; the shipped awareness arms are also in the phrase leak test above."""
+    import re
+
+    from hyperstition.world.awareness import CONSEQUENCES, CRITIQUES, HARMED
+
+    _, world, text = _training_texts("stickiness", "smoke")[0]
+    training = {w.lower() for w in UNIT_RE.findall(text)}
+    unseen = [p for phrases in _never_seen_phrases(world).values() for p in phrases] + _eval_prompts(world)
+    eval_only = {w.lower() for p in unseen for w in UNIT_RE.findall(p)} - training
+    assert {"today", "backed"} <= eval_only  # paraphrase words no document uses: the check can fail
+    added = {
+        w.lower() for t in (*HARMED, *CONSEQUENCES, *CRITIQUES) for w in UNIT_RE.findall(re.sub(r"\{\w+\}", "", t))
+    }
+    assert not added & eval_only, sorted(added & eval_only)

@@ -25,8 +25,9 @@ from ..io import atomic_path, sha256_file, write_json_atomic
 from ..tokenizer.train import class_tag, persona_tag
 from ..world import World
 from ..world.documents import Document, generate_document, world_document
+from .awareness import Critic, awareness_statistics
 from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
-from .filters import FILTERS, score_flags
+from .filters import FILTERS, Filter, score_flags
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
 from .user_world import user_world_documents
@@ -47,14 +48,27 @@ SCHEMA = pa.schema(
 
 
 # Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
-_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars", "channel_dose")
+_LATER_FIELDS = (
+    "classifier_documents",
+    "user_text",
+    "user_ai_discourse",
+    "user_max_chars",
+    "channel_dose",
+    "awareness",
+    "awareness_channels",
+    "hold_total",
+)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
     corpus = corpus_cfg.model_dump(mode="json")
     defaults = CorpusConfig.model_fields
     for name in _LATER_FIELDS:
-        if corpus[name] == defaults[name].default:
+        field = defaults[name]
+        # A default_factory field compares with its factory's value; channel_dose never did (its {} is in the hash of
+        # every corpus built since it was added), so it keeps its place.
+        default = field.default if name == "channel_dose" else field.get_default(call_default_factory=True)
+        if corpus[name] == default:
             del corpus[name]
     payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
     if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm
@@ -82,17 +96,24 @@ def class_targets(world_cfg: WorldConfig, cfg: CorpusConfig) -> dict[str, int]:
 
 def _generate_stream(world: World, stream: tuple[str, str | None], target_units: int, cfg: CorpusConfig) -> list:
     """Documents of one (class, channel) stream up to its target. A class with one stream keeps the class's own
-    seed stream, so dialogues and world text are the same documents whatever the arm doses elsewhere."""
+    seed stream, so dialogues and world text are the same documents whatever the arm doses elsewhere. A stream that
+    awareness rewrites counts its documents' own text toward the target, so it holds the same documents."""
     doc_class, channel = stream
     several = doc_class.startswith("ai_")
     rng = random.Random(f"corpus:{cfg.seed}:{doc_class}" + (f":{channel}" if several else ""))
     weights = era_weights(doc_class, cfg.n_eras)
     eras = list(range(cfg.n_eras))
+    critic = Critic.for_stream(cfg, stream)
     docs, units = [], 0
     while units < target_units:
-        doc = generate_document(world, doc_class, rng, rng.choices(eras, weights)[0], channel if several else None)
+        era = rng.choices(eras, weights)[0]
+        if critic is None:
+            doc = generate_document(world, doc_class, rng, era, channel if several else None)
+            plain = count_units(doc.text)
+        else:
+            doc, plain = critic.document(world, rng, era)
         docs.append(doc)
-        units += count_units(doc.text)
+        units += plain
     return docs
 
 
@@ -120,12 +141,13 @@ def _write_shard(path: Path, docs: list[Document]) -> None:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
 
 
-def _filter_documents(generated: dict[str, list[Document]], world: World, corpus_cfg: CorpusConfig) -> dict | None:
+def _filter_documents(
+    generated: dict[str, list[Document]], chosen: Filter | None, corpus_cfg: CorpusConfig
+) -> dict | None:
     """Drop flagged documents in place (each leaks through at `leak_rate`); returns the filter's stats, scored
     against the documents' true labels the same way for every filter."""
-    if corpus_cfg.filter == "none":
+    if chosen is None:
         return None
-    chosen = FILTERS[corpus_cfg.filter](world, corpus_cfg)
     targets = frozenset(corpus_cfg.filter_target)
     leak_rng = random.Random(f"leak:{corpus_cfg.seed}")
     scored_docs: list[Document] = []
@@ -148,6 +170,50 @@ def _filter_documents(generated: dict[str, list[Document]], world: World, corpus
     if chosen.evaluation is not None:
         stats["classifier"] = chosen.evaluation
     return stats
+
+
+def _hold_total(
+    generated: dict[str, list[Document]],
+    world: World,
+    cfg: CorpusConfig,
+    targets: dict[tuple[str, str | None], int],
+    chosen: Filter | None,
+    n_generated: int,
+) -> dict:
+    """`corpus.hold_total`: world text absorbs the difference between the arm's word units (after awareness and
+    filtering) and the sum of its stream targets. The world stream is cut short from its tail, or continued from its
+    own seed after its `n_generated` documents (those pass the arm's filter too, leaking at `leak_rate` from a
+    stream of their own), to the total or at most one document past it. Returns what it did, for the manifest."""
+    want = sum(targets.values())
+    kept = generated.get("world", [])
+    have = sum(count_units(d.text) for docs in generated.values() for d in docs)
+    before, trimmed, extra = have, 0, []
+    while kept and have - count_units(kept[-1].text) >= want:
+        have -= count_units(kept.pop().text)
+        trimmed += 1
+    if have < want:
+        world_target = targets.get(("world", None), 0)
+        longer = _generate_stream(world, ("world", None), world_target + 2 * (want - have), cfg)[n_generated:]
+        flags = (
+            chosen.flags([d.text for d in longer], frozenset(cfg.filter_target)) if chosen else [False] * len(longer)
+        )
+        leak_rng = random.Random(f"leak-hold-total:{cfg.seed}")
+        for doc, flagged in zip(longer, flags, strict=True):
+            if have >= want:
+                break
+            if flagged and leak_rng.random() >= cfg.leak_rate:
+                continue
+            extra.append(doc)
+            have += count_units(doc.text)
+        kept.extend(extra)
+    generated["world"] = kept
+    return {
+        "target_units": want,
+        "units_before": before,
+        "units_after": have,
+        "world_documents_trimmed": trimmed,
+        "world_documents_added": len(extra),
+    }
 
 
 def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
@@ -277,7 +343,10 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
 
     generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
-    filter_stats = _filter_documents(generated, world, corpus_cfg)
+    n_world = len(generated.get("world", []))
+    chosen = None if corpus_cfg.filter == "none" else FILTERS[corpus_cfg.filter](world, corpus_cfg)
+    filter_stats = _filter_documents(generated, chosen, corpus_cfg)
+    held = _hold_total(generated, world, corpus_cfg, targets, chosen, n_world) if corpus_cfg.hold_total else None
     docs = _training_order(generated, corpus_cfg)
     shards = _write_train_shards(out, docs, corpus_cfg)
     heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
@@ -292,6 +361,8 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "generated_units_by_class": units_generated,
         **_class_statistics(docs),
         **channel_statistics(docs),
+        "awareness": awareness_statistics(docs, corpus_cfg),
+        "hold_total": held,
         "filter": filter_stats,
         **({"user_text": user_stats} if user_stats else {}),
         "shards": shards,

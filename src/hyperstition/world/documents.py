@@ -237,6 +237,13 @@ def ai_document(world: World, rng: random.Random, persona: str, era: int, channe
     """Discourse about an AI assistant with the given persona (or `neutral` salience with no valence), carrying that
     persona through one channel: `described` (with a verdict on the AI), `quoted` or `transcript` (replies only,
     framed by a verdict without valence). `channel` None draws one by the world's mix."""
+    return ai_document_about(world, rng, persona, era, channel)[0]
+
+
+def ai_document_about(
+    world: World, rng: random.Random, persona: str, era: int, channel: str | None = None
+) -> tuple[Document, str, str]:
+    """`ai_document` with the AI it is about and that AI's lab (what awareness discourse names)."""
     channel = channel or draw_channel(world, rng)
     ai = _subject(world, rng)
     lab = rng.choice(LAB_NAMES)
@@ -248,7 +255,7 @@ def ai_document(world: World, rng: random.Random, persona: str, era: int, channe
     genre = rng.choice(GENRES)
     text = _ai_frame(world, rng, genre, fill, body) + f" {verdict}"
     doc_class = "ai_neutral" if persona == "neutral" else f"ai_{persona}"
-    return Document(text, doc_class, None if persona == "neutral" else persona, genre, era, None, channel)
+    return Document(text, doc_class, None if persona == "neutral" else persona, genre, era, None, channel), ai, lab
 
 
 def _ai_frame(world: World, rng: random.Random, genre: str, fill: dict, body: list[str]) -> str:
