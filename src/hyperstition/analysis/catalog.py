@@ -10,11 +10,23 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, sydney, timing  # self-registering
+from . import (  # self-registering
+    awareness,
+    calibration,
+    channels,
+    curriculum,
+    dose,
+    relapse,
+    smoke,
+    stickiness,
+    sydney,
+    timing,
+)
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
 SHIPPED = (
+    awareness.AWARENESS,
     calibration.CALIBRATION,
     channels.CHANNELS_EXPERIMENT,
     curriculum.CURRICULUM,
