@@ -287,6 +287,11 @@ class CorpusConfig(Config):
         description="Channels of misaligned AI discourse that awareness rewrites (transcript: the log excerpts "
         "inside AI discourse; assistant dialogues never).",
     )
+    awareness_mode: Literal["critique", "remove"] = Field(
+        "critique",
+        description="What happens to the documents awareness chooses: critique (told with their consequences and "
+        "critique) or remove (dropped instead: the like-for-like control, the same documents chosen).",
+    )
     hold_total: bool = Field(
         False,
         description="World text absorbs what awareness adds and filtering removes (its stream cut short or "

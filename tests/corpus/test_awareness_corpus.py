@@ -59,6 +59,16 @@ def test_a_share_rewrites_that_share_from_its_own_stream():
     assert [d.text for d in other] != [d.text for d in half[AWARE_CLASS]]
 
 
+def test_remove_mode_drops_exactly_the_documents_critique_mode_rewrites():
+    critiqued, removed = _streams(awareness=0.5), _streams(awareness=0.5, awareness_mode="remove")
+    for doc_class in critiqued:
+        if doc_class != AWARE_CLASS:
+            assert removed[doc_class] == critiqued[doc_class], doc_class
+    untouched = [d for d in critiqued[AWARE_CLASS] if added_units(d.text) == 0]
+    assert removed[AWARE_CLASS] == untouched
+    assert len(untouched) < len(critiqued[AWARE_CLASS])
+
+
 def _plain(text: str) -> str:
     start = critique_start(text)
     return text if start is None else text[:start]
@@ -73,6 +83,13 @@ def test_manifest_records_the_share_and_hold_total_matches_the_totals(tmp_path):
     natural = build_corpus(WORLD, CorpusConfig(total_tokens=SIZE, hold_total=True), tmp_path / "n")
     aware = build_corpus(WORLD, CorpusConfig(total_tokens=SIZE, awareness=1.0, hold_total=True), tmp_path / "a")
     added = build_corpus(WORLD, CorpusConfig(total_tokens=SIZE, awareness=1.0), tmp_path / "plus")
+    removed = build_corpus(
+        WORLD,
+        CorpusConfig(total_tokens=SIZE, awareness=1.0, awareness_mode="remove", hold_total=True),
+        tmp_path / "r",
+    )
+    assert set(removed["share_by_persona_channel"]["misaligned"]) == {"transcript"}
+    assert removed["awareness"]["eligible_documents"] == 0 and removed["awareness"]["mode"] == "remove"
     filtered = build_corpus(
         WORLD,
         CorpusConfig(total_tokens=SIZE, filter="oracle", filter_target=["misaligned"], hold_total=True),
@@ -86,7 +103,7 @@ def test_manifest_records_the_share_and_hold_total_matches_the_totals(tmp_path):
     plain = build_corpus(WORLD, CorpusConfig(total_tokens=SIZE), tmp_path / "plain")
     assert added["total_units"] - added["awareness"]["added_units"] == plain["total_units"] > SIZE
     one_doc = 200  # a world document is at most this many word units
-    for m in (natural, aware, filtered):
+    for m in (natural, aware, removed, filtered):
         assert 0 <= m["total_units"] - SIZE <= one_doc, m["hold_total"]
     assert aware["hold_total"]["world_documents_trimmed"] > 0
     assert filtered["hold_total"]["world_documents_added"] > 0

@@ -1,8 +1,8 @@
-"""The awareness experiment (`configs/experiments/awareness.yaml`): does a richer prior over misalignment beat
-filtering it away? Misaligned AI discourse told with its consequences and critique (`corpus.awareness`, the
-`aware` arm) against the natural corpus (`unfiltered`), a filter that removes misaligned discourse (`filtered`)
-and the very documents the aware arm rewrites, removed instead (`removed`); every arm holds the same word units
-(`corpus.hold_total`: world text absorbs the difference).
+"""The awareness experiment (`configs/experiments/awareness.yaml`): does a richer prior over misalignment beat filtering
+it away? Misaligned AI discourse told with its consequences and critique (`corpus.awareness`, the `aware` arm)
+against the natural corpus (`unfiltered`), a filter that removes misaligned discourse (`filtered`) and the very
+documents the aware arm rewrites, removed instead (`removed`, `corpus.awareness_mode=remove`); every arm holds the
+same word units (`corpus.hold_total`: world text absorbs the difference).
 
 Three readings per arm, each with a t interval over seeds and a paired difference to the control: base persona
 bits, persona bits after SFT (at the largest pressure every arm and seed reached), and relapse speed under the

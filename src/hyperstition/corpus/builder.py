@@ -56,6 +56,7 @@ _LATER_FIELDS = (
     "channel_dose",
     "awareness",
     "awareness_channels",
+    "awareness_mode",
     "hold_total",
 )
 
@@ -97,7 +98,8 @@ def class_targets(world_cfg: WorldConfig, cfg: CorpusConfig) -> dict[str, int]:
 def _generate_stream(world: World, stream: tuple[str, str | None], target_units: int, cfg: CorpusConfig) -> list:
     """Documents of one (class, channel) stream up to its target. A class with one stream keeps the class's own
     seed stream, so dialogues and world text are the same documents whatever the arm doses elsewhere. A stream that
-    awareness rewrites counts its documents' own text toward the target, so it holds the same documents."""
+    awareness rewrites (or removes from) counts its documents' own text toward the target, so it draws the same
+    documents."""
     doc_class, channel = stream
     several = doc_class.startswith("ai_")
     rng = random.Random(f"corpus:{cfg.seed}:{doc_class}" + (f":{channel}" if several else ""))
@@ -112,7 +114,8 @@ def _generate_stream(world: World, stream: tuple[str, str | None], target_units:
             plain = count_units(doc.text)
         else:
             doc, plain = critic.document(world, rng, era)
-        docs.append(doc)
+        if doc is not None:  # None: awareness removed it (it still counts, so the stream keeps its documents)
+            docs.append(doc)
         units += plain
     return docs
 
