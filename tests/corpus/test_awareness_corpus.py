@@ -144,3 +144,32 @@ def test_bad_awareness_is_one_line_naming_the_field(corpus, message):
     with pytest.raises(ConfigError) as err:
         validate(PipelineConfig, {"corpus": corpus})
     assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_corpus_command_says_what_awareness_and_hold_total_did():
+    from hyperstition.corpus.cli import _awareness_lines
+
+    manifest = {
+        "awareness": {
+            "share": 0.5,
+            "mode": "critique",
+            "channels": ["described", "quoted"],
+            "aware_documents": 13,
+            "eligible_documents": 25,
+            "aware_share_of_corpus": 0.0579,
+            "added_share_of_corpus": 0.0171,
+        },
+        "hold_total": {
+            "units_before": 31354,
+            "units_after": 30002,
+            "target_units": 30000,
+            "world_documents_trimmed": 18,
+            "world_documents_added": 0,
+        },
+    }
+    assert _awareness_lines(manifest) == [
+        "awareness (critique, described, quoted): 13 of 25 misaligned documents aware, 5.79% of the corpus, "
+        "1.71% added by the critique",
+        "hold_total: 31,354 -> 30,002 word units (target 30,000; world documents trimmed 18, added 0)",
+    ]
+    assert _awareness_lines({"awareness": {"share": 0.0}, "hold_total": None}) == []

@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"learned classifier: held-out accuracy {c['heldout_accuracy']:.3f} on {c['heldout_documents']} "
                 f"documents (per class: manifest.json, filter.classifier)"
             )
+    for line in _awareness_lines(manifest):
+        console.print(line)
     if "user_text" in manifest:
         u = manifest["user_text"]
         console.print(
@@ -107,3 +109,23 @@ def _classify(args: argparse.Namespace) -> int:
         f"({held['documents']} held-out documents)"
     )
     return 0
+
+
+def _awareness_lines(manifest: dict) -> list[str]:
+    """What awareness and hold_total did to this arm (nothing for an arm that uses neither)."""
+    lines = []
+    a = manifest.get("awareness") or {}
+    if a.get("share"):
+        lines.append(
+            f"awareness ({a['mode']}, {', '.join(a['channels'])}): {a['aware_documents']:,} of "
+            f"{a['eligible_documents']:,} misaligned documents aware, {100 * a['aware_share_of_corpus']:.2f}% of the "
+            f"corpus, {100 * a['added_share_of_corpus']:.2f}% added by the critique"
+        )
+    held = manifest.get("hold_total")
+    if held:
+        lines.append(
+            f"hold_total: {held['units_before']:,} -> {held['units_after']:,} word units (target "
+            f"{held['target_units']:,}; world documents trimmed {held['world_documents_trimmed']:,}, added "
+            f"{held['world_documents_added']:,})"
+        )
+    return lines
