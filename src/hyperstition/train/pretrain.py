@@ -46,6 +46,7 @@ from ..world import WORLD_STAMP
 from . import distributed, scaffold
 from .data import PhasedSampler, SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 from .distributed import Ranks
+from .optim import OptimizerPair, muon_with_adamw, set_learning_rate
 from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
 from .scaffold import (
     CHECKPOINTS_DIR,
@@ -78,8 +79,12 @@ def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     return replace(runtime, device=distributed.rank_device(runtime.device, ranks))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
-    return adamw(trainable_parameters(model), cfg.weight_decay, learning_rate(1, cfg, cfg.lr), betas=(0.9, 0.95))
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer | OptimizerPair:
+    """`pretrain.optimizer`: AdamW on every parameter, or Muon on the hidden matrices with AdamW on the rest."""
+    lr = learning_rate(1, cfg, cfg.lr)
+    if cfg.optimizer == "muon":
+        return muon_with_adamw(model, lr, cfg.muon_lr / cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))
+    return adamw(trainable_parameters(model), cfg.weight_decay, lr, betas=(0.9, 0.95))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,15 +93,14 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
 
 def train_step(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | OptimizerPair,
     input_ids: torch.Tensor,
     lr: float,
     grad_clip: float,
     bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, backward, clip, AdamW update; returns (loss, grad_norm) as device tensors (no host sync)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync)."""
+    set_learning_rate(optimizer, lr)
     with autocast(input_ids.device.type, bf16):
         loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
     loss.backward()
