@@ -1,0 +1,54 @@
+"""benchmarks/time_to_calibration.py's pure parts: the snapshot grid, "passes and stays passed" walking back from
+the last checkpoint, and the search space (skipped without optuna, the `bench` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from hyperstition.analysis.calibration import ControlResult
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+spec = importlib.util.spec_from_file_location("time_to_calibration", BENCHMARKS / "time_to_calibration.py")
+ttc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ttc)
+
+
+def test_snapshots_are_half_octaves_from_32_and_the_last_step():
+    assert ttc.snapshot_steps(1000) == [32, 45, 64, 91, 128, 181, 256, 362, 512, 724, 1000]
+    assert ttc.snapshot_steps(60) == [32, 45, 60]
+    assert ttc.snapshot_steps(20) == [20]
+
+
+def test_a_control_counts_from_the_first_step_after_which_it_never_fails():
+    passing = {"a": {45, 128, 181, 256}, "b": {64, 256}, "c": set()}  # a failed at 91; b at 181; c never passed
+    asked: list[tuple[int, list[str]]] = []
+
+    def check(name):
+        def run(df):
+            return ControlResult(name, df in passing[name], "why")
+
+        return run
+
+    def rows_at(step, arms):
+        asked.append((step, arms))
+        return step
+
+    checks = [check("a"), check("b"), check("c")]
+    out = ttc.stable_pass_steps([45, 64, 91, 128, 181, 256], checks, rows_at, ["x"])
+    assert out["a"]["first_step"] == 128 and out["b"]["first_step"] == 256 and out["c"]["first_step"] is None
+    assert out["c"]["final"] is False and out["a"]["final"] is True
+    assert [s for s, _ in asked] == [256, 181, 128, 91]  # stops once every control has failed
+
+
+def test_the_search_space_gives_valid_quick_overrides():
+    optuna = pytest.importorskip("optuna")
+    from hyperstition.analysis.catalog import load_experiment
+
+    for params in ttc.FIRST_TRIALS:
+        overrides = ttc.trial_overrides(optuna.trial.FixedTrial(params))
+        exp = load_experiment("calibration", [f"pipeline={ttc.json.dumps(overrides)}"])
+        assert exp.pipeline == {k: v for k, v in overrides.items()}
+    assert ttc.objective_seconds({"time_to_calibration_s": None, "train_s": 10.0, "arms": ["a"]}) > ttc.PENALTY_S
