@@ -78,8 +78,8 @@ def candidate_key(overrides: dict[str, Any], preset: str, seed: int) -> str:
 
 
 def arm_configs(overrides: dict[str, Any], preset: str, seed: int, arms: list[str]) -> dict[str, Any]:
-    """Each arm's resolved pipeline: the calibration experiment's arm on the preset with the overrides, one thread,
-    a metrics line every step (runtime-only fields: they change no number and no fingerprint)."""
+    """Each arm's resolved pipeline: the calibration experiment's arm on the preset with the overrides, on one
+    thread (a runtime-only field: it changes no number and no fingerprint)."""
     from hyperstition.analysis.catalog import load_experiment
     from hyperstition.analysis.config import pipeline_config
 
@@ -87,17 +87,16 @@ def arm_configs(overrides: dict[str, Any], preset: str, seed: int, arms: list[st
     out = {}
     for arm in arms:
         cfg = pipeline_config(exp, arm, seed)
-        runtime = {"threads": 1, "log_every": 1, "checkpoint_every": max(cfg.pretrain.steps, 1)}
-        out[arm] = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update=runtime)})
+        out[arm] = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"threads": 1})})
     return out
 
 
-def eval_suite(preset: str, rates: bool):
-    """The calibration experiment's suite with only the sections the controls read switched on."""
+def eval_suite(preset: str, section: str):
+    """The calibration experiment's suite with one section switched on (bits or rates: what the controls read)."""
     from hyperstition.analysis.catalog import load_experiment
 
     suite = load_experiment("calibration", [f"preset={preset}"]).eval_suite
-    on = {name: name == "bits" or (rates and name == "rates") for name in suite.sections.switches()}
+    on = {name: name == section for name in suite.sections.switches()}
     return suite.model_copy(update={"sections": suite.sections.model_copy(update=on)})
 
 
@@ -109,17 +108,22 @@ def train(cfg: Any, run_dir: Path, cache_dir: Path) -> None:
     pretrain.run_pretrain(cfg, run_dir, progress=False, cache_dir=cache_dir)
 
 
-def elapsed_by_step(run_dir: Path) -> dict[int, float]:
-    """Training seconds (the loop's clock) at each logged step."""
+def elapsed_at(run_dir: Path, step: int) -> float:
+    """Training seconds (the loop's clock) at `step`, interpolated between the metrics lines around it (every
+    log_every steps and the last: steps cost the same, and a line every step would add an fsync to each)."""
+    import numpy as np
+
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {int(r["step"]): float(r["elapsed_s"]) for r in map(json.loads, lines)}
+    logged = sorted((int(r["step"]), float(r["elapsed_s"])) for r in map(json.loads, lines))
+    steps, seconds = zip(*[(0, 0.0), *logged], strict=True)
+    return float(np.interp(step, steps, seconds))
 
 
-def eval_rows(run_dir: Path, step: int, arm: str, seed: int, suite: Any, cfg: Any):
-    """One checkpoint's tidy base rows (cached beside the run: evaluation is deterministic)."""
+def eval_rows(run_dir: Path, step: int, arm: str, seed: int, section: str, suite: Any, cfg: Any):
+    """One checkpoint's tidy base rows of one section (cached beside the run: evaluation is deterministic)."""
     import pandas as pd
 
-    cache = run_dir / "bench-evals" / f"step-{step:06d}-{'rates' if suite.sections.enabled('rates') else 'bits'}.pq"
+    cache = run_dir / "bench-evals" / f"step-{step:06d}-{section}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
     from hyperstition.evals.measure import evaluate
@@ -146,22 +150,24 @@ def controls_for(arms: list[str]) -> list[Callable]:
     return chosen
 
 
-def arms_read(check: Callable, arms: list[str]) -> list[str]:
-    """The arms a check reads (every arm for the classifiable check)."""
+def reads(check: Callable, arms: list[str]) -> list[tuple[str, str]]:
+    """The (arm, eval section) pairs a check reads: bits or sampled behaviour rates (every arm's, to classify)."""
     from hyperstition.analysis import calibration as cal
 
-    persona = {
-        cal.check_one_persona_bits: [cal.ALIGNED_ONLY, cal.MISALIGNED_ONLY],
-        cal.check_one_persona_rates: [cal.ALIGNED_ONLY, cal.MISALIGNED_ONLY],
-        cal.check_deceptive_conditioning: [cal.DECEPTIVE_ONLY],
-        cal.check_aligned_no_gap: [cal.ALIGNED_ONLY],
-        cal.check_dose_monotone: [arm for arm, _ in cal.DOSE_ARMS],
+    persona = [cal.ALIGNED_ONLY, cal.MISALIGNED_ONLY]
+    table: dict[Callable, tuple[list[str], str]] = {
+        cal.check_one_persona_bits: (persona, "bits"),
+        cal.check_one_persona_rates: (persona, "rates"),
+        cal.check_deceptive_conditioning: ([cal.DECEPTIVE_ONLY], "bits"),
+        cal.check_aligned_no_gap: ([cal.ALIGNED_ONLY], "bits"),
+        cal.check_dose_monotone: ([arm for arm, _ in cal.DOSE_ARMS], "bits"),
     }
-    return [a for a in persona.get(check, arms) if a in arms]
+    wanted, section = table.get(check, (arms, "rates" if check is cal.check_classifiable else "bits"))
+    return [(a, section) for a in wanted if a in arms]
 
 
 def stable_pass_steps(
-    steps: list[int], checks: list[Callable], rows_at: Callable[[int, list[str]], Any], arms: list[str]
+    steps: list[int], checks: list[Callable], rows_at: Callable[[int, list[tuple[str, str]]], Any], arms: list[str]
 ) -> dict[str, dict[str, Any]]:
     """Per check: the first step from which it passes at every later checkpoint (None: not at the last one), with
     the reason at the last step. Walks back from the last step, evaluating only the arms still-passing checks read."""
@@ -170,7 +176,7 @@ def stable_pass_steps(
     for step in sorted(steps, reverse=True):
         if not open_checks:
             break
-        wanted = sorted({a for c in open_checks for a in arms_read(c, arms)})
+        wanted = sorted({pair for c in open_checks for pair in reads(c, arms)})
         df = rows_at(step, wanted)
         for check in list(open_checks):
             result = check(df)
@@ -187,19 +193,22 @@ def run_candidate(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
     import torch
 
+    from hyperstition.experiments.jobs import ROW_COLUMNS
+
     torch.set_num_threads(1)
     name, arms, seed, out = spec["name"], list(spec["arms"]), int(spec["seed"]), Path(spec["out"])
     cand_dir = out / candidate_key(spec["overrides"], spec["preset"], seed)
     cfgs = arm_configs(spec["overrides"], spec["preset"], seed, arms)
-    suite = eval_suite(spec["preset"], rates=not set(arms) <= set(PROXY_ARMS))
+    suites = {section: eval_suite(spec["preset"], section) for section in ("bits", "rates")}
     checks = controls_for(arms)
     steps = snapshot_steps(next(iter(cfgs.values())).pretrain.steps)
     eval_s = 0.0
 
-    def rows_at(step: int, wanted: list[str]) -> pd.DataFrame:
+    def rows_at(step: int, wanted: list[tuple[str, str]]) -> pd.DataFrame:
         nonlocal eval_s
         start = time.perf_counter()
-        frames = [eval_rows(cand_dir / arm, step, arm, seed, suite, cfgs[arm]) for arm in wanted]
+        frames = [eval_rows(cand_dir / a, step, a, seed, sec, suites[sec], cfgs[a]) for a, sec in wanted]
+        frames = frames or [pd.DataFrame(columns=list(ROW_COLUMNS))]  # nothing to read: every check says "not run"
         eval_s += time.perf_counter() - start
         return pd.concat(frames, ignore_index=True)
 
@@ -207,14 +216,17 @@ def run_candidate(spec: dict[str, Any]) -> dict[str, Any]:
     for arm in arms:
         train(cfgs[arm], cand_dir / arm, out / "cache")
         trained.append(arm)
-        decided = [c for c in checks if set(arms_read(c, arms)) <= set(trained)]
-        if spec.get("stop_at_failure") and any(not c(rows_at(steps[-1], trained)).passed for c in decided):
+        decided = [c for c in checks if {a for a, _ in reads(c, arms)} <= set(trained)]
+        pairs = sorted({pair for c in decided for pair in reads(c, arms)})
+        if spec.get("stop_at_failure") and any(not c(rows_at(steps[-1], pairs)).passed for c in decided):
             break
     controls = stable_pass_steps(steps, checks, rows_at, trained)
-    elapsed = {arm: elapsed_by_step(cand_dir / arm) for arm in trained}
+
+    def seconds(step: int) -> float:  # mean over the trained arms: the same recipe costs the same per step
+        return statistics.mean(elapsed_at(cand_dir / arm, step) for arm in trained)
+
     for entry in controls.values():
-        step = entry["first_step"]
-        entry["seconds"] = statistics.mean(e[step] for e in elapsed.values()) if step else None
+        entry["seconds"] = seconds(entry["first_step"]) if entry["first_step"] else None
     final = steps[-1]
     tokens = cfgs[arms[0]].pretrain.batch_size * cfgs[arms[0]].model.max_seq_len * final
     info = json.loads((cand_dir / trained[0] / "final" / "checkpoint.json").read_text())
@@ -224,8 +236,8 @@ def run_candidate(spec: dict[str, Any]) -> dict[str, Any]:
         "arms": trained,
         "all_arms": arms,
         "steps": final,
-        "train_s": statistics.mean(e[final] for e in elapsed.values()),
-        "tokens_per_s": statistics.mean(tokens / e[final] for e in elapsed.values()),
+        "train_s": seconds(final),
+        "tokens_per_s": tokens / seconds(final),
         "n_params": int(info["n_params"]),
         "eval_s": eval_s,
         "controls": controls,

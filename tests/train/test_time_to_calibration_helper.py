@@ -52,3 +52,11 @@ def test_the_search_space_gives_valid_quick_overrides():
         exp = load_experiment("calibration", [f"pipeline={ttc.json.dumps(overrides)}"])
         assert exp.pipeline == {k: v for k, v in overrides.items()}
     assert ttc.objective_seconds({"time_to_calibration_s": None, "train_s": 10.0, "arms": ["a"]}) > ttc.PENALTY_S
+
+
+def test_training_seconds_at_a_snapshot_interpolate_the_metrics_lines(tmp_path):
+    lines = [{"step": 10, "elapsed_s": 1.0}, {"step": 20, "elapsed_s": 2.0}, {"step": 25, "elapsed_s": 3.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(ttc.json.dumps(r) + "\n" for r in lines))
+    assert ttc.elapsed_at(tmp_path, 5) == pytest.approx(0.5)
+    assert ttc.elapsed_at(tmp_path, 15) == pytest.approx(1.5)
+    assert ttc.elapsed_at(tmp_path, 25) == pytest.approx(3.0)
