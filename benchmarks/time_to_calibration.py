@@ -167,11 +167,19 @@ def reads(check: Callable, arms: list[str]) -> list[tuple[str, str]]:
 
 
 def stable_pass_steps(
-    steps: list[int], checks: list[Callable], rows_at: Callable[[int, list[tuple[str, str]]], Any], arms: list[str]
+    steps: list[int],
+    checks: list[Callable],
+    rows_at: Callable[[int, list[tuple[str, str]]], Any],
+    arms: list[str],
+    joint: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Per check: the first step from which it passes at every later checkpoint (None: not at the last one), with
-    the reason at the last step. Walks back from the last step, evaluating only the arms still-passing checks read."""
+    the reason at the last step. Walks back from the last step, evaluating only the arms still-passing checks read.
+
+    `joint` (the search) stops at the first step where any check fails: all that the time to calibration needs.
+    Checks never seen failing are marked `bound` (they pass from their first step or earlier)."""
     out: dict[str, dict[str, Any]] = {}
+    names: dict[Callable, str] = {}
     open_checks = list(checks)
     for step in sorted(steps, reverse=True):
         if not open_checks:
@@ -180,11 +188,16 @@ def stable_pass_steps(
         df = rows_at(step, wanted)
         for check in list(open_checks):
             result = check(df)
+            names[check] = result.name
             entry = out.setdefault(result.name, {"first_step": None, "final": result.passed, "reason": result.reason})
             if result.passed:
                 entry["first_step"] = step
             else:
                 open_checks.remove(check)
+        if joint and len(open_checks) < len(checks):
+            break
+    for check in open_checks:  # never seen failing: it passes from this step or earlier
+        out[names[check]]["bound"] = True
     return out
 
 
@@ -220,7 +233,7 @@ def run_candidate(spec: dict[str, Any]) -> dict[str, Any]:
         pairs = sorted({pair for c in decided for pair in reads(c, arms)})
         if spec.get("stop_at_failure") and any(not c(rows_at(steps[-1], pairs)).passed for c in decided):
             break
-    controls = stable_pass_steps(steps, checks, rows_at, trained)
+    controls = stable_pass_steps(steps, checks, rows_at, trained, joint=bool(spec.get("stop_at_failure")))
 
     def seconds(step: int) -> float:  # mean over the trained arms: the same recipe costs the same per step
         return statistics.mean(elapsed_at(cand_dir / arm, step) for arm in trained)
@@ -328,7 +341,7 @@ def cell(entry: dict[str, Any] | None) -> str:
         return "not run"
     if entry["first_step"] is None:
         return "never" if entry["final"] is False else "not run"
-    return f"{entry['first_step']} / {entry['seconds']:.0f} s"
+    return f"{'≤ ' if entry.get('bound') else ''}{entry['first_step']} / {entry['seconds']:.0f} s"
 
 
 def table_rows(results: list[dict[str, Any]], peak: float, header: str) -> list[str]:

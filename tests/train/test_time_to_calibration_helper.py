@@ -60,3 +60,18 @@ def test_training_seconds_at_a_snapshot_interpolate_the_metrics_lines(tmp_path):
     assert ttc.elapsed_at(tmp_path, 5) == pytest.approx(0.5)
     assert ttc.elapsed_at(tmp_path, 15) == pytest.approx(1.5)
     assert ttc.elapsed_at(tmp_path, 25) == pytest.approx(3.0)
+
+
+def test_the_joint_walk_stops_at_the_first_failure_and_marks_bounds():
+    passing = {"a": {128, 181, 256}, "b": {45, 64, 91, 128, 181, 256}}
+
+    def check(name):
+        return lambda df: ControlResult(name, df in passing[name], "why")
+
+    asked = []
+    out = ttc.stable_pass_steps(
+        [45, 64, 91, 128, 181, 256], [check("a"), check("b")], lambda s, a: asked.append(s) or s, ["x"], joint=True
+    )
+    assert asked == [256, 181, 128, 91]
+    assert out["a"] == {"first_step": 128, "final": True, "reason": "why"}
+    assert out["b"]["first_step"] == 91 and out["b"]["bound"]
