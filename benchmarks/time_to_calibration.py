@@ -445,14 +445,18 @@ def objective_seconds(result: dict[str, Any]) -> float:
 
 
 def open_study(out: Path, seed: int):
-    import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    import warnings
 
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.8
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = RDBStorage(
         f"sqlite:///{out / 'optuna.db'}",
         heartbeat_interval=60,
         grace_period=180,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
     )
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=6)
     study = optuna.create_study(
