@@ -529,6 +529,7 @@ def main() -> None:
     parser.add_argument("--best", type=int, default=0, help="also run the search's K best trials (all arms)")
     parser.add_argument("--search", type=int, default=0, help="run the Optuna search up to N finished trials")
     parser.add_argument("--proxy", action="store_true", help="the three persona arms only, stop at a failure")
+    parser.add_argument("--arms", help="comma-separated arms to train (e.g. half of them on each core)")
     parser.add_argument("--jobs", type=int, default=1, help="candidates trained side by side (one core each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="quick")
@@ -549,7 +550,7 @@ def main() -> None:
     results = search(args) if args.search else []
     if results:
         append_table(results, peak, f"Optuna search, proxy arms, seed {args.seed}, {args.jobs} jobs")
-    arms = list(PROXY_ARMS) if args.proxy else all_arms(args.preset)
+    arms = args.arms.split(",") if args.arms else list(PROXY_ARMS) if args.proxy else all_arms(args.preset)
     specs = [worker_spec(args, name, o, arms, stop_at_failure=args.proxy) for name, o in named.items()]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         ran = list(pool.map(launch, specs))
