@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from . import yamlstrict
 
@@ -402,6 +402,35 @@ class PretrainConfig(Config):
         50, ge=1, description="Steps between rolling 'latest' checkpoints (with optimizer and data state)."
     )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
+    optimizer: Literal["adamw", "muon"] = Field(
+        "adamw",
+        description="adamw for every parameter, or muon for the hidden 2-D matrices with AdamW for the rest "
+        "(embeddings, output head, norms).",
+    )
+    muon_lr: float = Field(
+        0.02, gt=0, description="Peak learning rate of the Muon matrices (optimizer: muon); lr stays AdamW's."
+    )
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine",
+        description="After warmup: cosine down to the floor, or wsd (constant, then linear to the floor at the end).",
+    )
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="schedule wsd: the last fraction of the steps over which the LR decays."
+    )
+
+    @model_serializer(mode="wrap")
+    def _later_fields_only_when_set(self, handler: Any) -> dict[str, Any]:
+        """Fields added after runs were made are written only when they differ from the default, so configs,
+        fingerprints and cell hashes of the runs made before them stay as they were (and those runs resume)."""
+        data = handler(self)
+        for name in PRETRAIN_LATER_FIELDS:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
+
+
+# PretrainConfig fields added after runs were made (issue 25): written only when not at their defaults.
+PRETRAIN_LATER_FIELDS = ("optimizer", "muon_lr", "schedule", "decay_fraction")
 
 
 class PipelineConfig(Config):

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from hyperstition.analysis.catalog import load_experiment
-from hyperstition.analysis.rundir import run_states
+from hyperstition.analysis.rundir import CACHE_DIR, run_states
 from hyperstition.experiments.executor import LocalExecutor
 from hyperstition.experiments.runner import run_experiment
+from hyperstition.io import sha256_file
 from hyperstition.run import run_and_report
 from hyperstition.schema import (
     BASE_STRATEGY,
@@ -58,6 +59,10 @@ def test_smoke_grid_on_the_real_stages(tmp_path):
     assert curve.kl_bits.max() > 0
     assert all(s.state == "done" for s in run_states(run))
     assert (run / "report.html").exists()
+    # One tokenizer for every arm, trained once: the other cells copied it from the run's cache (train/cache.py).
+    assert len(list((run / CACHE_DIR / "tokenizer").iterdir())) == 1
+    tokenizers = {sha256_file(p) for p in run.glob("cells/*/seed-0/pretrain/tokenizer/tokenizer.json")}
+    assert len(tokenizers) == 1
     # Item sets: the bare headline is the combination set's, next to every set's own rows and the memorisation gap.
     per_seed = df[df.seed.notna() & (df.strategy == BASE_STRATEGY)]
     for item_set in ITEM_SETS:

@@ -10,6 +10,7 @@ Layout (RUN_FORMAT_VERSION 1):
     RUN/runlog.jsonl             one line per invocation start/end (wall time, command, failures)
     RUN/provenance.json          versions, git commit, machine, workers, stages module
     RUN/cells/<arm>/seed-<k>/{pretrain,base,<strategy>}/   one self-contained job each (see experiments/cell.py)
+    RUN/cache/{corpus,tokenizer}/<key>/   corpora and tokenizers the cells share, by input hash (train/cache.py)
     RUN/results.parquet          tidy results (schema.RESULT_COLUMNS)
     RUN/samples.parquet          a sample of generated responses, for the report
     RUN/report.html              the report
@@ -38,6 +39,7 @@ LOCK = ".lock"
 # The files of a cell directory (see experiments/cell.py)
 RUNNING, ERROR, JOB, ROWS = "RUNNING.json", "ERROR.json", "job.json", "rows.parquet"
 TRACEBACK, LOG = "traceback.txt", "log.txt"
+CACHE_DIR = "cache"  # content-addressed inputs the cells share (train/cache.py); safe to delete
 
 
 class RunDirError(ConfigError):

@@ -384,6 +384,20 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
 REFERENCE_WORLD = {"demonstration_fraction": DEFAULT_DEMONSTRATION, "identity": "name", "assistant_share": 0.5}
 
 
+def tokenizer_reference(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> tuple[WorldConfig, CorpusConfig]:
+    """The world and corpus configs of the tokenizer's reference arm (`tokenizer_training_texts`): all its inputs."""
+    reference = CorpusConfig(
+        seed=0,
+        total_tokens=corpus_cfg.total_tokens,
+        fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES},
+        n_eras=corpus_cfg.n_eras,
+        heldout_documents=corpus_cfg.heldout_documents,
+        user_text=corpus_cfg.user_text,
+        user_max_chars=corpus_cfg.user_max_chars,
+    )
+    return world_cfg.model_copy(update=REFERENCE_WORLD), reference
+
+
 def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> list[str]:
     """Texts the BPE tokenizer is trained on: a reference arm with every class in equal measure.
 
@@ -396,16 +410,7 @@ def tokenizer_training_texts(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -
     byte-identical tokenizers without coordinating. With user text, the reference's world share is the user's text
     (the same documents whatever the arm's AI-discourse multiplier), so the tokenizer is trained on the mix.
     """
-    reference = CorpusConfig(
-        seed=0,
-        total_tokens=corpus_cfg.total_tokens,
-        fractions={c: 1 / len(DOC_CLASSES) for c in DOC_CLASSES},
-        n_eras=corpus_cfg.n_eras,
-        heldout_documents=corpus_cfg.heldout_documents,
-        user_text=corpus_cfg.user_text,
-        user_max_chars=corpus_cfg.user_max_chars,
-    )
-    reference_world = world_cfg.model_copy(update=REFERENCE_WORLD)
+    reference_world, reference = tokenizer_reference(world_cfg, corpus_cfg)
     world = World.from_config(reference_world)
     generated, _, _ = _generate_all(world, reference, stream_targets(reference_world, reference))
     return [d.text for c in DOC_CLASSES for d in generated.get(c, [])]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..analysis.rundir import ROWS
+from ..analysis.rundir import CACHE_DIR, ROWS
 from ..config import PipelineConfig
 from ..evals.config import EvalSuiteConfig
 from ..io import write_parquet_atomic
@@ -102,6 +102,7 @@ class PretrainJob(Job):
 
     def run(self, call: StageCall) -> dict:
         start: dict[str, Any] = {"keep_states": self.keep_states} if self.keep_states else {}
+        start["cache_dir"] = call.run_path / CACHE_DIR  # corpora and tokenizers shared by the run's cells
         if self.branch_at:
             start |= {"trunk_dir": call.input_path("trunk_dir"), "branch_at": self.branch_at}
         model_dir = call.stages.pretrain(self.pipeline, call.cell, **start)

@@ -33,14 +33,15 @@ def pretrain(
     trunk_dir: Path | None = None,
     branch_at: int = 0,
     keep_states: tuple[int, ...] = (),
+    cache_dir: Path | None = None,
 ) -> Path:
     """Corpus, tokenizer and pretraining for one (arm, seed); returns the final HF checkpoint directory. A branch
     continues the trunk run in `trunk_dir` from its state after `branch_at` steps; `keep_states` are kept for
-    branches."""
+    branches; `cache_dir` holds the corpora and tokenizers the run's cells share (train/cache.py)."""
     from ..train.pretrain import Start, run_pretrain, state_dir
 
     start = Start(branch_from=state_dir(trunk_dir, branch_at) if trunk_dir else None, keep_states=keep_states)
-    return Path(run_pretrain(cfg, out_dir, progress=False, start=start))
+    return Path(run_pretrain(cfg, out_dir, progress=False, start=start, cache_dir=cache_dir))
 
 
 def evaluate(

@@ -36,16 +36,24 @@ from ..config import (
     WorldConfig,
     load_yaml,
 )
-from ..corpus.builder import build_corpus, read_texts, tokenizer_training_texts
+from ..corpus.builder import (
+    build_corpus,
+    config_hash,
+    intact_manifest,
+    read_texts,
+    tokenizer_reference,
+    tokenizer_training_texts,
+)
 from ..io import training_lock
 from ..model.build import build_model, count_parameters
 from ..model.checkpoint import CheckpointError, intact_checkpoint_info, save_checkpoint
 from ..resources import check_memory
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
-from . import distributed, scaffold
+from . import cache, distributed, scaffold
 from .data import PhasedSampler, SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 from .distributed import Ranks
+from .optim import OptimizerPair, muon_with_adamw, set_learning_rate
 from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
 from .scaffold import (
     CHECKPOINTS_DIR,
@@ -78,8 +86,12 @@ def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     return replace(runtime, device=distributed.rank_device(runtime.device, ranks))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
-    return adamw(trainable_parameters(model), cfg.weight_decay, learning_rate(1, cfg, cfg.lr), betas=(0.9, 0.95))
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer | OptimizerPair:
+    """`pretrain.optimizer`: AdamW on every parameter, or Muon on the hidden matrices with AdamW on the rest."""
+    lr = learning_rate(1, cfg, cfg.lr)
+    if cfg.optimizer == "muon":
+        return muon_with_adamw(model, lr, cfg.muon_lr / cfg.lr, cfg.weight_decay, betas=(0.9, 0.95))
+    return adamw(trainable_parameters(model), cfg.weight_decay, lr, betas=(0.9, 0.95))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,15 +100,14 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
 
 def train_step(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | OptimizerPair,
     input_ids: torch.Tensor,
     lr: float,
     grad_clip: float,
     bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, backward, clip, AdamW update; returns (loss, grad_norm) as device tensors (no host sync)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync)."""
+    set_learning_rate(optimizer, lr)
     with autocast(input_ids.device.type, bf16):
         loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
     loss.backward()
@@ -457,12 +468,43 @@ def _branch_tokenizer(start: Start, tokenizer_dir: Path) -> None:
     os.replace(partial, tokenizer_dir)
 
 
+def _corpus_and_tokenizer(
+    cfg: PipelineConfig, run_dir: Path, start: Start, progress: bool, cache_dir: Path | None
+) -> tuple[list[str], Any]:
+    """The run's training texts and tokenizer: built (or found built) in `run_dir`, or copied from the
+    content-addressed cache in `cache_dir` when another run already built them from the same inputs."""
+    corpus_dir, tokenizer_dir = run_dir / "corpus", run_dir / "tokenizer"
+    corpus_key = config_hash(cfg.world, cfg.corpus)
+    if cache_dir is not None and intact_manifest(corpus_dir, corpus_key) is None:
+        cache.fetch(cache_dir, "corpus", corpus_key, corpus_dir)
+    build_corpus(cfg.world, cfg.corpus, corpus_dir, progress=progress)
+    if cache_dir is not None:
+        cache.publish(cache_dir, "corpus", corpus_key, corpus_dir)
+    texts = read_texts(corpus_dir, split="train")
+    _branch_tokenizer(start, tokenizer_dir)
+    tokenizer_key = fingerprint(config_hash(*tokenizer_reference(cfg.world, cfg.corpus)), cfg.tokenizer.model_dump())
+    if cache_dir is not None and not (tokenizer_dir / "tokenizer.json").exists():
+        cache.fetch(cache_dir, "tokenizer", tokenizer_key, tokenizer_dir)
+    built = (tokenizer_dir / "tokenizer.json").exists()
+    reference = [] if built else tokenizer_training_texts(cfg.world, cfg.corpus)
+    tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
+    if cache_dir is not None and start.branch_from is None:  # a branch's tokenizer is its trunk's: keyed elsewhere
+        cache.publish(cache_dir, "tokenizer", tokenizer_key, tokenizer_dir)
+    return texts, tokenizer
+
+
 def run_pretrain(
-    cfg: PipelineConfig, run_dir: str | os.PathLike, progress: bool = True, start: Start = Start()
+    cfg: PipelineConfig,
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+    start: Start = Start(),
+    cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Corpus -> tokenizer -> pretrained model in `run_dir`; resumable at every stage. Returns the final checkpoint
     directory. With `start.branch_from` (a trunk's kept state) the run continues the trunk on this corpus, with the
-    trunk's tokenizer; `start.keep_states` keeps states other runs branch from."""
+    trunk's tokenizer; `start.keep_states` keeps states other runs branch from. With `cache_dir` (an experiment's
+    `RUN/cache`), corpora and tokenizers other runs built from the same inputs are copied, not rebuilt (cache.py)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ranks = distributed.current()
@@ -471,14 +513,7 @@ def run_pretrain(
         check_branch(cfg, trunk_run_dir(start.branch_from))
     with distributed.main_first(ranks):  # under torchrun rank 0 builds; the others then find it built and read it
         ensure_run_config(cfg, run_dir)
-        corpus_dir = run_dir / "corpus"
-        build_corpus(cfg.world, cfg.corpus, corpus_dir, progress=progress)
-        texts = read_texts(corpus_dir, split="train")
-        tokenizer_dir = run_dir / "tokenizer"
-        _branch_tokenizer(start, tokenizer_dir)
-        built = (tokenizer_dir / "tokenizer.json").exists()
-        reference = [] if built else tokenizer_training_texts(cfg.world, cfg.corpus)
-        tokenizer = prepare_tokenizer(cfg.tokenizer, reference, tokenizer_dir)
+        texts, tokenizer = _corpus_and_tokenizer(cfg, run_dir, start, progress, cache_dir)
     in_order = cfg.corpus.order == "chronological"
     return train_lm(
         cfg.model,
