@@ -45,8 +45,11 @@ def pytest_configure(config) -> None:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Files holding a `slow` test first (in their own order, each file's tests kept together): xdist hands out
-    whole files in this order, so the long ones start early instead of finishing last on one worker."""
+    """On xdist workers, files holding a `slow` test first (in their own order, each file's tests kept together):
+    xdist hands out whole files in this order, so the long ones start early instead of finishing last on one worker.
+    A serial run keeps the collection order."""
+    if xdist_worker() is None:
+        return
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
 
