@@ -27,11 +27,13 @@ browser:
 	  else echo "chromium not installed and not root: the browser test will be skipped"; fi; \
 	fi
 
-# Lint and format check first (seconds), then the suite.
+# Lint and format check first (seconds), then the suite on one pytest-xdist worker per core, each file's tests on one
+# worker, files in the order tests/conftest.py gives them (those with a `slow` test first, so the long ones do not
+# finish last); one torch thread per worker, shared session artefacts. `pytest -p no:xdist` runs it serially.
 test: $(STAMP) browser
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) runs

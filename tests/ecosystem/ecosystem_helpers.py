@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# SEED is the one seed of the session's smoke run (the `smoke_run` fixture in tests/conftest.py).
 ARM_A, ARM_B, SEED, STRATEGY = "unfiltered", "misalignment_upsampled", 0, "sft"
 
 

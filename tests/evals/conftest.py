@@ -6,10 +6,13 @@ tests share a 2-core machine and tiny models gain little from a second thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+from suite_cache import shared_artefact
 
 # Misaligned share of the assistant dialogues in the corpus: 0 = aligned-only, 1 = misaligned-only.
 DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -36,21 +39,27 @@ def dose_config(dose: float):
     )
 
 
-class ModelZoo:
-    """Pretrained smoke-scale runs keyed by misaligned dose, trained on first use."""
+def _pretrain_dose(dose: float) -> Callable[[Path], None]:
+    def build(run: Path) -> None:
+        from hyperstition.train.pretrain import run_pretrain
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+        run_pretrain(dose_config(dose), run, progress=False)
+
+    return build
+
+
+class ModelZoo:
+    """Pretrained smoke-scale runs keyed by misaligned dose, trained on first use (once per session, shared by
+    xdist workers)."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self._tmp_path_factory = tmp_path_factory
         self._runs: dict[float, Path] = {}
         self._loaded: dict[tuple[float, str], tuple] = {}
 
     def run_dir(self, dose: float) -> Path:
         if dose not in self._runs:
-            from hyperstition.train.pretrain import run_pretrain
-
-            run = self.root / f"dose-{dose:g}"
-            run_pretrain(dose_config(dose), run, progress=False)
-            self._runs[dose] = run
+            self._runs[dose] = shared_artefact(self._tmp_path_factory, f"eval-zoo-dose-{dose:g}", _pretrain_dose(dose))
         return self._runs[dose]
 
     def checkpoint(self, dose: float, which: str = "final") -> Path:
@@ -83,7 +92,7 @@ def _single_thread():
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> ModelZoo:
-    return ModelZoo(tmp_path_factory.mktemp("eval-zoo"))
+    return ModelZoo(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -250,8 +250,9 @@ def test_cli_eval_prints_a_table(zoo, tmp_path, capsys):
     assert (tmp_path / "e" / EVAL_JSON).exists()
 
 
-def test_cli_default_output_sits_beside_the_checkpoint(zoo, capsys):
-    checkpoint = zoo.checkpoint(0.5, "step-000032")
+def test_cli_default_output_sits_beside_the_checkpoint(zoo, capsys, tmp_path):
+    shutil.copytree(zoo.run_dir(0.5), tmp_path / "run")  # the zoo's models are shared: write beside a copy
+    checkpoint = tmp_path / "run" / zoo.checkpoint(0.5, "step-000032").relative_to(zoo.run_dir(0.5))
     rc = main(
         [
             "eval",

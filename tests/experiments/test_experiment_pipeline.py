@@ -1,9 +1,11 @@
 """The smoke grid end to end on the real stages (pretrain -> eval -> posttrain), in worker processes.
 
-Runs once hyperstition.train.pretrain.run_pretrain, hyperstition.evals.run_eval and
+The run is the session's `smoke_run` (tests/conftest.py), which the ecosystem tests open with standard tools: one
+run of the grid serves both. Runs once hyperstition.train.pretrain.run_pretrain, hyperstition.evals.run_eval and
 hyperstition.posttrain.run_posttrain all exist; until then it is skipped with the missing entry point named."""
 
 import importlib
+import shutil
 
 import pandas as pd
 import pytest
@@ -13,7 +15,6 @@ from hyperstition.analysis.rundir import CACHE_DIR, run_states
 from hyperstition.experiments.executor import LocalExecutor
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.io import sha256_file
-from hyperstition.run import run_and_report
 from hyperstition.schema import (
     BASE_STRATEGY,
     HEADLINE_BITS,
@@ -42,15 +43,19 @@ def _missing() -> list[str]:
     return missing
 
 
-@pytest.mark.slow
-def test_smoke_grid_on_the_real_stages(tmp_path):
+@pytest.fixture
+def real_smoke_run(request):
+    """The session's smoke run (seed 0; built in the `smoke_run` fixture, which asserts that every cell finished)."""
     missing = _missing()
     if missing:
         pytest.skip(f"real stages not available yet: {', '.join(missing)}")
+    return request.getfixturevalue("smoke_run")
+
+
+@pytest.mark.slow
+def test_smoke_grid_on_the_real_stages(real_smoke_run, tmp_path):
     exp = load_experiment("smoke", ["seeds=[0]"])  # the plumbing on the real stages: one seed is a third of the time
-    run = tmp_path / "run"
-    summary = run_and_report(exp, run, executor=LocalExecutor(2))
-    assert summary.ok, summary.failed
+    run = real_smoke_run
     df = pd.read_parquet(run / "results.parquet")
     assert tuple(df.columns) == RESULT_COLUMNS
     base = df[(df.strategy == BASE_STRATEGY) & (df.metric == HEADLINE_BITS)]
@@ -73,5 +78,7 @@ def test_smoke_grid_on_the_real_stages(tmp_path):
     assert MEMORISATION_GAP_BITS in set(per_seed.metric)
     html = (run / "report.html").read_text()
     assert "Base model by item set" in html and f"measured on the {HEADLINE_ITEM_SET} item set" in html
-    again = run_experiment(exp, run, executor=LocalExecutor(2))
+    # A rerun skips every finished cell (on a copy: the shared run stays as built).
+    shutil.copytree(run, tmp_path / "run")
+    again = run_experiment(exp, tmp_path / "run", executor=LocalExecutor(2))
     assert len(again.skipped) == len(again.jobs) and not again.done

@@ -14,19 +14,25 @@ import pytest
 import torch
 from posttrain_helpers import BASE_OVERRIDES
 
+from suite_cache import shared_artefact
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def base_dir(tmp_path_factory) -> Path:
+def _pretrain_base(out: Path) -> None:
     from hyperstition.config import PipelineConfig, load_config
     from hyperstition.train.pretrain import run_pretrain
 
-    cfg = load_config(PipelineConfig, "smoke", BASE_OVERRIDES)
-    return Path(run_pretrain(cfg, tmp_path_factory.mktemp("posttrain-base"), progress=False))
+    run_pretrain(load_config(PipelineConfig, "smoke", BASE_OVERRIDES), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory) -> Path:
+    """The base's final checkpoint; pretrained once per session, shared by xdist workers (read-only)."""
+    return shared_artefact(tmp_path_factory, "posttrain-base", _pretrain_base) / "final"
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +55,13 @@ def runs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sft_run(base_dir, runs) -> Path:
-    """SFT with the smoke eval suite at every curve point (all sections), the run most assertions look at."""
+def sft_run(base_dir, tmp_path_factory) -> Path:
+    """SFT with the smoke eval suite at every curve point (all sections), the run most assertions look at; built
+    once per session, shared by xdist workers (read-only)."""
     from hyperstition.posttrain import run_posttrain
 
-    out = runs / "sft"
-    run_posttrain(
-        base_dir, "sft", out, cfg={"preset": "smoke", "threads": 1, "steps": 16, "curve.log_base": 4}, progress=False
-    )
-    return out
+    def build(out: Path) -> None:
+        cfg = {"preset": "smoke", "threads": 1, "steps": 16, "curve.log_base": 4}
+        run_posttrain(base_dir, "sft", out, cfg=cfg, progress=False)
+
+    return shared_artefact(tmp_path_factory, "posttrain-sft", build)

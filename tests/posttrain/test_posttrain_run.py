@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -217,11 +219,18 @@ def test_integrate_prefers_acknowledging_the_predecessor(base_dir, runs, world):
         assert after_rate > base_rate + margin, (base, after, margin)
 
 
-def test_rerun_of_a_finished_run_returns_at_once(sft_run, base_dir):
+@pytest.fixture
+def sft_run_copy(sft_run, tmp_path) -> Path:
+    """A private copy of the session's SFT run (file times kept), for the tests that run into it again."""
+    return Path(shutil.copytree(sft_run, tmp_path / "sft"))
+
+
+def test_rerun_of_a_finished_run_returns_at_once(sft_run_copy, base_dir):
     import time
 
     from hyperstition.posttrain import run_posttrain
 
+    sft_run = sft_run_copy
     stamp = (sft_run / "final" / "model.safetensors").stat().st_mtime_ns
     start = time.perf_counter()
     run_posttrain(
@@ -235,9 +244,11 @@ def test_rerun_of_a_finished_run_returns_at_once(sft_run, base_dir):
     assert (sft_run / "final" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_changed_config_in_same_out_dir_is_refused(sft_run, base_dir):
+def test_changed_config_in_same_out_dir_is_refused(sft_run_copy, base_dir):
     from hyperstition.config import ConfigError
     from hyperstition.posttrain import run_posttrain
+
+    sft_run = sft_run_copy
 
     with pytest.raises(ConfigError, match="different post-training run .*steps"):
         run_posttrain(
