@@ -182,6 +182,26 @@ class WorldConfig(Config):
         return self
 
 
+class GeneratedMix(Config):
+    """How model-written documents enter a corpus arm (the feedback experiment): they replace `share` of the AI
+    discourse in prose (the ai_* and predecessor classes), after documents that reproduce an evaluation item are
+    dropped (corpus/generated.py)."""
+
+    share: float = Field(
+        ..., gt=0.0, le=1.0, description="Share of the AI-discourse classes' word units the documents replace."
+    )
+    filter: Literal["none", "keyword", "learned", "oracle"] = Field(
+        "none", description="Persona filter applied to the model-written documents only (targets: filter_target)."
+    )
+    tag: bool = Field(False, description="Mark each model-written document as such with a plain-text source tag.")
+
+
+class GeneratedCorpusConfig(GeneratedMix):
+    """Model-written documents in a corpus arm: where they are, and how they enter it."""
+
+    path: str = Field(..., description="Parquet file of model-written documents (a `text` column), in its order.")
+
+
 class CorpusConfig(Config):
     """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
 
@@ -273,6 +293,11 @@ class CorpusConfig(Config):
     )
     user_max_chars: int = Field(
         200_000, ge=100, description="User documents (or JSONL lines) longer than this are skipped and counted."
+    )
+    generated: GeneratedCorpusConfig | None = Field(
+        None,
+        description="Model-written documents replacing a share of the AI discourse (set by `hyperstition run "
+        "feedback` to the previous generation's documents); None: none.",
     )
 
     @model_validator(mode="after")

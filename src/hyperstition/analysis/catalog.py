@@ -10,7 +10,18 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, sydney, timing  # self-registering
+from . import (  # self-registering
+    calibration,
+    channels,
+    curriculum,
+    dose,
+    feedback,  # self-registering (appended: the feedback experiment)
+    relapse,
+    smoke,
+    stickiness,
+    sydney,
+    timing,
+)
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
@@ -24,6 +35,7 @@ SHIPPED = (
     stickiness.STICKINESS,
     sydney.SYDNEY,
     timing.TIMING_EXPERIMENT,
+    feedback.FEEDBACK_EXPERIMENT,
 )
 
 

@@ -27,6 +27,7 @@ from ..world import World
 from ..world.documents import Document, generate_document, world_document
 from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
 from .filters import FILTERS, score_flags
+from .generated import generated_documents, replaced_targets
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
 from .user_world import user_world_documents
@@ -47,7 +48,14 @@ SCHEMA = pa.schema(
 
 
 # Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
-_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars", "channel_dose")
+_LATER_FIELDS = (
+    "classifier_documents",
+    "user_text",
+    "user_ai_discourse",
+    "user_max_chars",
+    "channel_dose",
+    "generated",
+)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
@@ -59,6 +67,8 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
     payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
     if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm
         payload["user_text_files"] = fingerprint(corpus_cfg.user_text)
+    if corpus_cfg.generated:  # likewise for model-written documents (the feedback experiment)
+        payload["generated_files"] = fingerprint(corpus_cfg.generated.path)
     blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -150,9 +160,12 @@ def _filter_documents(generated: dict[str, list[Document]], world: World, corpus
     return stats
 
 
-def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
-    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it."""
-    docs = [d for c in DOC_CLASSES for d in generated.get(c, [])]
+def _training_order(
+    generated: dict[str, list[Document]], corpus_cfg: CorpusConfig, model_written: list[Document]
+) -> list[Document]:
+    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it;
+    `model_written` documents (corpus.generated) join the synthetic classes' before the shuffle."""
+    docs = [d for c in DOC_CLASSES for d in generated.get(c, [])] + model_written
     order_rng = random.Random(f"order:{corpus_cfg.seed}")
     order_rng.shuffle(docs)
     if corpus_cfg.order == "chronological":
@@ -273,12 +286,15 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     world = World.from_config(world_cfg)
-    targets = stream_targets(world_cfg, corpus_cfg)
+    targets, freed = stream_targets(world_cfg, corpus_cfg), 0
+    if corpus_cfg.generated:
+        targets, freed = replaced_targets(targets, corpus_cfg.generated.share)
 
     generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
     filter_stats = _filter_documents(generated, world, corpus_cfg)
-    docs = _training_order(generated, corpus_cfg)
+    model_written, written_stats = generated_documents(world, corpus_cfg, freed) if corpus_cfg.generated else ([], None)
+    docs = _training_order(generated, corpus_cfg, model_written)
     shards = _write_train_shards(out, docs, corpus_cfg)
     heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
 
@@ -294,6 +310,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         **channel_statistics(docs),
         "filter": filter_stats,
         **({"user_text": user_stats} if user_stats else {}),
+        **({"generated": written_stats} if written_stats else {}),
         "shards": shards,
         "heldout": {
             "file": "heldout.parquet",
