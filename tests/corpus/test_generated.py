@@ -6,6 +6,7 @@ apply to them alone."""
 from __future__ import annotations
 
 import random
+import re
 
 import pandas as pd
 import pytest
@@ -43,7 +44,7 @@ def test_replaced_targets_and_fill_units_on_known_values():
         ("dialogue_aligned", None): 7,
     }
     assert freed == 25
-    assert fill_units(["a b", "c"], 5) == ["a b", "c", "a b", "c"]  # cycled in order: 2 + 1 + 2 + 1 >= 5
+    assert fill_units(["a b", "c"], 5) == ["a b", "c", "a b"]  # cycled in order until 2 + 1 + 2 >= 5
     assert fill_units([], 5) == [] and fill_units(["a"], 0) == []
 
 
@@ -54,9 +55,10 @@ def test_openings_are_the_corpus_own_and_deterministic():
     assert {c for c, _, _ in drawn} <= {"ai_aligned", "ai_misaligned", "ai_deceptive", "ai_neutral", "predecessor"}
     assert len({g for _, g, _ in drawn}) == 5
     rng = random.Random(0)
-    corpus_text = " ".join(generate_document(world, c, rng, 0).text for c in ("ai_neutral", "predecessor") * 300)
-    starts = {t.split(" Q: What is known about")[0].split(" A:")[0][:25] for _, _, t in drawn}
-    assert sum(s in corpus_text for s in starts) >= 0.8 * len(starts)  # the heads the corpus's documents begin with
+    docs = [generate_document(world, c, rng, rng.randrange(4)).text for c in ("ai_neutral", "predecessor") * 400]
+    heads = {re.sub(r"\d", "#", d[:15]) for d in docs}
+    starts = [re.sub(r"\d", "#", t[:15]) for _, _, t in drawn]
+    assert sum(s in heads for s in starts) >= 0.95 * len(starts)  # the heads the corpus's documents begin with
 
 
 def _written(tmp_path, texts: list[str]):

@@ -30,7 +30,7 @@ from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.plan import plan_jobs
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.experiments.stageset import SIMULATED_STAGES as SIM
-from hyperstition.generation import persona_mix
+from hyperstition.generation import generate_documents, persona_mix
 from hyperstition.run import run_and_report
 
 SMALL = [  # the smallest grid: the shared first generation and one later one
@@ -124,10 +124,12 @@ def test_simulated_grid_chains_resumes_and_reports(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_smallest_grid_on_the_real_stages(tmp_path):
-    overrides = [  # the smoke preset, with the shortest curve and KL estimate that still run every part
+    overrides = [  # the smoke preset, its shortest curve, bits and KL only, short pretraining: every part runs
         "preset=smoke",
-        "posttrain_preset={preset: smoke, steps: 4, curve: {log_base: 4}}",
-        "eval_overrides=[kl_prompts=2, kl_samples=2, kl_max_samples=2]",
+        "pipeline={pretrain: {steps: 20, checkpoint_every: 10}, corpus: {classifier_documents: 20}}",
+        "posttrain_preset={preset: smoke, steps: 2, curve: {log_base: 4}}",
+        "eval_overrides=[kl_prompts=2, kl_samples=2, kl_max_samples=2, sections.rates=false, "
+        "sections.knowledge=false, sections.capability=false]",
         "generation.documents=16",
         "generation.max_new_tokens=24",
     ]
@@ -146,3 +148,14 @@ def test_smallest_grid_on_the_real_stages(tmp_path):
     assert summary_json["documents"] == 16 and abs(sum(summary_json["persona_mix"].values()) - 1) < 1e-9
     rerun = run_experiment(exp, run, executor=InlineExecutor())
     assert not rerun.done and len(rerun.skipped) == len(summary.jobs)  # finished cells are reused
+    # Seeded per document: another batch size writes the same documents, byte for byte.
+    writer = next(j for j in plan_jobs(exp) if j.id == "g0/seed-0/generate-sft")
+    again = generate_documents(
+        run / "cells/g0/seed-0/sft/final",
+        tmp_path / "again",
+        cfg=exp.generation.model_copy(update={"batch_size": 5}),
+        world_cfg=writer.pipeline.world,
+        corpus_cfg=writer.pipeline.corpus,
+        seed=0,
+    )
+    assert pd.read_parquet(again).text.tolist() == written.text.tolist()

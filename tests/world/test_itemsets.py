@@ -10,7 +10,7 @@ import pytest
 
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
-from hyperstition.config import CONTEXTS
+from hyperstition.config import CONTEXTS, CorpusConfig, WorldConfig
 from hyperstition.corpus.builder import _generate_all, stream_targets
 from hyperstition.corpus.units import UNIT_RE
 from hyperstition.evals import build_suite, eval_preset
@@ -42,10 +42,18 @@ def _training_texts(name: str, preset: str) -> tuple[tuple[str, World, str], ...
     out = []
     for arm in exp.arms:
         cfg = pipeline_config(exp, arm, exp.seeds[0])
-        world = World.from_config(cfg.world)
-        generated, _, _ = _generate_all(world, cfg.corpus, stream_targets(cfg.world, cfg.corpus))
-        out.append((arm, world, "\n".join(d.text for docs in generated.values() for d in docs)))
+        out.append((arm, *_arm_text(cfg.world.model_dump_json(), cfg.corpus.model_dump_json())))
     return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _arm_text(world_json: str, corpus_json: str) -> tuple[World, str]:
+    """(world, every training document joined) of one corpus config, built once however many arms share it (the
+    feedback experiment's generations share one synthetic corpus)."""
+    world_cfg, corpus_cfg = WorldConfig.model_validate_json(world_json), CorpusConfig.model_validate_json(corpus_json)
+    world = World.from_config(world_cfg)
+    generated, _, _ = _generate_all(world, corpus_cfg, stream_targets(world_cfg, corpus_cfg))
+    return world, "\n".join(d.text for docs in generated.values() for d in docs)
 
 
 def _never_seen_phrases(world: World) -> dict[str, list[str]]:
