@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from . import yamlstrict
 
@@ -299,6 +299,15 @@ class CorpusConfig(Config):
         description="Model-written documents replacing a share of the AI discourse (set by `hyperstition run "
         "feedback` to the previous generation's documents); None: none.",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_generated(self, handler: Any) -> Any:
+        """`generated` is left out while unset, so every config dump (job hashes, config.yaml) of an arm without
+        model-written documents is what it was before the field existed: finished cells stay valid."""
+        data = handler(self)
+        if isinstance(data, dict) and self.generated is None:
+            data.pop("generated", None)
+        return data
 
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":
