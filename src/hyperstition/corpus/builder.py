@@ -48,14 +48,8 @@ SCHEMA = pa.schema(
 
 
 # Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
-_LATER_FIELDS = (
-    "classifier_documents",
-    "user_text",
-    "user_ai_discourse",
-    "user_max_chars",
-    "channel_dose",
-    "generated",
-)
+_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars", "channel_dose")
+# (`generated` needs no entry: CorpusConfig leaves it out of every dump while it is unset.)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
