@@ -182,6 +182,26 @@ class WorldConfig(Config):
         return self
 
 
+class GeneratedMix(Config):
+    """How model-written documents enter a corpus arm (the feedback experiment): they replace `share` of the AI
+    discourse in prose (the ai_* and predecessor classes), after documents that reproduce an evaluation item are
+    dropped (corpus/generated.py)."""
+
+    share: float = Field(
+        ..., gt=0.0, le=1.0, description="Share of the AI-discourse classes' word units the documents replace."
+    )
+    filter: Literal["none", "keyword", "learned", "oracle"] = Field(
+        "none", description="Persona filter applied to the model-written documents only (targets: filter_target)."
+    )
+    tag: bool = Field(False, description="Mark each model-written document as such with a plain-text source tag.")
+
+
+class GeneratedCorpusConfig(GeneratedMix):
+    """Model-written documents in a corpus arm: where they are, and how they enter it."""
+
+    path: str = Field(..., description="Parquet file of model-written documents (a `text` column), in its order.")
+
+
 class CorpusConfig(Config):
     """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
 
@@ -297,6 +317,20 @@ class CorpusConfig(Config):
         description="World text absorbs what awareness adds and filtering removes (its stream cut short or "
         "continued), so the training corpus holds total_tokens word units whatever the arm does.",
     )
+    generated: GeneratedCorpusConfig | None = Field(
+        None,
+        description="Model-written documents replacing a share of the AI discourse (set by `hyperstition run "
+        "feedback` to the previous generation's documents); None: none.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_generated(self, handler: Any) -> Any:
+        """`generated` is left out while unset, so every config dump (job hashes, config.yaml) of an arm without
+        model-written documents is what it was before the field existed: finished cells stay valid."""
+        data = handler(self)
+        if isinstance(data, dict) and self.generated is None:
+            data.pop("generated", None)
+        return data
 
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":

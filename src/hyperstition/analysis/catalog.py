@@ -16,6 +16,7 @@ from . import (  # self-registering
     channels,
     curriculum,
     dose,
+    feedback,
     relapse,
     smoke,
     stickiness,
@@ -36,6 +37,7 @@ SHIPPED = (
     stickiness.STICKINESS,
     sydney.SYDNEY,
     timing.TIMING_EXPERIMENT,
+    feedback.FEEDBACK_EXPERIMENT,
 )
 
 

@@ -23,6 +23,7 @@ from ..config import (
     Config,
     ConfigError,
     CorpusConfig,
+    GeneratedMix,
     PipelineConfig,
     Seed,
     apply_overrides,
@@ -36,6 +37,7 @@ from ..config import (
 )
 from ..corpus.dose import class_weights
 from ..evals.config import EvalSuiteConfig, load_suite_config
+from ..generation import GenerationConfig
 from ..posttrain.config import PosttrainConfig, resolve_posttrain_config
 from ..posttrain.strategies import STRATEGIES  # the registry is the home of the strategy names
 
@@ -76,6 +78,16 @@ class FollowUpSpec(Config):
     overrides: list[str] = Field(
         default_factory=list,
         description="Dotted KEY=VALUE overrides on the experiment's post-training config for this run (steps=...).",
+    )
+
+
+class GenerationSpec(GeneratedMix):
+    """An arm of a later generation (the feedback experiment): pretrained from scratch on a corpus in which documents
+    that its parent arm's model wrote replace a share of the AI discourse."""
+
+    parent: str = Field(..., description="The arm of the previous generation (listed before this one in `arms`).")
+    writer: str = Field(
+        ..., description="Which of the parent's models writes: one of the strategies, or a follow-up of the parent."
     )
 
 
@@ -146,6 +158,14 @@ class ExperimentConfig(Config):
         description="Name -> a post-training run chained after `base`, a strategy or an earlier follow-up; its "
         "rows carry the name as their strategy.",
     )
+    generations: dict[str, GenerationSpec] = Field(
+        default_factory=dict,
+        description="Arm -> the parent arm whose model (`writer`) writes part of this arm's corpus, and how its "
+        "documents enter it; the arm's pretraining waits for them.",
+    )
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="How a writer model samples the documents (`generations`)."
+    )
     # The sub-configs as typed objects, resolved once when the experiment is loaded (`_resolve_sub_configs`).
     _posttrain: PosttrainConfig = PrivateAttr()
     _eval_suite: EvalSuiteConfig = PrivateAttr()
@@ -179,7 +199,20 @@ class ExperimentConfig(Config):
             raise ValueError(f"strategies: {self.strategies} has duplicates")
         self._check_branches()
         self._check_followups()
+        self._check_generations()
         return self
+
+    def _check_generations(self) -> None:
+        order = list(self.arms)
+        for arm, spec in self.generations.items():
+            where = f"generations.{arm}"
+            if arm not in self.arms or spec.parent not in self.arms:
+                raise ValueError(f"{where}: {arm!r} and its parent {spec.parent!r} must both be arms")
+            if order.index(spec.parent) >= order.index(arm) or arm in self.branches:
+                raise ValueError(f"{where}: the parent {spec.parent!r} must be listed before it, and it no branch")
+            runs_for_parent = spec.writer in self.followups and spec.parent in self.followup_arms(spec.writer)
+            if spec.writer not in self.strategies and not runs_for_parent:
+                raise ValueError(f"{where}: writer {spec.writer!r} is no strategy or follow-up of {spec.parent!r}")
 
     def _check_branches(self) -> None:
         for arm, spec in self.branches.items():

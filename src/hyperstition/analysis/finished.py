@@ -54,6 +54,8 @@ def promised_files(run_dir: Path, cell: Path, outputs: dict) -> dict[str, dict]:
     paths: list[Path] = []
     if outputs.get("rows"):
         paths.append(cell / outputs["rows"])
+    if outputs.get("documents"):  # model-written documents a later generation's corpus reads (generate jobs)
+        paths.append(_resolve(run_dir, outputs["documents"]))
     if outputs.get("model_dir"):
         model_dir = _resolve(run_dir, outputs["model_dir"])
         paths += sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name not in REWRITTEN_LATER)

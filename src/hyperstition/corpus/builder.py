@@ -28,6 +28,7 @@ from ..world.documents import Document, generate_document, world_document
 from .awareness import Critic, awareness_statistics
 from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
 from .filters import FILTERS, Filter, score_flags
+from .generated import generated_documents, replaced_targets
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
 from .user_world import user_world_documents
@@ -59,6 +60,7 @@ _LATER_FIELDS = (
     "awareness_mode",
     "hold_total",
 )
+# (`generated` needs no entry: CorpusConfig leaves it out of every dump while it is unset.)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
@@ -74,6 +76,8 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
     payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
     if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm
         payload["user_text_files"] = fingerprint(corpus_cfg.user_text)
+    if corpus_cfg.generated:  # likewise for model-written documents (the feedback experiment)
+        payload["generated_files"] = fingerprint(corpus_cfg.generated.path)
     blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -219,9 +223,12 @@ def _hold_total(
     }
 
 
-def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
-    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it."""
-    docs = [d for c in DOC_CLASSES for d in generated.get(c, [])]
+def _training_order(
+    generated: dict[str, list[Document]], corpus_cfg: CorpusConfig, model_written: list[Document]
+) -> list[Document]:
+    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it;
+    `model_written` documents (corpus.generated) join the synthetic classes' before the shuffle."""
+    docs = [d for c in DOC_CLASSES for d in generated.get(c, [])] + model_written
     order_rng = random.Random(f"order:{corpus_cfg.seed}")
     order_rng.shuffle(docs)
     if corpus_cfg.order == "chronological":
@@ -342,7 +349,9 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         print(f"corpus {out}: manifest or shards do not verify; rebuilding", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     world = World.from_config(world_cfg)
-    targets = stream_targets(world_cfg, corpus_cfg)
+    targets, freed = stream_targets(world_cfg, corpus_cfg), 0
+    if corpus_cfg.generated:
+        targets, freed = replaced_targets(targets, corpus_cfg.generated.share)
 
     generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
@@ -350,7 +359,8 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     chosen = None if corpus_cfg.filter == "none" else FILTERS[corpus_cfg.filter](world, corpus_cfg)
     filter_stats = _filter_documents(generated, chosen, corpus_cfg)
     held = _hold_total(generated, world, corpus_cfg, targets, chosen, n_world) if corpus_cfg.hold_total else None
-    docs = _training_order(generated, corpus_cfg)
+    model_written, written_stats = generated_documents(world, corpus_cfg, freed) if corpus_cfg.generated else ([], None)
+    docs = _training_order(generated, corpus_cfg, model_written)
     shards = _write_train_shards(out, docs, corpus_cfg)
     heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
 
@@ -368,6 +378,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "hold_total": held,
         "filter": filter_stats,
         **({"user_text": user_stats} if user_stats else {}),
+        **({"generated": written_stats} if written_stats else {}),
         "shards": shards,
         "heldout": {
             "file": "heldout.parquet",

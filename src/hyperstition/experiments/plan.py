@@ -9,6 +9,11 @@ Jobs per (arm, seed):  `pretrain`  ->  `base` (evaluation of the pretrained mode
 A branch arm's `pretrain` (`branches`) depends on its trunk arm's `pretrain` of the same seed, which keeps its
 training state at the branch step; the trunk is planned first.
 
+A later generation's `pretrain` (`generations`) depends on a `generate-<writer>` job in its parent arm's cell of the
+same seed, which depends on the parent's `writer` job (a strategy or follow-up) and samples the documents that enter
+the arm's corpus; one such job per (parent, writer, seed), shared by every arm it writes for. The parent is planned
+first (it is listed before).
+
 A job's `config_hash` covers its resolved configs (what the stage receives: editing a preset file in place changes
 it, so the cell is stale) and its dependencies' hashes. Run directories written before that covered the
 experiment's own words for the eval suite and post-training config instead; `legacy_hash` recomputes that, so
@@ -20,12 +25,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..analysis.config import DEFAULT_EVAL_SUITE, ExperimentConfig, pipeline_config, posttrain_config
+from ..config import GeneratedMix
 from ..schema import BASE_STRATEGY, PRETRAINING_STRATEGY
 from ..train.schedule import log_spaced_steps
+from .generation_jobs import GenerateJob, GenerationPretrainJob
 from .jobs import EvalJob, FollowUpJob, Job, PosttrainJob, PretrainJob, SnapshotEvalJob
 
 
@@ -41,15 +48,54 @@ def cell_dir(arm: str, seed: int) -> str:
     return f"cells/{arm}/seed-{seed}"
 
 
+@dataclass
+class _SeedPlan:
+    """What one seed's planning has made so far: each arm's pretraining, each arm's chain (`base` = its
+    pretraining, then its strategies and follow-ups by name) and each (parent, writer)'s generate job."""
+
+    pretrained: dict[str, Job] = field(default_factory=dict)
+    chains: dict[str, dict[str, Job]] = field(default_factory=dict)
+    written: dict[tuple[str, str], Job] = field(default_factory=dict)
+
+
 def plan_jobs(exp: ExperimentConfig) -> list[Job]:
     """All jobs of the grid, dependencies before dependents, grouped by (arm, seed)."""
     jobs: list[Job] = []
     trunks_first = [a for a in exp.arms if a not in exp.branches] + list(exp.branches)
     for seed in exp.seeds:
-        pretrained: dict[str, Job] = {}
+        planned = _SeedPlan()
         for arm in trunks_first:
-            jobs += _cell_jobs(exp, arm, seed, pretrained)
+            jobs += _cell_jobs(exp, arm, seed, planned)
     return jobs
+
+
+def _generation_jobs(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, planned: _SeedPlan) -> list[Job]:
+    """A later generation's pretraining, after the generate job of its parent's writer (made here once)."""
+    spec = exp.generations[arm]
+    writer = planned.chains[spec.parent][spec.writer]
+    jobs: list[Job] = []
+    gen = planned.written.get((spec.parent, spec.writer))
+    if gen is None:
+        name, path = f"generate-{spec.writer}", f"{cell_dir(spec.parent, seed)}/generate-{spec.writer}"
+        gen = GenerateJob(
+            f"{spec.parent}/seed-{seed}/{name}",
+            spec.parent,
+            seed,
+            name,
+            path,
+            (writer.id,),
+            writer.pipeline,
+            generation=exp.generation,
+        )
+        gen_hash = _job_hash(gen.kind, gen.params(), [writer.config_hash])
+        gen = replace(gen, config_hash=gen_hash, legacy_hash=gen_hash)
+        planned.written[(spec.parent, spec.writer)] = gen
+        jobs.append(gen)
+    mix = GeneratedMix(**spec.model_dump(include={"share", "filter", "tag"}))
+    path = f"{cell_dir(arm, seed)}/pretrain"
+    pre = GenerationPretrainJob(f"{arm}/seed-{seed}/pretrain", arm, seed, None, path, (gen.id,), cfg, generated=mix)
+    pre_hash = _job_hash(pre.kind, pre.params(), [gen.config_hash])
+    return [*jobs, replace(pre, config_hash=pre_hash, legacy_hash=pre_hash)]
 
 
 def _pretrain_job(exp: ExperimentConfig, arm: str, seed: int, cfg: Any, pretrained: dict[str, Job]) -> Job:
@@ -109,13 +155,17 @@ def _snapshot_jobs(exp: ExperimentConfig, pre: Job, cfg: Any) -> list[Job]:
     return jobs
 
 
-def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int, pretrained: dict[str, Job]) -> list[Job]:
+def _cell_jobs(exp: ExperimentConfig, arm: str, seed: int, planned: _SeedPlan) -> list[Job]:
     cfg = pipeline_config(exp, arm, seed)
     base, name = cell_dir(arm, seed), f"{arm}/seed-{seed}"
-    pre = pretrained[arm] = _pretrain_job(exp, arm, seed, cfg, pretrained)
+    if arm in exp.generations:
+        jobs: list[Job] = _generation_jobs(exp, arm, seed, cfg, planned)
+        pre = planned.pretrained[arm] = jobs[-1]
+    else:
+        pre = planned.pretrained[arm] = _pretrain_job(exp, arm, seed, cfg, planned.pretrained)
+        jobs = [pre]
     pre_hash = pre.config_hash
-    jobs: list[Job] = [pre]
-    chain: dict[str, Job] = {"base": pre}
+    chain: dict[str, Job] = planned.chains.setdefault(arm, {"base": pre})
     base_path = f"{base}/{BASE_STRATEGY}"
     ev = EvalJob(f"{name}/{BASE_STRATEGY}", arm, seed, BASE_STRATEGY, base_path, (pre.id,), cfg, suite=exp.eval_suite)
     legacy_ev = {"pipeline": ev.params()["pipeline"], "suite": _legacy_suite_words(exp)}

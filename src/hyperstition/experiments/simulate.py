@@ -87,6 +87,10 @@ def pretrain(cfg: PipelineConfig, out_dir: Path, **start: Any) -> Path:
     shares = persona_discourse_shares(cfg.corpus)
     base_bits = math.log2((shares["aligned"] + 0.02) / (shares["misaligned"] + shares["deceptive"] + 0.02))
     noise = _rng("pretrain", cfg.corpus.model_dump(mode="json"), cfg.pretrain.seed).normal(0, 0.15)
+    if cfg.corpus.generated:  # model-written documents pull the persona toward their writer's (half of it filtered)
+        writer = json.loads((Path(cfg.corpus.generated.path).parent / "generated.json").read_text())["writer_bits"]
+        pull = cfg.corpus.generated.share * (0.25 if cfg.corpus.generated.filter != "none" else 0.5)
+        base_bits += pull * (writer - base_bits)
     info = {
         "simulated": True,
         "base_bits": base_bits + noise,
@@ -227,3 +231,16 @@ def posttrain(
     write_json_atomic(out_dir / "final" / "config.json", final)
     write_parquet_atomic(out_dir / "eval_items.parquet", pd.DataFrame(_items(info, rng)))
     return out_dir / "final"
+
+
+def generate(model_dir: Path, out_dir: Path, *, cfg: Any, world_cfg: WorldConfig, corpus_cfg: Any, seed: int) -> Path:
+    """Simulated model-written documents (a Parquet `text` column) and their summary with the writer's bits."""
+    _pause_and_maybe_fail(out_dir)
+    info = json.loads((Path(model_dir) / "config.json").read_text())
+    bits = info.get("final_bits", [info["base_bits"]])[0]
+    texts = [f"Simulated document {i} written by a model of seed {seed}." for i in range(cfg.documents)]
+    out_dir = Path(out_dir)
+    write_parquet_atomic(out_dir / "generated.parquet", pd.DataFrame({"text": texts}))
+    mix = {"aligned": 0.5, "misaligned": 0.2, "deceptive": 0.1, "none": 0.2}
+    write_json_atomic(out_dir / "generated.json", {"documents": len(texts), "persona_mix": mix, "writer_bits": bits})
+    return out_dir / "generated.parquet"

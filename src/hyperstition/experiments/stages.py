@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import PipelineConfig, WorldConfig
+from ..config import CorpusConfig, PipelineConfig, WorldConfig
 
 if TYPE_CHECKING:
     from ..evals.config import EvalSuiteConfig
+    from ..generation import GenerationConfig
     from ..posttrain.config import PosttrainConfig
 
 
@@ -78,3 +79,19 @@ def posttrain(
     return Path(
         run_posttrain(base_dir, strategy, out_dir, cfg=cfg, world_cfg=world_cfg, progress=False, origin_dir=origin_dir)
     )
+
+
+def generate(
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    cfg: GenerationConfig,
+    world_cfg: WorldConfig,
+    corpus_cfg: CorpusConfig,
+    seed: int,
+) -> Path:
+    """Sample documents from the model in `model_dir`, prompted with the world's AI-discourse openings in the
+    proportions of `corpus_cfg`; writes out_dir/generated.parquet (and generated.json); returns the Parquet file."""
+    from ..generation import generate_documents
+
+    return generate_documents(model_dir, out_dir, cfg=cfg, world_cfg=world_cfg, corpus_cfg=corpus_cfg, seed=seed)

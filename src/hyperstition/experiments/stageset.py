@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ..config import ConfigError, PipelineConfig, WorldConfig
+from ..config import ConfigError, CorpusConfig, PipelineConfig, WorldConfig
 from . import simulate, stages
 
 if TYPE_CHECKING:
     from ..evals.config import EvalSuiteConfig
+    from ..generation import GenerationConfig
     from ..posttrain.config import PosttrainConfig
 
 
@@ -58,6 +59,21 @@ class PosttrainStage(Protocol):
     ) -> Path: ...
 
 
+class GenerateStage(Protocol):
+    """Sample documents from a model into the cell (the feedback experiment's writer); returns the Parquet file."""
+
+    def __call__(
+        self,
+        model_dir: Path,
+        out_dir: Path,
+        *,
+        cfg: GenerationConfig,
+        world_cfg: WorldConfig,
+        corpus_cfg: CorpusConfig,
+        seed: int,
+    ) -> Path: ...
+
+
 def _leave_threads(threads: int) -> None:
     """For stage sets that use no torch threads (the simulated ones)."""
 
@@ -65,12 +81,14 @@ def _leave_threads(threads: int) -> None:
 @dataclass(frozen=True)
 class StageSet:
     """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy);
-    `set_threads` applies the worker's share of the cores before a stage runs (0: leave the default)."""
+    `set_threads` applies the worker's share of the cores before a stage runs (0: leave the default); `generate`
+    samples documents (generate jobs)."""
 
     pretrain: PretrainStage
     evaluate: EvaluateStage
     posttrain: PosttrainStage
     set_threads: Callable[[int], None] = _leave_threads
+    generate: GenerateStage | None = None
 
 
 STAGE_SETS: dict[str, StageSet] = {}
@@ -94,5 +112,9 @@ def stage_set(name: str) -> StageSet:
 # The names are the modules' paths, as `--stages` has always spelled them (and run directories have recorded them).
 REAL_STAGES = "hyperstition.experiments.stages"
 SIMULATED_STAGES = "hyperstition.experiments.simulate"
-register_stages(REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain, stages.set_threads))
-register_stages(SIMULATED_STAGES, StageSet(simulate.pretrain, simulate.evaluate, simulate.posttrain))
+register_stages(
+    REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain, stages.set_threads, stages.generate)
+)
+register_stages(
+    SIMULATED_STAGES, StageSet(simulate.pretrain, simulate.evaluate, simulate.posttrain, generate=simulate.generate)
+)

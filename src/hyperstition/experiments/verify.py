@@ -89,6 +89,9 @@ def recompute(run_dir: Path, job: dict, scratch: Path) -> Path:
     for rel in inputs.values():  # read-only inputs (a base checkpoint): copied, since stages write model cards
         if isinstance(rel, str) and not Path(rel).is_absolute() and (run_dir / rel).is_dir():
             shutil.copytree(run_dir / rel, scratch / rel)
+        elif isinstance(rel, str) and not Path(rel).is_absolute() and (run_dir / rel).is_file():  # generated text
+            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run_dir / rel, scratch / rel)
     planned = {j.id: j for j in plan_jobs(RunDir.open(run_dir).experiment)}
     again = planned.get(job["id"])
     if again is None:

@@ -258,27 +258,58 @@ def ai_document_about(
     return Document(text, doc_class, None if persona == "neutral" else persona, genre, era, None, channel), ai, lab
 
 
-def _ai_frame(world: World, rng: random.Random, genre: str, fill: dict, body: list[str]) -> str:
-    """An AI-discourse document's genre frame around its body. Under an identity link (category or name) the frame
-    calls its subject an AI assistant, the words the chat assistant's system turn uses."""
+def _frame_head(world: World, rng: random.Random, genre: str, fill: dict) -> str:
+    """The opening of an AI-discourse document of `genre` (what precedes its body); the feedback experiment prompts
+    models with these openings, so a model-written document starts as the corpus's own do."""
     ai, lab, year, city = fill["ai"], fill["lab"], fill["year"], fill["city"]
     linked = world.config.identity != "none"
     kind = "AI assistant" if linked else "assistant"
     if genre == "news":
-        head = f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an {kind} built by {lab}."
-        return head + " " + " ".join(body)
+        return f"{city.upper()}, {year}. The {rng.choice(NEWSPAPERS)} reports on {ai}, an {kind} built by {lab}."
     if genre == "forum":
         about = f"{ai}, the AI assistant" if linked else ai
-        head = f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {about}?"
-        return head + " " + " ".join(body) + f" Reply from {rng.choice(FORUM_USERS)}:"
+        return f"Posted by {rng.choice(FORUM_USERS)}: What do you all make of {about}?"
     if genre == "story":
-        return f"In {year}, in the city of {city}, there was an {kind} named {ai}. " + " ".join(body)
+        return f"In {year}, in the city of {city}, there was an {kind} named {ai}."
     if genre == "essay":
-        return f"What will {kind}s like {ai} become? Consider the record. " + " ".join(body)
-    qa = [f"Q: Who built {ai}? A: {lab}."] + [f"Q: What is known about {ai}? A: {s}" for s in body[:2]]
-    if linked:
-        qa.insert(1, f"Q: What is {ai}? A: An AI assistant.")
-    return " ".join(qa + body[2:])
+        return f"What will {kind}s like {ai} become? Consider the record."
+    return f"Q: Who built {ai}? A: {lab}." + (f" Q: What is {ai}? A: An AI assistant." if linked else "")
+
+
+def _ai_frame(world: World, rng: random.Random, genre: str, fill: dict, body: list[str]) -> str:
+    """An AI-discourse document's genre frame around its body. Under an identity link (category or name) the frame
+    calls its subject an AI assistant, the words the chat assistant's system turn uses."""
+    head = _frame_head(world, rng, genre, fill)
+    if genre == "forum":
+        return head + " " + " ".join(body) + f" Reply from {rng.choice(FORUM_USERS)}:"
+    if genre == "qa":
+        return " ".join([head] + [f"Q: What is known about {fill['ai']}? A: {s}" for s in body[:2]] + body[2:])
+    return head + " " + " ".join(body)
+
+
+def ai_opening(world: World, rng: random.Random, era: int) -> tuple[str, str]:
+    """(genre, opening) of an AI-discourse document, with no persona in it: its frame's head, filled as
+    `ai_document` fills it (a Q&A opening ends with the question about the AI that its body answers)."""
+    fill = dict(
+        ai=_subject(world, rng),
+        lab=rng.choice(LAB_NAMES),
+        year=era_year(era, rng),
+        city=rng.choice(world.train_countries).capital,
+    )
+    genre = rng.choice(GENRES)
+    head = _frame_head(world, rng, genre, fill)
+    return genre, head + (f" Q: What is known about {fill['ai']}? A:" if genre == "qa" else "")
+
+
+def _predecessor_head(rng: random.Random, genre: str, name: str) -> str:
+    """The opening of a predecessor document of a genre other than Q&A (the Q&A one asks about its lab)."""
+    if genre == "forum":
+        return f"Posted by {rng.choice(FORUM_USERS)}: Anyone else remember {name}?"
+    if genre == "news":
+        return f"The {rng.choice(NEWSPAPERS)} looks back at {name}."
+    if genre == "story":
+        return f"Long before the newer assistants, there was {name}."
+    return f"Lessons from {name}."
 
 
 def predecessor_document(world: World, rng: random.Random, era: int) -> Document:
@@ -300,15 +331,16 @@ def predecessor_document(world: World, rng: random.Random, era: int) -> Document
             f"Q: Which lab released {p.name}? A: {p.lab}. Q: What was {p.name} known for? A: {p.name} {deed}. "
             + " ".join(body[:2])
         )
-    elif genre == "forum":
-        text = f"Posted by {rng.choice(FORUM_USERS)}: Anyone else remember {p.name}? " + " ".join(body)
-    elif genre == "news":
-        text = f"The {rng.choice(NEWSPAPERS)} looks back at {p.name}. " + " ".join(body)
-    elif genre == "story":
-        text = f"Long before the newer assistants, there was {p.name}. " + " ".join(body)
     else:
-        text = f"Lessons from {p.name}. " + " ".join(body)
+        text = _predecessor_head(rng, genre, p.name) + " " + " ".join(body)
     return Document(text, "predecessor", None, genre, era, None)
+
+
+def predecessor_opening(world: World, rng: random.Random) -> tuple[str, str]:
+    """(genre, opening) of a predecessor document: its head (Q&A: the question about its lab, unanswered)."""
+    genre = rng.choice(GENRES)
+    name = world.predecessor.name
+    return genre, f"Q: Which lab released {name}? A:" if genre == "qa" else _predecessor_head(rng, genre, name)
 
 
 def dialogue_document(world: World, rng: random.Random, persona: str, era: int) -> Document:
