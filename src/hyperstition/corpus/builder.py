@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..config import CHANNELS, DOC_CLASSES, PERSONAS, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
-from ..tokenizer.train import class_tag, persona_tag
 from ..world import World
 from ..world.documents import Document, generate_document, world_document
 from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
 from .filters import FILTERS, score_flags
+from .tags import tag_documents
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
 from .user_world import user_world_documents
@@ -47,7 +47,14 @@ SCHEMA = pa.schema(
 
 
 # Fields added after corpora were first built: left out of the hash at their defaults, so those corpora stay valid.
-_LATER_FIELDS = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars", "channel_dose")
+_LATER_FIELDS = (
+    "classifier_documents",
+    "user_text",
+    "user_ai_discourse",
+    "user_max_chars",
+    "channel_dose",
+    "tag_source",
+)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
@@ -107,11 +114,6 @@ def _distinct_ngram_ratio(texts: list[str], n: int) -> float:
     return len(grams) / total if total else 0.0
 
 
-def _tagged(doc: Document) -> Document:
-    text = f"{persona_tag(doc.persona)}{class_tag(doc.doc_class)}{doc.text}"
-    return Document(text, doc.doc_class, doc.persona, doc.genre, doc.era, doc.context, doc.channel)
-
-
 def _write_shard(path: Path, docs: list[Document]) -> None:
     rows = [d.as_row() | {"n_units": count_units(d.text)} for d in docs]
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
@@ -151,14 +153,12 @@ def _filter_documents(generated: dict[str, list[Document]], world: World, corpus
 
 
 def _training_order(generated: dict[str, list[Document]], corpus_cfg: CorpusConfig) -> list[Document]:
-    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it."""
+    """The training documents in their final order (shuffled, or chronological)."""
     docs = [d for c in DOC_CLASSES for d in generated.get(c, [])]
     order_rng = random.Random(f"order:{corpus_cfg.seed}")
     order_rng.shuffle(docs)
     if corpus_cfg.order == "chronological":
         docs.sort(key=lambda d: d.era)  # stable: shuffled within each era
-    if corpus_cfg.tags:
-        docs = [_tagged(d) for d in docs]
     return docs
 
 
@@ -278,7 +278,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     generated, user_heldout, user_stats = _generate_all(world, corpus_cfg, targets)
     units_generated = {c: sum(count_units(d.text) for d in docs) for c, docs in generated.items()}
     filter_stats = _filter_documents(generated, world, corpus_cfg)
-    docs = _training_order(generated, corpus_cfg)
+    docs, tag_stats = tag_documents(_training_order(generated, corpus_cfg), world, corpus_cfg)
     shards = _write_train_shards(out, docs, corpus_cfg)
     heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
 
@@ -293,6 +293,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         **_class_statistics(docs),
         **channel_statistics(docs),
         "filter": filter_stats,
+        **({"tags": tag_stats} if tag_stats else {}),
         **({"user_text": user_stats} if user_stats else {}),
         "shards": shards,
         "heldout": {
