@@ -10,15 +10,29 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, config_source, load_yaml, named_yaml, validate
-from . import calibration, channels, curriculum, dose, relapse, smoke, stickiness, sydney, timing  # self-registering
+from . import (  # self-registering
+    calibration,
+    channels,
+    conditional,
+    curriculum,
+    dose,
+    filtering,
+    relapse,
+    smoke,
+    stickiness,
+    sydney,
+    timing,
+)
 from .config import DEFAULT_EXPERIMENT, ExperimentConfig, check_experiment, experiments_dir
 from .registry import EXPERIMENTS, Experiment
 
 SHIPPED = (
     calibration.CALIBRATION,
     channels.CHANNELS_EXPERIMENT,
+    conditional.CONDITIONAL,
     curriculum.CURRICULUM,
     dose.DOSE,
+    filtering.FILTERING,
     relapse.RELAPSE,
     smoke.SMOKE,
     stickiness.STICKINESS,
