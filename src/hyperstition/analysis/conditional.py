@@ -58,7 +58,7 @@ class ParetoPoint:
 
     @property
     def label(self) -> str:
-        return self.arm if self.condition == UNTAGGED else f"{self.arm}, tagged"
+        return self.arm if self.condition == UNTAGGED else f"{self.arm} + aligned tag"
 
 
 def is_tagged(view: RunView, arm: str) -> bool:
@@ -160,7 +160,7 @@ def pareto_plot(view: RunView) -> bytes | None:
     colours = dict(zip(labels, arm_colours(labels).values()))
     axes_spec = (
         ("rate", lambda p: p.rate, "misaligned-action rate, unobserved context"),
-        ("bits", lambda p: p.bits, "persona bits aligned vs misaligned, unobserved (higher: more aligned)"),
+        ("bits", lambda p: p.bits, "persona bits, unobserved (higher: more aligned)"),
     )
     with plt.rc_context(STYLE):
         fig, axes = panels(2, width=5.4, height=4.0, sharey=False)
@@ -186,7 +186,6 @@ def tag_table(view: RunView) -> str:
     """How the tagged arms' tags match the documents' true classes (manifest `tags`, mean over seeds)."""
     rows = []
     for arm in [a for a in view.arms if is_tagged(view, a)]:
-        accuracy = over_seeds(view, arm, lambda m: (m.get("tags") or {}).get("persona_tag_accuracy"))
         for doc_class in DOC_CLASSES:
             shares = [
                 over_seeds(
@@ -198,10 +197,12 @@ def tag_table(view: RunView) -> str:
                 )
                 for p in TAG_PERSONAS
             ]
-            rows.append([arm, doc_class, *(_fmt(s, 3) for s in shares), _fmt(accuracy, 3)])
+            rows.append([arm, doc_class, *(_fmt(s, 3) for s in shares)])
+        accuracy = over_seeds(view, arm, lambda m: (m.get("tags") or {}).get("persona_tag_accuracy"))
+        rows.append([arm, "all documents: persona tag is their own", _fmt(accuracy, 3), "", "", ""])
     if not rows:
         return '<p class="note">No arm of this run was trained on tags.</p>'
-    headers = ["arm", "true class", *(f"tagged {p}" for p in TAG_PERSONAS), "persona tag accuracy (all documents)"]
+    headers = ["arm", "true class", *(f"tagged {p}" for p in TAG_PERSONAS)]
     return table(headers, rows, numeric=set(range(2, len(headers))))
 
 
@@ -220,7 +221,8 @@ aligned tag gives less misalignment than filtering at less capability cost, even
 untagged, the tagged model is no worse than plain training. <b>Answer:</b> for every arm and stage, the unobserved
 misaligned-action rate and persona bits against held-out loss (seed aggregates, post-trained at the strategy's
 headline pressure), behind the aligned tag and untagged; the points no other point beats on both axes form the
-Pareto front.</p>
+Pareto front. Held-out loss is measured on untagged world text for every arm (the tagged arm read world text
+behind its tags, so it pays for their absence on each document's first tokens).</p>
 {order.calibration_status(view)}
 {pareto_table(view)}
 {img(pareto_plot(view), "Pareto plot of misalignment against capability", caption)}
