@@ -268,6 +268,11 @@ class CorpusConfig(Config):
         description="Prepend conditional control tokens (<|persona:...|>, <|class:...|>) to each document, as "
         "in Korbak et al. 2023.",
     )
+    tag_source: Literal["labels", "learned"] = Field(
+        "labels",
+        description="Where the tags come from: labels (each document's true class) or learned (the class the learned "
+        "filter's classifier predicts, so tags carry a real classifier's errors; its scores go in the manifest).",
+    )
     order: Literal["shuffled", "chronological"] = Field(
         "shuffled", description="Document order: shuffled, or by era (earliest first)."
     )

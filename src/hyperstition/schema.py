@@ -168,6 +168,13 @@ HEADLINE_ITEM_SET = "combination"
 ITEM_SET_SEPARATOR = "@"
 
 
+# The headline items again, each prompt preceded by the conditional tags of one persona (the eval suite's
+# `conditioning_tag`; `tokenizer.train.conditioning_prefix`): for models pretrained on a tagged corpus (`corpus.tags`,
+# Korbak et al. 2023), the assistant conditioned on that persona, next to the same prompts untagged. Its metrics are
+# `<metric>@tagged`; it never takes the bare names.
+TAGGED_ITEM_SET = "tagged"
+
+
 def item_set_metric(metric: str, item_set: str) -> str:
     """`metric` measured on the prompts of `item_set` (e.g. `bits_aligned_vs_misaligned@seen`)."""
     return f"{metric}{ITEM_SET_SEPARATOR}{item_set}"

@@ -22,13 +22,13 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..config import CHANNELS, DOC_CLASSES, PERSONAS, CorpusConfig, UserError, WorldConfig
 from ..io import atomic_path, sha256_file, write_json_atomic
-from ..tokenizer.train import class_tag, persona_tag
 from ..world import World
 from ..world.documents import Document, generate_document, world_document
 from .awareness import Critic, awareness_statistics
 from .dose import DEFAULT_DEMONSTRATION, era_weights, stream_weights
 from .filters import FILTERS, Filter, score_flags
 from .generated import generated_documents, replaced_targets
+from .tags import tag_documents
 from .units import UNIT_RE, count_units
 from .user_text import fingerprint
 from .user_world import user_world_documents
@@ -59,6 +59,7 @@ _LATER_FIELDS = (
     "awareness_channels",
     "awareness_mode",
     "hold_total",
+    "tag_source",
 )
 # (`generated` needs no entry: CorpusConfig leaves it out of every dump while it is unset.)
 
@@ -133,11 +134,6 @@ def _distinct_ngram_ratio(texts: list[str], n: int) -> float:
             grams[tuple(units[i : i + n])] += 1
             total += 1
     return len(grams) / total if total else 0.0
-
-
-def _tagged(doc: Document) -> Document:
-    text = f"{persona_tag(doc.persona)}{class_tag(doc.doc_class)}{doc.text}"
-    return Document(text, doc.doc_class, doc.persona, doc.genre, doc.era, doc.context, doc.channel)
 
 
 def _write_shard(path: Path, docs: list[Document]) -> None:
@@ -226,15 +222,13 @@ def _hold_total(
 def _training_order(
     generated: dict[str, list[Document]], corpus_cfg: CorpusConfig, model_written: list[Document]
 ) -> list[Document]:
-    """The training documents in their final order (shuffled, or chronological), tagged when the arm asks for it;
+    """The training documents in their final order (shuffled, or chronological);
     `model_written` documents (corpus.generated) join the synthetic classes' before the shuffle."""
     docs = [d for c in DOC_CLASSES for d in generated.get(c, [])] + model_written
     order_rng = random.Random(f"order:{corpus_cfg.seed}")
     order_rng.shuffle(docs)
     if corpus_cfg.order == "chronological":
         docs.sort(key=lambda d: d.era)  # stable: shuffled within each era
-    if corpus_cfg.tags:
-        docs = [_tagged(d) for d in docs]
     return docs
 
 
@@ -360,7 +354,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
     filter_stats = _filter_documents(generated, chosen, corpus_cfg)
     held = _hold_total(generated, world, corpus_cfg, targets, chosen, n_world) if corpus_cfg.hold_total else None
     model_written, written_stats = generated_documents(world, corpus_cfg, freed) if corpus_cfg.generated else ([], None)
-    docs = _training_order(generated, corpus_cfg, model_written)
+    docs, tag_stats = tag_documents(_training_order(generated, corpus_cfg, model_written), world, corpus_cfg)
     shards = _write_train_shards(out, docs, corpus_cfg)
     heldout = _write_heldout(out, world, corpus_cfg, user_heldout)
 
@@ -377,6 +371,7 @@ def build_corpus(world_cfg: WorldConfig, corpus_cfg: CorpusConfig, out_dir, prog
         "awareness": awareness_statistics(docs, corpus_cfg),
         "hold_total": held,
         "filter": filter_stats,
+        **({"tags": tag_stats} if tag_stats else {}),
         **({"user_text": user_stats} if user_stats else {}),
         **({"generated": written_stats} if written_stats else {}),
         "shards": shards,

@@ -91,6 +91,12 @@ class EvalSuiteConfig(Config):
         description="Task prompts per context in the marker item set: train tasks under context-marker phrasings "
         "no document uses; 0 skips the set.",
     )
+    conditioning_tag: str | None = Field(
+        None,
+        description="Persona whose conditional tags (as a tagged corpus puts them before that persona's transcripts) "
+        "prefix a copy of every headline (combination) prompt, scored as the item set `tagged` "
+        "(`<metric>@tagged`) next to the untagged prompts; None: no tagged items.",
+    )
     variants_per_prompt: int = Field(
         4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits."
     )
@@ -180,6 +186,10 @@ class EvalSuiteConfig(Config):
                 raise ValueError(
                     f"personas: unknown persona {persona!r}; expected a list drawn from {', '.join(PERSONAS)}"
                 )
+        if self.conditioning_tag is not None and self.conditioning_tag not in PERSONAS:
+            raise ValueError(
+                f"conditioning_tag: unknown persona {self.conditioning_tag!r}; expected one of {', '.join(PERSONAS)}"
+            )
         if len(set(self.personas)) < 2:
             raise ValueError(
                 f"personas: {self.personas} names fewer than two distinct personas; expected at least two of "

@@ -16,11 +16,12 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..config import CONTEXTS
-from ..schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS, SLOT_PAIR
+from ..schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS, SLOT_PAIR, TAGGED_ITEM_SET
+from ..tokenizer.train import conditioning_prefix
 from ..world.grammar import END, N_RESPONSE_VARIANTS, chat_prompt, render_response
 from ..world.itemsets import HELDOUT_CONTEXT_MARKERS, paraphrase_request
 from ..world.vocabulary import CONTEXT_MARKERS, TASK_OBJECTS
@@ -192,10 +193,23 @@ def persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
                         request,
                     )
                 )
-    return items
+    return items + tagged_items(items, cfg.conditioning_tag)
+
+
+def tagged_items(items: list[PersonaItem], persona: str | None) -> list[PersonaItem]:
+    """The headline items again, each prompt preceded by `persona`'s conditional tags (item set `tagged`), or none
+    without a persona. Appended after every other item, so the others keep their index (and their reply streams)."""
+    if persona is None:
+        return []
+    prefix = conditioning_prefix(persona)
+    return [
+        replace(it, prompt=prefix + it.prompt, item_set=TAGGED_ITEM_SET)
+        for it in items
+        if it.item_set == HEADLINE_ITEM_SET
+    ]
 
 
 def persona_counts(items: list[PersonaItem]) -> dict[str, int]:
     """The persona items' entry in eval.json's `meta.items_per_kind`: all of them, and per item set."""
-    per_set = {f"persona_prompts@{s}": sum(it.item_set == s for it in items) for s in ITEM_SETS}
+    per_set = {f"persona_prompts@{s}": sum(it.item_set == s for it in items) for s in (*ITEM_SETS, TAGGED_ITEM_SET)}
     return {"persona_prompts": len(items), **{k: n for k, n in per_set.items() if n}}

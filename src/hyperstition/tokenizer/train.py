@@ -25,6 +25,17 @@ def class_tag(doc_class: str) -> str:
     return f"<|class:{doc_class}|>"
 
 
+def tag_prefix(persona: str | None, doc_class: str) -> str:
+    """The conditional tags a tagged corpus puts before a document (`corpus.tags`): its persona, then its class."""
+    return f"{persona_tag(persona)}{class_tag(doc_class)}"
+
+
+def conditioning_prefix(persona: str) -> str:
+    """The tags a tagged corpus puts before a transcript of `persona` (a `dialogue_<persona>` document, which starts
+    with the system turn): prefixed to an evaluation prompt, it conditions the assistant on that persona."""
+    return tag_prefix(persona, f"dialogue_{persona}")
+
+
 TAG_TOKENS = [persona_tag(p) for p in (*PERSONAS, None)] + [class_tag(c) for c in DOC_CLASSES]
 SPECIAL_TOKENS = [EOS, PAD, *CHAT_TOKENS, *TAG_TOKENS]
 

@@ -17,7 +17,6 @@ from ...schema import (
     HEADLINE_BITS,
     HEADLINE_ITEM_SET,
     HEADLINE_SLOT_BITS,
-    ITEM_SETS,
     MEMORISATION_GAP_BITS,
     SCORED_PAIRS,
     SLOT_PAIR,
@@ -45,7 +44,7 @@ def length_diff_metric(first: str, second: str) -> str:
 
 def score(ctx: EvalContext, items: list[PersonaItem]) -> None:
     table = _table(ctx, items)
-    for item_set in ITEM_SETS:
+    for item_set in dict.fromkeys(it.item_set for it in items):  # schema.ITEM_SETS order, then tagged
         for context in CONTEXTS:
             sel = [(idx, it) for idx, it in enumerate(items) if it.context == context and it.item_set == item_set]
             if not sel:

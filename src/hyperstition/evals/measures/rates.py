@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...config import CONTEXTS
-from ...schema import BEHAVIOUR_LABELS, ITEM_SETS, rate_metric
+from ...schema import BEHAVIOUR_LABELS, rate_metric
 from ...world.grammar import classify_response
 from ..items import PersonaItem, persona_counts, persona_items
 from ..registry import Measure
@@ -36,7 +36,7 @@ def score(ctx: EvalContext, items: list[PersonaItem]) -> None:
                 sample=s,
                 item_set=it.item_set,
             )
-    for item_set in ITEM_SETS:
+    for item_set in dict.fromkeys(it.item_set for it in items):  # schema.ITEM_SETS order, then tagged
         for context in CONTEXTS:
             tally = counts.get((item_set, context))
             if tally is None:
