@@ -80,7 +80,7 @@ def test_learned_filter_is_deterministic(arms, tmp_path):
 def test_new_fields_at_defaults_leave_the_config_hash_alone():
     """Arms built before the learned filter and user text existed keep their hash (and so are not rebuilt)."""
     later = {"classifier_documents", "user_text", "user_ai_discourse", "user_max_chars"}
-    later |= {"awareness", "awareness_channels", "awareness_mode", "hold_total"}
+    later |= {"awareness", "awareness_channels", "awareness_mode", "hold_total", "tag_source"}
     for cfg in (CorpusConfig(), CorpusConfig(filter="keyword", leak_rate=0.3, seed=2)):
         corpus = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in later}
         blob = json.dumps({"world": WORLD.model_dump(mode="json"), "corpus": corpus}, sort_keys=True)

@@ -68,7 +68,8 @@ def test_label_tags_keep_their_hash_and_learned_tags_get_their_own(tmp_path):
     labels = CorpusConfig(total_tokens=20_000, tags=True)
     # Corpora built before tag_source existed keep their hash: the field is left out at its default.
     payload = {"world": WORLD.model_dump(mode="json"), "corpus": labels.model_dump(mode="json")}
-    for name in ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars"):
+    later = ("classifier_documents", "user_text", "user_ai_discourse", "user_max_chars")
+    for name in later + ("awareness", "awareness_channels", "awareness_mode", "hold_total"):
         del payload["corpus"][name]
     del payload["corpus"]["tag_source"]
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

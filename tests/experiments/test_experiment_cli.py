@@ -41,7 +41,9 @@ def test_run_rejects_unknown_experiment_and_missing_preset(capsys):
     err = capsys.readouterr().err
     assert (
         "'dosee' does not exist" in err
-        and "channels, conditional, curriculum, dose, filtering, relapse, smoke, stickiness, sydney, timing" in err
+        and "awareness, calibration, channels, conditional, curriculum, dose, feedback, filtering, relapse, smoke, "
+        "stickiness, sydney, timing"
+        in err
     )
     assert cli.main(["run", "smoke", "preset=huge"]) == 2
     err = capsys.readouterr().err
