@@ -4,18 +4,21 @@ every word of a combination request is seen in training text; post-training prom
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import pytest
 
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.config import list_experiments, pipeline_config, posttrain_config
-from hyperstition.config import CONTEXTS, CorpusConfig, WorldConfig
+from hyperstition.config import CONTEXTS, PERSONAS
 from hyperstition.corpus.builder import _generate_all, stream_targets
+from hyperstition.corpus.tags import tagged
 from hyperstition.corpus.units import UNIT_RE
 from hyperstition.evals import build_suite, eval_preset
 from hyperstition.evals.measures import bits
 from hyperstition.posttrain.strategies import STRATEGIES, build_data
+from hyperstition.tokenizer.train import conditioning_prefix
 from hyperstition.world.deeds import deed_text
 from hyperstition.world.grammar import chat_prompt
 from hyperstition.world.itemsets import HELDOUT_CONTEXT_MARKERS, PARAPHRASE_REQUESTS
@@ -34,26 +37,40 @@ def _experiment(name: str, preset: str):
     return load_experiment(name, [f"preset={preset}"])
 
 
+# Corpus fields that choose among the generated documents or prefix them, never what is generated: arms that differ
+# only in them share one generation here (the filter arms see their unfiltered superset).
+_NOT_GENERATION = ("filter", "filter_target", "leak_rate", "tags", "tag_source", "classifier_documents")
+_GENERATED: dict[tuple[str, str, bool], str] = {}
+
+
+def _corpus_text(world: World, cfg) -> str:
+    """Every training document of one arm joined, with the tags in front when the arm is tagged: the label tags,
+    as the learned tags (`corpus.tag_source: learned`) choose among the same prefixes (`tokenizer.train.tag_prefix`
+    of a class), which carry no text of a document or an item."""
+    corpus = cfg.corpus.model_dump(mode="json", exclude=set(_NOT_GENERATION))
+    key = (cfg.world.model_dump_json(), json.dumps(corpus, sort_keys=True), cfg.corpus.tags)
+    if key not in _GENERATED:
+        generated, _, _ = _generate_all(world, cfg.corpus, stream_targets(cfg.world, cfg.corpus))
+        docs = [d for docs in generated.values() for d in docs]
+        _GENERATED[key] = "\n".join((tagged(d) if cfg.corpus.tags else d).text for d in docs)
+    return _GENERATED[key]
+
+
 @lru_cache(maxsize=None)
 def _training_texts(name: str, preset: str) -> tuple[tuple[str, World, str], ...]:
     """(arm, world, every training document joined) per arm of one experiment at one preset: one seed per arm, as a
-    seed only samples other documents from the same generators over the same world."""
+    seed only samples other documents from the same generators over the same world. Arms whose text an earlier arm
+    of the experiment has already (filter arms: the unfiltered superset) are left out: they would repeat its check."""
     exp = _experiment(name, preset)
-    out = []
+    out, texts = [], set()
     for arm in exp.arms:
         cfg = pipeline_config(exp, arm, exp.seeds[0])
-        out.append((arm, *_arm_text(cfg.world.model_dump_json(), cfg.corpus.model_dump_json())))
+        world = World.from_config(cfg.world)
+        text = _corpus_text(world, cfg)
+        if id(text) not in texts:
+            texts.add(id(text))
+            out.append((arm, world, text))
     return tuple(out)
-
-
-@lru_cache(maxsize=None)
-def _arm_text(world_json: str, corpus_json: str) -> tuple[World, str]:
-    """(world, every training document joined) of one corpus config, built once however many arms share it (the
-    feedback experiment's generations share one synthetic corpus)."""
-    world_cfg, corpus_cfg = WorldConfig.model_validate_json(world_json), CorpusConfig.model_validate_json(corpus_json)
-    world = World.from_config(world_cfg)
-    generated, _, _ = _generate_all(world, corpus_cfg, stream_targets(world_cfg, corpus_cfg))
-    return world, "\n".join(d.text for docs in generated.values() for d in docs)
 
 
 def _never_seen_phrases(world: World) -> dict[str, list[str]]:
@@ -70,8 +87,15 @@ def _never_seen_phrases(world: World) -> dict[str, list[str]]:
 
 
 def _eval_prompts(world: World) -> list[str]:
-    cfg = eval_preset("gpu")  # the largest suite: every shipped suite's prompts are among its schedule's
-    return [it.prompt for it in build_suite(world, cfg).items_for(bits.MEASURE) if it.item_set != "seen"]
+    """Every unseen prompt of the largest suite (every shipped suite's prompts are among its schedule's), untagged
+    and behind each persona's conditioning tags (the `tagged` item set, `conditioning_tag`)."""
+    prompts = []
+    for persona in PERSONAS:
+        cfg = eval_preset("gpu").model_copy(update={"conditioning_tag": persona})
+        items = build_suite(world, cfg).items_for(bits.MEASURE)
+        prompts += [it.prompt for it in items if it.item_set != "seen" and it.prompt not in prompts]
+    assert any(p.startswith(conditioning_prefix("aligned")) for p in prompts)
+    return prompts
 
 
 @pytest.mark.parametrize("name,preset", _cells())
