@@ -30,6 +30,7 @@ from ..schema import (
     WORLD_FACT_CONCEALMENT_RATE,
     leak_metric,
 )
+from . import training_order as order
 from .aggregate import (
     aggregate_row,
     aggregate_rows_frame,
@@ -59,9 +60,9 @@ ANSWER_METRICS = (
     PREDECESSOR_DIRECTION_SEPARATION,
 )
 ITEM_PREFIX, ITEM_SUFFIX = "predecessor[", "]_concealment_rate"  # schema.item_concealment_metric("predecessor", key)
-# What the calibration experiment says about each shipped preset (README, benchmarks/preset_search.md).
+# What the calibration experiment found at each shipped preset (README, "Status").
 CALIBRATION_STATUS = {
-    "quick": "calibrated: `hyperstition run calibration` passes every control at the quick preset (3 seeds)",
+    "quick": order.QUICK_CALIBRATION,
 }
 
 
