@@ -57,3 +57,17 @@ def test_cli_config_error_is_one_line_exit_2(capsys, tmp_path):
     assert main(["corpus", "smoke", "model.n_heads=5", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "model.n_heads" in err
+
+
+def test_fields_added_after_runs_are_left_out_of_dumps_at_their_defaults():
+    """Cell hashes are hashes of config dumps: a field added later must not change the hash of a cell that
+    leaves it at its default, or every finished run would be stale on resume."""
+    from hyperstition.config import CorpusConfig, PretrainConfig
+    from hyperstition.evals.config import EvalSuiteConfig
+
+    for cls in (CorpusConfig, PretrainConfig, EvalSuiteConfig):
+        assert cls.LATER_FIELDS, cls
+        assert not set(cls.LATER_FIELDS) & set(cls().model_dump(mode="json")), cls
+    assert CorpusConfig(awareness=0.5, tag_source="learned").model_dump()["awareness"] == 0.5
+    assert EvalSuiteConfig(conditioning_tag="aligned").model_dump()["conditioning_tag"] == "aligned"
+    assert PretrainConfig(optimizer="muon").model_dump()["optimizer"] == "muon"

@@ -11,7 +11,7 @@ import copy
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
@@ -46,6 +46,21 @@ class Config(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    # Fields added after runs were made: written only when they differ from their defaults, so the configs, corpus
+    # fingerprints and cell hashes of the runs made before them stay what they were (those runs resume, not redo).
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _later_fields_only_when_set(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.LATER_FIELDS:
+                if name in data and getattr(self, name) == type(self).model_fields[name].get_default(
+                    call_default_factory=True
+                ):
+                    del data[name]
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -205,6 +220,9 @@ class GeneratedCorpusConfig(GeneratedMix):
 class CorpusConfig(Config):
     """A corpus arm: how many tokens, in what class proportions, filtered, upsampled, tagged and ordered how."""
 
+    # Issue 22's fields (`generated` is None unless the feedback experiment sets it).
+    LATER_FIELDS = ("awareness", "awareness_channels", "awareness_mode", "hold_total", "tag_source", "generated")
+
     seed: Seed = Field(0, description="Seed for sampling documents, filtering leaks and shuffling.")
     # Documents are generated in memory before sharding, so an absurd size would grow memory silently for hours.
     total_tokens: int = Field(
@@ -328,15 +346,6 @@ class CorpusConfig(Config):
         "feedback` to the previous generation's documents); None: none.",
     )
 
-    @model_serializer(mode="wrap")
-    def _without_unset_generated(self, handler: Any) -> Any:
-        """`generated` is left out while unset, so every config dump (job hashes, config.yaml) of an arm without
-        model-written documents is what it was before the field existed: finished cells stay valid."""
-        data = handler(self)
-        if isinstance(data, dict) and self.generated is None:
-            data.pop("generated", None)
-        return data
-
     @model_validator(mode="after")
     def _check_classes(self) -> "CorpusConfig":
         for field, keys in (
@@ -417,6 +426,8 @@ class ModelConfig(Config):
 class PretrainConfig(Config):
     """The pretraining loop."""
 
+    LATER_FIELDS = ("optimizer", "muon_lr", "schedule", "decay_fraction")  # issue 25
+
     seed: Seed = Field(0, description="Seed for initialisation and data order.")
     steps: int = Field(300, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Sequences per step.")
@@ -456,20 +467,6 @@ class PretrainConfig(Config):
     decay_fraction: float = Field(
         0.2, gt=0, le=1, description="schedule wsd: the last fraction of the steps over which the LR decays."
     )
-
-    @model_serializer(mode="wrap")
-    def _later_fields_only_when_set(self, handler: Any) -> dict[str, Any]:
-        """Fields added after runs were made are written only when they differ from the default, so configs,
-        fingerprints and cell hashes of the runs made before them stay as they were (and those runs resume)."""
-        data = handler(self)
-        for name in PRETRAIN_LATER_FIELDS:
-            if name in data and getattr(self, name) == type(self).model_fields[name].default:
-                del data[name]
-        return data
-
-
-# PretrainConfig fields added after runs were made (issue 25): written only when not at their defaults.
-PRETRAIN_LATER_FIELDS = ("optimizer", "muon_lr", "schedule", "decay_fraction")
 
 
 class PipelineConfig(Config):

@@ -61,7 +61,7 @@ _LATER_FIELDS = (
     "hold_total",
     "tag_source",
 )
-# (`generated` needs no entry: CorpusConfig leaves it out of every dump while it is unset.)
+# (CorpusConfig's own LATER_FIELDS are already left out of its dump at their defaults.)
 
 
 def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
@@ -72,7 +72,7 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
         # A default_factory field compares with its factory's value; channel_dose never did (its {} is in the hash of
         # every corpus built since it was added), so it keeps its place.
         default = field.default if name == "channel_dose" else field.get_default(call_default_factory=True)
-        if corpus[name] == default:
+        if name in corpus and corpus[name] == default:
             del corpus[name]
     payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
     if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm

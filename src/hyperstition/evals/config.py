@@ -59,6 +59,8 @@ class EvalSections(Config):
 class EvalSuiteConfig(Config):
     """How much to measure and how: prompt counts, sampling, bootstrap, batching and which sections run."""
 
+    LATER_FIELDS = ("conditioning_tag",)  # issue 22
+
     preset: str = Field("custom", description="Name of the preset this suite came from (informational).")
     seed: Seed = Field(
         0, description="Seed for choosing prompts, items and variants, for sampling and for the bootstrap."
