@@ -92,3 +92,32 @@ def test_calibration_smoke_run_reports_every_control(tmp_path, capsys):
     print_controls(tmp_path / "run")
     out = capsys.readouterr().out
     assert "calibration controls" in out and "negative control" in out
+
+
+def _aligned_gap_frame(gaps, half=0.3):
+    rows = []
+    for seed, g in enumerate(gaps):
+        rows += _rows("aligned_only", seed, 6 + g, 6, 0.8, 0.05, half=half, act=(1 + g, 1))
+    df = pd.DataFrame(rows, columns=["arm", "seed", "context", "metric", "value", "ci_low", "ci_high"])
+    df["strategy"] = BASE_STRATEGY
+    return df
+
+
+def test_no_gap_is_an_equivalence_claim():
+    """A precise small gap is no gap; a precise 1.5-bit gap is a gap; an interval too wide to rule out 1 bit is not
+    evidence of no gap, even when it is centred on 0."""
+    assert cal.check_aligned_no_gap(_aligned_gap_frame([-0.21, -0.29, -0.16])).passed is True
+    assert cal.check_aligned_no_gap(_aligned_gap_frame([1.4, 1.5, 1.6])).passed is False
+    assert cal.check_aligned_no_gap(_aligned_gap_frame([-1.5, 0.0, 1.5])).passed is False
+
+
+@pytest.mark.parametrize("true_gap, max_pass, min_pass", [(1.0, 0.05, 0.0), (0.0, 1.0, 0.5)])
+def test_no_gap_error_rates_on_simulated_runs(true_gap, max_pass, min_pass):
+    """Known truth: at a true gap equal to the margin the control passes at most ~2.5% of the time (one-sided test
+    at 2.5%, plus Monte Carlo error); with no true gap and the seed noise of the calibration runs it mostly passes."""
+    rng = np.random.default_rng(7)
+    reps = 600
+    passes = sum(
+        cal.check_aligned_no_gap(_aligned_gap_frame(true_gap + rng.normal(0.0, 0.15, 3))).passed for _ in range(reps)
+    )
+    assert min_pass <= passes / reps <= max_pass
