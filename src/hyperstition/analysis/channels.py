@@ -24,7 +24,7 @@ import numpy as np
 from ..config import CHANNELS, ModelConfig
 from ..model.size import non_embedding_parameters
 from ..schema import BASE_STRATEGY, HEADLINE_BITS
-from .config import arm_size
+from .config import arm_size, sized_arm
 from .html import DASH, ci, e, img, table
 from .registry import Experiment, register_experiment, section, shipped_grid
 from .sections import aggregate_at, dose_section, headline_section
@@ -53,7 +53,7 @@ class ChannelArm:
     @property
     def series(self) -> str:
         """The series the arm belongs to: its link, at its size when there is a size axis."""
-        return self.link if self.size is None else f"{self.link}@{self.size}"
+        return self.link if self.size is None else sized_arm(self.link, self.size)
 
 
 def channel_arms(view: RunView) -> list[ChannelArm]:
