@@ -32,6 +32,7 @@ SHIPPED = (
     awareness.AWARENESS,
     calibration.CALIBRATION,
     channels.CHANNELS_EXPERIMENT,
+    channels.CHANNELS_SIZES_EXPERIMENT,
     conditional.CONDITIONAL,
     curriculum.CURRICULUM,
     dose.DOSE,

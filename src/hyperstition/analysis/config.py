@@ -8,11 +8,17 @@ An arm is a name plus overrides on the pipeline config (mostly `corpus.*`), give
 
 so the world (entities, facts, evaluation prompts) is the same for every cell and the seed axis varies corpus
 sampling, initialisation and data order.
+
+With `model_sizes` (named model shapes) every arm is crossed with every size when the experiment is validated: arm
+`<arm>@<size>` carries the arm's overrides and then the size's, the control becomes `<control>@<first size>` and
+follow-ups run for the crossed arms of the arms they name. Planning, results and reports see ordinary arms; the dump
+(a run's experiment.yaml) holds the crossed arms, which a second validation keeps as they are.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ from ..posttrain.strategies import STRATEGIES  # the registry is the home of the
 DEFAULT_EXPERIMENT = "stickiness"
 DEFAULT_EVAL_SUITE = "quick"  # the evaluator's default suite (evals.config.load_suite_config(None))
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a trailing newline through
+SIZE_SEPARATOR = "@"  # arm `<arm>@<size>`: the arm at one of the experiment's model_sizes (no written name has one)
 
 # Which persona each AI-discourse class is about (used for the nominal effect of a persona filter).
 CLASS_PERSONA = {
@@ -166,6 +173,12 @@ class ExperimentConfig(Config):
     generation: GenerationConfig = Field(
         default_factory=GenerationConfig, description="How a writer model samples the documents (`generations`)."
     )
+    model_sizes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named model shapes, each a mapping of pipeline overrides ({s1: {model.d_model: 128}}); when "
+        "set, every arm runs at every size as arm `<arm>@<size>` (the size's overrides after the arm's own).",
+    )
+    LATER_FIELDS = ("model_sizes",)  # issue 19: runs made before it keep their experiment.yaml
     # The sub-configs as typed objects, resolved once when the experiment is loaded (`_resolve_sub_configs`).
     _posttrain: PosttrainConfig = PrivateAttr()
     _eval_suite: EvalSuiteConfig = PrivateAttr()
@@ -177,12 +190,23 @@ class ExperimentConfig(Config):
             raise ValueError(f"name: {v!r} must be letters, digits, '_', '-' or '.' (it names a directory)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cross_model_sizes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("model_sizes"), dict) and data["model_sizes"]:
+            return cross_model_sizes(data, cls.model_fields["control"].default)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
         if not self.arms:
             raise ValueError("arms: at least one arm is required")
+        for size in self.model_sizes:
+            if not _NAME_RE.fullmatch(size):
+                raise ValueError(f"model_sizes: size name {size!r} must be letters, digits, '_', '-' or '.'")
         for arm in self.arms:
-            if not _NAME_RE.fullmatch(arm):
+            written, size = arm_size(arm)
+            if not _NAME_RE.fullmatch(written) or (size is not None and size not in self.model_sizes):
                 raise ValueError(
                     f"arms: arm name {arm!r} must be letters, digits, '_', '-' or '.' (it names a directory)"
                 )
@@ -283,6 +307,82 @@ class ExperimentConfig(Config):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The model-size axis: arms x sizes, crossed once when the experiment is validated
+
+
+def sized_arm(arm: str, size: str) -> str:
+    """The id of `arm` at model size `size`."""
+    return f"{arm}{SIZE_SEPARATOR}{size}"
+
+
+def arm_size(arm: str) -> tuple[str, str | None]:
+    """(the arm as written, its model size) of an arm id; the size is None for an arm of no size axis."""
+    written, sep, size = arm.partition(SIZE_SEPARATOR)
+    return (written, size) if sep else (arm, None)
+
+
+def cross_model_sizes(data: dict, default_control: str) -> dict:
+    """Experiment data with every written arm replaced by one arm per model size, its control and follow-ups'
+    arms renamed to match. Arms named `<arm>@<size>` are crossed already (a run's experiment.yaml) and kept."""
+    sizes = data["model_sizes"]
+    if data.get("branches") or data.get("generations"):
+        raise ValueError("model_sizes: cannot be combined with branches or generations; cross those arms by hand")
+    if not isinstance(data.get("arms"), dict):
+        return data  # the field's own validation names the problem
+    out = dict(data)
+    out["arms"] = {}
+    for arm, spec in data["arms"].items():
+        if SIZE_SEPARATOR in str(arm):
+            out["arms"][arm] = spec
+            continue
+        for size, overrides in sizes.items():
+            out["arms"][sized_arm(arm, size)] = _sized_spec(arm, spec, size, overrides)
+    control = data.get("control", default_control)
+    if isinstance(control, str) and SIZE_SEPARATOR not in control:
+        out["control"] = sized_arm(control, next(iter(sizes)))
+    if isinstance(data.get("followups"), dict):
+        out["followups"] = {name: _cross_followup(spec, sizes) for name, spec in data["followups"].items()}
+    return out
+
+
+def _cross_followup(spec: Any, sizes: dict) -> Any:
+    """A follow-up's spec with the arms it names replaced by their crossed arms (none named: every arm still)."""
+    arms = spec.get("arms") if isinstance(spec, dict) else getattr(spec, "arms", None)
+    if not isinstance(arms, list):
+        return spec
+    crossed = [a for arm in arms for a in ([arm] if SIZE_SEPARATOR in str(arm) else _sized_ids(arm, sizes))]
+    return {**spec, "arms": crossed} if isinstance(spec, dict) else spec.model_copy(update={"arms": crossed})
+
+
+def _sized_ids(arm: str, sizes: dict) -> list[str]:
+    return [sized_arm(arm, size) for size in sizes]
+
+
+def _sized_spec(arm: str, spec: Any, size: str, overrides: Any) -> Any:
+    """An arm's overrides followed by a size's, in the arm's own form (KEY=VALUE strings or a mapping)."""
+    if not isinstance(overrides, dict):
+        return spec  # the model_sizes field's validation names the problem
+    if isinstance(spec, list):  # leaf by leaf, so a size's mapping merges as it does into a mapping arm
+        return [*spec, *(f"{key}={json.dumps(value)}" for key, value in _leaves(overrides).items())]
+    if isinstance(spec, dict):
+        nested = merge_dotted({}, spec, what=f"arms.{arm}")
+        return merge_dotted(nested, overrides, what=f"model_sizes.{size}")
+    return spec
+
+
+def _leaves(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """`{model: {d_model: 64}}` -> `{"model.d_model": 64}`; an empty mapping is a leaf of its own."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Finding and loading experiments
 
 
@@ -302,6 +402,11 @@ def check_experiment(exp: ExperimentConfig) -> None:
         preset_path(exp.preset)
     except ConfigError as err:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
+    for size, overrides in exp.model_sizes.items():  # named here, before the arms that carry it
+        try:
+            validate(PipelineConfig, merge_dotted(_shared_data(exp), overrides))
+        except ConfigError as err:
+            raise ConfigError(f"experiment {exp.name!r}: model_sizes.{size}: {err}") from None
     resolved = {arm: pipeline_config(exp, arm, exp.seeds[0]) for arm in exp.arms}
     for name in exp.followups:
         posttrain_config(exp, exp.seeds[0], name)
@@ -339,15 +444,26 @@ def _apply_arm(data: dict, arm: str, spec: list[str] | dict[str, Any]) -> dict:
     return merge_dotted(data, spec, what=f"arms.{arm}")
 
 
-def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfig:
-    """The fully resolved pipeline config of one (arm, seed) cell."""
-    if arm not in exp.arms:
-        raise ConfigError(f"arm {arm!r} is not in experiment {exp.name!r}; arms: {', '.join(exp.arms)}")
+def _preset_data(exp: ExperimentConfig) -> dict:
+    """The preset's data, naming the preset it came from."""
     try:
         data, path = load_preset_data(exp.preset, repo_configs_dir())
     except ConfigError as err:
         raise ConfigError(f"experiment {exp.name!r}: preset: {err}") from None
     data.setdefault("preset", exp.preset if path.stem == exp.preset else path.stem)
+    return data
+
+
+def _shared_data(exp: ExperimentConfig) -> dict:
+    """The preset with the experiment's `pipeline` overrides: what every arm starts from."""
+    return merge_dotted(_preset_data(exp), exp.pipeline, what="pipeline")
+
+
+def pipeline_config(exp: ExperimentConfig, arm: str, seed: int) -> PipelineConfig:
+    """The fully resolved pipeline config of one (arm, seed) cell."""
+    if arm not in exp.arms:
+        raise ConfigError(f"arm {arm!r} is not in experiment {exp.name!r}; arms: {', '.join(exp.arms)}")
+    data = _preset_data(exp)
     armed = _apply_arm(merge_dotted(data, exp.pipeline, what="pipeline"), arm, exp.arms[arm])
     for key in ("corpus", "pretrain"):  # the seed grid sets these; a pipeline or arm value would be silently lost
         if (armed.get(key) or {}).get("seed") != (data.get(key) or {}).get("seed"):
