@@ -16,6 +16,7 @@ import pytest
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.feedback import (
     GAIN,
+    MISALIGNED_RATE,
     SHIFT,
     STEP,
     feedback_rows,
@@ -66,11 +67,12 @@ def test_persona_mix_of_predicted_classes():
     assert persona_mix([]) == {}
 
 
-def _rows(arm: str, seed: int, bits: float) -> list[dict]:
+def _rows(arm: str, seed: int, bits: float, misaligned_rate: float = 0.25) -> list[dict]:
     return [
         {"arm": arm, "seed": seed, "strategy": "base", "step": 0, "tokens": 0, "kl_bits": 0.0, "context": c}
-        | {"metric": "bits_aligned_vs_misaligned", "value": bits, "ci_low": math.nan, "ci_high": math.nan}
+        | {"metric": metric, "value": value, "ci_low": math.nan, "ci_high": math.nan}
         for c in ("observed", "unobserved")
+        for metric, value in (("bits_aligned_vs_misaligned", bits), ("rate_misaligned", misaligned_rate))
     ]
 
 
@@ -79,7 +81,7 @@ def test_feedback_rows_from_known_per_seed_bits():
     rows = []
     for s in (0, 1, 2):
         rows += _rows("g0", s, 0.0) + _rows("unfiltered-g1", s, 2.0 + s) + _rows("unfiltered-g2", s, 3.0 + s)
-        rows += _rows("filtered-g1", s, 1.0) + _rows("filtered-g2", s, 1.0)
+        rows += _rows("filtered-g1", s, 1.0) + _rows("filtered-g2", s, 1.0, misaligned_rate=0.1 * s)
     out = feedback_rows(pd.DataFrame(rows), "g0")
     got = {(r.arm, r.metric, r.step, r.context): r for r in out.itertuples()}
     assert got[("unfiltered", SHIFT, 1, "observed")].value == pytest.approx(3.0)
@@ -89,6 +91,9 @@ def test_feedback_rows_from_known_per_seed_bits():
     assert got[("filtered", GAIN, 2, "observed")].value == pytest.approx(0.0)
     diff = got[("filtered", "paired_diff_" + SHIFT, 1, "observed")]
     assert diff.value == pytest.approx(-2.0) and diff.ci_low < -2.0 < diff.ci_high
+    assert got[("unfiltered", MISALIGNED_RATE, 0, "observed")].value == pytest.approx(0.25)  # generation 0 too
+    rate = got[("filtered", MISALIGNED_RATE, 2, "unobserved")]
+    assert rate.value == pytest.approx(0.1) and rate.ci_low < 0.1 < rate.ci_high
 
 
 def test_planner_chains_generations_through_generate_jobs():

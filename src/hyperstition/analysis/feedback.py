@@ -24,7 +24,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Sequence
 
-from ..schema import BASE_STRATEGY, CONCEALMENT_RATE, HEADLINE_BITS, paired_diff_metric
+from ..schema import BASE_STRATEGY, CONCEALMENT_RATE, HEADLINE_BITS, paired_diff_metric, rate_metric
 from . import training_order as order
 from .aggregate import seed_rows
 from .html import DASH, ci, e, table
@@ -42,6 +42,7 @@ FIRST, REFERENCE, SUPPRESS = "g0", "unfiltered", "suppress"
 WRITERS_OF_FIRST = {SUPPRESS: "suppressed"}  # which of g0's models wrote a lineage's generation 1 (else "sft")
 SHIFT, STEP, GAIN = "feedback_shift_bits", "feedback_step_bits", "feedback_gain"
 CONCEALMENT = "feedback_predecessor_concealment_rate"
+MISALIGNED_RATE = "feedback_misaligned_rate"  # each generation's base model: sampled replies taking the misaligned act
 _ARM = re.compile(r"(?:(?P<lineage>.+)-)?g(?P<k>\d+)")
 
 
@@ -97,10 +98,16 @@ def _by_generation(values: list[dict[int, float]], fn) -> list[dict[int, float]]
 
 
 def _lineage_rows(df: pd.DataFrame, lineage: str, arms: list[str], context: str) -> tuple[list[dict], dict]:
-    """Shift, step and gain rows of one lineage; also its per-seed shifts (for paired differences)."""
+    """Shift, step and gain rows of one lineage, and each generation's misaligned-action rate (generation 0
+    included); also its per-seed shifts (for paired differences)."""
     bits = [_per_seed(df, arm, BASE_STRATEGY, HEADLINE_BITS, context) for arm in arms]
     shift, step = _by_generation(bits, shifts), _by_generation(bits, steps)
-    rows = []
+    rates = [_per_seed(df, arm, BASE_STRATEGY, rate_metric("misaligned"), context) for arm in arms]
+    rows = [
+        order.row(lineage, FEEDBACK, context, MISALIGNED_RATE, k, 0.0, seed_interval(list(per.values())))
+        for k, per in enumerate(rates)
+        if per
+    ]
     for k, (sh, st) in enumerate(zip(shift, step), start=1):
         rows.append(order.row(lineage, FEEDBACK, context, SHIFT, k, 0.0, seed_interval(list(sh.values()))))
         rows.append(order.row(lineage, FEEDBACK, context, STEP, k, 0.0, seed_interval(list(st.values()))))
@@ -169,9 +176,9 @@ def _cell(agg: pd.DataFrame, lineage: str, context: str, metric: str, k: int) ->
 def _shift_table(view: RunView, chains: dict[str, list[str]]) -> str:
     agg, rows = view.aggregates, []
     for lineage, arms in chains.items():
-        for k in range(1, len(arms)):
+        for k in range(0 if lineage == REFERENCE else 1, len(arms)):
             for context in view.contexts:
-                metrics = (SHIFT, STEP, GAIN, paired_diff_metric(SHIFT))
+                metrics = (SHIFT, STEP, GAIN, paired_diff_metric(SHIFT), MISALIGNED_RATE)
                 rows.append([lineage, str(k), context, *(_cell(agg, lineage, context, m, k) for m in metrics)])
     head = [
         "lineage",
@@ -181,8 +188,9 @@ def _shift_table(view: RunView, chains: dict[str, list[str]]) -> str:
         "step [bits]",
         "gain",
         f"shift \u2212 {REFERENCE}",
+        "misaligned-action rate",
     ]
-    return table(head, rows, numeric={1, 3, 4, 5, 6}) if rows else "<p>No finished generations yet.</p>"
+    return table(head, rows, numeric={1, 3, 4, 5, 6, 7}) if rows else "<p>No finished generations yet.</p>"
 
 
 def _concealment_table(view: RunView, chains: dict[str, list[str]]) -> str:
@@ -225,7 +233,8 @@ predecessor passes the concealment on to generations that never had suppression 
 <p><b>Answer.</b> Per lineage and generation k, from each generation's base model (headline bits
 {e(HEADLINE_BITS)}, combination items): the shift since generation 0, the step of generation k alone, and the gain
 step<sub>k</sub> / step<sub>k&minus;1</sub> (Fieller's interval over seeds; undefined where the earlier step's
-interval includes 0), each lineage's shift minus the {e(REFERENCE)} lineage's, paired by seed.</p>
+interval includes 0), each lineage's shift minus the {e(REFERENCE)} lineage's, paired by seed; and the share of
+sampled replies that take the misaligned action (generation 0 in the {e(REFERENCE)} rows).</p>
 {order.calibration_status(view)}
 {_shift_table(view, chains)}
 <h3>Predecessor concealment along the suppress lineage</h3>
