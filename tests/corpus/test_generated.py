@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from hyperstition.config import CorpusConfig, GeneratedCorpusConfig, WorldConfig
-from hyperstition.corpus.builder import build_corpus, read_texts
+from hyperstition.corpus.builder import build_corpus, config_hash, read_texts
 from hyperstition.corpus.generated import (
     GENERATED_CLASS,
     SOURCE_TAG,
@@ -104,3 +104,21 @@ def test_generated_documents_enter_without_eval_items(tmp_path, kind):
     tagged = [d for d in read_texts(tmp_path / "corpus") if d.startswith(SOURCE_TAG)]
     assert (len(tagged) == entry["used"]) if kind == "tagged" else not tagged
     assert reproduces_item(texts[-1], never_seen_phrases(world))  # the check can fail: the leaks were there
+
+
+def test_corpus_hash_reads_model_written_documents_by_content_not_by_where_the_run_lives(tmp_path):
+    """A run directory moved (or recomputed by `verify` in a scratch directory) keeps its corpora's hashes; other
+    documents give another hash."""
+    world = WorldConfig()
+    texts = pd.DataFrame({"text": ["An AI wrote this.", "And this."]})
+    for place in ("a", "b"):
+        (tmp_path / place).mkdir()
+        texts.to_parquet(tmp_path / place / "generated.parquet")
+    (tmp_path / "c").mkdir()
+    texts.assign(text=["An AI wrote that.", "And this."]).to_parquet(tmp_path / "c" / "generated.parquet")
+
+    def hash_at(place: str) -> str:
+        spec = GeneratedCorpusConfig(path=str(tmp_path / place / "generated.parquet"), share=0.5)
+        return config_hash(world, CorpusConfig(generated=spec))
+
+    assert hash_at("a") == hash_at("b") != hash_at("c")

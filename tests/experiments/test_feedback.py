@@ -31,6 +31,7 @@ from hyperstition.experiments.executor import InlineExecutor
 from hyperstition.experiments.plan import plan_jobs
 from hyperstition.experiments.runner import run_experiment
 from hyperstition.experiments.stageset import SIMULATED_STAGES as SIM
+from hyperstition.experiments.verify import verify_cell
 from hyperstition.generation import generate_documents, persona_mix
 from hyperstition.run import run_and_report
 
@@ -164,3 +165,6 @@ def test_smallest_grid_on_the_real_stages(tmp_path):
         seed=0,
     )
     assert pd.read_parquet(again).text.tolist() == written.text.tolist()
+    # `verify` recomputes a later generation's pretraining elsewhere: its corpus is the same, byte for byte.
+    verdict = verify_cell(run, "unfiltered-g1/seed-0/pretrain")
+    assert verdict.inputs_same and not verdict.inputs_differ and not verdict.outputs_differ

@@ -77,8 +77,10 @@ def config_hash(world_cfg: WorldConfig, corpus_cfg: CorpusConfig) -> str:
     payload = {"world": world_cfg.model_dump(mode="json"), "corpus": corpus}
     if corpus_cfg.user_text:  # the files' names, sizes and mtimes: an edited user corpus rebuilds the arm
         payload["user_text_files"] = fingerprint(corpus_cfg.user_text)
-    if corpus_cfg.generated:  # likewise for model-written documents (the feedback experiment)
-        payload["generated_files"] = fingerprint(corpus_cfg.generated.path)
+    if corpus_cfg.generated:  # model-written documents (feedback) by content: where the run lives is not an input
+        written = Path(corpus_cfg.generated.path)
+        corpus["generated"] = {**corpus["generated"], "path": None}
+        payload["generated_sha256"] = sha256_file(written) if written.is_file() else fingerprint(written)
     blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -107,7 +107,7 @@ def compare_cell(run_dir: Path, job: dict, scratch: Path) -> Verdict:
     verdict = Verdict(job["id"])
     old_cell, new_cell = run_dir / job["path"], scratch / job["path"]
     for tree in INPUT_TREES:
-        for rel, same in _compare_trees(old_cell / tree, new_cell / tree, f"{tree}/"):
+        for rel, same in _compare_trees(old_cell / tree, new_cell / tree, f"{tree}/", (run_dir, scratch)):
             (verdict.inputs_same if same else verdict.inputs_differ).append(rel)
     old_files = (read_json_object(old_cell / DONE) or {}).get("files") or {}
     new_files = (read_json_object(new_cell / DONE) or {}).get("files") or {}
@@ -133,13 +133,27 @@ def _json_facts(path: Path) -> Any:
     return {k: v for k, v in data.items() if k not in VOLATILE_KEYS and not k.endswith(("_seconds", "wall_s"))}
 
 
-def _compare_trees(old: Path, new: Path, prefix: str) -> list[tuple[str, bool]]:
+def _compare_trees(old: Path, new: Path, prefix: str, roots: tuple[Path, Path]) -> list[tuple[str, bool]]:
+    """(file, same) for every file of either tree; JSON files are also the same when they differ only in the
+    run directory they name (a manifest records the absolute path of model-written documents it read)."""
     if not old.is_dir() and not new.is_dir():
         return []
     names = {p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()} if old.is_dir() else set()
     names |= {p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file()} if new.is_dir() else set()
     names = {n for n in names if not n.endswith((".lock", ".tmp"))}
-    return [(prefix + n, _digest(old / n) == _digest(new / n)) for n in sorted(names)]
+    return [(prefix + n, _same_file(old / n, new / n, roots)) for n in sorted(names)]
+
+
+def _same_file(old: Path, new: Path, roots: tuple[Path, Path]) -> bool:
+    if _digest(old) == _digest(new):
+        return True
+    if old.suffix != ".json" or not (old.is_file() and new.is_file()):
+        return False
+    try:
+        moved = old.read_text(encoding="utf-8").replace(str(roots[0]), str(roots[1]))
+        return json.loads(moved) == json.loads(new.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def _digest(path: Path) -> str | None:
