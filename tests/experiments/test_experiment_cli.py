@@ -41,8 +41,8 @@ def test_run_rejects_unknown_experiment_and_missing_preset(capsys):
     err = capsys.readouterr().err
     assert (
         "'dosee' does not exist" in err
-        and "awareness, calibration, channels, conditional, curriculum, dose, feedback, filtering, relapse, smoke, "
-        "stickiness, sydney, timing"
+        and "awareness, calibration, channels, channels_sizes, conditional, curriculum, dose, feedback, filtering, "
+        "relapse, smoke, stickiness, sydney, timing"
         in err
     )
     assert cli.main(["run", "smoke", "preset=huge"]) == 2
