@@ -289,11 +289,12 @@ def test_killing_the_runner_stops_its_ray_workers_and_a_rerun_resumes(ray_cluste
 
 
 def test_an_unreachable_address_is_a_one_line_error_within_seconds(tmp_path):
-    closed = f"127.0.0.1:{_free_port()}"
     with socket.socket() as listener:  # listens but speaks no gRPC: not a Ray head
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         not_ray = f"127.0.0.1:{listener.getsockname()[1]}"
+        # Taken while the listener holds its port: a port freed before it was bound could be handed to it again.
+        closed = f"127.0.0.1:{_free_port()}"
         for address, expected in (
             (closed, "no Ray cluster reachable"),
             (not_ray, "not as a Ray head"),
