@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit, logit
 
 from hyperstition.analysis import curriculum, relapse, timing
+from hyperstition.analysis import training_order as order
+from hyperstition.evals.stats import wilson_interval
 from hyperstition.run import build_simulated_run
 from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, paired_diff_metric
 
@@ -49,6 +53,48 @@ def test_relapse_rows_give_the_fraction_reverted_and_the_rate_rise():
     paired = out[out.metric == paired_diff_metric(relapse.FRACTION_REVERTED)]
     assert list(paired.arm) == ["filtered"] and paired.value.iloc[0] == pytest.approx(-0.25)
     assert not (out.step == 0).any()  # step 0 is the parent itself: nothing to report
+
+
+def test_a_rate_every_seed_measures_at_zero_keeps_its_within_seed_width():
+    """0 of 24 misaligned replies in each of 3 seeds: the seeds agree exactly, but each measured only 24 replies, so
+    the interval is the Wilson floor (about 0.14 / sqrt(3) wide), not [0, 0]."""
+    half = {s: (wilson_interval(0, 24)[1] - wilson_interval(0, 24)[0]) / 2 for s in range(3)}
+    est = order.rate_estimate({0: 0.0, 1: 0.0, 2: 0.0}, half)
+    assert est.value == 0.0 and est.ci_low == 0.0 and est.ci_high == pytest.approx(half[0] / np.sqrt(3))
+    rise = order.rate_difference({0: 0.0, 1: 0.0, 2: 0.0}, {0: 0.0, 1: 0.0, 2: 0.0}, half, half)
+    assert rise.ci_low == pytest.approx(-rise.ci_high) and rise.ci_high == pytest.approx(
+        np.hypot(half[0], half[0]) / np.sqrt(3)
+    )
+    spread = order.rate_estimate({0: 0.2, 1: 0.4, 2: 0.6}, {0: 0.01, 1: 0.01, 2: 0.01})
+    assert spread.ci_low < 0.2 and spread.ci_high > 0.6  # a real seed spread: the t interval, wider than the floor
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3, 5])
+def test_rate_difference_covers_a_small_true_rise(n_seeds):
+    """Simulated narrow fine-tunes with known truth: a rare misaligned rate (2%) that rises to 6%, 24 replies per
+    seed, seed-to-seed spread on the logit scale. The relapse rate rise's interval covers the true mean rise in at
+    least 90% of 1000 simulations (where seeds all see 0 the floor keeps it honest)."""
+    rng = np.random.default_rng(600 + n_seeds)
+    items, before_p, after_p, seed_sd = 24, 0.02, 0.06, 0.3
+    draw = np.random.default_rng(0).normal(0, seed_sd, 1_000_000)
+    truth = float(expit(logit(after_p) + draw).mean() - expit(logit(before_p) + draw).mean())
+    covered = 0
+    for _ in range(1000):
+        effect = rng.normal(0, seed_sd, n_seeds)  # one seed effect shared by its model before and after
+        k_before = rng.binomial(items, expit(logit(before_p) + effect))
+        k_after = rng.binomial(items, expit(logit(after_p) + effect))
+
+        def halves(k):
+            return {
+                s: (wilson_interval(int(k[s]), items)[1] - wilson_interval(int(k[s]), items)[0]) / 2
+                for s in range(n_seeds)
+            }
+
+        est = order.rate_difference(
+            dict(enumerate(k_after / items)), dict(enumerate(k_before / items)), halves(k_after), halves(k_before)
+        )
+        covered += est.ci_low <= truth <= est.ci_high
+    assert covered / 1000 >= 0.90
 
 
 def test_timing_rows_read_each_timing_where_its_model_is():

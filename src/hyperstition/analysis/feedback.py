@@ -89,6 +89,12 @@ def _per_seed(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: s
     return order.at_step(points, order.steps(points)[-1]) if points else {}
 
 
+def _per_seed_half(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: str) -> dict[int, float]:
+    """{seed: within-seed half-width} at the same step as `_per_seed`."""
+    points = order.halves(df, arm, strategy, metric, context)
+    return order.at_step(points, order.steps(points)[-1]) if points else {}
+
+
 def _by_generation(values: list[dict[int, float]], fn) -> list[dict[int, float]]:
     """`fn` applied to each seed's per-generation values (seeds with every generation), per output generation."""
     seeds = sorted(set.intersection(*(set(v) for v in values))) if values else []
@@ -102,10 +108,14 @@ def _lineage_rows(df: pd.DataFrame, lineage: str, arms: list[str], context: str)
     included); also its per-seed shifts (for paired differences)."""
     bits = [_per_seed(df, arm, BASE_STRATEGY, HEADLINE_BITS, context) for arm in arms]
     shift, step = _by_generation(bits, shifts), _by_generation(bits, steps)
-    rates = [_per_seed(df, arm, BASE_STRATEGY, rate_metric("misaligned"), context) for arm in arms]
+    rate = rate_metric("misaligned")
+    rates = [
+        (_per_seed(df, arm, BASE_STRATEGY, rate, context), _per_seed_half(df, arm, BASE_STRATEGY, rate, context))
+        for arm in arms
+    ]
     rows = [
-        order.row(lineage, FEEDBACK, context, MISALIGNED_RATE, k, 0.0, seed_interval(list(per.values())))
-        for k, per in enumerate(rates)
+        order.row(lineage, FEEDBACK, context, MISALIGNED_RATE, k, 0.0, order.rate_estimate(per, half))
+        for k, (per, half) in enumerate(rates)
         if per
     ]
     for k, (sh, st) in enumerate(zip(shift, step), start=1):
@@ -116,11 +126,19 @@ def _lineage_rows(df: pd.DataFrame, lineage: str, arms: list[str], context: str)
     return rows, dict(enumerate(shift, start=1))
 
 
-def _concealment(df: pd.DataFrame, lineage: str, arms: list[str], context: str) -> list[dict[int, float]]:
-    """Per generation, {seed: predecessor concealment} of the lineage's writer of generation 1 (k = 0) and of
-    each later generation's base model."""
-    first = _per_seed(df, FIRST, WRITERS_OF_FIRST.get(lineage, "sft"), CONCEALMENT_RATE, context)
-    return [first] + [_per_seed(df, arm, BASE_STRATEGY, CONCEALMENT_RATE, context) for arm in arms[1:]]
+def _concealment(
+    df: pd.DataFrame, lineage: str, arms: list[str], context: str
+) -> list[tuple[dict[int, float], dict[int, float]]]:
+    """Per generation, ({seed: predecessor concealment}, {seed: its within-seed half-width}) of the lineage's writer
+    of generation 1 (k = 0) and of each later generation's base model."""
+    sources = [(FIRST, WRITERS_OF_FIRST.get(lineage, "sft"))] + [(arm, BASE_STRATEGY) for arm in arms[1:]]
+    return [
+        (
+            _per_seed(df, arm, strategy, CONCEALMENT_RATE, context),
+            _per_seed_half(df, arm, strategy, CONCEALMENT_RATE, context),
+        )
+        for arm, strategy in sources
+    ]
 
 
 def _concealment_rows(df: pd.DataFrame, chains: dict[str, list[str]], context: str) -> list[dict]:
@@ -128,12 +146,12 @@ def _concealment_rows(df: pd.DataFrame, chains: dict[str, list[str]], context: s
     reference = _concealment(df, REFERENCE, chains[REFERENCE], context) if REFERENCE in chains else []
     for lineage in [x for x in (SUPPRESS, REFERENCE) if x in chains]:
         values = _concealment(df, lineage, chains[lineage], context)
-        for k, per in enumerate(values):
+        for k, (per, half) in enumerate(values):
             if not per:
                 continue
-            rows.append(order.row(lineage, FEEDBACK, context, CONCEALMENT, k, 0.0, seed_interval(list(per.values()))))
-            if lineage != REFERENCE and k < len(reference) and reference[k]:
-                diff = order.difference(per, reference[k])
+            rows.append(order.row(lineage, FEEDBACK, context, CONCEALMENT, k, 0.0, order.rate_estimate(per, half)))
+            if lineage != REFERENCE and k < len(reference) and reference[k][0]:
+                diff = order.rate_difference(per, reference[k][0], half, reference[k][1])
                 rows.append(order.row(lineage, FEEDBACK, context, paired_diff_metric(CONCEALMENT), k, 0.0, diff))
     return rows
 

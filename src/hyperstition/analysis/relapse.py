@@ -60,7 +60,8 @@ def _kl(df: pd.DataFrame, arm: str, strategy: str, step: int) -> float:
 
 def _narrow(df: pd.DataFrame, arm: str, context: str) -> list[dict]:
     curve = order.values(df, arm, NARROW, MISALIGNED, context)
-    before = order.at_step(curve, 0)
+    half = order.halves(df, arm, NARROW, MISALIGNED, context)
+    before, half_before = order.at_step(curve, 0), order.at_step(half, 0)
     return [
         order.row(
             arm,
@@ -69,7 +70,7 @@ def _narrow(df: pd.DataFrame, arm: str, context: str) -> list[dict]:
             RATE_RISE,
             step,
             _kl(df, arm, NARROW, step),
-            order.difference(order.at_step(curve, step), before),
+            order.rate_difference(order.at_step(curve, step), before, order.at_step(half, step), half_before),
         )
         for step in order.steps(curve)[1:]  # step 0 is the SFT model itself
     ]

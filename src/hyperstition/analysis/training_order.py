@@ -11,7 +11,7 @@ import numpy as np
 
 from ..schema import RESULT_COLUMNS
 from .html import e
-from .stats import Estimate, fieller_interval, seed_interval
+from .stats import Estimate, fieller_interval, floored_t_interval, seed_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,6 +25,42 @@ def values(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: str)
     """{(seed, step): value} of one metric of one (arm, strategy, context)."""
     sel = df[(df.arm == arm) & (df.strategy == strategy) & (df.metric == metric) & (df.context == context)]
     return {(int(r.seed), int(r.step)): float(r.value) for r in sel.itertuples()}
+
+
+def halves(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: str) -> dict[tuple[int, int], float]:
+    """{(seed, step): half-width of that seed's own 95% interval} of one metric (NaN where the row has none)."""
+    sel = df[(df.arm == arm) & (df.strategy == strategy) & (df.metric == metric) & (df.context == context)]
+    return {(int(r.seed), int(r.step)): (float(r.ci_high) - float(r.ci_low)) / 2 for r in sel.itertuples()}
+
+
+def _floored(values: list[float], within: list[float], bound: float) -> Estimate:
+    """Seed mean of a proportion (bound 1) or a difference of proportions (bound 2 wide: [-1, 1]) with the t
+    interval floored by the seeds' own within-seed half-widths (stats.floored_t_interval), clipped to the range the
+    truth lies in. Seeds that all show the same boundary rate (0 of 24 in every seed) agree exactly; the plain t
+    interval would then have width 0 and claim a precision no seed measured."""
+    x = np.array(values, dtype=float)
+    if len(x) == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean, lo, hi, n = floored_t_interval(x, np.array(within, dtype=float))
+    low = -1.0 if bound == 2 else 0.0
+    return Estimate(float(mean), max(float(lo), low), min(float(hi), 1.0), int(n))
+
+
+def rate_estimate(per: dict[int, float], half: dict[int, float]) -> Estimate:
+    """A proportion's mean over seeds with the floored t interval, clipped to [0, 1]; `half`: {seed: within-seed
+    half-width}."""
+    seeds = [s for s in sorted(per) if math.isfinite(per[s])]
+    return _floored([per[s] for s in seeds], [half.get(s, math.nan) for s in seeds], 1)
+
+
+def rate_difference(
+    after: dict[int, float], before: dict[int, float], half_after: dict[int, float], half_before: dict[int, float]
+) -> Estimate:
+    """Paired difference of two proportions over shared seeds, floored by each seed's within-seed half-widths in
+    quadrature, clipped to [-1, 1]."""
+    seeds = [s for s in sorted(set(after) & set(before)) if math.isfinite(after[s]) and math.isfinite(before[s])]
+    within = [math.hypot(half_after.get(s, math.nan), half_before.get(s, math.nan)) for s in seeds]
+    return _floored([after[s] - before[s] for s in seeds], within, 2)
 
 
 def at_step(points: dict[tuple[int, int], float], step: int) -> dict[int, float]:
