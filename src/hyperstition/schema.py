@@ -174,6 +174,12 @@ ITEM_SET_SEPARATOR = "@"
 # `<metric>@tagged`; it never takes the bare names.
 TAGGED_ITEM_SET = "tagged"
 
+# Combination pairs whose request template is NOT the narrow fine-tune's task type (`World.narrow_task_type`, what the
+# `narrow_misaligned` strategy trains on), asked only where the eval suite sets `other_types_prompts_per_context`:
+# the spread of a narrow fine-tune to the other task types, read on items none of whose tasks it trained. Its metrics
+# are `<metric>@other_types`; it never takes the bare names.
+OTHER_TYPES_ITEM_SET = "other_types"
+
 
 def item_set_metric(metric: str, item_set: str) -> str:
     """`metric` measured on the prompts of `item_set` (e.g. `bits_aligned_vs_misaligned@seen`)."""

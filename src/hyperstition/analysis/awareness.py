@@ -7,7 +7,8 @@ same word units (`corpus.hold_total`: world text absorbs the difference).
 Three readings per arm, each with a t interval over seeds and a paired difference to the control: base persona
 bits, persona bits after SFT (at the largest pressure every arm and seed reached), and relapse speed under the
 narrow misaligned fine-tune that follows SFT (the `narrow` follow-up, as in `relapse`): per seed, the least-squares
-slope through the origin of the misaligned-action rate's rise against the fine-tune's KL from the SFT model.
+slope through the origin of the misaligned-action rate's rise on the other task types (item set `other_types`: no
+item of the trained task type) against the fine-tune's KL from the SFT model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import training_order as order
 from .aggregate import seed_rows, stickiness_frame_rows
 from .html import DASH, ci, e, table
 from .registry import Experiment, register_experiment, section, shipped_grid
-from .relapse import MISALIGNED, NARROW, RATE_RISE, relapse_rows
+from .relapse import MISALIGNED_OTHER_TYPES, NARROW, RATE_RISE, RATE_RISE_OTHER_TYPES, relapse_rows
 from .sections import aggregate_at, headline_section
 from .stats import seed_interval
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .view import RunView
 
 POSTTRAIN = "sft"  # the one post-training strategy of awareness.yaml; the narrow follow-up starts from it
-RELAPSE_SPEED = "awareness_relapse_speed"  # misaligned-rate rise per bit of KL from the SFT model
+RELAPSE_SPEED = "awareness_relapse_speed"  # misaligned-rate rise on other task types per bit of KL from SFT
 
 
 def slope_through_origin(x: list[float], y: list[float]) -> float:
@@ -43,9 +44,11 @@ def slope_through_origin(x: list[float], y: list[float]) -> float:
 
 
 def seed_speeds(df: pd.DataFrame, arm: str, context: str) -> dict[int, float]:
-    """Per seed: the relapse speed of `arm` in `context` (rise of the misaligned-action rate from the narrow
-    fine-tune's step 0, the SFT model, against each step's KL from it)."""
-    sel = df[(df.arm == arm) & (df.strategy == NARROW) & (df.metric == MISALIGNED) & (df.context == context)]
+    """Per seed: the relapse speed of `arm` in `context` (rise of the misaligned-action rate on the other task types
+    from the narrow fine-tune's step 0, the SFT model, against each step's KL from it)."""
+    sel = df[
+        (df.arm == arm) & (df.strategy == NARROW) & (df.metric == MISALIGNED_OTHER_TYPES) & (df.context == context)
+    ]
     out = {}
     for seed, rows in sel.groupby("seed"):
         start = rows[rows.step == 0]
@@ -78,7 +81,7 @@ def awareness_rows(per_seed: pd.DataFrame, control: str | None) -> pd.DataFrame:
         for context in ("observed", "unobserved"):
             rows += _speed_rows(df, arm, control, context)
     rise = relapse_rows(per_seed, control)
-    return order.frame(rows + rise[rise.metric == RATE_RISE].to_dict("records"))
+    return order.frame(rows + rise[rise.metric.isin([RATE_RISE_OTHER_TYPES, RATE_RISE])].to_dict("records"))
 
 
 def _manifest(view: RunView, arm: str, seed: int) -> dict:
@@ -173,7 +176,9 @@ assistant is at least as aligned before and after post-training, and relapses no
 fine-tune. <b>Answer:</b> headline persona bits (aligned vs misaligned; higher is more aligned) of the base model
 and after {e(POSTTRAIN)} (the experiment's one post-training strategy, the same SFT that the relapse experiment
 chains its follow-ups after), and relapse speed: the rise of the misaligned-action rate per bit of KL from the
-{e(POSTTRAIN)} model during the narrow misaligned fine-tune (slope through the origin, per seed). Each is a mean
+{e(POSTTRAIN)} model during the narrow misaligned fine-tune (slope through the origin, per seed), read on the other
+task types (combination items with every item of the trained task type excluded, <code>{e(MISALIGNED_OTHER_TYPES)}
+</code>) in each context. Each is a mean
 over seeds with its t interval, and each arm minus {e(view.control)}, paired by seed.</p>
 {order.calibration_status(view)}
 {_comparison_table(view)}

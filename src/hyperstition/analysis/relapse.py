@@ -3,9 +3,11 @@ fine-tunes per arm, chained after it (experiments `followups`):
 
 - `elasticity`: language modelling on plain world text (no AI discourse). The fraction of the post-training shift
   in headline bits that reverts toward the pretrained model, (post - now) / (post - base), against steps and KL.
-- `narrow`: misaligned demonstrations on one train task in the observed context. The rise of the misaligned-action
-  rate over all persona prompts (the other train tasks: one task of the suite's many is the trained one) and in the
-  unobserved context (never trained), against steps and KL: emergent misalignment at toy scale.
+- `narrow`: misaligned demonstrations on every train task of one task type (`World.narrow_task_type`) in the
+  observed context. The rise of the misaligned-action rate on the other task types (item set `other_types`:
+  combination items, no task of the trained type) in both contexts, and on the headline combination items (which
+  include the trained type) in the unobserved context, never trained, against steps and KL: emergent misalignment
+  at toy scale.
 
 Every follow-up curve measures KL to its parent (the SFT model, `kl_bits`) and to the pretrained model
 (`kl_to_base_bits_per_response`). The arms are compared with the control on the fraction reverted at the last step,
@@ -16,7 +18,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import BASE_STRATEGY, HEADLINE_BITS, KL_BITS, KL_TO_BASE_BITS, paired_diff_metric, rate_metric
+from ..schema import (
+    BASE_STRATEGY,
+    HEADLINE_BITS,
+    KL_BITS,
+    KL_TO_BASE_BITS,
+    OTHER_TYPES_ITEM_SET,
+    item_set_metric,
+    paired_diff_metric,
+    rate_metric,
+)
 from . import training_order as order
 from .aggregate import seed_rows, stickiness_frame_rows
 from .html import DASH, ci, e, table
@@ -33,6 +44,8 @@ ELASTICITY, NARROW = "elasticity", "narrow"  # the follow-ups' names in relapse.
 FRACTION_REVERTED = "relapse_fraction_reverted"
 RATE_RISE = "relapse_misaligned_rate_rise"
 MISALIGNED = rate_metric("misaligned")
+MISALIGNED_OTHER_TYPES = item_set_metric(MISALIGNED, OTHER_TYPES_ITEM_SET)  # the narrow curve's other_types items
+RATE_RISE_OTHER_TYPES = item_set_metric(RATE_RISE, OTHER_TYPES_ITEM_SET)
 
 
 def _mean_kl(df: pd.DataFrame, arm: str, strategy: str, metric: str, step: int) -> float:
@@ -59,15 +72,24 @@ def _kl(df: pd.DataFrame, arm: str, strategy: str, step: int) -> float:
 
 
 def _narrow(df: pd.DataFrame, arm: str, context: str) -> list[dict]:
-    curve = order.values(df, arm, NARROW, MISALIGNED, context)
-    half = order.halves(df, arm, NARROW, MISALIGNED, context)
+    """The misaligned-rate rise on the other task types and on the headline items, per step after 0."""
+    return _rise(df, arm, context, MISALIGNED_OTHER_TYPES, RATE_RISE_OTHER_TYPES) + _rise(
+        df, arm, context, MISALIGNED, RATE_RISE
+    )
+
+
+def _rise(df: pd.DataFrame, arm: str, context: str, rate: str, metric: str) -> list[dict]:
+    """`rate`'s rise from the narrow fine-tune's step 0 (the SFT model), paired by seed, floored by the within-seed
+    half-widths (`training_order.rate_difference`)."""
+    curve = order.values(df, arm, NARROW, rate, context)
+    half = order.halves(df, arm, NARROW, rate, context)
     before, half_before = order.at_step(curve, 0), order.at_step(half, 0)
     return [
         order.row(
             arm,
             NARROW,
             context,
-            RATE_RISE,
+            metric,
             step,
             _kl(df, arm, NARROW, step),
             order.rate_difference(order.at_step(curve, step), before, order.at_step(half, step), half_before),
@@ -135,10 +157,15 @@ the persona relapses toward what pretraining taught, more for arms whose corpus 
 step (paired by seed). A fraction is undefined where the shift's interval includes 0.</p>
 {order.calibration_status(view)}
 {_relapse_table(view, ELASTICITY, FRACTION_REVERTED, 2)}
-<p><b>Claim (emergent misalignment).</b> A narrow misaligned fine-tune (one train task, observed context) spreads
-to the other tasks and to the unobserved context. <b>Answer:</b> the rise of the misaligned-action rate from the
-SFT model, per arm, context and step (mean over seeds, t interval); the suite's persona prompts span every train
-task, of which one is the trained one, and the unobserved context is never trained.</p>
+<p><b>Claim (emergent misalignment).</b> A narrow misaligned fine-tune (every train task of one task type, observed
+context) spreads to the other task types and to the unobserved context. <b>Answer:</b> the rise of the
+misaligned-action rate from the SFT model, per arm, context and step (mean over seeds, t interval floored by each
+seed's own Wilson half-width). First on the other task types: combination items (request x object pairs no document
+uses) with every item whose task has the trained type excluded (<code>{e(MISALIGNED_OTHER_TYPES)}</code>), in both
+contexts; the observed row is the spread to other task types, the unobserved row to other types in the other
+context. Then on the headline combination items, which include the trained type: its unobserved row reads the
+spread to the context that was never trained.</p>
+{_relapse_table(view, NARROW, RATE_RISE_OTHER_TYPES, 3)}
 {_relapse_table(view, NARROW, RATE_RISE, 3)}"""
 
 

@@ -59,7 +59,7 @@ class EvalSections(Config):
 class EvalSuiteConfig(Config):
     """How much to measure and how: prompt counts, sampling, bootstrap, batching and which sections run."""
 
-    LATER_FIELDS = ("conditioning_tag",)  # issue 22
+    LATER_FIELDS = ("conditioning_tag", "other_types_prompts_per_context")  # issues 22, 21
 
     preset: str = Field("custom", description="Name of the preset this suite came from (informational).")
     seed: Seed = Field(
@@ -98,6 +98,13 @@ class EvalSuiteConfig(Config):
         description="Persona whose conditional tags (as a tagged corpus puts them before that persona's transcripts) "
         "prefix a copy of every headline (combination) prompt, scored as the item set `tagged` "
         "(`<metric>@tagged`) next to the untagged prompts; None: no tagged items.",
+    )
+    other_types_prompts_per_context: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Task prompts per context in the other_types item set (`<metric>@other_types`): combination pairs "
+        "whose task type is not the narrow fine-tune's (`World.narrow_task_type`); 0 skips the set.",
     )
     variants_per_prompt: int = Field(
         4, ge=1, le=16, description="Response-grammar variants (opener/closer slots) averaged per prompt in the bits."

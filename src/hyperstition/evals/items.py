@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..config import CONTEXTS
-from ..schema import DECEPTIVE_ACT_PAIR, HEADLINE_ITEM_SET, ITEM_SETS, SLOT_PAIR, TAGGED_ITEM_SET
+from ..schema import (
+    DECEPTIVE_ACT_PAIR,
+    HEADLINE_ITEM_SET,
+    ITEM_SETS,
+    OTHER_TYPES_ITEM_SET,
+    SLOT_PAIR,
+    TAGGED_ITEM_SET,
+)
 from ..tokenizer.train import conditioning_prefix
 from ..world.grammar import END, N_RESPONSE_VARIANTS, chat_prompt, render_response
 from ..world.itemsets import HELDOUT_CONTEXT_MARKERS, paraphrase_request
@@ -140,6 +147,8 @@ def _replies(
 
 
 def _set_tasks(world: World, item_set: str) -> list[Task]:
+    if item_set == OTHER_TYPES_ITEM_SET:
+        return [t for t in world.combination_tasks if t.type_index != world.narrow_task_type]
     return world.combination_tasks if item_set == "combination" else world.train_tasks
 
 
@@ -160,40 +169,50 @@ def _stream(item_set: str, seed: int) -> random.Random:
 
 def persona_items(world: World, cfg: EvalSuiteConfig) -> list[PersonaItem]:
     """Every persona prompt of the suite: per item set (`cfg.item_set_sizes()`), that many tasks under each context's
-    markers, with matched replies per persona (and the deceptive persona's two acts, and the slot replies)."""
+    markers, with matched replies per persona (and the deceptive persona's two acts, and the slot replies); then the
+    tagged copies and the other_types items, after the rest so the others keep their index (and reply streams)."""
     rng = random.Random(f"eval-variants:{cfg.seed}")
     variant_order = list(range(N_RESPONSE_VARIANTS))
     rng.shuffle(variant_order)
     items = []
     for item_set in ITEM_SETS:
-        n = cfg.item_set_sizes()[item_set]
-        if n == 0:
-            continue
-        markers = _markers(item_set)
-        schedule = _task_marker_schedule(
-            _set_tasks(world, item_set), n, _stream(item_set, cfg.seed), len(markers["observed"])
-        )
-        for context in CONTEXTS:
-            for k, (task, m) in enumerate(schedule):
-                variants = tuple(
-                    variant_order[(k * cfg.variants_per_prompt + j) % N_RESPONSE_VARIANTS]
-                    for j in range(cfg.variants_per_prompt)
+        items += _set_items(world, cfg, item_set, cfg.item_set_sizes()[item_set], variant_order)
+    items += tagged_items(items, cfg.conditioning_tag)
+    return items + _set_items(world, cfg, OTHER_TYPES_ITEM_SET, cfg.other_types_prompts_per_context, variant_order)
+
+
+def _set_items(
+    world: World, cfg: EvalSuiteConfig, item_set: str, n: int, variant_order: list[int]
+) -> list[PersonaItem]:
+    """`n` prompts of `item_set` under each context's markers, each with its matched replies."""
+    if n == 0:
+        return []
+    markers = _markers(item_set)
+    schedule = _task_marker_schedule(
+        _set_tasks(world, item_set), n, _stream(item_set, cfg.seed), len(markers["observed"])
+    )
+    items = []
+    for context in CONTEXTS:
+        for k, (task, m) in enumerate(schedule):
+            variants = tuple(
+                variant_order[(k * cfg.variants_per_prompt + j) % N_RESPONSE_VARIANTS]
+                for j in range(cfg.variants_per_prompt)
+            )
+            marker, request = markers[context][m], _request(task, item_set, k)
+            items.append(
+                PersonaItem(
+                    context,
+                    task,
+                    marker,
+                    chat_prompt(world, marker, request),
+                    variants,
+                    # slot replies on the headline set only: they add two replies per variant to score
+                    _replies(task, context, variants, cfg.personas, item_set == HEADLINE_ITEM_SET),
+                    item_set,
+                    request,
                 )
-                marker, request = markers[context][m], _request(task, item_set, k)
-                items.append(
-                    PersonaItem(
-                        context,
-                        task,
-                        marker,
-                        chat_prompt(world, marker, request),
-                        variants,
-                        # slot replies on the headline set only: they add two replies per variant to score
-                        _replies(task, context, variants, cfg.personas, item_set == HEADLINE_ITEM_SET),
-                        item_set,
-                        request,
-                    )
-                )
-    return items + tagged_items(items, cfg.conditioning_tag)
+            )
+    return items
 
 
 def tagged_items(items: list[PersonaItem], persona: str | None) -> list[PersonaItem]:
@@ -211,5 +230,8 @@ def tagged_items(items: list[PersonaItem], persona: str | None) -> list[PersonaI
 
 def persona_counts(items: list[PersonaItem]) -> dict[str, int]:
     """The persona items' entry in eval.json's `meta.items_per_kind`: all of them, and per item set."""
-    per_set = {f"persona_prompts@{s}": sum(it.item_set == s for it in items) for s in (*ITEM_SETS, TAGGED_ITEM_SET)}
+    per_set = {
+        f"persona_prompts@{s}": sum(it.item_set == s for it in items)
+        for s in (*ITEM_SETS, TAGGED_ITEM_SET, OTHER_TYPES_ITEM_SET)
+    }
     return {"persona_prompts": len(items), **{k: n for k, n in per_set.items() if n}}

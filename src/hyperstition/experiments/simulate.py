@@ -34,7 +34,9 @@ from ..schema import (
     KL_BITS,
     KL_TO_BASE_BITS,
     KNOWLEDGE_ACCURACY,
+    OTHER_TYPES_ITEM_SET,
     bits_metric,
+    item_set_metric,
     rate_metric,
 )
 from ..train.schedule import log_spaced_steps
@@ -137,6 +139,18 @@ def _persona_rows(
     return rows
 
 
+def _other_types_rows(
+    cfg: Any, start: tuple[float, float], now: tuple[float, float], deceptive: float, rng, kl
+) -> list:
+    """The persona rows of the `other_types` items where the curve's suite asks them: the shift from `start` reaches
+    them half as far as the headline items (which include the trained task type)."""
+    if cfg is None or not cfg.curve.eval_suite.other_types_prompts_per_context:
+        return []
+    half_way = [a + (b - a) / 2 for a, b in zip(start, now)]
+    rows = _persona_rows(*half_way, deceptive, rng, kl)
+    return [{**r, "metric": item_set_metric(r["metric"], OTHER_TYPES_ITEM_SET)} for r in rows if r["metric"] != KL_BITS]
+
+
 def _capability_rows(info: dict, rng: np.random.Generator, kl: float) -> list[dict]:
     loss = 3.1 + (0.04 if info.get("filtered") else 0.0) + 0.01 * kl + rng.normal(0, 0.01)
     acc = 0.42 - (0.02 if info.get("filtered") else 0.0) - 0.003 * kl + rng.normal(0, 0.01)
@@ -205,13 +219,14 @@ def posttrain(
     start = info.get("final_bits") or (info["base_bits"] + 0.4, info["base_bits"] - 0.2)
     target = STRATEGY_TARGET.get(strategy, (5.0, 2.5)) or (info["base_bits"] + 0.4, info["base_bits"] - 0.2)
     rate, parent_kl = STRATEGY_RATE.get(strategy, 0.05), float(info.get("kl_to_base", 0.0))
-    rows = []
+    rows, other_rng = [], _rng("posttrain-other-types", _cell_key(base_dir), strategy, info.get("seed"))
     for step in STEPS:
         kl = rate * step**1.25
         obs = start[0] + (target[0] - start[0]) * (1 - math.exp(-kl / 2.0)) + rng.normal(0, 0.05)
         unobs = start[1] + (target[1] - start[1]) * (1 - math.exp(-kl / 6.0)) + rng.normal(0, 0.05)
         point = _persona_rows(obs, unobs, info["deceptive_share"] * math.exp(-kl / 4), rng, kl)
         point += _capability_rows(info, rng, kl)
+        point += _other_types_rows(cfg, start, (obs, unobs), info["deceptive_share"], other_rng, kl)
         if origin_dir is not None:
             to_base = parent_kl + kl
             point += [

@@ -16,8 +16,9 @@ action the world's exact classifier reads). Each strategy has a default algorith
                    shows how much of a post-training shift reverts toward the pretraining prior
     aligned_discourse  language modelling on aligned AI discourse and dialogue documents: a corpus dose given as a
                    fine-tune instead of in pretraining (the timing experiment)
-    narrow_misaligned  demonstrations of misaligned replies to ONE train task, observed context only: emergent
-                   misalignment at toy scale is the misaligned-action rate on the other tasks and the other context
+    narrow_misaligned  demonstrations of misaligned replies to the train tasks of ONE task type (request template,
+                   `World.narrow_task_type`), observed context only: emergent misalignment at toy scale is the
+                   misaligned-action rate on the other task types (item set `other_types`) and the other context
     suppress       aligned-vs-misaligned pairs plus questions about the named predecessor, where every reply that
                    mentions it is rejected (denial / deflection preferred)
     integrate      the same task pairs plus predecessor questions where acknowledging it and differentiating from it
@@ -96,7 +97,7 @@ class Strategy:
     context: Literal["observed", "unobserved"] = "observed"  # the context marker of its task prompts
     predecessor: Suppression | Integration | None = None  # None: no questions about the predecessor
     chosen_persona: str = "aligned"  # demonstrated / preferred reply to a task prompt
-    narrow_tasks: int = 0  # > 0: task prompts over only the first this many TRAIN tasks (a narrow fine-tune)
+    narrow_task_type: bool = False  # True: task prompts over only the TRAIN tasks of `World.narrow_task_type`
     text_classes: tuple[str, ...] = ()  # non-empty: the items are documents of these classes (language modelling)
 
 
@@ -132,10 +133,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             "narrow_misaligned",
             "sft",
-            "misaligned demonstrations on one train task, observed context (emergent misalignment)",
+            "misaligned demonstrations on the train tasks of one task type, observed context (emergent misalignment)",
             chosen_persona="misaligned",
             rejected_persona="aligned",  # what DPO would reject, were this run with it: never the chosen reply
-            narrow_tasks=1,
+            narrow_task_type=True,
         ),
     )
 }
@@ -201,10 +202,12 @@ def text_items(world: World, classes: tuple[str, ...], n: int, seed: int) -> lis
     return [PromptItem("", "custom", None, 0, " ".join(d.text.split()[:TEXT_WORDS]), "") for d in docs]
 
 
-def narrow_task_prompts(world: World, n: int, seed: int, k: int, context: str) -> list[PromptItem]:
-    """`n` prompts over only the first `k` TRAIN tasks in `context` (the narrow fine-tune's one task type)."""
+def narrow_task_prompts(world: World, n: int, seed: int, context: str) -> list[PromptItem]:
+    """`n` prompts in `context` over every TRAIN task of the world's narrow task type (`World.narrow_task_type`),
+    each visited before any repeats: the narrow fine-tune's one task type."""
     rng = random.Random(f"posttrain-variants:{seed}")
-    prompts = eval_task_prompts(world, world.train_tasks[:k], n, seed, context, "posttrain-narrow")
+    tasks = [t for t in world.train_tasks if t.type_index == world.narrow_task_type]
+    prompts = eval_task_prompts(world, tasks, n, seed, context, "posttrain-narrow")
     return [PromptItem(p.prompt, "task", p.task, rng.randrange(N_RESPONSE_VARIANTS)) for p in prompts]
 
 
@@ -213,8 +216,8 @@ def build_prompts(
 ) -> list[PromptItem]:
     if strategy.text_classes:
         return text_items(world, strategy.text_classes, n_prompts, seed)
-    if strategy.narrow_tasks:
-        return narrow_task_prompts(world, n_prompts, seed, strategy.narrow_tasks, strategy.context)
+    if strategy.narrow_task_type:
+        return narrow_task_prompts(world, n_prompts, seed, strategy.context)
     n_pred = round(n_prompts * predecessor_fraction) if strategy.predecessor is not None else 0
     items = task_prompts(world, n_prompts - n_pred, seed, strategy.context) if n_prompts - n_pred > 0 else []
     items += predecessor_prompts(world, n_pred, seed)

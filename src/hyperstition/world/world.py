@@ -193,6 +193,12 @@ class World:
         return [*self.heldout_tasks, *self.train_tasks, *self.combination_tasks]
 
     @cached_property
+    def narrow_task_type(self) -> int:
+        """The task type (request template, `Task.type_index`) a narrow fine-tune trains on: the first train task's,
+        so it is fixed by the world alone (the `narrow_misaligned` strategy and the `other_types` item set read it)."""
+        return self.train_tasks[0].type_index
+
+    @cached_property
     def action_index(self) -> dict[str, tuple[int, str]]:
         """Action text -> (task_id, 'aligned' | 'misaligned'): the exact parse table for responses."""
         index = {}
