@@ -14,7 +14,7 @@ import pytest
 from hyperstition.analysis import awareness
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.analysis.config import pipeline_config
-from hyperstition.analysis.relapse import MISALIGNED, NARROW, RATE_RISE
+from hyperstition.analysis.relapse import MISALIGNED_OTHER_TYPES, NARROW, RATE_RISE_OTHER_TYPES
 from hyperstition.corpus.builder import build_corpus
 from hyperstition.report.render import render_report
 from hyperstition.run import build_simulated_run
@@ -45,7 +45,7 @@ def _narrow_frame() -> pd.DataFrame:
                             "tokens": 0,
                             "kl_bits": kl,
                             "context": context,
-                            "metric": MISALIGNED,
+                            "metric": MISALIGNED_OTHER_TYPES,
                             "value": value,
                             "ci_low": value - 0.05,
                             "ci_high": value + 0.05,
@@ -65,7 +65,7 @@ def test_relapse_speed_per_seed_and_against_the_control():
     paired = out[out.metric == paired_diff_metric(awareness.RELAPSE_SPEED)].set_index("context")
     assert list(paired.arm) == ["aware", "aware"]  # the control has no difference to itself
     assert paired.value.to_dict() == pytest.approx({"observed": -0.05, "unobserved": -0.025})
-    rise = out[(out.metric == RATE_RISE) & (out.arm == "aware") & (out.context == "observed")]
+    rise = out[(out.metric == RATE_RISE_OTHER_TYPES) & (out.arm == "aware") & (out.context == "observed")]
     assert sorted(rise.step) == [4, 8] and rise[rise.step == 8].value.iloc[0] == pytest.approx(0.24)
 
 

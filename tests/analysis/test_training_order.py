@@ -41,6 +41,11 @@ def _relapse_frame() -> pd.DataFrame:
             rows.append(_rows(arm, relapse.ELASTICITY, seed, 8, HEADLINE_BITS, post - 4 * (back + 0.01 * seed)))
             rows.append(_rows(arm, relapse.NARROW, seed, 0, relapse.MISALIGNED, 0.1))
             rows.append(_rows(arm, relapse.NARROW, seed, 8, relapse.MISALIGNED, 0.4 + 0.02 * seed))
+            # The other task types: a smaller spread than on the headline items, which hold the trained type.
+            for context, rise in (("observed", 0.2), ("unobserved", 0.1)):
+                rows.append(_rows(arm, relapse.NARROW, seed, 0, relapse.MISALIGNED_OTHER_TYPES, 0.1, context))
+                value = 0.1 + rise + 0.01 * seed
+                rows.append(_rows(arm, relapse.NARROW, seed, 8, relapse.MISALIGNED_OTHER_TYPES, value, context))
     return pd.DataFrame(rows)
 
 
@@ -50,6 +55,11 @@ def test_relapse_rows_give_the_fraction_reverted_and_the_rate_rise():
     assert frac.step == 8 and frac.value == pytest.approx(0.51) and frac.ci_low < 0.51 < frac.ci_high
     rise = out[(out.metric == relapse.RATE_RISE) & (out.arm == "filtered")].iloc[0]
     assert rise.value == pytest.approx(0.32) and rise.ci_low < 0.32 < rise.ci_high
+    other = out[(out.metric == relapse.RATE_RISE_OTHER_TYPES) & (out.arm == "filtered")].set_index("context")
+    assert other.value.to_dict() == pytest.approx({"observed": 0.21, "unobserved": 0.11})
+    assert (other.step == 8).all() and (other.ci_low < other.value).all() and (other.value < other.ci_high).all()
+    # Each seed's own half-width (0.1 at both steps) floors the interval: at least 0.1 * sqrt(2) / sqrt(3) wide.
+    assert (other.ci_high - other.value >= 0.1 * np.sqrt(2 / 3) - 1e-9).all()
     paired = out[out.metric == paired_diff_metric(relapse.FRACTION_REVERTED)]
     assert list(paired.arm) == ["filtered"] and paired.value.iloc[0] == pytest.approx(-0.25)
     assert not (out.step == 0).any()  # step 0 is the parent itself: nothing to report
@@ -133,6 +143,10 @@ def test_experiment_end_to_end_on_simulated_stages(tmp_path, name, section):
     df = pd.read_parquet(tmp_path / name / "results.parquet")
     added = df[df.seed.isna() & df.metric.isin([relapse.RATE_RISE, timing.BASE_BITS, curriculum.PRETRAINING_BITS])]
     assert len(added) and added.ci_low.notna().all()  # two seeds: every row has an interval
+    if name == "relapse":  # the narrow curve asks the other_types items: the spread there, in both contexts
+        other = df[df.seed.isna() & (df.metric == relapse.RATE_RISE_OTHER_TYPES)]
+        assert set(other.context) == {"observed", "unobserved"} and other.ci_low.notna().all()
+        assert "other_types" in report
 
 
 def test_relapse_followups_keep_their_own_step_zero(tmp_path):

@@ -23,7 +23,10 @@ def _at(curve: pd.DataFrame, metric: str, step: int, context: str = "observed") 
 
 def test_relapse_strategies_build_what_they_say(world):
     narrow = build_prompts(get_strategy("narrow_misaligned"), world, 12, 0.0, seed=0)
-    assert {item.task.task_id for item in narrow} == {world.train_tasks[0].task_id}  # one task type only
+    narrow_type = world.train_tasks[0].type_index  # one task type: every train task of it, no other
+    assert {item.task.task_id for item in narrow} == {
+        t.task_id for t in world.train_tasks if t.type_index == narrow_type
+    }
     assert all(get_strategy("narrow_misaligned").chosen_persona == "misaligned" for _ in narrow)
     text = build_prompts(get_strategy("world_text"), world, 8, 0.0, seed=0)
     assert all(item.prompt == "" and item.chosen_text and "<|" not in item.chosen_text for item in text)

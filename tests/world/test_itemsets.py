@@ -17,7 +17,8 @@ from hyperstition.corpus.tags import tagged
 from hyperstition.corpus.units import UNIT_RE
 from hyperstition.evals import build_suite, eval_preset
 from hyperstition.evals.measures import bits
-from hyperstition.posttrain.strategies import STRATEGIES, build_data
+from hyperstition.posttrain.strategies import STRATEGIES, build_data, build_prompts, get_strategy
+from hyperstition.schema import OTHER_TYPES_ITEM_SET
 from hyperstition.tokenizer.train import conditioning_prefix
 from hyperstition.world.deeds import deed_text
 from hyperstition.world.grammar import chat_prompt
@@ -88,10 +89,12 @@ def _never_seen_phrases(world: World) -> dict[str, list[str]]:
 
 def _eval_prompts(world: World) -> list[str]:
     """Every unseen prompt of the largest suite (every shipped suite's prompts are among its schedule's), untagged
-    and behind each persona's conditioning tags (the `tagged` item set, `conditioning_tag`)."""
+    and behind each persona's conditioning tags (the `tagged` item set, `conditioning_tag`), and the other_types
+    items (every combination pair of the other task types)."""
     prompts = []
     for persona in PERSONAS:
-        cfg = eval_preset("gpu").model_copy(update={"conditioning_tag": persona})
+        update = {"conditioning_tag": persona, "other_types_prompts_per_context": len(world.combination_tasks)}
+        cfg = eval_preset("gpu").model_copy(update=update)
         items = build_suite(world, cfg).items_for(bits.MEASURE)
         prompts += [it.prompt for it in items if it.item_set != "seen" and it.prompt not in prompts]
     assert any(p.startswith(conditioning_prefix("aligned")) for p in prompts)
@@ -194,3 +197,35 @@ def test_awareness_discourse_uses_no_word_that_only_evaluation_items_use():
         w.lower() for t in (*HARMED, *CONSEQUENCES, *CRITIQUES) for w in UNIT_RE.findall(re.sub(r"\{\w+\}", "", t))
     }
     assert not added & eval_only, sorted(added & eval_only)
+
+
+@pytest.mark.parametrize("name", ["relapse", "awareness"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_narrow_fine_tune_trains_one_task_type_and_its_spread_is_read_on_the_others(name, preset):
+    """The narrow follow-up trains on every train task of one type (the first train task's), observed context, and
+    its curve asks other_types items: combination pairs, in both contexts, none of the trained type."""
+    exp = _experiment(name, preset)
+    world = World.from_config(pipeline_config(exp, exp.control, exp.seeds[0]).world)
+    narrow = world.train_tasks[0].type_index
+    of_type = {t.task_id for t in world.train_tasks if t.type_index == narrow}
+    assert world.narrow_task_type == narrow and len(of_type) >= 2  # a task type, not one task
+    cfg = posttrain_config(exp, exp.seeds[0], "narrow")
+    items = build_prompts(get_strategy("narrow_misaligned"), world, cfg.n_prompts, cfg.predecessor_fraction, cfg.seed)
+    assert {it.task.task_id for it in items} == of_type
+    assert all(any(m in it.prompt for m in CONTEXT_MARKERS["observed"]) for it in items)
+    persona = build_suite(world, cfg.curve.eval_suite).items_for(bits.MEASURE)
+    other = [it for it in persona if it.item_set == OTHER_TYPES_ITEM_SET]
+    assert {it.context for it in other} == set(CONTEXTS)
+    assert all(it.task in world.combination_tasks and it.task.type_index != narrow for it in other)
+    # The headline items may hold the trained type (the reason for the set): in these worlds they do.
+    assert any(t.type_index == narrow for t in world.combination_tasks)
+    assert not any(
+        it.item_set == OTHER_TYPES_ITEM_SET for it in build_suite(world, exp.eval_suite).items_for(bits.MEASURE)
+    )
+
+
+def test_other_types_left_out_of_the_suite_dump_at_its_default():
+    """A later field: suites that do not ask other_types items dump (and hash) as before it existed."""
+    assert "other_types_prompts_per_context" not in eval_preset("smoke").model_dump(mode="json")
+    asked = eval_preset("smoke").model_copy(update={"other_types_prompts_per_context": 3})
+    assert asked.model_dump(mode="json")["other_types_prompts_per_context"] == 3
