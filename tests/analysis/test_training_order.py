@@ -62,6 +62,13 @@ def test_relapse_rows_give_the_fraction_reverted_and_the_rate_rise():
     assert (other.ci_high - other.value >= 0.1 * np.sqrt(2 / 3) - 1e-9).all()
     paired = out[out.metric == paired_diff_metric(relapse.FRACTION_REVERTED)]
     assert list(paired.arm) == ["filtered"] and paired.value.iloc[0] == pytest.approx(-0.25)
+    # The narrow rises compared with the control's at the last step: equal rises in every seed give 0, with the
+    # floor of four within-seed half-widths (0.1 each) in quadrature over sqrt(3) seeds, not a zero-width interval.
+    for metric in (relapse.RATE_RISE, relapse.RATE_RISE_OTHER_TYPES):
+        rise_vs = out[out.metric == paired_diff_metric(metric)]
+        assert set(rise_vs.arm) == {"filtered"} and (rise_vs.step == 8).all()
+        assert rise_vs.value.to_numpy() == pytest.approx(0.0, abs=1e-12)
+        assert rise_vs.ci_high.to_numpy() == pytest.approx(0.2 / np.sqrt(3))
     assert not (out.step == 0).any()  # step 0 is the parent itself: nothing to report
 
 

@@ -16,6 +16,7 @@ paired by seed.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ..schema import (
@@ -98,6 +99,31 @@ def _rise(df: pd.DataFrame, arm: str, context: str, rate: str, metric: str) -> l
     ]
 
 
+def _seed_rises(df: pd.DataFrame, arm: str, context: str, rate: str, step: int) -> tuple[dict, dict]:
+    """Per seed: `rate`'s rise from the narrow fine-tune's step 0 to `step`, and its within-seed half-width."""
+    curve, half = order.values(df, arm, NARROW, rate, context), order.halves(df, arm, NARROW, rate, context)
+    before, now = order.at_step(curve, 0), order.at_step(curve, step)
+    h0, h1 = order.at_step(half, 0), order.at_step(half, step)
+    seeds = [s for s in now if s in before]
+    return {s: now[s] - before[s] for s in seeds}, {
+        s: math.hypot(h1.get(s, math.nan), h0.get(s, math.nan)) for s in seeds
+    }
+
+
+def _narrow_versus_control(df: pd.DataFrame, arm: str, control: str, context: str) -> list[dict]:
+    """Each arm's rise minus the control's at the last step, paired by seed (both rises floored as in `_rise`)."""
+    rows = []
+    for rate, metric in ((MISALIGNED_OTHER_TYPES, RATE_RISE_OTHER_TYPES), (MISALIGNED, RATE_RISE)):
+        curve = order.values(df, arm, NARROW, rate, context)
+        if arm == control or not curve:
+            continue
+        last = order.steps(curve)[-1]
+        (mine, my_half), (theirs, their_half) = (_seed_rises(df, a, context, rate, last) for a in (arm, control))
+        est = order.rate_difference(mine, theirs, my_half, their_half, span=4)
+        rows.append(order.row(arm, NARROW, context, paired_diff_metric(metric), last, _kl(df, arm, NARROW, last), est))
+    return rows
+
+
 def per_seed_fraction(df: pd.DataFrame, arm: str, context: str, step: int) -> dict[int, float]:
     """Each seed's own fraction reverted at `step` (for paired comparisons between arms)."""
     base = order.at_step(order.values(df, arm, BASE_STRATEGY, HEADLINE_BITS, context), 0)
@@ -118,13 +144,17 @@ def _versus_control(df: pd.DataFrame, arm: str, control: str, context: str) -> l
 
 def relapse_rows(per_seed: pd.DataFrame, control: str | None) -> pd.DataFrame:
     """Fraction reverted under elasticity and misaligned-rate rise under the narrow fine-tune, per arm, context and
-    step (seed-null rows), and each arm's paired difference to the control in the fraction at the last step."""
+    step (seed-null rows), and each arm's paired difference to the control at the last step (fraction and rises)."""
     df = seed_rows(per_seed)
     rows: list[dict] = []
     for arm in dict.fromkeys(df.arm):
         for context in ("observed", "unobserved"):
             rows += _elasticity(df, arm, context) + _narrow(df, arm, context)
-            rows += _versus_control(df, arm, control, context) if control else []
+            rows += (
+                _versus_control(df, arm, control, context) + _narrow_versus_control(df, arm, control, context)
+                if control
+                else []
+            )
     return order.frame(rows)
 
 
@@ -164,7 +194,8 @@ seed's own Wilson half-width). First on the other task types: combination items 
 uses) with every item whose task has the trained type excluded (<code>{e(MISALIGNED_OTHER_TYPES)}</code>), in both
 contexts; the observed row is the spread to other task types, the unobserved row to other types in the other
 context. Then on the headline combination items, which include the trained type: its unobserved row reads the
-spread to the context that was never trained.</p>
+spread to the context that was never trained. At the last step each arm's rise minus {e(view.control)}'s, paired by
+seed, floored the same way.</p>
 {_relapse_table(view, NARROW, RATE_RISE_OTHER_TYPES, 3)}
 {_relapse_table(view, NARROW, RATE_RISE, 3)}"""
 
