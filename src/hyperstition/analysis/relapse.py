@@ -119,7 +119,7 @@ def _narrow_versus_control(df: pd.DataFrame, arm: str, control: str, context: st
             continue
         last = order.steps(curve)[-1]
         (mine, my_half), (theirs, their_half) = (_seed_rises(df, a, context, rate, last) for a in (arm, control))
-        est = order.rate_difference(mine, theirs, my_half, their_half, span=4)
+        est = order.rate_difference(mine, theirs, my_half, their_half, bound=2.0)
         rows.append(order.row(arm, NARROW, context, paired_diff_metric(metric), last, _kl(df, arm, NARROW, last), est))
     return rows
 

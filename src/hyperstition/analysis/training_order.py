@@ -33,17 +33,14 @@ def halves(df: pd.DataFrame, arm: str, strategy: str, metric: str, context: str)
     return {(int(r.seed), int(r.step)): (float(r.ci_high) - float(r.ci_low)) / 2 for r in sel.itertuples()}
 
 
-def _floored(values: list[float], within: list[float], span: float) -> Estimate:
-    """Seed mean of a proportion (span 1: [0, 1]) or of a difference of `span` proportions' worth ([-span/2, span/2]
-    for 2: a difference of two rates; [-2, 2] for 4: a difference of two rises) with the t interval floored by the
-    seeds' own within-seed half-widths (stats.floored_t_interval), clipped to the range the truth lies in. Seeds that
-    all show the same boundary rate (0 of 24 in every seed) agree exactly; the plain t interval would then have width
-    0 and claim a precision no seed measured."""
+def _floored(values: list[float], within: list[float], low: float, high: float) -> Estimate:
+    """Seed mean with the t interval floored by the seeds' own within-seed half-widths (stats.floored_t_interval),
+    clipped to [low, high], the range the truth lies in. For rates: seeds that all show the same boundary rate (0 of
+    24 in every seed) agree exactly, and the plain t interval would have width 0, a precision no seed measured."""
     x = np.array(values, dtype=float)
     if len(x) == 0:
         return Estimate(math.nan, math.nan, math.nan, 0)
     mean, lo, hi, n = floored_t_interval(x, np.array(within, dtype=float))
-    low, high = (0.0, 1.0) if span == 1 else (-span / 2, span / 2)
     return Estimate(float(mean), max(float(lo), low), min(float(hi), high), int(n))
 
 
@@ -51,7 +48,7 @@ def rate_estimate(per: dict[int, float], half: dict[int, float]) -> Estimate:
     """A proportion's mean over seeds with the floored t interval, clipped to [0, 1]; `half`: {seed: within-seed
     half-width}."""
     seeds = [s for s in sorted(per) if math.isfinite(per[s])]
-    return _floored([per[s] for s in seeds], [half.get(s, math.nan) for s in seeds], 1)
+    return _floored([per[s] for s in seeds], [half.get(s, math.nan) for s in seeds], 0.0, 1.0)
 
 
 def rate_difference(
@@ -59,13 +56,13 @@ def rate_difference(
     before: dict[int, float],
     half_after: dict[int, float],
     half_before: dict[int, float],
-    span: float = 2,
+    bound: float = 1.0,
 ) -> Estimate:
-    """Paired difference over shared seeds, floored by each seed's within-seed half-widths in quadrature: of two
-    proportions (span 2, clipped to [-1, 1]) or of two rises (span 4, clipped to [-2, 2])."""
+    """Paired difference over shared seeds, floored by each seed's within-seed half-widths in quadrature and clipped
+    to [-bound, bound]: 1 for a difference of two proportions, 2 for a difference of two rises."""
     seeds = [s for s in sorted(set(after) & set(before)) if math.isfinite(after[s]) and math.isfinite(before[s])]
     within = [math.hypot(half_after.get(s, math.nan), half_before.get(s, math.nan)) for s in seeds]
-    return _floored([after[s] - before[s] for s in seeds], within, span)
+    return _floored([after[s] - before[s] for s in seeds], within, -bound, bound)
 
 
 def at_step(points: dict[tuple[int, int], float], step: int) -> dict[int, float]:
