@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -51,6 +52,7 @@ def run_and_report(
     stages: str | None = None,
     reporter: Reporter | None = None,
     redo_stale: bool = False,
+    reuse_from: Sequence[str | os.PathLike] = (),
 ) -> RunSummary:
     """Run (or resume) the grid of `exp` in `run_dir` (`experiments.runner.run_experiment`: the other arguments are
     its own), then render RUN/report.html unless `render` is false. A failed render is recorded in the summary
@@ -65,6 +67,7 @@ def run_and_report(
         stages=stages or runner.DEFAULT_STAGES,
         reporter=reporter,
         redo_stale=redo_stale,
+        reuse_from=reuse_from,
     )
     if render and summary.results is not None:
         try:
@@ -132,6 +135,15 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="recompute finished cells whose config changed (their old outputs are kept as *.stale-N) instead "
         "of refusing",
+    )
+    p.add_argument(
+        "--reuse-from",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="copy the cells another run directory finished with the same config hash (same path, same stage set, "
+        "outputs verified) instead of computing them again, e.g. the default run's pretrainings for `filtering`; "
+        "may be given more than once (the first run that has a cell wins); logged in runlog.jsonl",
     )
     p.add_argument("--no-report", action="store_true", help="do not render report.html at the end")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
@@ -254,6 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             stages=args.stages or DEFAULT_STAGES,
             reporter=reporter,
             redo_stale=args.redo_stale,
+            reuse_from=args.reuse_from,
         )
     except RunDirError as err:
         return refused("run", err)

@@ -137,6 +137,9 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         f"{len(summary.done)} ran, {len(summary.skipped)} kept from before, {len(summary.failed)} failed, "
         f"{len(summary.blocked)} blocked; wall time {minutes:.1f} min"
     )
+    if summary.reused:
+        sources = sorted(set(summary.reused.values()))
+        console.print(f"{len(summary.reused)} of those kept were copied from {', '.join(sources)} (same config hash)")
     if summary.redone:
         console.print(f"{len(summary.redone)} cell(s) had a DONE.json whose outputs did not verify, so they ran again:")
     for job_id, reason in summary.redone.items():

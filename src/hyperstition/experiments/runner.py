@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..analysis.config import ExperimentConfig, persona_discourse_shares, pipeline_config
@@ -26,6 +27,7 @@ from .cell import Runtime
 from .executor import Executor, InlineExecutor, LocalExecutor, plan_workers
 from .jobs import Job
 from .plan import job_record, plan_jobs
+from .reuse import check_sources, reuse_finished_cells
 from .rundir import RunLock, create_or_open, write_provenance
 from .schedule import NullReporter, Reporter, RunSummary, schedule
 from .stageset import REAL_STAGES, stage_set
@@ -42,12 +44,15 @@ def run_experiment(
     stages: str = DEFAULT_STAGES,
     reporter: Reporter | None = None,
     redo_stale: bool = False,
+    reuse_from: Sequence[str | os.PathLike] = (),
 ) -> RunSummary:
     """Run (or resume) the grid of `exp` in `run_dir`; returns a summary. Failed cells do not stop the others.
+    Cells finished with the same config hash in a `reuse_from` run directory are copied, not recomputed (reuse.py).
 
     The report is not rendered here: `hyperstition.run.run_and_report` (above both runner and report) does that."""
     run_dir = Path(run_dir)
     stage_set(stages)  # an unknown name fails here, not in every job
+    sources = check_sources(run_dir, reuse_from)
     reporter = reporter or NullReporter()
     t_start = time.time()
     if not (run_dir / "run.json").exists() and run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -57,11 +62,13 @@ def run_experiment(
     own_executor = executor is None
     try:
         jobs = _write_plan(run_dir, exp, redo_stale)
+        reused = _reuse(run_dir, jobs, sources, stages)
         if executor is None:
             executor = LocalExecutor(exp.workers)
         runtime = Runtime(stages, getattr(executor, "threads", 0), not isinstance(executor, InlineExecutor))
         _log_start(run_dir, exp, executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]), stages)
         summary = schedule(run_dir, jobs, executor, runtime, reporter, executor.capacity)
+        summary.reused = reused
     except BaseException:
         if executor is not None:  # interrupted or broken: nobody will wait for the running jobs, so stop them
             executor.shutdown()
@@ -82,6 +89,14 @@ def _log_start(run_dir: Path, exp: ExperimentConfig, workers: int, threads: int,
     write_provenance(run_dir, workers=workers, threads=threads, stages=stages, seeds=exp.seeds)
     start = {"event": "start", "time": now_iso(), "pid": os.getpid(), "command": sys.argv}
     append_jsonl(run_dir / "runlog.jsonl", {**start, "workers": workers, "threads": threads, "stages": stages})
+
+
+def _reuse(run_dir: Path, jobs: list[Job], sources: list[Path], stages: str) -> dict[str, str]:
+    """Copy the cells other runs finished with the same hashes; logged with their sources. {job id: source}."""
+    reused = {cell.job_id: str(cell.source) for cell in reuse_finished_cells(run_dir, jobs, sources, stages)}
+    if reused:
+        append_jsonl(run_dir / "runlog.jsonl", {"event": "reused", "time": now_iso(), "cells": reused})
+    return reused
 
 
 def _write_plan(run_dir: Path, exp: ExperimentConfig, redo_stale: bool) -> list[Job]:

@@ -52,6 +52,7 @@ class RunSummary:
     report_error: str | None = None
     wall_by_job: dict[str, float] = field(default_factory=dict)
     redone: dict[str, str] = field(default_factory=dict)  # id -> why its earlier DONE.json was not trusted
+    reused: dict[str, str] = field(default_factory=dict)  # id -> the run directory its cell was copied from
 
     @property
     def ok(self) -> bool:
