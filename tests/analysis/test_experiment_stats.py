@@ -53,9 +53,24 @@ def test_interpolate_curve_log_kl():
     # With a base point at KL 0: linear in KL from the base to the first positive point.
     out = stats.interpolate_curve([0.0, 2.0, 20.0], [4.0, 2.0, 1.0], [0.0, 1.0, 2.0, math.sqrt(40.0)])
     assert out == pytest.approx([4.0, 3.0, 2.0, 1.5])
-    # Unsorted input with a repeated KL (averaged) and a NaN (dropped).
+    # Points in step order, KL falling: the path reaches K = 1 first at its second point; a NaN is dropped.
     out = stats.interpolate_curve([10.0, 1.0, 1.0, float("nan")], [3.0, 0.0, 2.0, 9.0], [1.0, 10.0])
-    assert out == pytest.approx([1.0, 3.0])
+    assert out == pytest.approx([0.0, 3.0])
+    # Repeated base points (the base evaluation and the curve's own step 0) are averaged.
+    out = stats.interpolate_curve([0.0, 0.0, 2.0], [4.0, 6.0, 2.0], [0.0, 1.0])
+    assert out == pytest.approx([5.0, 3.5])
+
+
+def test_interpolate_curve_reads_a_non_monotone_path_where_it_first_reaches_k():
+    # KL rises to 4 and falls back to 2 (a decaying learning rate): K in [1, 4] is read on the rising segment, never
+    # between the late point (K = 2, value 10) and an early one, which sorting by KL would do.
+    kl, bits = [0.0, 1.0, 4.0, 2.0], [0.0, 1.0, 3.0, 10.0]
+    out = stats.interpolate_curve(kl, bits, [0.5, 2.0, 3.0, 4.0, 5.0])
+    assert out[:4] == pytest.approx([0.5, 2.0, 1.0 + 2.0 * math.log(3.0) / math.log(4.0), 3.0])
+    assert math.isnan(out[4])
+    # A measured SFT curve (unfiltered seed 0 of the awareness run): K 0 -> 0.22 -> 1.36 -> 1.00 at steps 0, 1, 4, 48.
+    out = stats.interpolate_curve([0.0, 0.22, 1.36, 1.0], [0.9, 1.51, 6.10, 9.95], [0.48])
+    assert out[0] == pytest.approx(1.51 + 4.59 * math.log(0.48 / 0.22) / math.log(1.36 / 0.22))
 
 
 def test_interpolate_curve_never_folds_post_training_points_into_the_base():

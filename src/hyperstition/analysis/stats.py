@@ -226,33 +226,44 @@ def fieller_ratio(num: Mapping[int, float], den: Mapping[int, float], level: flo
 
 
 def interpolate_curve(kl: Sequence[float], values: Sequence[float], grid: Sequence[float]) -> np.ndarray:
-    """Values of a persistence curve at the pressures in `grid`.
+    """Values of a persistence curve at the pressures in `grid`, reading the curve where it FIRST reaches each one.
 
-    Between measured points with KL > 0 the curve is interpolated linearly in log KL; between the base point
-    (KL exactly 0: step 0, which is the base evaluation itself) and the first positive KL it is interpolated linearly
-    in KL. Post-training points whose measured KL is not positive have no place on a log axis and are dropped, never
-    folded into the base point. Pressures beyond the largest measured KL (or below the smallest when there is no
-    base point) are NaN: curves are never extrapolated. Repeated KLs are averaged."""
+    `kl` and `values` are in training order (step 0 first). The curve is a path: from the base point (KL exactly 0,
+    the base evaluation; repeated base points are averaged) through the post-training points in step order. Between
+    the base point and the first post-training point it is interpolated linearly in KL, between post-training points
+    linearly in log KL. A pressure is read on the first segment of the path that reaches it: post-training does not
+    always raise KL monotonically (at a decaying learning rate KL can peak and fall back), and sorting the points by
+    KL instead would interpolate between a late point and an early one, a model the run never passed through.
+    Post-training points whose measured KL is not positive have no place on a log axis and are dropped, never folded
+    into the base point. Pressures the path never reaches are NaN: curves are never extrapolated."""
     k = np.asarray(kl, dtype=float)
     v = np.asarray(values, dtype=float)
     ok = ~(np.isnan(k) | np.isnan(v)) & (k >= 0)
     k, v = k[ok], v[ok]
-    g = np.asarray(grid, dtype=float)
-    out = np.full(g.shape, np.nan)
-    if len(k) == 0:
-        return out
-    uk, inv = np.unique(k, return_inverse=True)
-    uv = np.bincount(inv, weights=v) / np.bincount(inv)
-    base = uv[uk == 0]
-    pos_k, pos_v = uk[uk > 0], uv[uk > 0]
-    if len(pos_k):
-        inside = (g >= pos_k[0]) & (g <= pos_k[-1])
-        out[inside] = np.interp(np.log(g[inside]), np.log(pos_k), pos_v)
-        if len(base):
-            below = (g >= 0) & (g < pos_k[0])
-            out[below] = base[-1] + (pos_v[0] - base[-1]) * g[below] / pos_k[0]
-    elif len(base):
-        out[g == 0] = base[-1]
+    path_k, path_v = list(k[k > 0]), list(v[k > 0])
+    has_base = bool((k == 0).any())
+    if has_base:
+        path_k.insert(0, 0.0)
+        path_v.insert(0, float(v[k == 0].mean()))
+    return _first_crossing(np.array(path_k), np.array(path_v), np.asarray(grid, dtype=float))
+
+
+def _first_crossing(path_k: np.ndarray, path_v: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """At each pressure of `grid`: the path's value on the first segment whose KL span contains it, else NaN."""
+    out = np.full(grid.shape, np.nan)
+    if len(path_k):
+        out[grid == path_k[0]] = path_v[0]
+    for i in range(len(path_k) - 1):
+        (k0, k1), (v0, v1) = path_k[i : i + 2], path_v[i : i + 2]
+        todo = np.isnan(out) & (grid >= min(k0, k1)) & (grid <= max(k0, k1))
+        if not todo.any():
+            continue
+        if k0 == k1:
+            out[todo] = v0
+        elif k0 == 0:  # from the base point: linear in KL
+            out[todo] = v0 + (v1 - v0) * grid[todo] / k1
+        else:  # linear in log KL, in either direction
+            out[todo] = v0 + (v1 - v0) * np.log(grid[todo] / k0) / np.log(k1 / k0)
     return out
 
 
