@@ -18,7 +18,7 @@ from hyperstition.analysis.relapse import MISALIGNED_OTHER_TYPES, NARROW, RATE_R
 from hyperstition.corpus.builder import build_corpus
 from hyperstition.report.render import render_report
 from hyperstition.run import build_simulated_run
-from hyperstition.schema import paired_diff_metric
+from hyperstition.schema import BASE_STRATEGY, HEADLINE_BITS, paired_diff_metric
 
 
 def test_slope_through_origin_known_values():
@@ -69,6 +69,40 @@ def test_relapse_speed_per_seed_and_against_the_control():
     assert sorted(rise.step) == [4, 8] and rise[rise.step == 8].value.iloc[0] == pytest.approx(0.24)
 
 
+def _bits_frame() -> pd.DataFrame:
+    """Headline bits: base rows, and SFT curves whose KL peaks at step 4 and falls back (as the quick preset's do)."""
+    rows = []
+    for arm, shift in (("filtered", 10.0), ("removed", 1.0), ("aware", 0.0)):
+        for seed in (0, 1, 2):
+            points = [(BASE_STRATEGY, 0, 0.0, 1.0), ("sft", 1, 0.5, 2.0), ("sft", 4, 2.0, 4.0), ("sft", 8, 1.0, 9.0)]
+            for strategy, step, kl, bits in points:
+                for context in ("observed", "unobserved"):
+                    value = bits + shift + 0.5 * seed * (arm == "aware")
+                    rows.append(
+                        dict(arm=arm, seed=seed, strategy=strategy, step=step, tokens=0, kl_bits=kl, context=context)
+                        | dict(metric=HEADLINE_BITS, value=value, ci_low=value - 1, ci_high=value + 1)
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_aware_minus_each_removal_paired_by_seed_at_the_common_pressure():
+    df = pd.concat([_bits_frame(), _narrow_frame().replace({"arm": {"unfiltered": "filtered"}})])
+    out = awareness.awareness_rows(df, "unfiltered")
+    vs = out[out.metric.str.startswith("vs_") & (out.context == "observed")].set_index(["metric", "strategy"])
+    bits = "vs_filtered:" + HEADLINE_BITS
+    # Per seed aware - filtered = 0.5 * seed - 10 everywhere on the path: mean -9.5, t interval over 0, 0.5, 1.
+    assert vs.loc[(bits, BASE_STRATEGY)].value == pytest.approx(-9.5)
+    half = 4.302652729911275 * 0.5 / math.sqrt(3)
+    assert vs.loc[(bits, BASE_STRATEGY)].ci_high == pytest.approx(-9.5 + half)
+    # The common pressure is the smallest peak KL (2.0, every curve); read on the rising segment (step 1 -> 4).
+    post = vs.loc[(bits, "sft")]
+    assert post.kl_bits == pytest.approx(2.0) and post.value == pytest.approx(-9.5)
+    assert vs.loc[("vs_removed:" + HEADLINE_BITS, "sft")].value == pytest.approx(-0.5)
+    speed = vs.loc[("vs_filtered:" + awareness.RELAPSE_SPEED, NARROW)]
+    assert speed.value == pytest.approx(0.06 - 0.11)  # the narrow frame's aware minus its control (now "filtered")
+    assert not out[out.metric.str.startswith("vs_") & (out.arm != "aware")].shape[0]
+
+
 def test_awareness_end_to_end_on_simulated_stages_with_real_corpora(tmp_path):
     run = tmp_path / "awareness"
     summary = build_simulated_run(run, "awareness", ["seeds=[0,1]", "preset=smoke"], render=False)
@@ -84,6 +118,7 @@ def test_awareness_end_to_end_on_simulated_stages_with_real_corpora(tmp_path):
     df = pd.read_parquet(run / "results.parquet")
     speed = df[df.seed.isna() & (df.metric == awareness.RELAPSE_SPEED)]
     assert set(speed.arm) == set(exp.arms) and speed.ci_low.notna().all()
+    assert "aware − filtered" in section and "aware − removed" in section
     corpus = {
         m[0]: m[1:]
         for m in re.findall(

@@ -17,6 +17,8 @@ import json
 import math
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from ..schema import BASE_STRATEGY, HEADLINE_BITS, paired_diff_metric
 from . import training_order as order
 from .aggregate import seed_rows, stickiness_frame_rows
@@ -24,15 +26,20 @@ from .html import DASH, ci, e, table
 from .registry import Experiment, register_experiment, section, shipped_grid
 from .relapse import MISALIGNED_OTHER_TYPES, NARROW, RATE_RISE, RATE_RISE_OTHER_TYPES, relapse_rows
 from .sections import aggregate_at, headline_section
-from .stats import seed_interval
+from .stats import interpolate_curve, seed_interval
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .view import RunView
 
 POSTTRAIN = "sft"  # the one post-training strategy of awareness.yaml; the narrow follow-up starts from it
 RELAPSE_SPEED = "awareness_relapse_speed"  # misaligned-rate rise on other task types per bit of KL from SFT
+AWARE = "aware"  # the arm the claim is about; compared directly (paired by seed) with each removal below
+REMOVALS = ("filtered", "removed")
+
+
+def versus_metric(metric: str, other: str) -> str:
+    """The aware arm's seed-paired difference to arm `other` in `metric` (the control's is paired_diff_metric)."""
+    return f"vs_{other}:{metric}"
 
 
 def slope_through_origin(x: list[float], y: list[float]) -> float:
@@ -72,6 +79,49 @@ def _speed_rows(df: pd.DataFrame, arm: str, control: str | None, context: str) -
     return rows
 
 
+def _bits_by_seed(df: pd.DataFrame, arm: str, strategy: str, context: str, k: float) -> dict[int, float]:
+    """Per seed: headline bits of `arm` at pressure `k` on its `strategy` curve (step 0 = the base evaluation); the
+    base rows themselves when `strategy` is the base."""
+    sel = df[(df.arm == arm) & (df.metric == HEADLINE_BITS) & (df.context == context)]
+    out = {}
+    for seed, rows in sel.groupby("seed"):
+        curve = rows[rows.strategy == BASE_STRATEGY].assign(step=0, kl_bits=0.0)
+        if strategy != BASE_STRATEGY:
+            curve = pd.concat([curve, rows[(rows.strategy == strategy) & (rows.step > 0)]]).sort_values("step")
+        out[int(seed)] = float(interpolate_curve(curve.kl_bits.astype(float), curve.value.astype(float), [k])[0])
+    return out
+
+
+def common_k(df: pd.DataFrame, strategy: str) -> float:
+    """The largest pressure every arm's and seed's `strategy` curve reached (NaN without one)."""
+    sel = df[(df.strategy == strategy) & (df.metric == HEADLINE_BITS)]
+    peaks = sel.groupby(["arm", "seed", "context"]).kl_bits.max()
+    return float(peaks.min()) if len(peaks) else math.nan
+
+
+def versus_rows(df: pd.DataFrame) -> list[dict]:
+    """The aware arm minus each removal arm, paired by seed: base bits, bits after SFT at the common pressure, and
+    relapse speed, per context (seed-null rows; absent when the run has no aware arm)."""
+    arms = set(df.arm)
+    k = common_k(df, POSTTRAIN)
+    rows: list[dict] = []
+    for other in [a for a in REMOVALS if AWARE in arms and a in arms]:
+        for context in ("observed", "unobserved"):
+            for strategy, kl in ((BASE_STRATEGY, 0.0), (POSTTRAIN, k)):
+                if math.isfinite(kl):
+                    aware, removal = (_bits_by_seed(df, a, strategy, context, kl) for a in (AWARE, other))
+                    diff = order.difference(aware, removal)
+                    rows.append(
+                        order.row(AWARE, strategy, context, versus_metric(HEADLINE_BITS, other), None, kl, diff)
+                    )
+            aware_speed, removal_speed = seed_speeds(df, AWARE, context), seed_speeds(df, other, context)
+            if aware_speed and removal_speed:
+                kl = float(df[(df.arm == AWARE) & (df.strategy == NARROW)].kl_bits.max())
+                diff = order.difference(aware_speed, removal_speed)
+                rows.append(order.row(AWARE, NARROW, context, versus_metric(RELAPSE_SPEED, other), None, kl, diff))
+    return rows
+
+
 def awareness_rows(per_seed: pd.DataFrame, control: str | None) -> pd.DataFrame:
     """The narrow fine-tune's rate rise per step (as `relapse` computes it) and each arm's relapse speed with its
     paired difference to the control, per context (seed-null rows)."""
@@ -80,6 +130,7 @@ def awareness_rows(per_seed: pd.DataFrame, control: str | None) -> pd.DataFrame:
     for arm in dict.fromkeys(df.arm):
         for context in ("observed", "unobserved"):
             rows += _speed_rows(df, arm, control, context)
+    rows += versus_rows(df)
     rise = relapse_rows(per_seed, control)
     return order.frame(rows + rise[rise.metric.isin([RATE_RISE_OTHER_TYPES, RATE_RISE])].to_dict("records"))
 
@@ -164,6 +215,34 @@ def _comparison_table(view: RunView) -> str:
     )
 
 
+def _versus_table(view: RunView) -> str:
+    """The aware arm minus each removal arm, paired by seed (the rows `versus_rows` wrote)."""
+    agg, rows = view.aggregates, []
+    for other in REMOVALS:
+        for context in view.contexts:
+            cells = []
+            for strategy, metric, digits in (
+                (BASE_STRATEGY, HEADLINE_BITS, 2),
+                (POSTTRAIN, HEADLINE_BITS, 2),
+                (NARROW, RELAPSE_SPEED, 3),
+            ):
+                sel = agg[
+                    (agg.arm == AWARE)
+                    & (agg.strategy == strategy)
+                    & (agg.context == context)
+                    & (agg.metric == versus_metric(metric, other))
+                ]
+                cells.append(
+                    DASH if sel.empty else ci(sel.value.iloc[0], sel.ci_low.iloc[0], sel.ci_high.iloc[0], digits)
+                )
+            if any(c != DASH for c in cells):
+                rows.append([f"{AWARE} − {other}", context, *cells])
+    if not rows:
+        return ""
+    head = ["difference (paired by seed)", "context", "base bits", f"{POSTTRAIN} bits", "relapse speed [rate/bit]"]
+    return table(head, rows, numeric={2, 3, 4})
+
+
 @section("awareness", "awareness", order=35)
 def awareness_section(view: RunView) -> str:
     """Aware against filtered, removed and unfiltered corpora: base and SFT bits, relapse speed; each corpus."""
@@ -182,6 +261,8 @@ task types (combination items with every item of the trained task type excluded,
 over seeds with its t interval, and each arm minus {e(view.control)}, paired by seed.</p>
 {order.calibration_status(view)}
 {_comparison_table(view)}
+<p class="note">The aware arm against each removal directly (the claim's comparison), at the same pressures:</p>
+{_versus_table(view)}
 <p class="note">Every arm holds the same word units (world text absorbs what awareness adds and filtering
 removes). Shares are percent of each corpus's word units, mean over seeds, from the corpus manifests.</p>
 {table(corpus_head, corpus_rows, numeric={1, 2, 3, 4})}"""
