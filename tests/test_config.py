@@ -35,6 +35,15 @@ def test_dotted_override_applies():
     assert cfg.model.d_model == 256 and cfg.corpus.tags is True
 
 
+def test_yaml_switch_words_on_and_off_mean_the_switch():
+    # YAML 1.1 reads a bare `on` / `off` as a boolean; the documented values must still work as typed.
+    for word in ("on", "off"):
+        cfg = load_config(PipelineConfig, "smoke", [f"pretrain.compile={word}"])
+        assert cfg.pretrain.compile == word
+    with pytest.raises(ConfigError, match="pretrain.compile"):
+        load_config(PipelineConfig, "smoke", ["pretrain.compile=maybe"])
+
+
 def test_unknown_preset_lists_available():
     with pytest.raises(ConfigError, match="available presets: .*quick"):
         load_config(PipelineConfig, "nope")

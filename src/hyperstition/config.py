@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from . import yamlstrict
 
@@ -447,6 +447,13 @@ class PretrainConfig(Config):
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU)."
     )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: object) -> object:
+        """YAML reads a bare `on` / `off` (in a file or in `pretrain.compile=on`) as a boolean: mean the switch."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     log_every: int = Field(10, ge=1, description="Write a metrics line every this many steps.")
     checkpoint_every: int = Field(
         50, ge=1, description="Steps between rolling 'latest' checkpoints (with optimizer and data state)."
