@@ -8,6 +8,7 @@ process hits all of them alike; the table shows the median step and the best ste
     python benchmarks/pretrain_throughput.py --size 5M                        # auto precision/compile
     python benchmarks/pretrain_throughput.py --size 5M --precision bf16 --compile on
     python benchmarks/pretrain_throughput.py --size 1M --grid                 # ours: fp32/bf16 x eager/compiled
+                                                                              # (CPU: bf16 native and with fp32 GEMMs)
     python benchmarks/pretrain_throughput.py --size 5M --device cuda --steps 50
 
 "HF Trainer (plain)" is Trainer with default TrainingArguments (what one gets without tuning); "HF Trainer
@@ -147,7 +148,7 @@ class Ours:
         self.step += 1
         batch = self.rows[self.sampler.next_indices()].to(self.runtime.device, non_blocking=True)
         lr = learning_rate(min(self.step, self.cfg.steps), self.cfg, self.cfg.lr)
-        train_step(self.step_fn, self.optimizer, batch, lr, self.cfg.grad_clip, self.runtime.bf16)
+        train_step(self.step_fn, self.optimizer, batch, lr, self.cfg.grad_clip, self.runtime.autocast)
 
     def run(self, steps: int) -> list[float]:
         times = []
@@ -287,7 +288,13 @@ def make_contenders(
     work: Path,
 ) -> list[Contender]:
     if args.grid:
-        variants = [Runtime(runtime.device, bf16, compiled) for bf16 in (False, True) for compiled in (False, True)]
+        # bf16 twice on CPU: native bf16 GEMMs and the fp32-GEMM path used where the CPU has no bf16 units
+        precisions = [(False, False), (True, False)] + ([(True, True)] if runtime.device.type == "cpu" else [])
+        variants = [
+            Runtime(runtime.device, bf16, compiled, bf16_gemms_in_fp32=emulated)
+            for bf16, emulated in precisions
+            for compiled in (False, True)
+        ]
         return [Ours(model_cfg, cfg, v, tokenizer, rows, args.warmup) for v in variants]
     contenders: list[Contender] = [Ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup)]
     if not args.skip_trainer:

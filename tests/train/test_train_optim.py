@@ -27,7 +27,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_embeddings_and_gains(tiny_
     assert {id(p) for g in muon.param_groups for p in g["params"]} == matrices
     assert id(model.get_input_embeddings().weight) in {id(p) for g in adam.param_groups for p in g["params"]}
     ids = torch.randint(0, len(tiny_tokenizer), (4, 32))
-    train_step(model, optimizer, ids, lr=5e-4, grad_clip=1.0, bf16=False)
+    train_step(model, optimizer, ids, lr=5e-4, grad_clip=1.0)
     assert [g["lr"] for g in muon.param_groups] == [pytest.approx(0.01)]  # muon_lr / lr times the scheduled LR
     assert {g["lr"] for g in adam.param_groups} == {5e-4}
     state = optimizer.state_dict()

@@ -76,3 +76,67 @@ def test_second_writer_to_a_run_dir_is_refused(tmp_path):
                 pass
     with run_lock(tmp_path):  # released on exit
         pass
+
+
+def _bf16_gemm_outputs(emulate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A linear and a batched matmul under CPU bf16 autocast, and the input's gradient through both."""
+    from hyperstition.train.runtime import autocast
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 96, generator=generator, requires_grad=True)
+    weight = torch.randn(80, 96, generator=generator)
+    keys = torch.randn(4, 16, 80, generator=generator)
+    with autocast("cpu", bf16=True, gemms_in_fp32=emulate):
+        hidden = torch.nn.functional.linear(x, weight)
+        scores = torch.matmul(hidden.view(4, 16, 80), keys.transpose(1, 2))
+    scores.float().sum().backward()
+    return hidden.detach(), scores.detach(), x.grad
+
+
+def test_bf16_gemms_in_fp32_compute_what_native_bf16_gemms_compute():
+    """The path for CPUs without bf16 units (10x slower there) gives native autocast's dtypes and values: bf16
+    outputs, each within one bf16 ulp of the native kernel's and nearly all equal; gradients rounded where
+    autocast rounds them. (Native is slow but exact on such CPUs, so this runs everywhere.)"""
+    native, emulated = _bf16_gemm_outputs(emulate=False), _bf16_gemm_outputs(emulate=True)
+    for a, b in zip(native[:2], emulated[:2]):
+        assert a.dtype == b.dtype == torch.bfloat16
+        ulp = torch.finfo(torch.bfloat16).eps * a.float().abs().clamp_min(1e-3)
+        assert ((a.float() - b.float()).abs() <= ulp * 1.01).all()
+        assert (a == b).float().mean() > 0.99
+    assert native[2].dtype == emulated[2].dtype == torch.float32
+    assert torch.allclose(native[2], emulated[2], rtol=2e-2, atol=1e-2)
+    assert torch.equal(emulated[2], emulated[2].bfloat16().float())  # the gradient went through bf16
+
+
+def test_bf16_gemms_in_fp32_leave_autocast_off_regions_in_fp32():
+    """Rotary embeddings switch autocast off for their matmul; the emulation must not round it either."""
+    from hyperstition.train.runtime import autocast
+
+    a, b = torch.randn(8, 5, dtype=torch.float64).float(), torch.randn(5, 3).float()
+    with autocast("cpu", bf16=True, gemms_in_fp32=True):
+        with torch.autocast("cpu", enabled=False):
+            inside = a @ b
+    assert inside.dtype == torch.float32 and torch.equal(inside, a @ b)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_cpu_uses_fp32_gemms_only_without_bf16_units(monkeypatch, native):
+    from hyperstition.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    bf16 = resolve_runtime(PretrainConfig(device="cpu", precision="bf16"))
+    assert bf16.bf16 and bf16.bf16_gemms_in_fp32 is (not native)
+    assert ("GEMMs in fp32" in bf16.describe()) is (not native)
+    assert not resolve_runtime(PretrainConfig(device="cpu", precision="fp32")).bf16_gemms_in_fp32
+
+
+def test_bf16_with_fp32_gemms_trains_deterministically(monkeypatch, tmp_path, tiny_tokenizer, tiny_texts):
+    from hyperstition.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    cfg = PretrainConfig(steps=4, batch_size=4, lr=1e-2, warmup_steps=1, log_every=2, precision="bf16", threads=1)
+    finals = [train_lm(TINY, cfg, tiny_tokenizer, tiny_texts, tmp_path / name, progress=False) for name in "ab"]
+    weights = [AutoModelForCausalLM.from_pretrained(final).state_dict() for final in finals]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    losses = [m["loss"] for m in read_jsonl(tmp_path / "a" / "metrics.jsonl")]
+    assert all(torch.isfinite(torch.tensor(losses)))

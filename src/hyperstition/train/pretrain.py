@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, ContextManager, NamedTuple, Sequence
 
 import torch
 
@@ -54,7 +55,7 @@ from . import cache, distributed, scaffold
 from .data import PhasedSampler, SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
 from .distributed import Ranks
 from .optim import OptimizerPair, muon_with_adamw, set_learning_rate
-from .runtime import Runtime, autocast, prepare_model, resolve_runtime, torch_settings
+from .runtime import Runtime, prepare_model, resolve_runtime, torch_settings
 from .scaffold import (
     CHECKPOINTS_DIR,
     FINAL,
@@ -104,11 +105,13 @@ def train_step(
     input_ids: torch.Tensor,
     lr: float,
     grad_clip: float,
-    bf16: bool,
+    precision: Callable[[], ContextManager] = nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync)."""
+    """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync).
+
+    `precision` opens the forward's autocast context (Runtime.autocast), fp32 by default."""
     set_learning_rate(optimizer, lr)
-    with autocast(input_ids.device.type, bf16):
+    with precision():
         loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -405,7 +408,7 @@ def _step_function(
             batch = batch.pin_memory()
         batch = batch.to(runtime.device, non_blocking=True)
         lr = learning_rate(step, cfg, cfg.lr)
-        loss, grad_norm = train_step(step_model, run.optimizer, batch, lr, cfg.grad_clip, runtime.bf16)
+        loss, grad_norm = train_step(step_model, run.optimizer, batch, lr, cfg.grad_clip, runtime.autocast)
         loss = distributed.mean_over_ranks(loss, ranks)
         run.guard.observe(step, {"loss": loss, "grad_norm": grad_norm})
         return StepResult(loss, grad_norm, lr, tokens_per_step)
