@@ -8,7 +8,8 @@ process hits all of them alike; the table shows the median step and the best ste
     python benchmarks/pretrain_throughput.py --size 5M                        # auto precision/compile
     python benchmarks/pretrain_throughput.py --size 5M --precision bf16 --compile on
     python benchmarks/pretrain_throughput.py --size 1M --grid                 # ours: fp32/bf16 x eager/compiled
-                                                                              # (CPU: bf16 native and with fp32 GEMMs)
+    python benchmarks/pretrain_throughput.py --size 1M --grid --compile off   # eager only (CPU: bf16 native and with
+                                                                              # fp32 GEMMs, see train/runtime.py)
     python benchmarks/pretrain_throughput.py --size 5M --device cuda --steps 50
 
 "HF Trainer (plain)" is Trainer with default TrainingArguments (what one gets without tuning); "HF Trainer
@@ -273,7 +274,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, allocator warm-up)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    p.add_argument("--grid", action="store_true", help="time ours under fp32/bf16 x eager/compiled, no Trainer")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="time ours under fp32/bf16 x eager/compiled (only one of them with --compile off/on), no Trainer",
+    )
     p.add_argument("--skip-trainer", action="store_true", help="only time our step")
     return p.parse_args(argv)
 
@@ -293,7 +298,7 @@ def make_contenders(
         variants = [
             Runtime(runtime.device, bf16, compiled, bf16_gemms_in_fp32=emulated)
             for bf16, emulated in precisions
-            for compiled in (False, True)
+            for compiled in ((False, True) if args.compile == "auto" else (args.compile == "on",))
         ]
         return [Ours(model_cfg, cfg, v, tokenizer, rows, args.warmup) for v in variants]
     contenders: list[Contender] = [Ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup)]

@@ -140,3 +140,5 @@ def test_bf16_with_fp32_gemms_trains_deterministically(monkeypatch, tmp_path, ti
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     losses = [m["loss"] for m in read_jsonl(tmp_path / "a" / "metrics.jsonl")]
     assert all(torch.isfinite(torch.tensor(losses)))
+    info = json.loads((finals[0] / "checkpoint.json").read_text())
+    assert "GEMMs in fp32" in info["runtime"]  # the checkpoint says which kernels trained it

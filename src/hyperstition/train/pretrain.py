@@ -369,7 +369,7 @@ def _train(
         guard=FiniteGuard(("loss", "grad_norm"), runtime.device, divergence_stop(run_dir)),
         hooks=[LossWindowLog(cfg.log_every, runtime.device), Snapshots(tokenizer, stamp), KeptStates(keep_states)],
         name="pretrain",
-        info={"n_params": n_params},
+        info={"n_params": n_params, "runtime": runtime.describe()},  # which kernels trained it (bf16 native or not)
         writes=ranks.main,
         start=branch_from,
     )
