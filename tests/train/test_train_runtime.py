@@ -119,6 +119,19 @@ def test_bf16_gemms_in_fp32_leave_autocast_off_regions_in_fp32():
     assert inside.dtype == torch.float32 and torch.equal(inside, a @ b)
 
 
+@pytest.mark.parametrize("emulate", [False, True])
+def test_autocast_is_entered_on_with_and_left_after_it(emulate):
+    """Like torch.autocast: building the context changes nothing; entering it switches bf16 on, leaving it off."""
+    from hyperstition.train.runtime import autocast
+
+    a, b = torch.randn(4, 3), torch.randn(3, 2)
+    context = autocast("cpu", bf16=True, gemms_in_fp32=emulate)
+    assert (a @ b).dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    with context:
+        assert (a @ b).dtype == torch.bfloat16
+    assert (a @ b).dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_cpu_uses_fp32_gemms_only_without_bf16_units(monkeypatch, native):
     from hyperstition.train import runtime

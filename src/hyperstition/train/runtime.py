@@ -6,7 +6,7 @@ pretraining, `precision` and `compile`) fields. Measured speeds behind the defau
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, ContextManager, Iterator
@@ -97,10 +97,14 @@ def autocast(device_type: str, bf16: bool, gemms_in_fp32: bool = False) -> Conte
         return nullcontext()
     if not gemms_in_fp32:
         return torch.autocast(device_type, dtype=torch.bfloat16)
-    stack = ExitStack()
-    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16))
-    stack.enter_context(Bf16GemmsInFp32())
-    return stack
+    return _autocast_with_fp32_gemms(device_type)
+
+
+@contextmanager
+def _autocast_with_fp32_gemms(device_type: str) -> Iterator[None]:
+    # Entered on `with`, not when autocast() is called, like torch.autocast itself.
+    with torch.autocast(device_type, dtype=torch.bfloat16), Bf16GemmsInFp32():
+        yield
 
 
 def resolve_runtime(
