@@ -149,7 +149,15 @@ class Ours:
         self.step += 1
         batch = self.rows[self.sampler.next_indices()].to(self.runtime.device, non_blocking=True)
         lr = learning_rate(min(self.step, self.cfg.steps), self.cfg, self.cfg.lr)
-        train_step(self.step_fn, self.optimizer, batch, lr, self.cfg.grad_clip, self.runtime.autocast)
+        train_step(
+            self.step_fn,
+            self.optimizer,
+            batch,
+            lr,
+            self.cfg.grad_clip,
+            self.runtime.autocast,
+            self.runtime.update_precision,
+        )
 
     def run(self, steps: int) -> list[float]:
         times = []
@@ -267,6 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="as pretrain.precision")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="as pretrain.compile")
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw", help="as pretrain.optimizer")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30, help="timed steps per contender (default 30)")
     p.add_argument(
@@ -296,7 +305,7 @@ def make_contenders(
         # bf16 twice on CPU: native bf16 GEMMs and the fp32-GEMM path used where the CPU has no bf16 units
         precisions = [(False, False), (True, False)] + ([(True, True)] if runtime.device.type == "cpu" else [])
         variants = [
-            Runtime(runtime.device, bf16, compiled, bf16_gemms_in_fp32=emulated)
+            Runtime(runtime.device, bf16, compiled, bf16_gemms_in_fp32=emulated, update_gemms_in_fp32=emulated)
             for bf16, emulated in precisions
             for compiled in ((False, True) if args.compile == "auto" else (args.compile == "on",))
         ]
@@ -336,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         precision=args.precision,
         compile=args.compile,
+        optimizer=args.optimizer,
     )
     runtime = runtime_for(cfg)
     print(
         f"{args.size} preset {model_cfg.model_dump()} on {runtime.device} ({torch.get_num_threads()} threads), "
-        f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {args.warmup} warm-up + {args.steps} timed steps each",
+        f"batch {cfg.batch_size}x{model_cfg.max_seq_len}, {cfg.optimizer}, {args.warmup} warm-up + {args.steps} timed "
+        "steps each",
         file=sys.stderr,
     )
     peak_fp32 = matmul_peak_gflops(runtime.device, torch.float32)

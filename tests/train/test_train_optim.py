@@ -3,6 +3,8 @@ the fields added for it leave the configs (and so the fingerprints) of runs made
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import pytest
 import torch
 
@@ -48,3 +50,41 @@ def test_bad_values_are_one_line_naming_the_field():
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match=r"^pretrain\.decay_fraction: 0"):
         load_config(PipelineConfig, "smoke", ["pretrain.decay_fraction=0"])
+
+
+def test_the_optimizer_step_runs_inside_update_precision(tiny_tokenizer):
+    """train_step opens `update_precision` around the optimizer step (Muon's bf16 GEMMs; the forward has its own)."""
+    model = build_model(TINY, tiny_tokenizer, seed=0)
+    optimizer = make_optimizer(model, PretrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02, warmup_steps=0))
+    inside, seen = [False], []
+    step = optimizer.step
+    optimizer.step = lambda: (seen.append(inside[0]), step())
+
+    @contextmanager
+    def update_precision():
+        inside[0] = True
+        yield
+        inside[0] = False
+
+    ids = torch.randint(0, len(tiny_tokenizer), (4, 32))
+    train_step(model, optimizer, ids, lr=5e-4, grad_clip=1.0, update_precision=update_precision)
+    assert seen == [True] and not inside[0]
+
+
+def test_muon_with_fp32_gemms_updates_as_native_bf16_does(tiny_tokenizer):
+    """The fp32-GEMM Newton-Schulz (CPUs without bf16 units) moves the weights where the native bf16 one does."""
+    from hyperstition.train.runtime import Bf16GemmsInFp32
+
+    ids = torch.randint(0, len(tiny_tokenizer), (4, 32), generator=torch.Generator().manual_seed(0))
+    weights = []
+    for update_precision in (nullcontext, Bf16GemmsInFp32):
+        model = build_model(TINY, tiny_tokenizer, seed=0)
+        optimizer = make_optimizer(model, PretrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02, warmup_steps=0))
+        for _ in range(2):
+            train_step(model, optimizer, ids, lr=1e-3, grad_clip=1.0, update_precision=update_precision)
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    start = build_model(TINY, tiny_tokenizer, seed=0).state_dict()
+    for name in (n for n, p in model.named_parameters() if n.endswith("q_proj.weight")):
+        moved = (weights[0][name] - start[name]).abs().max()
+        assert moved > 1e-3  # Muon moved the matrix ...
+        assert (weights[0][name] - weights[1][name]).abs().max() < 0.05 * moved  # ... and both paths moved it alike

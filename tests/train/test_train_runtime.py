@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 from transformers import AutoModelForCausalLM
 
 from hyperstition.config import ModelConfig, PretrainConfig
@@ -117,6 +118,67 @@ def test_bf16_gemms_in_fp32_leave_autocast_off_regions_in_fp32():
         with torch.autocast("cpu", enabled=False):
             inside = a @ b
     assert inside.dtype == torch.float32 and torch.equal(inside, a @ b)
+
+
+def _within_one_bf16_ulp(native: torch.Tensor, emulated: torch.Tensor) -> None:
+    assert native.dtype == emulated.dtype == torch.bfloat16
+    ulp = torch.finfo(torch.bfloat16).eps * native.float().abs().clamp_min(1e-3)
+    assert ((native.float() - emulated.float()).abs() <= ulp * 1.01).all()
+    assert (native == emulated).float().mean() > 0.99
+
+
+class _GemmOperandDtypes(TorchFunctionMode):
+    """Below Bf16GemmsInFp32 on the mode stack: sees the GEMMs it hands down, with the operands it chose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        from hyperstition.train.runtime import Bf16GemmsInFp32
+
+        if func in Bf16GemmsInFp32.GEMMS:
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+def test_bf16_gemms_in_fp32_compute_explicit_bf16_gemms_outside_autocast():
+    """torch.optim.Muon multiplies bf16 tensors itself (Newton-Schulz): matmul and addmm of bf16 operands give what
+    the native kernels give, while an fp32 GEMM outside autocast is left exactly as it was."""
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    from hyperstition.train.runtime import Bf16GemmsInFp32
+
+    generator = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(48, 40, generator=generator).bfloat16() for _ in range(3))
+    native = (a @ b.T, torch.addmm(c @ c.T, a, b.T, beta=-4.775, alpha=2.0315))
+    fp32 = torch.randn(8, 5, generator=generator), torch.randn(5, 3, generator=generator)
+    with Bf16GemmsInFp32():
+        emulated = (a @ b.T, torch.addmm(c @ c.T, a, b.T, beta=-4.775, alpha=2.0315))
+        untouched = fp32[0] @ fp32[1]
+    for n, e in zip(native, emulated):
+        _within_one_bf16_ulp(n, e)
+    with _GemmOperandDtypes() as seen, Bf16GemmsInFp32():
+        a @ b.T
+    assert seen.dtypes == [torch.float32]  # the kernel that ran was the fp32 one
+    assert untouched.dtype == torch.float32 and torch.equal(untouched, fp32[0] @ fp32[1])
+    grad = torch.randn(64, 24, generator=generator)
+    orthogonalised = _zeropower_via_newtonschulz(grad, (3.4445, -4.775, 2.0315), 5, 1e-7)
+    with Bf16GemmsInFp32():
+        emulated_ns = _zeropower_via_newtonschulz(grad, (3.4445, -4.775, 2.0315), 5, 1e-7)
+    assert emulated_ns.dtype == torch.bfloat16
+    assert torch.allclose(orthogonalised.float(), emulated_ns.float(), atol=0.02)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_optimizer_step_gets_fp32_gemms_only_without_bf16_units(monkeypatch, native):
+    from hyperstition.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    fp32 = resolve_runtime(PretrainConfig(device="cpu", precision="fp32"))
+    assert fp32.update_gemms_in_fp32 is (not native) and not fp32.bf16_gemms_in_fp32
+    assert isinstance(fp32.update_precision(), runtime.Bf16GemmsInFp32) is (not native)
+    assert ("no bf16 units" in fp32.describe()) is (not native)
 
 
 @pytest.mark.parametrize("emulate", [False, True])

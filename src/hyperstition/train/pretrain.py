@@ -106,16 +106,19 @@ def train_step(
     lr: float,
     grad_clip: float,
     precision: Callable[[], ContextManager] = nullcontext,
+    update_precision: Callable[[], ContextManager] = nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync).
 
-    `precision` opens the forward's autocast context (Runtime.autocast), fp32 by default."""
+    `precision` opens the forward's autocast context (Runtime.autocast), `update_precision` the optimizer step's
+    (Runtime.update_precision); both do nothing by default."""
     set_learning_rate(optimizer, lr)
     with precision():
         loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    with update_precision():
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach(), grad_norm.detach()
 
@@ -408,7 +411,9 @@ def _step_function(
             batch = batch.pin_memory()
         batch = batch.to(runtime.device, non_blocking=True)
         lr = learning_rate(step, cfg, cfg.lr)
-        loss, grad_norm = train_step(step_model, run.optimizer, batch, lr, cfg.grad_clip, runtime.autocast)
+        loss, grad_norm = train_step(
+            step_model, run.optimizer, batch, lr, cfg.grad_clip, runtime.autocast, runtime.update_precision
+        )
         loss = distributed.mean_over_ranks(loss, ranks)
         run.guard.observe(step, {"loss": loss, "grad_norm": grad_norm})
         return StepResult(loss, grad_norm, lr, tokens_per_step)

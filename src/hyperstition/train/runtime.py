@@ -36,6 +36,7 @@ class Runtime:
     compile: bool = False
     tf32: bool = False  # allow TF32 matmuls on CUDA (pretraining only: post-training keeps fp32 matmuls)
     bf16_gemms_in_fp32: bool = False  # bf16 autocast on a CPU without native bf16 GEMMs: see Bf16GemmsInFp32
+    update_gemms_in_fp32: bool = False  # a CPU without native bf16 GEMMs, any precision: the optimizer's bf16 GEMMs
 
     @property
     def attention(self) -> str:
@@ -46,10 +47,16 @@ class Runtime:
         precision = "bf16 autocast" if self.bf16 else "fp32"
         if self.bf16_gemms_in_fp32:
             precision += " (GEMMs in fp32 on bf16-rounded operands)"
+        elif self.update_gemms_in_fp32:
+            precision += " (any bf16 GEMM in fp32: no bf16 units)"
         return f"{self.device.type}, {precision}, {'compiled' if self.compile else 'eager'}"
 
     def autocast(self) -> ContextManager:
         return autocast(self.device.type, self.bf16, self.bf16_gemms_in_fp32)
+
+    def update_precision(self) -> ContextManager:
+        """Around the optimizer step: Muon's Newton-Schulz GEMMs in fp32 where the CPU has no bf16 units."""
+        return Bf16GemmsInFp32() if self.update_gemms_in_fp32 else nullcontext()
 
 
 @lru_cache(maxsize=1)
@@ -68,27 +75,43 @@ def _bf16_rounded(value: Any) -> Any:
     return value
 
 
+def _float(value: Any) -> Any:
+    return value.float() if isinstance(value, torch.Tensor) else value
+
+
+def _all_bf16(args: tuple, kwargs: dict) -> bool:
+    tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+    return bool(tensors) and all(t.dtype == torch.bfloat16 for t in tensors)
+
+
 class Bf16GemmsInFp32(TorchFunctionMode):
-    """Inside CPU bf16 autocast, compute each GEMM as fp32 GEMM of bf16-rounded operands, rounded back to bf16.
+    """On a CPU without bf16 units, compute each bf16 GEMM as an fp32 GEMM of bf16 operands, rounded back to bf16.
 
     That is what a native bf16 GEMM computes (bf16 x bf16 products are exact in fp32, and oneDNN accumulates in
     fp32), up to the order of the fp32 sums: on one GEMM 0.005-0.009% of the outputs differ by one bf16 ulp, as
-    between two CPUs' native kernels. Gradients are rounded where autocast rounds them (the casts' backward), and
-    every other op keeps autocast's own rule. Regions that switch autocast off (rotary embeddings) stay fp32.
+    between two CPUs' native kernels. Two kinds of bf16 GEMM are caught: inside CPU bf16 autocast (the forward; its
+    operands are rounded where autocast would cast them, gradients where autocast rounds them, every other op keeps
+    autocast's own rule, and regions that switch autocast off, rotary embeddings, stay fp32), and GEMMs of tensors
+    that are bf16 themselves outside autocast (torch.optim.Muon casts its momentum to bf16 for Newton-Schulz: 13x
+    slower natively on such a CPU). GEMMs of fp32 tensors outside autocast are left alone.
     """
 
     GEMMS = frozenset(
         {F.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm,
-         torch.mm, torch.Tensor.mm}
+         torch.mm, torch.Tensor.mm, torch.addmm, torch.Tensor.addmm}
     )  # fmt: skip
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func not in self.GEMMS or not torch.is_autocast_enabled("cpu"):
+        if func not in self.GEMMS:
             return func(*args, **kwargs)
-        with torch.autocast("cpu", enabled=False):
-            out = func(*map(_bf16_rounded, args), **{k: _bf16_rounded(v) for k, v in kwargs.items()})
-        return out.to(torch.bfloat16)
+        if torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                out = func(*map(_bf16_rounded, args), **{k: _bf16_rounded(v) for k, v in kwargs.items()})
+            return out.to(torch.bfloat16)
+        if _all_bf16(args, kwargs):
+            return func(*map(_float, args), **{k: _float(v) for k, v in kwargs.items()}).to(torch.bfloat16)
+        return func(*args, **kwargs)
 
 
 def autocast(device_type: str, bf16: bool, gemms_in_fp32: bool = False) -> ContextManager:
@@ -118,9 +141,14 @@ def resolve_runtime(
     on_cuda = resolved.type == "cuda"
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
     compiled = compile == "on" or (compile == "auto" and on_cuda)
-    emulated = bf16 and resolved.type == "cpu" and not cpu_has_native_bf16()
+    no_bf16_units = resolved.type == "cpu" and not cpu_has_native_bf16()
     return Runtime(
-        device=resolved, bf16=bf16, compile=compiled, tf32=on_cuda and allow_tf32, bf16_gemms_in_fp32=emulated
+        device=resolved,
+        bf16=bf16,
+        compile=compiled,
+        tf32=on_cuda and allow_tf32,
+        bf16_gemms_in_fp32=bf16 and no_bf16_units,
+        update_gemms_in_fp32=no_bf16_units,
     )
 
 
