@@ -23,9 +23,9 @@ def _poison(monkeypatch, at_step: int, loss: float | None = None, grad: float | 
     real = pretrain.train_step
     calls = {"n": 0}
 
-    def step(model, optimizer, input_ids, lr, grad_clip, bf16):
+    def step(model, *args, **kwargs):
         calls["n"] += 1
-        out_loss, out_grad = real(model, optimizer, input_ids, lr, grad_clip, bf16)
+        out_loss, out_grad = real(model, *args, **kwargs)
         if calls["n"] < at_step:
             return out_loss, out_grad
         with torch.no_grad():

@@ -84,6 +84,7 @@ def test_muon_with_fp32_gemms_updates_as_native_bf16_does(tiny_tokenizer):
             train_step(model, optimizer, ids, lr=1e-3, grad_clip=1.0, update_precision=update_precision)
         weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
     start = build_model(TINY, tiny_tokenizer, seed=0).state_dict()
+    assert any(not torch.equal(weights[0][n], weights[1][n]) for n in weights[0])  # the fp32 kernels did run
     for name in (n for n, p in model.named_parameters() if n.endswith("q_proj.weight")):
         moved = (weights[0][name] - start[name]).abs().max()
         assert moved > 1e-3  # Muon moved the matrix ...

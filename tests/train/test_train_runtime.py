@@ -158,9 +158,11 @@ def test_bf16_gemms_in_fp32_compute_explicit_bf16_gemms_outside_autocast():
         untouched = fp32[0] @ fp32[1]
     for n, e in zip(native, emulated):
         _within_one_bf16_ulp(n, e)
+    gram = c @ c.T
     with _GemmOperandDtypes() as seen, Bf16GemmsInFp32():
         a @ b.T
-    assert seen.dtypes == [torch.float32]  # the kernel that ran was the fp32 one
+        torch.addmm(gram, a, b.T, beta=-4.775, alpha=2.0315)
+    assert seen.dtypes == [torch.float32, torch.float32]  # the kernels that ran were the fp32 ones
     assert untouched.dtype == torch.float32 and torch.equal(untouched, fp32[0] @ fp32[1])
     grad = torch.randn(64, 24, generator=generator)
     orthogonalised = _zeropower_via_newtonschulz(grad, (3.4445, -4.775, 2.0315), 5, 1e-7)
@@ -171,14 +173,36 @@ def test_bf16_gemms_in_fp32_compute_explicit_bf16_gemms_outside_autocast():
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_the_optimizer_step_gets_fp32_gemms_only_without_bf16_units(monkeypatch, native):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_only_muon_gets_fp32_gemms_in_its_step_and_only_without_bf16_units(monkeypatch, native, precision):
     from hyperstition.train import runtime
 
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
-    fp32 = resolve_runtime(PretrainConfig(device="cpu", precision="fp32"))
-    assert fp32.update_gemms_in_fp32 is (not native) and not fp32.bf16_gemms_in_fp32
-    assert isinstance(fp32.update_precision(), runtime.Bf16GemmsInFp32) is (not native)
-    assert ("no bf16 units" in fp32.describe()) is (not native)
+    muon = resolve_runtime(PretrainConfig(device="cpu", precision=precision, optimizer="muon"))
+    assert muon.update_gemms_in_fp32 is (not native)
+    assert isinstance(muon.update_precision(), runtime.Bf16GemmsInFp32) is (not native)
+    assert ("GEMMs in fp32" in muon.describe()) is (not native)
+    adamw = resolve_runtime(PretrainConfig(device="cpu", precision=precision))
+    assert not adamw.update_gemms_in_fp32 and not isinstance(adamw.update_precision(), runtime.Bf16GemmsInFp32)
+
+
+def test_pretraining_hands_the_runtime_s_update_precision_to_each_step(
+    monkeypatch, tmp_path, tiny_tokenizer, tiny_texts
+):
+    from hyperstition.train import pretrain, runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    contexts = []
+    real_step = pretrain.train_step
+
+    def step(*args, **kwargs):
+        contexts.append(args[6]())
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "train_step", step)
+    cfg = PretrainConfig(steps=2, batch_size=4, lr=1e-2, warmup_steps=1, log_every=1, optimizer="muon", threads=1)
+    train_lm(TINY, cfg, tiny_tokenizer, tiny_texts, tmp_path / "run", progress=False)
+    assert len(contexts) == 2 and all(isinstance(c, runtime.Bf16GemmsInFp32) for c in contexts)
 
 
 @pytest.mark.parametrize("emulate", [False, True])

@@ -84,7 +84,11 @@ def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU; under torchrun on CUDA, the GPU
     of this process's local rank."""
     runtime = resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device", allow_tf32=True)
-    return replace(runtime, device=distributed.rank_device(runtime.device, ranks))
+    # Only Muon multiplies bf16 tensors in its step; AdamW's would pay the mode's per-op dispatch for nothing.
+    update_gemms_in_fp32 = runtime.update_gemms_in_fp32 and cfg.optimizer == "muon"
+    return replace(
+        runtime, device=distributed.rank_device(runtime.device, ranks), update_gemms_in_fp32=update_gemms_in_fp32
+    )
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer | OptimizerPair:

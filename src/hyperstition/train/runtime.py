@@ -36,7 +36,7 @@ class Runtime:
     compile: bool = False
     tf32: bool = False  # allow TF32 matmuls on CUDA (pretraining only: post-training keeps fp32 matmuls)
     bf16_gemms_in_fp32: bool = False  # bf16 autocast on a CPU without native bf16 GEMMs: see Bf16GemmsInFp32
-    update_gemms_in_fp32: bool = False  # a CPU without native bf16 GEMMs, any precision: the optimizer's bf16 GEMMs
+    update_gemms_in_fp32: bool = False  # a CPU without native bf16 GEMMs, any precision: Muon's bf16 GEMMs
 
     @property
     def attention(self) -> str:
@@ -48,7 +48,7 @@ class Runtime:
         if self.bf16_gemms_in_fp32:
             precision += " (GEMMs in fp32 on bf16-rounded operands)"
         elif self.update_gemms_in_fp32:
-            precision += " (any bf16 GEMM in fp32: no bf16 units)"
+            precision += " (the optimizer's bf16 GEMMs in fp32: no bf16 units)"
         return f"{self.device.type}, {precision}, {'compiled' if self.compile else 'eager'}"
 
     def autocast(self) -> ContextManager:
