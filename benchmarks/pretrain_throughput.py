@@ -304,14 +304,14 @@ def make_contenders(
     if args.grid:
         # bf16 twice on CPU: native bf16 GEMMs and the fp32-GEMM path used where the CPU has no bf16 units
         precisions = [(False, False), (True, False)] + ([(True, True)] if runtime.device.type == "cpu" else [])
-        # the fp32 row's optimizer step as pretraining runs it (Muon's bf16 GEMMs in fp32 on such a CPU)
+        # the optimizer step as pretraining runs it (Muon's bf16 GEMMs in fp32 on such a CPU), but in the native row
         variants = [
             Runtime(
                 runtime.device,
                 bf16,
                 compiled,
                 bf16_gemms_in_fp32=emulated,
-                update_gemms_in_fp32=emulated if bf16 else runtime.update_gemms_in_fp32,
+                update_gemms_in_fp32=runtime.update_gemms_in_fp32 and (emulated or not bf16),
             )
             for bf16, emulated in precisions
             for compiled in ((False, True) if args.compile == "auto" else (args.compile == "on",))
