@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from roofline import matmul_peak_gflops, sync
 
 from hyperstition.config import ModelConfig, PretrainConfig, TokenizerConfig
 from hyperstition.model.build import MODEL_PRESETS, build_model, count_parameters
@@ -87,35 +88,6 @@ def prepare(model_cfg: ModelConfig, n_rows_needed: int, work_dir: Path):
     while len(rows) < n_rows_needed:
         rows = torch.cat([rows, rows])
     return tokenizer, rows
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Matmul peak
-
-
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
-    """Best sustained GFLOP/s of a square matmul over a few sizes: the roofline our step is compared against."""
-    best = 0.0
-    sizes = (512, 1024, 2048) if device.type == "cpu" else (4096, 8192)
-    for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        sync(device)
-        deadline = time.perf_counter() + seconds / len(sizes)
-        while time.perf_counter() < deadline:  # best of short bursts: robust to other load on the machine
-            start = time.perf_counter()
-            for _ in range(4):
-                a @ b
-            sync(device)
-            best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -287,23 +287,13 @@ def launch(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def matmul_peak_gflops(seconds: float = 3.0) -> float:
-    """This CPU's best sustained one-thread bf16 GFLOP/s over a few square matmul sizes (best of short bursts)."""
+def one_thread_bf16_peak_gflops(seconds: float = 3.0) -> float:
+    """This CPU's best sustained one-thread bf16 GFLOP/s (roofline.py: sizes that fit the budget, best of bursts)."""
     import torch
+    from roofline import matmul_peak_gflops
 
     torch.set_num_threads(1)
-    best = 0.0
-    for n in (256, 512, 1024):
-        a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-        for _ in range(3):
-            a @ b
-        deadline = time.perf_counter() + seconds / 3
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            for _ in range(4):
-                torch.matmul(a, b)
-            best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
+    return matmul_peak_gflops(torch.device("cpu"), torch.bfloat16, seconds)
 
 
 def machine() -> str:
@@ -541,7 +531,7 @@ def main() -> None:
         print("RESULT " + json.dumps(run_candidate(json.loads(args.worker))), flush=True)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    peak = matmul_peak_gflops()
+    peak = one_thread_bf16_peak_gflops()
     print(f"one-thread bf16 matmul peak: {peak:,.0f} GFLOP/s", flush=True)
     named = {name: CANDIDATES[name] for name in args.candidate}
     named.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
