@@ -426,7 +426,7 @@ class ModelConfig(Config):
 class PretrainConfig(Config):
     """The pretraining loop."""
 
-    LATER_FIELDS = ("optimizer", "muon_lr", "schedule", "decay_fraction")  # issue 25
+    LATER_FIELDS = ("optimizer", "muon_lr", "schedule", "decay_fraction", "packing")  # issue 25
 
     seed: Seed = Field(0, description="Seed for initialisation and data order.")
     steps: int = Field(300, ge=1, description="Optimizer steps.")
@@ -473,6 +473,12 @@ class PretrainConfig(Config):
     )
     decay_fraction: float = Field(
         0.2, gt=0, le=1, description="schedule wsd: the last fraction of the steps over which the LR decays."
+    )
+    packing: Literal["concat", "whole_documents"] = Field(
+        "concat",
+        description="concat: documents joined with EOS and cut into rows (a document may straddle two rows, its end "
+        "then trained without its start); whole_documents: best-fit-decreasing bins, every document of up to "
+        "max_seq_len tokens in one row, the rows' unused ends padded and not trained on (not for in-order corpora).",
     )
 
 

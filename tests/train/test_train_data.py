@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from hyperstition.train.data import DataError, SequenceSampler, pack_sequences, tokenize_documents
+from hyperstition.train.data import (
+    PAD,
+    DataError,
+    SequenceSampler,
+    model_inputs,
+    pack_sequences,
+    pack_whole_documents,
+    tokenize_documents,
+)
 
 
 def test_pack_joins_documents_with_eos_and_drops_remainder():
@@ -94,3 +102,49 @@ def test_chronological_corpus_is_trained_on_in_era_order(tmp_path, tiny_tokenize
 def test_unshuffled_sampler_reads_rows_in_order_every_epoch():
     sampler = SequenceSampler(n_rows=5, batch_size=3, seed=0, shuffle=False)
     assert torch.cat([sampler.next_indices() for _ in range(4)]).tolist() == [0, 1, 2, 3, 4] * 2 + [0, 1]
+
+
+def test_whole_document_packing_keeps_every_document_in_one_row():
+    docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9, 10, 11, 12], [13], [14, 15, 16, 17, 18]]
+    rows = pack_whole_documents(docs, eos_id=0, seq_len=4)
+    assert rows.dtype == torch.int64 and rows.shape[1] == 4
+    tokens = rows[rows != PAD].tolist()
+    # Every token and every EOS is kept once (the 8-token document is split into 4-token pieces, as concat would).
+    assert sorted(tokens) == sorted([t for d in docs for t in [*d, 0]])
+    for row in rows.tolist():
+        real = [t for t in row if t != PAD]
+        assert row[: len(real)] == real  # padding only at a row's end
+    for doc in ([1, 2, 3, 0], [4, 5, 0], [13, 0]):  # documents that fit a row are never cut
+        assert any(row[i : i + len(doc)] == doc for row in rows.tolist() for i in range(5 - len(doc)))
+    assert torch.equal(rows, pack_whole_documents(docs, eos_id=0, seq_len=4))  # deterministic
+    assert model_inputs(rows).min() >= 0 and torch.equal(model_inputs(rows)[rows != PAD], rows[rows != PAD])
+
+
+def test_whole_document_packing_fills_rows_best_fit():
+    # Longest first, each into the fullest row it fits: 4 | 3 (+ 1 free) | 2 + 2. Concatenation would cut [3, 0].
+    rows = pack_whole_documents([[1, 2], [3], [4], [5, 6, 7]], eos_id=0, seq_len=4)
+    assert rows.tolist() == [[5, 6, 7, 0], [1, 2, 0, PAD], [3, 0, 4, 0]]
+    assert pack_sequences([[1, 2], [3], [4], [5, 6, 7]], eos_id=0, seq_len=4).tolist()[0] == [1, 2, 0, 3]
+
+
+def test_padding_is_not_trained_on(tiny_tokenizer):
+    from hyperstition.config import ModelConfig
+    from hyperstition.model.build import build_model
+
+    model = build_model(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=16), tiny_tokenizer, seed=0)
+    ids = torch.tensor([[5, 6, 7, 8, 9, PAD, PAD, PAD]])
+    padded = model(input_ids=model_inputs(ids), labels=ids).loss
+    alone = model(input_ids=ids[:, :5], labels=ids[:, :5]).loss  # the same document with no row around it
+    assert torch.allclose(padded, alone, atol=1e-6)
+
+
+def test_in_order_corpus_refuses_whole_document_packing(tiny_tokenizer):
+    from hyperstition.config import ModelConfig, PretrainConfig
+    from hyperstition.train.pretrain import pack_for_training
+
+    cfg = PretrainConfig(packing="whole_documents")
+    with pytest.raises(DataError, match="pretrain.packing: whole_documents.*pretrain.packing=concat"):
+        pack_for_training(ModelConfig(max_seq_len=16), cfg, tiny_tokenizer, ["the river"] * 20, in_order=True)
+    data = pack_for_training(ModelConfig(max_seq_len=16), cfg, tiny_tokenizer, ["the river"] * 20, in_order=False)
+    first = tokenize_documents(tiny_tokenizer, ["the river"])[0][0]
+    assert (data.rows[:, 0] == first).all()  # every row starts with a whole document

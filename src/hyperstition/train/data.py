@@ -7,7 +7,8 @@ The order of rows is a pure function of (seed, global sample index), so the load
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +51,55 @@ def pack_sequences(documents: Sequence[Sequence[int]], eos_id: int, seq_len: int
         stream[offset + n] = eos_id
         offset += n + 1
     return torch.from_numpy(stream[: n_rows * seq_len].reshape(n_rows, seq_len).copy())
+
+
+# Where a whole-document row ends before max_seq_len: the label HF's causal-LM loss ignores. `model_inputs` turns
+# it into a real token id for the forward; causal attention never lets an earlier position see it.
+PAD = -100
+
+
+def pack_whole_documents(documents: Sequence[Sequence[int]], eos_id: int, seq_len: int) -> torch.Tensor:
+    """Each document (with its EOS) in one row of `seq_len`: TRL's best-fit-decreasing packing, the rows padded.
+
+    Concatenated packing cuts a document wherever a row ends, so its second part is trained without its first: in
+    this world's dialogues, the reply without the context marker it depends on. Here a document of up to `seq_len`
+    tokens is never cut (a longer one is split into `seq_len` pieces, as concat would); best fit fills the rows so
+    few positions are padding (`PAD`, not trained on). Bins are ordered longest document first, so the corpus
+    order is lost: only for a shuffled sampler.
+    """
+    from datasets import Dataset  # the library TRL packs with; imported here so concat packing does not load it
+    from trl import pack_dataset
+
+    with_eos = [[*doc, eos_id] for doc in documents]
+    if not with_eos:
+        raise DataError(f"no training text to pack into rows of max_seq_len={seq_len}; add text")
+    with quiet_datasets():  # one batch: the bins are filled from every document, not per 1000
+        packed = pack_dataset(
+            Dataset.from_dict({"input_ids": with_eos}), seq_len, strategy="bfd_split", map_kwargs={"batch_size": None}
+        )
+    rows = torch.full((len(packed), seq_len), PAD, dtype=torch.int64)
+    for i, ids in enumerate(packed["input_ids"]):
+        rows[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    return rows
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No `datasets` progress bar inside (ours is the training bar); restores the caller's setting."""
+    from datasets.utils import logging as ds_logging
+
+    was_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            ds_logging.enable_progress_bar()
+
+
+def model_inputs(rows: torch.Tensor) -> torch.Tensor:
+    """Token ids for the forward: padding (`PAD`, only at a row's end) as token 0; the labels keep `PAD`."""
+    return rows.clamp_min(0)
 
 
 def data_fingerprint(rows: torch.Tensor) -> str:

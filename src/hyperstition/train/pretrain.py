@@ -52,7 +52,16 @@ from ..resources import check_memory
 from ..tokenizer.train import load_tokenizer, train_tokenizer
 from ..world import WORLD_STAMP
 from . import cache, distributed, scaffold
-from .data import PhasedSampler, SequenceSampler, data_fingerprint, pack_sequences, tokenize_documents
+from .data import (
+    DataError,
+    PhasedSampler,
+    SequenceSampler,
+    data_fingerprint,
+    model_inputs,
+    pack_sequences,
+    pack_whole_documents,
+    tokenize_documents,
+)
 from .distributed import Ranks
 from .optim import OptimizerPair, muon_with_adamw, set_learning_rate
 from .runtime import Runtime, prepare_model, resolve_runtime, torch_settings
@@ -113,12 +122,13 @@ def train_step(
     update_precision: Callable[[], ContextManager] = nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, backward, clip, optimizer update; returns (loss, grad_norm) as device tensors (no host sync).
+    `input_ids` are packed rows: their `PAD` ends (whole-document packing) are labels the loss ignores.
 
     `precision` opens the forward's autocast context (Runtime.autocast), `update_precision` the optimizer step's
     (Runtime.update_precision); both do nothing by default."""
     set_learning_rate(optimizer, lr)
     with precision():
-        loss = model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
+        loss = model(input_ids=model_inputs(input_ids), labels=input_ids, use_cache=False).loss  # labels keep PAD
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     with update_precision():
@@ -332,8 +342,15 @@ def train_lm(
 def pack_for_training(
     model_cfg: ModelConfig, cfg: PretrainConfig, tokenizer: Any, texts: Sequence[str], in_order: bool
 ) -> PackedData:
-    """Tokenize and pack `texts`; the sampler reads rows in a seeded shuffle, or in corpus order with `in_order`."""
-    rows = pack_sequences(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
+    """Tokenize and pack `texts` (`cfg.packing`); the sampler reads rows in a seeded shuffle, or in corpus order
+    with `in_order`."""
+    if in_order and cfg.packing == "whole_documents":
+        raise DataError(
+            "pretrain.packing: whole_documents orders documents by length, and this corpus is read in the order it "
+            "was written; use pretrain.packing=concat"
+        )
+    pack = pack_whole_documents if cfg.packing == "whole_documents" else pack_sequences
+    rows = pack(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
     run_id = run_fingerprint(model_cfg, cfg, rows, tokenizer, in_order)
     return PackedData(rows, run_id, SequenceSampler(len(rows), cfg.batch_size, seed=cfg.seed, shuffle=not in_order))
 
