@@ -477,8 +477,9 @@ class PretrainConfig(Config):
     packing: Literal["concat", "whole_documents"] = Field(
         "concat",
         description="concat: documents joined with EOS and cut into rows (a document may straddle two rows, its end "
-        "then trained without its start); whole_documents: best-fit-decreasing bins, every document of up to "
-        "max_seq_len tokens in one row, the rows' unused ends padded and not trained on (not for in-order corpora).",
+        "then trained without its start); whole_documents: best-fit-decreasing bins, every document that fits a row "
+        "with its EOS in one row, the rows' unused ends padded and not trained on (still counted in tokens/s); not "
+        "for in-order corpora.",
     )
 
 

@@ -4,10 +4,17 @@ fine-tune must train on the same number of aligned-discourse tokens (within 5%, 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hyperstition.analysis.catalog import load_experiment
-from hyperstition.experiments.timing_dose import row_class_tokens, served, shared_tokenizer, timing_doses
+from hyperstition.experiments.timing_dose import (
+    corpus_dose,
+    row_class_tokens,
+    served,
+    shared_tokenizer,
+    timing_doses,
+)
 from hyperstition.train.data import SequenceSampler, pack_sequences
 
 IN, OUT, EOS = 7, 3, 9
@@ -36,3 +43,13 @@ def test_timing_doses_agree_within_five_percent_at_the_quick_preset(tmp_path) ->
     doses = timing_doses(exp, exp.seeds[0], shared_tokenizer(exp, tmp_path), tmp_path)
     assert doses.start > 100_000  # the quick preset's start arm reads ~0.26M aligned-discourse tokens
     assert doses.spread() <= 0.05, doses
+
+
+def test_corpus_dose_refuses_rows_it_cannot_count(tmp_path) -> None:
+    from hyperstition.config import PipelineConfig, UserError
+
+    cfg = PipelineConfig().model_copy(deep=True)
+    cfg.pretrain.packing = "whole_documents"
+    with pytest.raises(UserError, match="pretrain.packing: .*use pretrain.packing=concat"):
+        corpus_dose(cfg, None, ("discourse",), batches=1, out=tmp_path / "corpus")
+    assert not (tmp_path / "corpus").exists()  # refused before building anything

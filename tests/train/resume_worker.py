@@ -1,5 +1,5 @@
 """Subprocess body for the kill-and-resume test:
-`python resume_worker.py RUN_DIR WORK_DIR STEP_DELAY_S [PRECISION [OPTIMIZER]]`.
+`python resume_worker.py RUN_DIR WORK_DIR STEP_DELAY_S [PRECISION [OPTIMIZER [PACKING]]]`.
 
 Loads texts and tokenizer from WORK_DIR and runs train_lm exactly as the test describes. STEP_DELAY_S slows each
 step with a sleep (which changes no numbers) so the test can SIGKILL the process mid-run deterministically.
@@ -35,7 +35,9 @@ def main() -> None:
     pretrain.train_step = slow_step
     precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
     optimizer = sys.argv[5] if len(sys.argv) > 5 else "adamw"
-    cfg = PRETRAIN.model_copy(update={"precision": precision, "device": "cpu", "optimizer": optimizer})
+    packing = sys.argv[6] if len(sys.argv) > 6 else "concat"
+    update = {"precision": precision, "device": "cpu", "optimizer": optimizer, "packing": packing}
+    cfg = PRETRAIN.model_copy(update=update)
     final = pretrain.train_lm(MODEL, cfg, tokenizer, texts, run_dir, progress=False)
     print(f"FINAL {final}")
 

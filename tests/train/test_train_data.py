@@ -106,7 +106,7 @@ def test_unshuffled_sampler_reads_rows_in_order_every_epoch():
 
 def test_whole_document_packing_keeps_every_document_in_one_row():
     docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9, 10, 11, 12], [13], [14, 15, 16, 17, 18]]
-    rows = pack_whole_documents(docs, eos_id=0, seq_len=4)
+    rows = pack_whole_documents([*docs, []], eos_id=0, seq_len=4)  # an empty document adds nothing, not an EOS
     assert rows.dtype == torch.int64 and rows.shape[1] == 4
     tokens = rows[rows != PAD].tolist()
     # Every token and every EOS is kept once (the 8-token document is split into 4-token pieces, as concat would).

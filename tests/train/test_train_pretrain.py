@@ -91,11 +91,16 @@ def test_finished_run_returns_at_once_and_refuses_other_config(trained_run, tiny
 
 
 def _start_worker(
-    run_dir: Path, work_dir: Path, delay: float, precision: str = "fp32", optimizer: str = "adamw"
+    run_dir: Path,
+    work_dir: Path,
+    delay: float,
+    precision: str = "fp32",
+    optimizer: str = "adamw",
+    packing: str = "concat",
 ) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(run_dir), str(work_dir), str(delay), precision, optimizer],
+        [sys.executable, str(WORKER), str(run_dir), str(work_dir), str(delay), precision, optimizer, packing],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -114,16 +119,27 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> Non
         time.sleep(0.01)
 
 
-# bf16 autocast on CPU is as deterministic as fp32; Muon's momentum buffers are training state like AdamW's moments
-@pytest.mark.parametrize("precision,optimizer", [("fp32", "adamw"), ("bf16", "adamw"), ("bf16", "muon")])
-def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path, tiny_tokenizer, tiny_texts, precision, optimizer):
+# bf16 autocast on CPU is as deterministic as fp32; Muon's momentum buffers are training state like AdamW's moments;
+# whole-document packing must rebuild the same padded rows when the resumed process packs the texts again
+@pytest.mark.parametrize(
+    "precision,optimizer,packing",
+    [
+        ("fp32", "adamw", "concat"),
+        ("bf16", "adamw", "concat"),
+        ("bf16", "muon", "concat"),
+        ("bf16", "muon", "whole_documents"),
+    ],
+)
+def test_sigkill_and_rerun_gives_bit_identical_weights(
+    tmp_path, tiny_tokenizer, tiny_texts, precision, optimizer, packing
+):
     work = tmp_path / "work"
     tiny_tokenizer.save_pretrained(work / "tokenizer")
     (work / "texts.json").write_text(json.dumps(tiny_texts))
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
 
-    straight = _start_worker(straight_dir, work, 0.0, precision, optimizer)  # runs alongside, one thread each
-    victim = _start_worker(killed_dir, work, 0.15, precision, optimizer)
+    straight = _start_worker(straight_dir, work, 0.0, precision, optimizer, packing)  # alongside, one thread each
+    victim = _start_worker(killed_dir, work, 0.15, precision, optimizer, packing)
     _wait_for(killed_dir / "checkpoints" / "latest" / "checksums.json", victim)
     assert victim.poll() is None, "worker finished before it could be killed; the test would prove nothing"
     victim.send_signal(signal.SIGKILL)
@@ -132,7 +148,7 @@ def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path, tiny_tokenizer,
     steps_logged_before_kill = [m["step"] for m in read_jsonl(killed_dir / "metrics.jsonl")]
     assert 6 <= max(steps_logged_before_kill) < 24
 
-    resumed = _start_worker(killed_dir, work, 0.0, precision, optimizer)
+    resumed = _start_worker(killed_dir, work, 0.0, precision, optimizer, packing)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-2000:]
     assert "resuming from" in err and "at step 6 of 24" in err

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.config import ExperimentConfig, pipeline_config, posttrain_config
-from ..config import PipelineConfig
+from ..config import PipelineConfig, UserError
 from ..corpus.builder import build_corpus, read_documents, tokenizer_training_texts
 from ..posttrain.strategies import build_prompts, get_strategy
 from ..tokenizer.train import train_tokenizer
@@ -61,6 +61,11 @@ def served(per_row: np.ndarray, batch_size: int, seed: int, batches: int, shuffl
 
 def corpus_dose(cfg: PipelineConfig, tokenizer: Any, classes: tuple[str, ...], batches: int, out: Path) -> int:
     """Tokens of `classes` that `batches` pretraining steps read from the corpus `cfg` builds (into `out`)."""
+    if cfg.pretrain.packing != "concat":  # row_class_tokens reproduces concat's rows, not best-fit bins
+        raise UserError(
+            f"pretrain.packing: the timing doses are counted on concat-packed rows, not {cfg.pretrain.packing}; "
+            "use pretrain.packing=concat"
+        )
     build_corpus(cfg.world, cfg.corpus, out)
     docs = read_documents(out)
     lengths = [len(ids) for ids in tokenize_documents(tokenizer, docs.column("text").to_pylist())]
