@@ -19,7 +19,9 @@ control is the one that fails at 500 steps) and stops a candidate at the first c
 checkpoint. The search (`--search N`, needs the `bench` extra: optuna) is seeded and resumable (sqlite in --out);
 its objective is the proxy time to calibration, a never-passing candidate counting PENALTY_S on top of its
 training time. Rows are appended to benchmarks/time_to_calibration.md with the date, the CPU and the commit, next to
-tokens/s and the fraction of this CPU's one-thread bf16 matmul peak (6·N·tokens/s; measured here, same thread count).
+tokens/s and the fraction of this CPU's one-thread matmul peak (6·N·tokens/s; measured here, same thread count) in
+the dtype pretraining's GEMMs run in: bf16, or fp32 on a CPU without bf16 units (there bf16 autocast computes its
+GEMMs in fp32, train/runtime.py, and its native bf16 peak, ~1 GFLOP/s, would put the quick model at 2000%).
 
 Not a test: numbers depend on the machine and on whatever else runs on it.
 """
@@ -287,13 +289,17 @@ def launch(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def one_thread_bf16_peak_gflops(seconds: float = 3.0) -> float:
-    """This CPU's best sustained one-thread bf16 GFLOP/s (roofline.py: sizes that fit the budget, best of bursts)."""
+def one_thread_gemm_peak(seconds: float = 3.0) -> tuple[str, float]:
+    """The dtype pretraining's bf16 GEMMs run in on this CPU (bf16, or fp32 without bf16 units) and its best sustained
+    one-thread GFLOP/s (roofline.py: sizes that fit the budget, best of bursts)."""
     import torch
     from roofline import matmul_peak_gflops
 
+    from hyperstition.train.runtime import cpu_has_native_bf16
+
     torch.set_num_threads(1)
-    return matmul_peak_gflops(torch.device("cpu"), torch.bfloat16, seconds)
+    dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return ("bf16" if dtype == torch.bfloat16 else "fp32"), matmul_peak_gflops(torch.device("cpu"), dtype, seconds)
 
 
 def machine() -> str:
@@ -334,12 +340,12 @@ def cell(entry: dict[str, Any] | None) -> str:
     return f"{'≤ ' if entry.get('bound') else ''}{entry['first_step']} / {entry['seconds']:.0f} s"
 
 
-def table_rows(results: list[dict[str, Any]], peak: float, header: str) -> list[str]:
+def table_rows(results: list[dict[str, Any]], peak: float, header: str, peak_dtype: str = "bf16") -> list[str]:
     lines = [
         "",
         header,
         "",
-        "| candidate | overrides | arms | steps | params | tok/s | % bf16 peak | "
+        f"| candidate | overrides | arms | steps | params | tok/s | % {peak_dtype} peak | "
         + " | ".join(SHORT.values())
         + " | time to calibration | eval s |",
         "|" + "---|" * (8 + len(SHORT) + 1),
@@ -360,17 +366,19 @@ def table_rows(results: list[dict[str, Any]], peak: float, header: str) -> list[
     return lines
 
 
-def append_table(results: list[dict[str, Any]], peak: float, note: str) -> None:
+def append_table(results: list[dict[str, Any]], peak: tuple[str, float], note: str) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    dtype, gflops = peak
     header = (
         f"### {now}, {machine()}, commit {commit()}: {note}\n\n"
-        f"One-thread bf16 matmul peak {peak:,.0f} GFLOP/s (measured in this run). Cells: first step from which the "
+        f"One-thread {dtype} matmul peak {gflops:,.0f} GFLOP/s (measured in this run; the dtype pretraining's GEMMs "
+        "run in on this CPU). Cells: first step from which the "
         "control passes at every later checkpoint / training seconds to that step on one core."
     )
     if not TABLE.exists():
         TABLE.write_text("# Time to a calibrated model\n\nRows are appended by `benchmarks/time_to_calibration.py`.\n")
     with TABLE.open("a") as fh:
-        fh.write("\n".join(table_rows(results, peak, header)) + "\n")
+        fh.write("\n".join(table_rows(results, gflops, header, dtype)) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -531,8 +539,8 @@ def main() -> None:
         print("RESULT " + json.dumps(run_candidate(json.loads(args.worker))), flush=True)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    peak = one_thread_bf16_peak_gflops()
-    print(f"one-thread bf16 matmul peak: {peak:,.0f} GFLOP/s", flush=True)
+    peak = one_thread_gemm_peak()
+    print(f"one-thread {peak[0]} matmul peak: {peak[1]:,.0f} GFLOP/s", flush=True)
     named = {name: CANDIDATES[name] for name in args.candidate}
     named.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
     if args.best:

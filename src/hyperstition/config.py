@@ -445,7 +445,9 @@ class PretrainConfig(Config):
         "auto", description="Autocast dtype; auto uses bf16 on CUDA and fp32 on CPU (bit-exact resume)."
     )
     compile: Literal["auto", "on", "off"] = Field(
-        "auto", description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU)."
+        "auto",
+        description="torch.compile the model; auto compiles on CUDA only (costs 25-40 s on CPU; with bf16, only on"
+        " a CPU with bf16 units).",
     )
 
     @field_validator("compile", mode="before")

@@ -75,3 +75,42 @@ def test_the_joint_walk_stops_at_the_first_failure_and_marks_bounds():
     assert asked == [256, 181, 128, 91]
     assert out["a"] == {"first_step": 128, "final": True, "reason": "why"}
     assert out["b"]["first_step"] == 91 and out["b"]["bound"]
+
+
+def test_the_table_names_the_peak_s_dtype_and_divides_6_n_tokens_per_s_by_it():
+    """1M parameters at 10k tokens/s is 60 GFLOP/s: 60% of a 100 GFLOP/s peak, labelled with the GEMMs' dtype."""
+    result = {
+        "name": "c",
+        "overrides": {},
+        "arms": ["a"],
+        "all_arms": ["a", "b"],
+        "steps": 10,
+        "n_params": 1_000_000,
+        "tokens_per_s": 10_000.0,
+        "controls": {},
+        "time_to_calibration_s": None,
+        "eval_s": 1.0,
+    }
+    lines = ttc.table_rows([result], 100.0, "H", "fp32")
+    header, row = lines[3], lines[-1]
+    assert "| % fp32 peak |" in header
+    assert "| 10,000 | 60% |" in row and row.startswith("| c | `{}` | 1/2 | 10 | 1.00M |")
+
+
+def test_the_peak_is_measured_in_the_dtype_pretraining_s_gemms_run_in(monkeypatch):
+    """bf16 where the CPU has bf16 units; fp32 where it has none (pretraining's bf16 GEMMs run in fp32 there)."""
+    import torch
+
+    from hyperstition.train import runtime
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import roofline
+
+    # The script pins one thread; the test process keeps its own.
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    seen = []
+    monkeypatch.setattr(roofline, "matmul_peak_gflops", lambda device, dtype, seconds: seen.append(dtype) or 1.0)
+    for native, name in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        assert ttc.one_thread_gemm_peak()[0] == name
+    assert seen == [torch.bfloat16, torch.float32]

@@ -92,7 +92,9 @@ class PretrainDiverged(UserError, RuntimeError):
 def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU; under torchrun on CUDA, the GPU
     of this process's local rank."""
-    runtime = resolve_runtime(cfg.device, cfg.precision, cfg.compile, field="pretrain.device", allow_tf32=True)
+    runtime = resolve_runtime(
+        cfg.device, cfg.precision, cfg.compile, "pretrain.device", allow_tf32=True, compile_field="pretrain.compile"
+    )
     # Only Muon multiplies bf16 tensors in its step; AdamW's would pay the mode's per-op dispatch for nothing.
     update_gemms_in_fp32 = runtime.update_gemms_in_fp32 and cfg.optimizer == "muon"
     return replace(
@@ -538,6 +540,7 @@ def run_pretrain(
     run_dir.mkdir(parents=True, exist_ok=True)
     ranks = distributed.current()
     progress = progress and ranks.main
+    runtime_for(cfg.pretrain, ranks)  # a refused runtime (ConfigError) before any corpus is built
     if start.branch_from is not None:
         check_branch(cfg, trunk_run_dir(start.branch_from))
     with distributed.main_first(ranks):  # under torchrun rank 0 builds; the others then find it built and read it

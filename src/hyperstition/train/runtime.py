@@ -131,7 +131,12 @@ def _autocast_with_fp32_gemms(device_type: str) -> Iterator[None]:
 
 
 def resolve_runtime(
-    device: str, precision: str = "fp32", compile: str = "off", field: str = "device", allow_tf32: bool = False
+    device: str,
+    precision: str = "fp32",
+    compile: str = "off",
+    field: str = "device",
+    allow_tf32: bool = False,
+    compile_field: str = "compile",
 ) -> Runtime:
     """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile).
 
@@ -142,6 +147,13 @@ def resolve_runtime(
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
     compiled = compile == "on" or (compile == "auto" and on_cuda)
     no_bf16_units = resolved.type == "cpu" and not cpu_has_native_bf16()
+    if compiled and bf16 and no_bf16_units:
+        # A compiled step does not pass through Bf16GemmsInFp32 (a TorchFunctionMode): it runs torch's native bf16
+        # GEMMs, 7x slower on such a CPU (benchmarks/README.md), under a runtime label that would say otherwise.
+        raise ConfigError(
+            f"{compile_field}: 'on' with bf16 precision needs a CPU with bf16 units (this one has none, and a compiled"
+            " step would run its GEMMs 7x slower); use compile=off (the GEMMs then run in fp32) or precision=fp32"
+        )
     return Runtime(
         device=resolved,
         bf16=bf16,
