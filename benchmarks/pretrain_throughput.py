@@ -6,7 +6,7 @@ glance. Contenders run in interleaved rounds and every step is timed on its own,
 process hits all of them alike; the table shows the median step and the best step.
 
     python benchmarks/pretrain_throughput.py --size 5M                        # auto precision/compile
-    python benchmarks/pretrain_throughput.py --size 5M --precision bf16 --compile on
+    python benchmarks/pretrain_throughput.py --size 5M --precision bf16 --compile on   # a CPU with bf16 units
     python benchmarks/pretrain_throughput.py --size 1M --grid                 # ours: fp32/bf16 x eager/compiled
     python benchmarks/pretrain_throughput.py --size 1M --grid --compile off   # eager only (CPU: bf16 native and with
                                                                               # fp32 GEMMs, see train/runtime.py)
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import torch
 from roofline import matmul_peak_gflops, sync
 
-from hyperstition.config import ModelConfig, PretrainConfig, TokenizerConfig
+from hyperstition.config import ModelConfig, PretrainConfig, TokenizerConfig, UserError
 from hyperstition.model.build import MODEL_PRESETS, build_model, count_parameters
 from hyperstition.train.data import SequenceSampler, pack_sequences, tokenize_documents
 from hyperstition.train.pretrain import make_optimizer, runtime_for, train_step
@@ -287,7 +287,7 @@ def make_contenders(
             )
             for bf16, emulated in precisions
             for compiled in ((False, True) if args.compile == "auto" else (args.compile == "on",))
-            if not (emulated and compiled)  # a compiled step bypasses the fp32-GEMM mode: pretraining refuses it
+            if not (emulated and compiled)  # compiled, the fp32-GEMM mode holds only in part: pretraining refuses it
         ]
         return [Ours(model_cfg, cfg, v, tokenizer, rows, args.warmup) for v in variants]
     contenders: list[Contender] = [Ours(model_cfg, cfg, runtime, tokenizer, rows, args.warmup)]
@@ -359,4 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as error:  # e.g. bf16 + compile on a CPU without bf16 units: one line, as the CLI gives it
+        sys.exit(f"pretrain_throughput: {error}")

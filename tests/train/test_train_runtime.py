@@ -33,16 +33,30 @@ def test_explicit_choices_win_over_auto(monkeypatch):
 
 
 def test_compiled_bf16_is_refused_on_a_cpu_without_bf16_units(monkeypatch):
-    """A compiled step bypasses Bf16GemmsInFp32 (measured: native bf16 GEMMs, 7x slower) under a label saying it
-    does not, so the combination is refused by name; fp32 compiled and bf16 eager stay allowed."""
+    """Compiled, Bf16GemmsInFp32 holds only in part (measured: a backward of native bf16 GEMMs, the step 7x slower)
+    under a label naming fp32 GEMMs, so the combination is refused by name; fp32 compiled and bf16 eager stay."""
     from hyperstition.config import ConfigError
     from hyperstition.train import runtime as runtime_module
 
     monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: False)
-    with pytest.raises(ConfigError, match=r"^pretrain\.compile: 'on' with bf16 .*compile=off .*precision=fp32$"):
+    with pytest.raises(
+        ConfigError, match=r"^pretrain\.compile: 'on' with bf16 .*pretrain\.compile=off .*pretrain\.precision=fp32$"
+    ):
         resolve_runtime(PretrainConfig(device="cpu", precision="bf16", compile="on"))
     assert resolve_runtime(PretrainConfig(device="cpu", precision="fp32", compile="on")).compile
     assert resolve_runtime(PretrainConfig(device="cpu", precision="bf16", compile="off")).bf16_gemms_in_fp32
+
+
+def test_a_refused_runtime_stops_pretraining_before_its_run_directory_exists(monkeypatch, tmp_path):
+    from hyperstition.config import ConfigError, PipelineConfig, load_config
+    from hyperstition.train import runtime as runtime_module
+    from hyperstition.train.pretrain import run_pretrain
+
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: False)
+    cfg = load_config(PipelineConfig, "smoke", ["pretrain.precision=bf16", "pretrain.compile=on"])
+    with pytest.raises(ConfigError, match="pretrain.compile"):
+        run_pretrain(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # no corpus built, no empty directory left behind
 
 
 def test_auto_on_cuda_is_bf16_compiled_and_tf32_for_pretraining_only(monkeypatch):
@@ -51,6 +65,7 @@ def test_auto_on_cuda_is_bf16_compiled_and_tf32_for_pretraining_only(monkeypatch
     from hyperstition.train.distributed import Ranks
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)  # the host CPU's bf16 units do not matter
     pretraining = resolve_runtime(PretrainConfig(device="auto"))
     assert (pretraining.device.type, pretraining.bf16, pretraining.compile, pretraining.tf32) == (
         "cuda",

@@ -537,10 +537,10 @@ def run_pretrain(
     `RUN/cache`), corpora and tokenizers other runs built from the same inputs are copied, not rebuilt (cache.py)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else None
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ranks = distributed.current()
+    runtime_for(cfg.pretrain, ranks)  # a refused runtime (ConfigError) before the run directory or any corpus
+    run_dir.mkdir(parents=True, exist_ok=True)
     progress = progress and ranks.main
-    runtime_for(cfg.pretrain, ranks)  # a refused runtime (ConfigError) before any corpus is built
     if start.branch_from is not None:
         check_branch(cfg, trunk_run_dir(start.branch_from))
     with distributed.main_first(ranks):  # under torchrun rank 0 builds; the others then find it built and read it

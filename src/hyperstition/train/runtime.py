@@ -148,11 +148,14 @@ def resolve_runtime(
     compiled = compile == "on" or (compile == "auto" and on_cuda)
     no_bf16_units = resolved.type == "cpu" and not cpu_has_native_bf16()
     if compiled and bf16 and no_bf16_units:
-        # A compiled step does not pass through Bf16GemmsInFp32 (a TorchFunctionMode): it runs torch's native bf16
-        # GEMMs, 7x slower on such a CPU (benchmarks/README.md), under a runtime label that would say otherwise.
+        # Compiled, Bf16GemmsInFp32 (a TorchFunctionMode) holds only in part: Inductor drops the forward's operand
+        # roundings and AOTAutograd traces the backward under autocast, so its GEMMs run in native bf16: the step ~7x
+        # slower on such a CPU, values neither path's, under a label naming fp32 GEMMs (benchmarks/README.md).
+        prefix = compile_field.rpartition(".")[0] + "." if "." in compile_field else ""
         raise ConfigError(
-            f"{compile_field}: 'on' with bf16 precision needs a CPU with bf16 units (this one has none, and a compiled"
-            " step would run its GEMMs 7x slower); use compile=off (the GEMMs then run in fp32) or precision=fp32"
+            f"{compile_field}: 'on' with bf16 precision needs a CPU with bf16 units (this one has none: a compiled"
+            f" step would run ~7x slower); use {prefix}compile=off (its GEMMs then run in fp32) or"
+            f" {prefix}precision=fp32"
         )
     return Runtime(
         device=resolved,
