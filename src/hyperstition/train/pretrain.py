@@ -93,7 +93,7 @@ def runtime_for(cfg: PretrainConfig, ranks: Ranks = Ranks()) -> Runtime:
     """The pretraining runtime: auto = bf16 + compile on CUDA, fp32 eager on CPU; under torchrun on CUDA, the GPU
     of this process's local rank."""
     runtime = resolve_runtime(
-        cfg.device, cfg.precision, cfg.compile, "pretrain.device", allow_tf32=True, compile_field="pretrain.compile"
+        cfg.device, cfg.precision, cfg.compile, "pretrain.device", allow_tf32=True, section="pretrain."
     )
     # Only Muon multiplies bf16 tensors in its step; AdamW's would pay the mode's per-op dispatch for nothing.
     update_gemms_in_fp32 = runtime.update_gemms_in_fp32 and cfg.optimizer == "muon"

@@ -136,11 +136,12 @@ def resolve_runtime(
     compile: str = "off",
     field: str = "device",
     allow_tf32: bool = False,
-    compile_field: str = "compile",
+    section: str = "",
 ) -> Runtime:
     """auto = bf16 + torch.compile on CUDA (fast), fp32 eager on CPU (bit-exact resume, no 30 s compile).
 
     TF32 matmuls only where the caller allows them (pretraining): post-training and evaluation keep fp32 matmuls.
+    `section` ("pretrain.") prefixes the precision and compile fields an error names.
     """
     resolved = resolve_device(device, field)
     on_cuda = resolved.type == "cuda"
@@ -151,11 +152,10 @@ def resolve_runtime(
         # Compiled, Bf16GemmsInFp32 (a TorchFunctionMode) holds only in part: Inductor drops the forward's operand
         # roundings and AOTAutograd traces the backward under autocast, so its GEMMs run in native bf16: the step ~7x
         # slower on such a CPU, values neither path's, under a label naming fp32 GEMMs (benchmarks/README.md).
-        prefix = compile_field.rpartition(".")[0] + "." if "." in compile_field else ""
         raise ConfigError(
-            f"{compile_field}: 'on' with bf16 precision needs a CPU with bf16 units (this one has none: a compiled"
-            f" step would run ~7x slower); use {prefix}compile=off (its GEMMs then run in fp32) or"
-            f" {prefix}precision=fp32"
+            f"{section}compile: 'on' with bf16 precision needs a CPU with bf16 units (this one has none: a compiled"
+            f" step would run ~7x slower); use {section}compile=off (its GEMMs then run in fp32) or"
+            f" {section}precision=fp32"
         )
     return Runtime(
         device=resolved,
