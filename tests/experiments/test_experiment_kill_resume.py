@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 SIM = "hyperstition.experiments.simulate"
 
 
-def _run_argv(out: Path, *extra: str) -> list[str]:
-    """The smoke grid on one seed (6 jobs), simulated stages, 2 workers."""
-    smoke = ["run", "smoke", "seeds=[0]", "--stages", SIM, "--out", str(out), "--workers", "2", *extra]
+def _run_argv(out: Path, *extra: str, stages: str = SIM, overrides: tuple[str, ...] = ()) -> list[str]:
+    """The smoke grid on one seed (6 jobs), simulated stages unless told, 2 workers."""
+    smoke = ["run", "smoke", "seeds=[0]", *overrides, "--stages", stages, "--out", str(out), "--workers", "2", *extra]
     return [sys.executable, "-m", "hyperstition.experiments", *smoke]
 
 
@@ -28,9 +29,11 @@ CHAINED = (
 )
 
 
-def _start(out: Path, seconds: float, *extra: str) -> subprocess.Popen:
+def _start(
+    out: Path, seconds: float, *extra: str, stages: str = SIM, overrides: tuple[str, ...] = ()
+) -> subprocess.Popen:
     env = {**os.environ, "HYPERSTITION_SIMULATE_SECONDS": str(seconds)}
-    cmd = _run_argv(out, "--no-report", *extra)
+    cmd = _run_argv(out, "--no-report", *extra, stages=stages, overrides=overrides)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -128,9 +131,16 @@ def test_sigkill_of_a_chained_grid_then_resume(tmp_path):
     assert len(to_base) and (to_base.value.max() > to_parent.value.max())  # the chain adds the parent's own KL
 
 
-def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path):
+# Spawned workers (simulated stages, 30 s a job) and workers forked from the server that preloads the real stages'
+# imports (executor.py), whose parent is that server and not the runner (a pretraining of minutes).
+@pytest.mark.parametrize(
+    "stages,overrides",
+    [(SIM, ()), ("hyperstition.experiments.stages", ("pipeline.pretrain.steps=100000",))],
+    ids=["spawned", "forked"],
+)
+def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path, stages, overrides):
     out = tmp_path / "run"
-    proc = _start(out, seconds=30)
+    proc = _start(out, 30, stages=stages, overrides=overrides)
     try:
         _wait_for(lambda: len(list(out.glob("cells/*/*/*/RUNNING.json"))) >= 1, timeout=60, proc=proc)
         running = [json.loads(p.read_text())["pid"] for p in out.glob("cells/*/*/*/RUNNING.json")]

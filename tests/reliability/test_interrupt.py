@@ -15,7 +15,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[int, str]:
+SIMULATED, REAL = "hyperstition.experiments.simulate", "hyperstition.experiments.stages"
+
+
+def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float, stages: str = SIMULATED) -> tuple[int, str]:
     env = dict(os.environ, PYTHONPATH=str(SRC), HYPERSTITION_SIMULATE_SECONDS="30")
     cmd = [
         sys.executable,
@@ -24,7 +27,7 @@ def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[in
         "run",
         "smoke",
         "--stages",
-        "hyperstition.experiments.simulate",
+        stages,
         "--out",
         str(tmp_path / "run"),
         "--no-progress",
@@ -55,13 +58,21 @@ def _interrupt_after(tmp_path: Path, marker: str, extra_wait: float) -> tuple[in
     return proc.returncode, "".join(seen) + err + out
 
 
+# The real stages' workers are forked from a server that imports torch and transformers first (executor.py):
+# Ctrl-C while that server imports, and while a forked worker runs a stage.
 @pytest.mark.parametrize(
-    "marker,wait",
-    [("jobs:", 0.0), ("started", 0.3), ("started", 3.0)],
-    ids=["workers-spawning", "workers-importing", "stages-running"],
+    "stages,marker,wait",
+    [
+        (SIMULATED, "jobs:", 0.0),
+        (SIMULATED, "started", 0.3),
+        (SIMULATED, "started", 3.0),
+        (REAL, "jobs:", 2.0),
+        (REAL, "started", 1.0),
+    ],
+    ids=["workers-spawning", "workers-importing", "stages-running", "server-importing", "forked-stage-running"],
 )
-def test_ctrl_c_is_one_clean_line(tmp_path, marker, wait):
-    code, text = _interrupt_after(tmp_path, marker, wait)
+def test_ctrl_c_is_one_clean_line(tmp_path, stages, marker, wait):
+    code, text = _interrupt_after(tmp_path, marker, wait, stages)
     assert code == 130, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text and "leaked" not in text, text
     assert text.strip().splitlines()[-1] == "hyperstition run: interrupted; rerun the same command to resume."

@@ -65,6 +65,7 @@ def run_experiment(
         reused = _reuse(run_dir, jobs, sources, stages)
         if executor is None:
             executor = LocalExecutor(exp.workers)
+        executor.preload(stage_set(stages).worker_imports)
         runtime = Runtime(stages, getattr(executor, "threads", 0), not isinstance(executor, InlineExecutor))
         _log_start(run_dir, exp, executor.capacity, getattr(executor, "threads", plan_workers(exp.workers)[1]), stages)
         summary = schedule(run_dir, jobs, executor, runtime, reporter, executor.capacity)

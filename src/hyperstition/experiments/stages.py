@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from ..posttrain.config import PosttrainConfig
 
 
+# What the jobs below import when they run (torch and transformers take ~9 s on 2 cores): a worker forked from a
+# server that imported these once starts in milliseconds (executor.LocalExecutor's `preload`).
+WORKER_IMPORTS = (
+    "torch",
+    "transformers.models.llama.modeling_llama",
+    "hyperstition.train.pretrain",
+    "hyperstition.evals.run",
+    "hyperstition.posttrain.run",
+)
+
+
 def set_threads(n: int) -> None:
     """torch's CPU thread count for this worker (its share of the cores); 0 leaves torch's default."""
     if n:

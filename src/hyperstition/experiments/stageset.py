@@ -82,13 +82,15 @@ def _leave_threads(threads: int) -> None:
 class StageSet:
     """What a job of each kind runs: `pretrain` (pretrain job), `evaluate` (eval job), `posttrain` (per strategy);
     `set_threads` applies the worker's share of the cores before a stage runs (0: leave the default); `generate`
-    samples documents (generate jobs)."""
+    samples documents (generate jobs); `worker_imports` are the modules the stages import, loaded once for all
+    workers where the executor can (LocalExecutor's `preload`)."""
 
     pretrain: PretrainStage
     evaluate: EvaluateStage
     posttrain: PosttrainStage
     set_threads: Callable[[int], None] = _leave_threads
     generate: GenerateStage | None = None
+    worker_imports: tuple[str, ...] = ()
 
 
 STAGE_SETS: dict[str, StageSet] = {}
@@ -113,7 +115,15 @@ def stage_set(name: str) -> StageSet:
 REAL_STAGES = "hyperstition.experiments.stages"
 SIMULATED_STAGES = "hyperstition.experiments.simulate"
 register_stages(
-    REAL_STAGES, StageSet(stages.pretrain, stages.evaluate, stages.posttrain, stages.set_threads, stages.generate)
+    REAL_STAGES,
+    StageSet(
+        stages.pretrain,
+        stages.evaluate,
+        stages.posttrain,
+        stages.set_threads,
+        stages.generate,
+        stages.WORKER_IMPORTS,
+    ),
 )
 register_stages(
     SIMULATED_STAGES, StageSet(simulate.pretrain, simulate.evaluate, simulate.posttrain, generate=simulate.generate)
