@@ -24,7 +24,7 @@ def what_the_job_sees() -> dict:
         "cwd": os.getcwd(),
         "threads": torch.get_num_threads(),
         "parent": os.getppid(),
-        "transformers_loaded": "transformers" in sys.modules,  # this job never imports it
+        "preloaded": [name for name in WORKER_IMPORTS if name in sys.modules],  # this job imports only torch
     }
 
 
@@ -41,19 +41,29 @@ def _result(ex: LocalExecutor, fn, *args):
 
 @pytest.mark.parametrize("preload", [(), WORKER_IMPORTS], ids=["spawned", "forked"])
 def test_a_job_sees_the_runner_as_it_was_at_submit(tmp_path, monkeypatch, preload):
-    with LocalExecutor(2, threads=1) as ex:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the suite's workers run with; the executor's count must win
+    with LocalExecutor(1, threads=2) as ex:
         ex.preload(preload)
         first = _result(ex, what_the_job_sees)  # starts the fork server, where there is one
         monkeypatch.setenv("HYPERSTITION_TEST_VAR", "changed after the first job")
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the executor's own count wins, as for a spawned worker
         monkeypatch.chdir(tmp_path)
         second = _result(ex, what_the_job_sees)
     forked = bool(preload) and executor_module.forks_safely()
     assert (first["parent"] != os.getpid()) == forked and (second["parent"] != os.getpid()) == forked
-    assert second["transformers_loaded"] == forked  # preloaded in the server
+    # Every module the real stages need is already there in a forked job (an import the server failed is silent).
+    assert second["preloaded"] == (list(WORKER_IMPORTS) if forked else ["torch"])
     assert first["var"] is None and second["var"] == "changed after the first job"
     assert second["cwd"] == str(tmp_path)
-    assert first["threads"] == second["threads"] == 1 and second["omp"] == "1"
+    assert first["threads"] == second["threads"] == 2 and second["omp"] == "2"
+
+
+@pytest.mark.parametrize("preload", [(), WORKER_IMPORTS], ids=["spawned", "forked"])
+def test_each_executor_s_thread_count_reaches_its_jobs(preload):
+    # The fork server is one per process and keeps the thread count it started with; at least one of these differs.
+    for threads in (1, 2, 1):
+        with LocalExecutor(1, threads=threads) as ex:
+            ex.preload(preload)
+            assert _result(ex, what_the_job_sees)["threads"] == threads
 
 
 @pytest.mark.parametrize("preload", [(), WORKER_IMPORTS], ids=["spawned", "forked"])

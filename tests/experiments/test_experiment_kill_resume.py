@@ -144,6 +144,8 @@ def test_killing_only_the_runner_leaves_no_orphan_worker(tmp_path, stages, overr
     try:
         _wait_for(lambda: len(list(out.glob("cells/*/*/*/RUNNING.json"))) >= 1, timeout=60, proc=proc)
         running = [json.loads(p.read_text())["pid"] for p in out.glob("cells/*/*/*/RUNNING.json")]
+        parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in running}
+        assert (parents == {proc.pid}) == (stages == SIM), (parents, proc.pid)  # forked: the server is the parent
         proc.kill()  # the runner only, not its process group
         proc.wait(timeout=30)
         _wait_for(lambda: not any(_alive(pid) for pid in running), timeout=15)

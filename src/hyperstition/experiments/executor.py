@@ -161,17 +161,20 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _runner_gone(runner_pid: int) -> bool:
-    """True when the runner that submitted this job has died. A spawned worker is the runner's child; a forked one
-    (forkserver) is its grandchild, so a changed parent alone does not tell."""
-    if os.getppid() == runner_pid:
-        return False
+    """True when the runner that submitted this job has died: no such process, or a zombie not yet reaped."""
     try:
-        os.kill(runner_pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{runner_pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    except PermissionError:  # exists (another user's process): not ours to judge dead
+    except OSError:  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(runner_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
         return False
-    return False
 
 
 def _watch_runner(runner_pid: int) -> None:
@@ -181,8 +184,9 @@ def _watch_runner(runner_pid: int) -> None:
 
     def watch() -> None:
         try:
-            fd = os.pidfd_open(runner_pid)  # readable when the runner exits
-            select.select([fd], [], [])
+            poller = select.poll()
+            poller.register(os.pidfd_open(runner_pid), select.POLLIN)  # readable once the runner has exited
+            poller.poll()
         except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or the runner is gone already
             while not _runner_gone(runner_pid):
                 time.sleep(0.5)
@@ -191,30 +195,31 @@ def _watch_runner(runner_pid: int) -> None:
     threading.Thread(target=watch, name="runner-watch", daemon=True).start()
 
 
-def _apply_job_env(env: dict[str, str], cwd: str) -> None:
-    """The runner's environment and working directory as they were at `submit`, so a worker forked from a server
-    started earlier sees what a freshly spawned one would. torch read its thread count when the server imported it,
-    so a preloaded torch gets the worker's count here."""
+def _apply_job_env(env: dict[str, str]) -> None:
+    """The runner's environment as it was at `submit` (multiprocessing already set the working directory), so a
+    worker forked from a server started earlier sees what a freshly spawned one would. torch read its thread count
+    when the server imported it, so a preloaded torch gets the worker's count here."""
     os.environ.clear()
     os.environ.update(env)
-    if os.getcwd() != cwd:
-        os.chdir(cwd)
     torch = sys.modules.get("torch")
     if torch is not None and env.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
 
 
-def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, env: dict[str, str], cwd: str, runner_pid: int) -> None:
+def _child_main(
+    conn: Any, fn: Callable[..., Any], args: tuple, env: dict[str, str], runner_pid: int, forked: bool
+) -> None:
     _set_parent_death_signal()
     # Ctrl-C reaches the whole process group; the runner alone handles it and stops workers with SIGTERM, which
     # unwinds the job (finalizers run, so no leaked-semaphore warnings) instead of printing a worker's traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so when started through _sigint_ignoring_python
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    if _runner_gone(runner_pid):  # the runner died before prctl took effect
+    # The runner died before prctl took effect: a spawned worker's parent is the runner, a forked one's the server.
+    if _runner_gone(runner_pid) if forked else os.getppid() != runner_pid:
         os._exit(1)
-    if os.getppid() != runner_pid:
+    if forked:
         _watch_runner(runner_pid)
-    _apply_job_env(env, cwd)
+    _apply_job_env(env)
     try:
         value = fn(*args)
         conn.send(("ok", value))
@@ -309,6 +314,19 @@ def _workers_ignore_sigint(start_method: str) -> Iterator[None]:
         spawn.set_executable(previous)
 
 
+@contextmanager
+def _started_with(env: dict[str, str]) -> Iterator[None]:
+    """`env` in this process's environment meanwhile: a worker, or a fork server, started now imports its native
+    libraries (torch, numpy's BLAS) with the workers' thread counts, which they read only at start-up."""
+    previous = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+
+
 def forks_safely() -> bool:
     """Whether workers may be forked from a server process: Linux only (macOS frameworks are not fork-safe)."""
     return sys.platform.startswith("linux") and "forkserver" in mp.get_all_start_methods()
@@ -322,8 +340,8 @@ class LocalExecutor(Executor):
     Workers are spawned fresh, unless `preload` named the modules the jobs import (torch, transformers, the
     stages) before the first job and the platform forks safely: then they are forked from a server that imported
     them once (multiprocessing's forkserver), so a job starts in milliseconds instead of re-importing torch and
-    transformers (about 9 s a job on 2 cores). The server is one per process: the first to start it sets its
-    modules."""
+    transformers (about 10 s a job on 2 cores). The server is one per process: the first executor to start it sets
+    its modules and the thread counts its native libraries start with (torch's is set again in each worker)."""
 
     def __init__(self, workers: int = 0, threads: int | None = None) -> None:
         w, t = plan_workers(workers)
@@ -346,22 +364,22 @@ class LocalExecutor(Executor):
     def capacity(self) -> int:
         return self.workers
 
-    def _env(self) -> dict[str, str]:
+    def _thread_env(self) -> dict[str, str]:
         n = str(self.threads)
-        return {
-            **os.environ,
-            "OMP_NUM_THREADS": n,
-            "MKL_NUM_THREADS": n,
-            "TOKENIZERS_PARALLELISM": "false",
-        }
+        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false"}
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self._thread_env()}
 
     def _start(self, h: _ProcessHandle) -> None:
         self._started_any = True
         recv, send = self._ctx.Pipe(duplex=False)
         h.process = self._ctx.Process(
-            target=_child_main, args=(send, h.fn, h.args, self._env(), os.getcwd(), os.getpid()), daemon=False
+            target=_child_main,
+            args=(send, h.fn, h.args, self._env(), os.getpid(), self._start_method == "forkserver"),
+            daemon=False,
         )
-        with _workers_ignore_sigint(self._start_method):
+        with _workers_ignore_sigint(self._start_method), _started_with(self._thread_env()):
             h.process.start()
         send.close()
         h.conn = recv
