@@ -23,6 +23,10 @@ def _mtime(path: Path) -> float | None:
     return path.stat().st_mtime if path.exists() else None
 
 
+def _within(t: float | None, lo: float, hi: float) -> float:
+    return lo if t is None else min(max(t, lo), hi)
+
+
 def stage_seconds(run_dir: Path) -> dict[str, float]:
     """Summed job seconds per stage over every finished job of the run."""
     out: dict[str, float] = defaultdict(float)
@@ -34,9 +38,12 @@ def stage_seconds(run_dir: Path) -> dict[str, float]:
         if job["kind"] != "pretrain":
             out["eval" if job["kind"] == "eval" else job["strategy"]] += wall
             continue
-        start = done_path.stat().st_mtime - wall
-        corpus_end = _mtime(cell / "corpus" / "manifest.json") or start
-        tokenizer_end = _mtime(cell / "tokenizer" / "tokenizer.json") or corpus_end
+        end = done_path.stat().st_mtime
+        start = end - wall
+        # A corpus or tokenizer reused from an earlier cell (content-addressed cache) keeps that cell's file times:
+        # clamped into this job's span, it counts as no time here instead of inflating the pretraining share.
+        corpus_end = _within(_mtime(cell / "corpus" / "manifest.json"), start, end)
+        tokenizer_end = _within(_mtime(cell / "tokenizer" / "tokenizer.json"), corpus_end, end)
         out["corpus"] += max(0.0, corpus_end - start)
         out["tokenizer"] += max(0.0, tokenizer_end - corpus_end)
         out["pretrain"] += max(0.0, wall - (tokenizer_end - start))

@@ -99,6 +99,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+# A checkpoint's manifest (model/checkpoint.py): sha256 and size of every other file in its directory. Named here,
+# where file handling lives, so readers of finished runs can skip it without importing torch.
+CHECKSUMS = "checksums.json"
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open_regular(path) as fh:

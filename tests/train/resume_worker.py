@@ -1,46 +1,59 @@
-"""Subprocess body for the kill-and-resume test:
-`python resume_worker.py RUN_DIR WORK_DIR STEP_DELAY_S [PRECISION [OPTIMIZER [PACKING]]]`.
+"""The body of the kill-and-resume test's training processes, forked from a server that imported torch,
+transformers and the pretraining loop once (`start`), so each of the test's processes starts in milliseconds instead
+of paying those imports again: it is still a fresh process, killed with SIGKILL like any other.
 
-Loads texts and tokenizer from WORK_DIR and runs train_lm exactly as the test describes. STEP_DELAY_S slows each
-step with a sleep (which changes no numbers) so the test can SIGKILL the process mid-run deterministically.
+The process loads texts and tokenizer from WORK_DIR and runs train_lm exactly as the test describes, its stdout and
+stderr going to LOG. `delay_s` slows each step with a sleep (which changes no numbers) so the test can SIGKILL the
+process mid-run deterministically.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
 from hyperstition.config import ModelConfig, PretrainConfig
-from hyperstition.tokenizer.train import load_tokenizer
-from hyperstition.train import pretrain
 
 MODEL = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
 PRETRAIN = PretrainConfig(
     seed=3, steps=24, batch_size=4, lr=1e-2, warmup_steps=3, log_every=1, checkpoint_every=6, threads=1
 )
+PRELOAD = ["torch", "transformers.models.llama.modeling_llama", "hyperstition.train.pretrain", __name__]
 
 
-def main() -> None:
-    run_dir, work_dir, delay = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+def train(run_dir: Path, work_dir: Path, delay_s: float, log: Path, precision: str, optimizer: str, packing: str):
+    """The process body: train_lm on WORK_DIR's texts and tokenizer, output to `log`."""
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    from hyperstition.tokenizer.train import load_tokenizer
+    from hyperstition.train import pretrain
+
     texts = json.loads((work_dir / "texts.json").read_text())
     tokenizer = load_tokenizer(work_dir / "tokenizer")
     real_step = pretrain.train_step
 
     def slow_step(*args, **kwargs):
-        time.sleep(delay)
+        time.sleep(delay_s)
         return real_step(*args, **kwargs)
 
     pretrain.train_step = slow_step
-    precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
-    optimizer = sys.argv[5] if len(sys.argv) > 5 else "adamw"
-    packing = sys.argv[6] if len(sys.argv) > 6 else "concat"
     update = {"precision": precision, "device": "cpu", "optimizer": optimizer, "packing": packing}
-    cfg = PRETRAIN.model_copy(update=update)
-    final = pretrain.train_lm(MODEL, cfg, tokenizer, texts, run_dir, progress=False)
+    final = pretrain.train_lm(MODEL, PRETRAIN.model_copy(update=update), tokenizer, texts, run_dir, progress=False)
     print(f"FINAL {final}")
 
 
-if __name__ == "__main__":
-    main()
+def start(run_dir: Path, work_dir: Path, delay_s: float, *settings: str) -> tuple[multiprocessing.Process, Path]:
+    """Start `train` in a new process (forked from the preloaded server where the platform has one; spawned
+    elsewhere) and return it with the path of its log."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)  # a no-op once this process's server has started
+    log = run_dir.with_name(f"{run_dir.name}-{time.monotonic_ns()}.log")
+    process = context.Process(target=train, args=(run_dir, work_dir, delay_s, log, *settings), daemon=True)
+    process.start()
+    return process, log

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
+import multiprocessing
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import resume_worker
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -23,7 +22,6 @@ from hyperstition.train.schedule import learning_rate
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
 # One thread: on a busy 2-core machine a tiny model's step is ~10x slower with two spinning OpenMP threads.
 TRAIN_CFG = PretrainConfig(steps=40, batch_size=8, lr=1e-2, warmup_steps=4, log_every=5, checkpoint_every=10, threads=1)
-WORKER = Path(__file__).with_name("resume_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -90,33 +88,26 @@ def test_finished_run_returns_at_once_and_refuses_other_config(trained_run, tiny
         train_lm(TINY, cfg.model_copy(update={"lr": 5e-3}), tiny_tokenizer, tiny_texts, run_dir, progress=False)
 
 
-def _start_worker(
-    run_dir: Path,
-    work_dir: Path,
-    delay: float,
-    precision: str = "fp32",
-    optimizer: str = "adamw",
-    packing: str = "concat",
-) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), str(run_dir), str(work_dir), str(delay), precision, optimizer, packing],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_for(path: Path, proc: multiprocessing.Process, log: Path, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited ({proc.returncode}) before {path.name} appeared: {proc.stderr.read()[-2000:]}")
+        if not proc.is_alive():
+            pytest.fail(f"worker exited ({proc.exitcode}) before {path.name} appeared: {_tail(log)}")
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"{path} did not appear within {timeout} s")
         time.sleep(0.01)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no output)"
+
+
+def _finish(proc: multiprocessing.Process, log: Path, timeout: float = 300.0) -> str:
+    """Wait for a worker; its output, after asserting it finished cleanly."""
+    proc.join(timeout)
+    assert proc.exitcode == 0, f"exit {proc.exitcode}: {_tail(log)}"
+    return log.read_text()
 
 
 # bf16 autocast on CPU is as deterministic as fp32; Muon's momentum buffers are training state like AdamW's moments;
@@ -138,23 +129,22 @@ def test_sigkill_and_rerun_gives_bit_identical_weights(
     (work / "texts.json").write_text(json.dumps(tiny_texts))
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
 
-    straight = _start_worker(straight_dir, work, 0.0, precision, optimizer, packing)  # alongside, one thread each
-    victim = _start_worker(killed_dir, work, 0.15, precision, optimizer, packing)
-    _wait_for(killed_dir / "checkpoints" / "latest" / "checksums.json", victim)
-    assert victim.poll() is None, "worker finished before it could be killed; the test would prove nothing"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    settings = (precision, optimizer, packing)
+    straight, straight_log = resume_worker.start(straight_dir, work, 0.0, *settings)  # alongside, one thread each
+    victim, victim_log = resume_worker.start(killed_dir, work, 0.15, *settings)
+    _wait_for(killed_dir / "checkpoints" / "latest" / "checksums.json", victim, victim_log)
+    assert victim.is_alive(), "worker finished before it could be killed; the test would prove nothing"
+    victim.kill()  # SIGKILL
+    victim.join()
+    assert victim.exitcode == -signal.SIGKILL
     assert not (killed_dir / "final").exists()
     steps_logged_before_kill = [m["step"] for m in read_jsonl(killed_dir / "metrics.jsonl")]
     assert 6 <= max(steps_logged_before_kill) < 24
 
-    resumed = _start_worker(killed_dir, work, 0.0, precision, optimizer, packing)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-2000:]
+    resumed, resumed_log = resume_worker.start(killed_dir, work, 0.0, *settings)
+    err = _finish(resumed, resumed_log)
     assert "resuming from" in err and "at step 6 of 24" in err
-    out_straight, err_straight = straight.communicate(timeout=300)
-    assert straight.returncode == 0, err_straight[-2000:]
-    assert "resuming" not in err_straight
+    assert "resuming" not in _finish(straight, straight_log)
 
     assert sha256_file(killed_dir / "final" / "model.safetensors") == sha256_file(
         straight_dir / "final" / "model.safetensors"

@@ -13,9 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import BadFileError, check_regular_file, read_regular_bytes, sha256_file
+from ..io import CHECKSUMS, BadFileError, check_regular_file, read_regular_bytes, sha256_file
 from ..model.card import CARD
-from ..model.checkpoint import CHECKSUMS
 
 # Files of a model directory that later cells rewrite on purpose: the model card (filled in after each evaluation)
 # and the checksum list that gains the card's entry. Every other file of the checkpoint is promised as written.

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..io import sha256_file, write_json_atomic, write_text_atomic
+from ..io import CHECKSUMS, sha256_file, write_json_atomic, write_text_atomic
 from ..schema import CONTEXTS, FACT_QA_ACCURACY, HEADLINE_BITS, HELDOUT_LOSS, KL_BITS, rate_metric
-from .checkpoint import CHECKSUMS
 
 CARD = "README.md"
 # What the card's headline table shows, in this order: (metric, what it means).

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 from ..config import UserError
-from ..io import fsync_dir, sha256_file, write_json_atomic
+from ..io import CHECKSUMS, fsync_dir, sha256_file, write_json_atomic
 from ..tokenizer.train import write_tokenizer_files
 from .build import stamp_hub_defaults
 
-CHECKSUMS = "checksums.json"
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
