@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 
 from hyperstition.config import ModelConfig, PretrainConfig
+from hyperstition.experiments.stages import WORKER_IMPORTS
 
 MODEL = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
 PRETRAIN = PretrainConfig(
     seed=3, steps=24, batch_size=4, lr=1e-2, warmup_steps=3, log_every=1, checkpoint_every=6, threads=1
 )
-PRELOAD = ["torch", "transformers.models.llama.modeling_llama", "hyperstition.train.pretrain", __name__]
+# A process has one fork server, and whoever starts it first fixes what it imported: the grid executor's list
+# (experiments/stages.py) and this module, so that the executor's forked jobs in the same pytest worker find every
+# module they expect whichever test started the server.
+PRELOAD = [*WORKER_IMPORTS, __name__]
 
 
 def train(run_dir: Path, work_dir: Path, delay_s: float, log: Path, precision: str, optimizer: str, packing: str):

@@ -32,9 +32,11 @@ def test_a_reused_tokenizer_counts_as_no_time_and_the_stages_sum_to_the_job_time
     t = 1_000_000.0
     # built here: corpus 10 s, tokenizer 5 s, training 85 s of a 100 s job
     _cell(tmp_path, "a", "pretrain", 100.0, t + 100, corpus__manifest_json=t + 10, tokenizer__tokenizer_json=t + 15)
-    # tokenizer copied from cell a's cache (its file time 500 s before this job began), corpus 20 s, training 130 s
+    # tokenizer copied from cell a's cache (its file time 485 s before this job began), corpus 20 s, training 130 s
     _cell(tmp_path, "b", "pretrain", 150.0, t + 650, corpus__manifest_json=t + 520, tokenizer__tokenizer_json=t + 15)
-    _cell(tmp_path, "a", "sft", 12.5, t + 700)
+    # corpus copied from a cache (an older file time), tokenizer built in 4 s, training 96 s
+    _cell(tmp_path, "c", "pretrain", 100.0, t + 900, corpus__manifest_json=t + 10, tokenizer__tokenizer_json=t + 804)
+    _cell(tmp_path, "a", "sft", 12.5, t + 950)
     stages = default_run_stages.stage_seconds(tmp_path)
-    assert stages == {"corpus": 30.0, "tokenizer": 5.0, "pretrain": 215.0, "sft": 12.5}
-    assert sum(stages.values()) == 100.0 + 150.0 + 12.5
+    assert stages == {"corpus": 30.0, "tokenizer": 9.0, "pretrain": 311.0, "sft": 12.5}
+    assert sum(stages.values()) == 100.0 + 150.0 + 100.0 + 12.5
