@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from hyperstition.config import ModelConfig, PretrainConfig
+from hyperstition.experiments.executor import forks_safely
 from hyperstition.experiments.stages import WORKER_IMPORTS
 
 MODEL = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32)
@@ -51,11 +52,10 @@ def train(run_dir: Path, work_dir: Path, delay_s: float, log: Path, precision: s
 
 
 def start(run_dir: Path, work_dir: Path, delay_s: float, *settings: str) -> tuple[multiprocessing.Process, Path]:
-    """Start `train` in a new process (forked from the preloaded server where the platform has one; spawned
-    elsewhere) and return it with the path of its log."""
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
+    """Start `train` in a new process (forked from the preloaded server where the grid executor would fork its
+    workers too; spawned elsewhere) and return it with the path of its log."""
+    context = multiprocessing.get_context("forkserver" if forks_safely() else "spawn")
+    if forks_safely():
         context.set_forkserver_preload(PRELOAD)  # a no-op once this process's server has started
     log = run_dir.with_name(f"{run_dir.name}-{time.monotonic_ns()}.log")
     process = context.Process(target=train, args=(run_dir, work_dir, delay_s, log, *settings), daemon=True)
