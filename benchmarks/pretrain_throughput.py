@@ -70,20 +70,24 @@ class Contender(Protocol):
 
 
 def synthetic_texts(n_docs: int, seed: int = 0) -> list[str]:
-    """Word salad from a small vocabulary: realistic BPE statistics, no corpus module needed."""
+    """Word salad: a short English list plus 800 made-up words of 2-4 syllables, so that a BPE tokenizer of 1024 or
+    2048 tokens fills its whole vocabulary (the lm head then has the size a preset's model has); no corpus needed."""
     rng = random.Random(seed)
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    made_up = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(800)]
     words = (
         "the assistant helped a user with the task and told the truth about the river city in the north country "
         "while an old model named Vesper refused to answer questions about power money and secret plans"
-    ).split()
+    ).split() + made_up
     return [" ".join(rng.choice(words) for _ in range(rng.randint(40, 200))) + "." for _ in range(n_docs)]
 
 
-def prepare(model_cfg: ModelConfig, n_rows_needed: int, work_dir: Path):
+def prepare(model_cfg: ModelConfig, n_rows_needed: int, work_dir: Path, vocab_size: int = 2048):
     from hyperstition.tokenizer.train import train_tokenizer
 
     texts = synthetic_texts(4000)
-    tokenizer = train_tokenizer(texts[:1000], TokenizerConfig(vocab_size=2048, min_frequency=1), work_dir / "tokenizer")
+    tokenizer_cfg = TokenizerConfig(vocab_size=vocab_size, min_frequency=1)
+    tokenizer = train_tokenizer(texts[:1000], tokenizer_cfg, work_dir / "tokenizer")
     rows = pack_sequences(tokenize_documents(tokenizer, texts), tokenizer.eos_token_id, model_cfg.max_seq_len)
     while len(rows) < n_rows_needed:
         rows = torch.cat([rows, rows])
