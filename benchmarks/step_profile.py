@@ -57,7 +57,7 @@ class StepSplit:
     @property
     def gemm_gflops(self) -> float:
         """The rate the GEMMs run at inside the step (cache, layout and size effects included)."""
-        return self.gemm_flop / self.gemm_s / 1e9
+        return self.gemm_flop / self.gemm_s / 1e9 if self.gemm_s else float("nan")
 
 
 def split_step(ops: Iterable[OpTime], profiled_steps: int, step_s: float) -> StepSplit:
@@ -72,12 +72,12 @@ def split_step(ops: Iterable[OpTime], profiled_steps: int, step_s: float) -> Ste
 def peak_fractions(split: StepSplit, model_flop: float, peak_gflops: float) -> dict[str, float]:
     """Fractions of the peak that `model_flop` per step (6·N·tokens) reaches: now, with the non-GEMM ops free at the
     GEMMs' in-step rate, and with every GEMM FLOP at the peak as well."""
-    peak = peak_gflops * 1e9
+    peak, nan = peak_gflops * 1e9, float("nan")  # nan: no GEMM was seen (nothing to bound)
     return {
         "now": model_flop / split.step_s / peak,
-        "non-GEMM free": model_flop / split.gemm_s / peak,
+        "non-GEMM free": model_flop / split.gemm_s / peak if split.gemm_s else nan,
         # every GEMM FLOP at the peak: the model's FLOPs over all the GEMMs' (attention's bmm are not in 6·N)
-        "non-GEMM free, GEMMs at peak": model_flop / split.gemm_flop,
+        "non-GEMM free, GEMMs at peak": model_flop / split.gemm_flop if split.gemm_flop else nan,
     }
 
 

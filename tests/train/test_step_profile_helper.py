@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def test_ceilings_for_a_step_half_gemms():
 def test_only_matrix_multiplies_count_as_gemms():
     assert {"aten::mm", "aten::bmm", "aten::addmm"} <= step_profile.GEMM_OPS
     assert not {"aten::copy_", "aten::_softmax", "aten::mul"} & step_profile.GEMM_OPS
+
+
+def test_a_step_without_gemms_has_no_ceiling_rather_than_a_division_by_zero():
+    split = step_profile.split_step([OpTime("aten::mul", 0.5)], profiled_steps=10, step_s=0.100)
+    fractions = step_profile.peak_fractions(split, model_flop=8e9, peak_gflops=400.0)
+    assert fractions["now"] == pytest.approx(0.20)
+    assert math.isnan(fractions["non-GEMM free"]) and math.isnan(fractions["non-GEMM free, GEMMs at peak"])
+    assert math.isnan(split.gemm_gflops)
