@@ -35,6 +35,7 @@ from hyperstition.config import ConfigError
 from hyperstition.io import read_jsonl
 from hyperstition.train.distributed import Ranks, check_batch, shard
 from hyperstition.train.pretrain import train_lm
+from process_state import is_running
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 LOSS_TOLERANCE = 1e-4
@@ -73,7 +74,7 @@ def _kill_run(proc: subprocess.Popen) -> None:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
     for pid in map(int, children):
-        while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        while is_running(pid):
             time.sleep(0.01)
 
 
