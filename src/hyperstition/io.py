@@ -250,6 +250,24 @@ def live_holder(record_path: Path) -> str | None:
     return f"pid {pid} on {host}" if cmdline is not None and b"hyperstition" in cmdline else None
 
 
+def process_gone(pid: int) -> bool:
+    """True when process `pid` has ended: no such process, or a zombie not yet reaped. A process reaped between two
+    looks at /proc reads as gone (its files vanish), never as an error."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+
 def _cmdline(pid: int, tries: int = 20) -> bytes | None:
     """/proc/PID/cmdline, or None when the process is not running (or there is no /proc to ask). A process that has
     just been exec'd can read as empty for a moment, so an empty answer is asked again, up to `tries` x 25 ms."""

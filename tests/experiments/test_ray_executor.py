@@ -28,8 +28,8 @@ import hyperstition
 from hyperstition.analysis.catalog import load_experiment
 from hyperstition.experiments.executor import LocalExecutor
 from hyperstition.experiments.runner import run_experiment
+from hyperstition.io import process_gone
 from hyperstition.run import run_and_report
-from process_state import is_running
 
 # A long real-stage run that repeats what a cheaper test here already checks; skipped unless asked for, to keep
 # `make test` near ten minutes. `HYPERSTITION_LONG_TESTS=1 make test` runs it.
@@ -275,7 +275,7 @@ def test_killing_the_runner_stops_its_ray_workers_and_a_rerun_resumes(ray_cluste
     worker = json.loads(next(run.glob("cells/*/*/*/RUNNING.json")).read_text())["pid"]
     runner.kill()
     runner.wait(timeout=30)
-    _wait_for(lambda: not is_running(worker), 60, "the Ray worker outlived its runner")
+    _wait_for(lambda: process_gone(worker), 60, "the Ray worker outlived its runner")
     proc, _ = _cli(*args, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"\b4 ran, 0 kept from before, 0 failed, 0 blocked", proc.stdout), proc.stdout

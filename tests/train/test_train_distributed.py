@@ -32,10 +32,9 @@ from resume_worker import MODEL, PRETRAIN
 from safetensors.torch import load_file
 
 from hyperstition.config import ConfigError
-from hyperstition.io import read_jsonl
+from hyperstition.io import process_gone, read_jsonl
 from hyperstition.train.distributed import Ranks, check_batch, shard
 from hyperstition.train.pretrain import train_lm
-from process_state import is_running
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 LOSS_TOLERANCE = 1e-4
@@ -74,7 +73,7 @@ def _kill_run(proc: subprocess.Popen) -> None:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
     for pid in map(int, children):
-        while is_running(pid):
+        while not process_gone(pid):
             time.sleep(0.01)
 
 

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait as mp_wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from ..io import process_gone
+
 
 class JobCrashed(RuntimeError):
     """The process running a job died or the job function raised instead of returning."""
@@ -160,23 +162,6 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _runner_gone(runner_pid: int) -> bool:
-    """True when the runner that submitted this job has died: no such process, or a zombie not yet reaped."""
-    try:
-        with open(f"/proc/{runner_pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc: ask the kernel whether the pid exists
-        try:
-            os.kill(runner_pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
-
-
 def _watch_runner(runner_pid: int) -> None:
     """Die (SIGKILL, as the parent-death signal would) when the runner dies. A forked worker's parent is the fork
     server, which outlives the runner while any worker holds the end of the pipe that tells it the runner is alive,
@@ -188,7 +173,7 @@ def _watch_runner(runner_pid: int) -> None:
             poller.register(os.pidfd_open(runner_pid), select.POLLIN)  # readable once the runner has exited
             poller.poll()
         except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or the runner is gone already
-            while not _runner_gone(runner_pid):
+            while not process_gone(runner_pid):
                 time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -215,7 +200,7 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so when started through _sigint_ignoring_python
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # The runner died before prctl took effect: a spawned worker's parent is the runner, a forked one's the server.
-    if _runner_gone(runner_pid) if forked else os.getppid() != runner_pid:
+    if process_gone(runner_pid) if forked else os.getppid() != runner_pid:
         os._exit(1)
     if forked:
         _watch_runner(runner_pid)
